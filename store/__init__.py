@@ -1,0 +1,54 @@
+"""store: the integration layer's own state — xref (ID map), webhook inbox, exception items,
+lineage and outbox — on SQLite by default and PostgreSQL in production, migrated by Alembic.
+
+    from store import Store, make_engine, upgrade
+
+    engine = make_engine(settings.resolved_database_url)
+    upgrade(engine)
+    store = Store(engine)
+    store.link_xref(enterprise_id, "project", "PSA", tenant, "workspace", workspace_id)
+
+May import only ``contracts`` and third-party libraries; never Temporal, connectors, activities
+or workflows. Holds no business rules: it records what the workflows decided.
+"""
+
+from store.database import (
+    current_revision,
+    make_engine,
+    normalize_url,
+    upgrade,
+)
+from store.errors import AlreadyResolved, NotFound, StoreError, XrefConflict
+from store.models import (
+    ExceptionItemRow,
+    ExceptionStatus,
+    InboxRow,
+    LineageRow,
+    NewExceptionItem,
+    OutboxRow,
+    XrefRow,
+    XrefStatus,
+    metadata,
+)
+from store.repository import Store
+
+__all__ = [
+    "AlreadyResolved",
+    "ExceptionItemRow",
+    "ExceptionStatus",
+    "InboxRow",
+    "LineageRow",
+    "NewExceptionItem",
+    "NotFound",
+    "OutboxRow",
+    "Store",
+    "StoreError",
+    "XrefConflict",
+    "XrefRow",
+    "XrefStatus",
+    "current_revision",
+    "make_engine",
+    "metadata",
+    "normalize_url",
+    "upgrade",
+]

@@ -1,0 +1,132 @@
+"""xref: idempotent, race-safe links between enterprise ids and each system's objects."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC
+from typing import Any
+
+import pytest
+from ulid import ULID
+
+from store import NotFound, Store, XrefConflict, XrefRow
+
+Together = Callable[[int, Callable[[int], Any]], list[Any]]
+RowCount = Callable[..., int]
+
+
+def link(store: Store, enterprise_id: str, external_id: str = "006A1", **kw: Any) -> XrefRow:
+    return store.link_xref(
+        enterprise_id, "project", "CRM", "acme", "Opportunity", external_id, **kw
+    )
+
+
+def test_link_then_find(store: Store, row_count: RowCount) -> None:
+    eid = str(ULID())
+    row = link(store, eid, remote_version="v1")
+
+    assert row.id is not None
+    assert (row.enterprise_id, row.status, row.remote_version) == (eid, "active", "v1")
+    assert row.last_synced_at.tzinfo is not None
+    assert row.last_synced_at.utcoffset() == UTC.utcoffset(None)
+    assert store.find_enterprise_id("CRM", "acme", "Opportunity", "006A1") == eid
+    assert store.find_enterprise_id("CRM", "other-tenant", "Opportunity", "006A1") is None
+    assert row_count("xref") == 1
+
+
+def test_relink_same_enterprise_id_is_idempotent_and_refreshes(
+    store: Store, row_count: RowCount
+) -> None:
+    eid = str(ULID())
+    first = link(store, eid, remote_version="v1")
+    again = link(store, eid, status="archived")
+
+    assert again.id == first.id
+    assert again.status == "archived"
+    assert again.remote_version == "v1"  # None keeps the known version
+    assert again.last_synced_at >= first.last_synced_at
+    assert link(store, eid, remote_version="v2").remote_version == "v2"
+    assert row_count("xref") == 1
+
+
+def test_external_object_linked_to_other_enterprise_id_conflicts(
+    store: Store, row_count: RowCount
+) -> None:
+    first, second = str(ULID()), str(ULID())
+    link(store, first)
+
+    with pytest.raises(XrefConflict) as caught:
+        link(store, second)
+
+    assert caught.value.existing_enterprise_id == first
+    assert caught.value.enterprise_id == second
+    assert store.find_enterprise_id("CRM", "acme", "Opportunity", "006A1") == first
+    assert row_count("xref") == 1
+
+
+def test_enterprise_id_already_linked_to_other_object_of_same_type_conflicts(
+    store: Store, row_count: RowCount
+) -> None:
+    eid = str(ULID())
+    link(store, eid, external_id="006A1")
+
+    with pytest.raises(XrefConflict) as caught:
+        link(store, eid, external_id="006B2")
+
+    assert caught.value.existing_external_id == "006A1"
+    assert row_count("xref") == 1
+
+
+def test_links_across_systems_and_lookups(store: Store) -> None:
+    eid = str(ULID())
+    link(store, eid)
+    store.link_xref(eid, "project", "PSA", "acme", "workspace", "77")
+    store.link_xref(eid, "project", "ERP", "acme", "job", "PRJ-1")
+
+    assert [(x.system, x.external_id) for x in store.xrefs_for(eid)] == [
+        ("CRM", "006A1"),
+        ("ERP", "PRJ-1"),
+        ("PSA", "77"),
+    ]
+    found = store.find_xref(eid, "PSA", "workspace")
+    assert found is not None and found.external_id == "77"
+    assert store.find_xref(eid, "HCM", "worker") is None
+    assert store.xrefs_for(str(ULID())) == []
+
+
+def test_set_xref_status(store: Store, row_count: RowCount) -> None:
+    eid = str(ULID())
+    store.link_xref(eid, "project", "PSA", "acme", "workspace", "77")
+
+    row = store.set_xref_status("PSA", "acme", "workspace", "77", "archived")
+
+    assert row.status == "archived"
+    assert row_count("xref", "status = 'archived'") == 1
+    with pytest.raises(NotFound):
+        store.set_xref_status("PSA", "acme", "workspace", "missing", "archived")
+
+
+def test_fifty_concurrent_links_of_one_key_make_one_row(
+    store: Store, row_count: RowCount, together: Together
+) -> None:
+    eid = str(ULID())
+
+    outcomes = together(50, lambda _: link(store, eid).enterprise_id)
+
+    assert outcomes == [eid] * 50
+    assert row_count("xref") == 1
+
+
+def test_concurrent_links_with_different_enterprise_ids_one_wins(
+    store: Store, row_count: RowCount, together: Together
+) -> None:
+    candidates = [str(ULID()) for _ in range(20)]
+
+    outcomes = together(20, lambda i: link(store, candidates[i]).enterprise_id)
+
+    winners = [o for o in outcomes if isinstance(o, str)]
+    losers = [o for o in outcomes if isinstance(o, XrefConflict)]
+    assert len(winners) == 1 and len(losers) == 19, outcomes
+    assert {e.existing_enterprise_id for e in losers} == set(winners)
+    assert store.find_enterprise_id("CRM", "acme", "Opportunity", "006A1") == winners[0]
+    assert row_count("xref") == 1
