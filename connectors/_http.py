@@ -1,0 +1,262 @@
+"""The HTTP machinery every connector shares; vendor specifics stay in each system's module.
+
+- one `httpx.AsyncClient` per connector (connection reuse);
+- OAuth2 client credentials with a cached token, refreshed on expiry and once on a 401; or a
+  static bearer token;
+- tenacity retries for 429, 500/502/503/504 and timeouts: `Retry-After` honoured when the vendor
+  sends it, otherwise exponential backoff with full jitter, bounded by a time budget;
+- a per-tenant concurrency limit (NetSuite-style governance is account-wide);
+- responses mapped to the `contracts.errors` taxonomy.
+
+No Temporal imports here: activities decide what a failure means for a workflow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator, Callable, Collection
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from contracts.errors import (
+    AuthError,
+    BusinessRuleViolation,
+    ConflictError,
+    NotFoundError,
+    PssyncError,
+    RateLimitedError,
+    TransientError,
+)
+from contracts.settings import SystemSettings
+
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class VendorError:
+    """What a vendor's error body says, parsed by the connector that knows its shape."""
+
+    code: str
+    message: str
+    field: str | None = None
+
+
+ErrorParser = Callable[[httpx.Response], VendorError]
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def classify(system: str, response: httpx.Response, parse: ErrorParser) -> PssyncError:
+    """Map an HTTP error response to the contracts taxonomy."""
+    status = response.status_code
+    try:
+        err = parse(response)
+    except Exception:
+        err = VendorError(code=f"HTTP_{status}", message=response.text[:500])
+    message = f"{system} {status} {err.code}: {err.message}"
+    if status == 429:
+        return RateLimitedError(
+            message,
+            system=system,
+            retry_after_s=parse_retry_after(response.headers.get("retry-after")),
+        )
+    if status in RETRYABLE_STATUSES or status >= 500:
+        return TransientError(message, system=system)
+    if status in (401, 403):
+        return AuthError(message, system=system)
+    if status == 404:
+        return NotFoundError(message, system=system)
+    if status in (409, 412):
+        return ConflictError(message, system=system)
+    return BusinessRuleViolation(err.code, err.message, field=err.field, system=system)
+
+
+class ClientCredentials(httpx.Auth):
+    """OAuth2 client credentials: cache the token, refresh before expiry and once on a 401."""
+
+    requires_response_body = True
+
+    def __init__(self, token_url: str, client_id: str, client_secret: str) -> None:
+        self.token_url = token_url
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self.refreshes = 0
+
+    def _token_request(self) -> httpx.Request:
+        return httpx.Request(
+            "POST",
+            self.token_url,
+            data={
+                "grant_type": "client_credentials",
+                "client_id": self.client_id,
+                "client_secret": self.client_secret,
+            },
+        )
+
+    def _accept(self, response: httpx.Response) -> None:
+        if response.status_code != 200:
+            # A token endpoint failure is transient unless the credentials were refused.
+            if response.status_code in (400, 401, 403):
+                raise AuthError(f"token endpoint refused credentials: {response.status_code}")
+            raise TransientError(f"token endpoint answered {response.status_code}")
+        body = response.json()
+        self._token = body["access_token"]
+        # Refresh a little early so a request never leaves with a token about to lapse.
+        self._expires_at = time.monotonic() + float(body.get("expires_in", 3600)) * 0.9
+        self.refreshes += 1
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        # Overriding async_auth_flow skips httpx's own `requires_response_body` read, so the
+        # token response is read here before its JSON is used.
+        if self._token is None or time.monotonic() >= self._expires_at:
+            token_response = yield self._token_request()
+            await token_response.aread()
+            self._accept(token_response)
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        response = yield request
+        if response.status_code == 401:
+            token_response = yield self._token_request()
+            await token_response.aread()
+            self._accept(token_response)
+            request.headers["Authorization"] = f"Bearer {self._token}"
+            yield request
+
+
+class _WaitRetryAfterOrJitter:
+    """Honour a vendor's Retry-After; otherwise full-jitter exponential backoff."""
+
+    def __init__(self, base_s: float, cap_s: float) -> None:
+        self.jitter = wait_random_exponential(multiplier=base_s, max=cap_s)
+        self.cap_s = cap_s
+
+    def __call__(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RateLimitedError) and exc.retry_after_s is not None:
+            return min(exc.retry_after_s, self.cap_s)
+        return float(self.jitter(state))
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, TransientError | RateLimitedError)
+
+
+class VendorHttp:
+    """An authenticated, retrying, concurrency-limited HTTP client for one vendor tenant."""
+
+    def __init__(
+        self,
+        system: str,
+        settings: SystemSettings,
+        parse_error: ErrorParser,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        backoff_base_s: float = 0.05,
+        backoff_cap_s: float = 5.0,
+    ) -> None:
+        self.system = system
+        self.settings = settings
+        self.parse_error = parse_error
+        base = settings.base_url.rstrip("/")
+        auth: httpx.Auth | None
+        if settings.auth == "bearer":
+            token = settings.token.get_secret_value() if settings.token else ""
+            auth = None
+            headers = {"Authorization": f"Bearer {token}"}
+        else:
+            auth = ClientCredentials(
+                settings.token_url or f"{base}/oauth2/token",
+                settings.client_id,
+                settings.client_secret.get_secret_value(),
+            )
+            headers = {}
+        self.client = httpx.AsyncClient(
+            base_url=base,
+            auth=auth,
+            headers=headers,
+            timeout=settings.timeout_s,
+            transport=transport,
+            limits=httpx.Limits(
+                max_connections=settings.max_concurrency * 2,
+                max_keepalive_connections=settings.max_concurrency,
+            ),
+        )
+        self._limit = asyncio.Semaphore(settings.max_concurrency)
+        self._wait = _WaitRetryAfterOrJitter(backoff_base_s, backoff_cap_s)
+        self.retries = 0
+        self.calls = 0
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        ok: Collection[int] = (200, 201, 202, 204),
+        retry: bool = True,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """Send one request; retry transient failures; return the response or raise a
+        `contracts.errors` type. Statuses in `ok` are returned as they are."""
+        if not retry:
+            return await self._once(method, url, ok, kwargs)
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(_retryable),
+            wait=self._wait,
+            stop=stop_after_delay(self.settings.retry_budget_s),
+            reraise=True,
+            before_sleep=self._count_retry,
+        ):
+            with attempt:
+                return await self._once(method, url, ok, kwargs)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _count_retry(self, _state: RetryCallState) -> None:
+        self.retries += 1
+
+    async def _once(
+        self, method: str, url: str, ok: Collection[int], kwargs: dict[str, Any]
+    ) -> httpx.Response:
+        async with self._limit:
+            self.calls += 1
+            try:
+                response = await self.client.request(method, url, **kwargs)
+            except httpx.TimeoutException as exc:
+                raise TransientError(
+                    f"{self.system} timed out: {exc!r}", system=self.system
+                ) from exc
+            except httpx.TransportError as exc:
+                raise TransientError(
+                    f"{self.system} unreachable: {exc!r}", system=self.system
+                ) from exc
+        if response.status_code in ok:
+            return response
+        raise classify(self.system, response, self.parse_error)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
