@@ -107,7 +107,8 @@ class ClientCredentials(httpx.Auth):
         self._expires_at = 0.0
         self.refreshes = 0
 
-    def _token_request(self) -> httpx.Request:
+    def _token_request(self, request: httpx.Request) -> httpx.Request:
+        # Carry the client's timeout: a hung token endpoint must not block past timeout_s.
         return httpx.Request(
             "POST",
             self.token_url,
@@ -116,6 +117,7 @@ class ClientCredentials(httpx.Auth):
                 "client_id": self.client_id,
                 "client_secret": self.client_secret,
             },
+            extensions={"timeout": request.extensions.get("timeout", {})},
         )
 
     def _accept(self, response: httpx.Response) -> None:
@@ -136,13 +138,13 @@ class ClientCredentials(httpx.Auth):
         # Overriding async_auth_flow skips httpx's own `requires_response_body` read, so the
         # token response is read here before its JSON is used.
         if self._token is None or time.monotonic() >= self._expires_at:
-            token_response = yield self._token_request()
+            token_response = yield self._token_request(request)
             await token_response.aread()
             self._accept(token_response)
         request.headers["Authorization"] = f"Bearer {self._token}"
         response = yield request
         if response.status_code == 401:
-            token_response = yield self._token_request()
+            token_response = yield self._token_request(request)
             await token_response.aread()
             self._accept(token_response)
             request.headers["Authorization"] = f"Bearer {self._token}"
