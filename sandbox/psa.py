@@ -2057,7 +2057,19 @@ def load_firm(app_or_state: FastAPI | TwinState, firm: Firm) -> None:
     """
     state = _state_of(app_or_state)
     with state.session() as s:
+        # Seeding again (every `pssync up`) must not duplicate what the references show exists.
+        known = {
+            (ref.service_model, ref.service_model_ref)
+            for ref in s.exec(
+                select(PsaExternalReference).where(
+                    PsaExternalReference.service_name == SERVICE_NAME,
+                    col(PsaExternalReference.service_model).in_([WORKER_MODEL, RATE_CARD_MODEL]),
+                )
+            )
+        }
         for fw in firm.workers:
+            if (WORKER_MODEL, fw.id) in known:
+                continue
             past_termination = fw.status == "terminated"
             user = PsaUser(
                 full_name=fw.name,
@@ -2086,6 +2098,8 @@ def load_firm(app_or_state: FastAPI | TwinState, firm: Firm) -> None:
             )
         s.commit()
     for card in firm.rate_cards:
+        if (RATE_CARD_MODEL, card.id) in known:
+            continue
         add_rate_card(
             state,
             title=card.name,
