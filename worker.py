@@ -11,22 +11,34 @@ import contextlib
 import logging
 import signal
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
+import store
 from activities import doctor as doctor_activities
-from contracts.naming import TASK_QUEUE
+from activities.crm import CrmActivities
+from activities.erp import ErpActivities
+from activities.psa import PsaActivities
+from activities.store import StoreActivities
+from connectors.crm import CrmPort, SalesforceCrm
+from connectors.erp import ErpPort, NetSuiteErp
+from connectors.hcm import HcmPort, WorkdayHcm
+from connectors.psa import KantataPsa, PsaPort
+from contracts.naming import TASK_QUEUE, erp_task_queue
 from contracts.settings import Settings, load_settings
 from workflows.doctor import DoctorWorkflow
+from workflows.opportunity_to_project import OpportunityToProjectWorkflow
 
 log = logging.getLogger("pssync.worker")
 
-WORKFLOWS: Sequence[type] = (DoctorWorkflow,)
+WORKFLOWS: Sequence[type] = (DoctorWorkflow, OpportunityToProjectWorkflow)
 
 
 def prometheus_runtime(port: int) -> Runtime:
@@ -60,30 +72,116 @@ async def connect_client(
     return await Client.connect(data_converter=pydantic_data_converter, **options)
 
 
-def activity_callables(settings: Settings) -> list[Any]:
-    """Every activity this deployment runs, bound to its connectors and store."""
-    return [doctor_activities.ping]
+@dataclass
+class Deployment:
+    """The connectors and store one deployment runs on. `from_settings` builds the real ones;
+    tests build it with the in-memory fakes."""
+
+    settings: Settings
+    store: store.Store
+    crm: CrmPort
+    psa: PsaPort
+    erp: ErpPort
+    hcm: HcmPort
+    engine: Engine | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Deployment:
+        engine = store.make_engine(settings.resolved_database_url)
+        return cls(
+            settings=settings,
+            store=store.Store(engine),
+            crm=SalesforceCrm(settings.crm),
+            psa=KantataPsa(settings.psa),
+            erp=NetSuiteErp(settings.erp),
+            hcm=WorkdayHcm(settings.hcm),
+            engine=engine,
+        )
+
+    def tenants(self) -> dict[str, str]:
+        s = self.settings
+        return {"CRM": s.crm.tenant, "PSA": s.psa.tenant, "ERP": s.erp.tenant, "HCM": s.hcm.tenant}
+
+    async def aclose(self) -> None:
+        for connector in (self.crm, self.psa, self.erp, self.hcm):
+            close = getattr(connector, "aclose", None)
+            if close is not None:
+                await close()
+        if self.engine is not None:
+            self.engine.dispose()
 
 
-def build_workers(client: Client, settings: Settings) -> list[Worker]:
+def build_workers(
+    client: Client, deployment: Deployment, *, task_queue: str = TASK_QUEUE
+) -> list[Worker]:
+    """The main worker (workflows; CRM, PSA, HCM and store activities) and the ERP worker,
+    whose activities the server starts no faster than the ERP's quota."""
+    settings = deployment.settings
+    crm = CrmActivities(deployment.crm)
+    psa = PsaActivities(deployment.psa)
+    erp = ErpActivities(deployment.erp)
+    st = StoreActivities(deployment.store, deployment.tenants())
+    main_activities: list[Any] = [
+        doctor_activities.ping,
+        crm.read_opportunity,
+        crm.write_back_enterprise_id,
+        crm.mark_provisioning,
+        psa.check_rate_card,
+        psa.create_project_shell,
+        psa.archive_project,
+        psa.seed_staffing_demand,
+        psa.cancel_staffing_demand,
+        st.reserve_enterprise_id,
+        st.link_xrefs,
+        st.open_exception,
+        st.resolve_exception,
+        st.escalate_exception,
+        st.add_outbox,
+        st.record_lineage,
+    ]
+    erp_activities: list[Any] = [
+        erp.check_cost_center,
+        erp.upsert_customer,
+        erp.upsert_project,
+        erp.close_project,
+    ]
     return [
         Worker(
             client,
-            task_queue=TASK_QUEUE,
+            task_queue=task_queue,
             workflows=list(WORKFLOWS),
-            activities=activity_callables(settings),
-        )
+            activities=main_activities,
+        ),
+        Worker(
+            client,
+            task_queue=erp_task_queue(task_queue),
+            activities=erp_activities,
+            max_task_queue_activities_per_second=settings.erp_quota_rps,
+            max_concurrent_activities=settings.erp.max_concurrency * 4,
+        ),
     ]
 
 
-async def run_workers(client: Client, settings: Settings, stop: asyncio.Event) -> None:
+async def run_workers(
+    client: Client,
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    deployment: Deployment | None = None,
+    task_queue: str = TASK_QUEUE,
+) -> None:
     """Run every worker until `stop` is set, then shut them down gracefully."""
-    workers = build_workers(client, settings)
-    async with contextlib.AsyncExitStack() as stack:
-        for w in workers:
-            await stack.enter_async_context(w)
-        log.info("workers polling %s", ", ".join(w.task_queue for w in workers))
-        await stop.wait()
+    store.upgrade(settings.resolved_database_url)
+    deployment = deployment or Deployment.from_settings(settings)
+    try:
+        workers = build_workers(client, deployment, task_queue=task_queue)
+        async with contextlib.AsyncExitStack() as stack:
+            for w in workers:
+                await stack.enter_async_context(w)
+            log.info("workers polling %s", ", ".join(w.task_queue for w in workers))
+            await stop.wait()
+    finally:
+        await deployment.aclose()
 
 
 async def _main(settings: Settings) -> None:

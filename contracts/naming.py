@@ -8,8 +8,15 @@ from __future__ import annotations
 
 TASK_QUEUE = "pssync"
 """Workflows and most activities."""
-ERP_TASK_QUEUE = "pssync-erp"
-"""ERP-bound activities, rate-limited to the ERP's quota."""
+
+
+def erp_task_queue(task_queue: str) -> str:
+    """ERP-bound activities run on their own queue, rate-limited to the ERP's quota; it pairs
+    with the workflow's queue so a deployment (or a test) with its own queue gets its own."""
+    return f"{task_queue}-erp"
+
+
+ERP_TASK_QUEUE = erp_task_queue(TASK_QUEUE)
 
 # Custom search attributes: name -> Temporal indexed value type.
 SEARCH_ATTRIBUTES: dict[str, str] = {

@@ -1,0 +1,616 @@
+"""OpportunityToProject: a won deal becomes a PSA project and an ERP financial project, linked
+by one enterprise ID, with compensations that undo partial work.
+
+Messages it accepts:
+- update `resolve_exception` (`ExceptionResolution` -> `ResolutionAccepted`): a person's
+  decision on the open exception item — retry, retry with corrected data, or abandon. The
+  validator refuses, before anything reaches history, an actor without a resolver role or
+  outside the deal's scope, an unknown or already-resolved item, and corrections to fields that
+  cannot be corrected.
+- query `status` (`ProvisioningStatus`): the current step, IDs so far, the open exception.
+
+Deterministic: no I/O; IDs are minted from `workflow.now()` and `workflow.random()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities._errors import business_error_info
+    from activities.crm import (
+        CrmActivities,
+        MarkProvisioning,
+        OpportunitySnapshot,
+        ReadOpportunity,
+        WriteBackEnterpriseId,
+    )
+    from activities.erp import (
+        CheckCostCenter,
+        CloseProject,
+        ErpActivities,
+        UpsertCustomer,
+        UpsertProject,
+    )
+    from activities.psa import (
+        ArchiveProject,
+        CancelStaffingDemand,
+        CheckRateCard,
+        CreateProjectShell,
+        PsaActivities,
+        SeedStaffingDemand,
+    )
+    from activities.store import (
+        EscalateExceptionItem,
+        LinkXrefs,
+        OpenExceptionItem,
+        OutboxEvent,
+        ReserveEnterpriseId,
+        ResolveExceptionItem,
+        StoreActivities,
+        XrefLink,
+    )
+    from contracts.ids import mint_ulid
+    from contracts.naming import erp_task_queue
+    from contracts.v1 import Customer, Opportunity, Project
+    from contracts.v1.processes import (
+        OPPORTUNITY_TO_PROJECT,
+        PROCESS_OPPORTUNITY_TO_PROJECT,
+        RESOLVE_EXCEPTION_UPDATE,
+        RESOLVER_ROLES,
+        STATUS_QUERY,
+        ExceptionResolution,
+        OpenException,
+        ProvisioningStatus,
+        ProvisioningStep,
+        ProvisionProjectInput,
+        ProvisionProjectResult,
+        ResolutionAccepted,
+        ResolutionAction,
+    )
+    from contracts.v1.provisioning import (
+        CORRECTABLE_FIELDS,
+        RuleViolation,
+        apply_corrections,
+        budget_for,
+        project_from_opportunity,
+        staffing_demand,
+        validate_commercial_structure,
+    )
+
+T = TypeVar("T")
+
+ENTERPRISE_PROJECT_ID = SearchAttributeKey.for_keyword("EnterpriseProjectId")
+CUSTOMER_NAME = SearchAttributeKey.for_keyword("CustomerName")
+EXCEPTION_OPEN = SearchAttributeKey.for_bool("ExceptionOpen")
+
+# Transient failures (outages, 429s) retry without limit: the work waits for the system to
+# come back instead of failing the saga. Business errors are non-retryable by construction.
+RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=["BusinessRuleViolation", "AuthError", "NotFoundError"],
+)
+TIMEOUT = timedelta(seconds=60)
+
+
+class Abandoned(Exception):
+    """A person chose to abandon provisioning."""
+
+
+@workflow.defn(name=OPPORTUNITY_TO_PROJECT)
+class OpportunityToProjectWorkflow:
+    @workflow.init
+    def __init__(self, request: ProvisionProjectInput) -> None:
+        self._request = request
+        self._status = ProvisioningStatus(step=ProvisioningStep.READING_CRM)
+        self._open: OpenException | None = None
+        self._resolution: ExceptionResolution | None = None
+        self._corrections: dict[str, str] = {}
+        self._exceptions_opened = 0
+        self._scope_keys: set[str] = {"*", request.opportunity_id}
+        self._erp_queue = erp_task_queue(workflow.info().task_queue)
+
+    # ----------------------------------------------------------------------- messages
+
+    @workflow.query(name=STATUS_QUERY)
+    def status(self) -> ProvisioningStatus:
+        return self._status
+
+    @workflow.update(name=RESOLVE_EXCEPTION_UPDATE)
+    async def resolve_exception(self, resolution: ExceptionResolution) -> ResolutionAccepted:
+        # Two updates validated in the same task both see the item open; only one may win.
+        if self._open is None or self._open.item_id != resolution.item_id:
+            raise ApplicationError(
+                f"exception item {resolution.item_id} is no longer open", type="NoOpenException"
+            )
+        self._open = None
+        self._resolution = resolution
+        await workflow.execute_activity_method(
+            StoreActivities.resolve_exception,
+            ResolveExceptionItem(
+                item_id=resolution.item_id,
+                actor=resolution.actor,
+                resolution=resolution.model_dump(mode="json"),
+            ),
+            start_to_close_timeout=TIMEOUT,
+            retry_policy=RETRY,
+        )
+        return ResolutionAccepted(
+            item_id=resolution.item_id, action=resolution.action, accepted_at=workflow.now()
+        )
+
+    @resolve_exception.validator
+    def _validate_resolution(self, resolution: ExceptionResolution) -> None:
+        # Typed refusals: the gateway answers NotAuthorized/NotInScope with 403 and
+        # NoOpenException with 409.
+        if self._open is None or self._open.item_id != resolution.item_id:
+            raise ApplicationError(
+                f"exception item {resolution.item_id} is not open in this run",
+                type="NoOpenException",
+            )
+        allowed_roles = RESOLVER_ROLES[PROCESS_OPPORTUNITY_TO_PROJECT]
+        if not allowed_roles.intersection(resolution.actor_roles):
+            needs = ", ".join(sorted(allowed_roles))
+            raise ApplicationError(
+                f"{resolution.actor} may not resolve this item: needs one of {needs}",
+                type="NotAuthorized",
+            )
+        if not self._scope_keys.intersection(resolution.actor_scopes):
+            raise ApplicationError(
+                f"{resolution.actor} has no scope over this deal", type="NotInScope"
+            )
+        if resolution.action not in self._open.allowed_actions:
+            raise ApplicationError(
+                f"{resolution.action} is not allowed for {self._open.cause_code}",
+                type="ActionNotAllowed",
+            )
+        if resolution.action is ResolutionAction.RETRY_WITH_DATA:
+            if not resolution.corrections:
+                raise ApplicationError(
+                    "retry_with_data needs corrections", type="InvalidCorrection"
+                )
+            bad = set(resolution.corrections) - CORRECTABLE_FIELDS
+            if bad:
+                raise ApplicationError(f"cannot correct {sorted(bad)}", type="InvalidCorrection")
+
+    # ----------------------------------------------------------------------- the saga
+
+    @workflow.run
+    async def run(self, request: ProvisionProjectInput) -> ProvisionProjectResult:
+        compensations: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
+        try:
+            return await self._provision(request, compensations)
+        except (ActivityError, ApplicationError, Abandoned, asyncio.CancelledError) as err:
+            reason = _reason(err)
+            self._step(ProvisioningStep.COMPENSATING, f"undoing: {reason}")
+            for label, undo in reversed(compensations):
+                workflow.logger.info("compensating: %s", label)
+                await undo()
+            await self._mark_crm(request.opportunity_id, "Failed", reason)
+            self._step(ProvisioningStep.FAILED, f"failed and compensated: {reason}")
+            if isinstance(err, asyncio.CancelledError):
+                raise
+            raise ApplicationError(
+                f"provisioning {request.opportunity_id} failed: {reason}",
+                type="ProvisioningFailed",
+                non_retryable=True,
+            ) from err
+
+    async def _provision(
+        self,
+        request: ProvisionProjectInput,
+        compensations: list[tuple[str, Callable[[], Awaitable[Any]]]],
+    ) -> ProvisionProjectResult:
+        # 1. Re-read the deal and validate it; a person fixes what is wrong.
+        opportunity, customer = await self._valid_deal(request)
+        # 2. Master data the ERP and PSA hold.
+        await self._master_data_ok(request)
+        opportunity = apply_corrections(opportunity, self._corrections)
+        project = project_from_opportunity(opportunity, customer)
+        # 3. Enterprise IDs: minted here, kept if the source record already has one.
+        self._step(ProvisioningStep.MINTING_ID, "minting the enterprise project ID")
+        enterprise_id = await self._reserve_id(
+            "project", "CRM", request.crm_tenant, "Opportunity", opportunity.external_id
+        )
+        customer_eid = await self._reserve_id(
+            "customer", "CRM", request.crm_tenant, "Account", customer.external_id
+        )
+        self._status.enterprise_id = enterprise_id
+        self._scope_keys.add(enterprise_id)
+        workflow.upsert_search_attributes(
+            [
+                ENTERPRISE_PROJECT_ID.value_set(enterprise_id),
+                CUSTOMER_NAME.value_set(customer.name),
+            ]
+        )
+        # 4. ERP customer (an upsert: nothing to compensate, it may serve other projects).
+        self._step(ProvisioningStep.ERP_CUSTOMER, f"upserting ERP customer {customer.name}")
+        customer_erp_id: str = await self._business_step(
+            ProvisioningStep.ERP_CUSTOMER,
+            lambda: workflow.execute_activity_method(
+                ErpActivities.upsert_customer,
+                UpsertCustomer(customer=customer, enterprise_id=customer_eid),
+                task_queue=self._erp_queue,
+                start_to_close_timeout=TIMEOUT,
+                retry_policy=RETRY,
+                summary=f"ERP customer {customer.name}",
+            ),
+        )
+        self._status.ids["erp_customer_id"] = customer_erp_id
+        # 5. PSA shell; its compensation is registered first, since a crash after the PSA
+        # created it but before we heard back still leaves a shell to archive.
+        compensations.append(("archive PSA project", lambda: self._compensate_psa(enterprise_id)))
+        self._step(ProvisioningStep.PSA_PROJECT, "creating the PSA project shell")
+        psa_id: str = await self._business_step(
+            ProvisioningStep.PSA_PROJECT,
+            lambda: workflow.execute_activity_method(
+                PsaActivities.create_project_shell,
+                CreateProjectShell(project=self._project(project), enterprise_id=enterprise_id),
+                start_to_close_timeout=TIMEOUT,
+                retry_policy=RETRY,
+                summary="PSA workspace, WBS, milestones",
+            ),
+        )
+        self._status.ids["psa_project_id"] = psa_id
+        # 6. ERP financial project with its budget.
+        compensations.append(("close ERP project", lambda: self._compensate_erp(enterprise_id)))
+        self._step(ProvisioningStep.ERP_PROJECT, "creating the ERP financial project")
+        erp_id: str = await self._business_step(
+            ProvisioningStep.ERP_PROJECT,
+            lambda: workflow.execute_activity_method(
+                ErpActivities.upsert_project,
+                UpsertProject(
+                    project=self._project(project),
+                    enterprise_id=enterprise_id,
+                    customer_erp_id=customer_erp_id,
+                    budget=budget_for(project),
+                ),
+                task_queue=self._erp_queue,
+                start_to_close_timeout=TIMEOUT,
+                retry_policy=RETRY,
+                summary=f"ERP job, budget {budget_for(project)}",
+            ),
+        )
+        self._status.ids["erp_project_id"] = erp_id
+        # 7. Link every system's ID and write the enterprise ID back to the CRM.
+        self._step(ProvisioningStep.LINKING, "linking IDs and writing the enterprise ID back")
+        await workflow.execute_activity_method(
+            StoreActivities.link_xrefs,
+            LinkXrefs(
+                enterprise_id=enterprise_id,
+                entity_type="project",
+                links=[
+                    XrefLink(
+                        system="CRM",
+                        tenant=request.crm_tenant,
+                        object_type="Opportunity",
+                        external_id=opportunity.external_id,
+                    ),
+                    XrefLink(system="PSA", object_type="workspace", external_id=psa_id),
+                    XrefLink(system="ERP", object_type="job", external_id=erp_id),
+                ],
+            ),
+            start_to_close_timeout=TIMEOUT,
+            retry_policy=RETRY,
+        )
+        await workflow.execute_activity_method(
+            StoreActivities.link_xrefs,
+            LinkXrefs(
+                enterprise_id=customer_eid,
+                entity_type="customer",
+                links=[
+                    XrefLink(
+                        system="CRM",
+                        tenant=request.crm_tenant,
+                        object_type="Account",
+                        external_id=customer.external_id,
+                    ),
+                    XrefLink(system="ERP", object_type="customer", external_id=customer_erp_id),
+                ],
+            ),
+            start_to_close_timeout=TIMEOUT,
+            retry_policy=RETRY,
+        )
+        await workflow.execute_activity_method(
+            CrmActivities.write_back_enterprise_id,
+            WriteBackEnterpriseId(
+                opportunity_id=opportunity.external_id, enterprise_id=enterprise_id
+            ),
+            start_to_close_timeout=TIMEOUT,
+            retry_policy=RETRY,
+            summary="enterprise ID -> CRM",
+        )
+        # 8. Staffing demand: one resource request per role.
+        compensations.append(
+            ("cancel staffing demand", lambda: self._compensate_demand(enterprise_id))
+        )
+        self._step(ProvisioningStep.STAFFING_DEMAND, "raising staffing demand per role")
+        demands = staffing_demand(self._project(project), enterprise_id)
+        request_ids: list[str] = await workflow.execute_activity_method(
+            PsaActivities.seed_staffing_demand,
+            SeedStaffingDemand(psa_project_id=psa_id, demands=demands),
+            start_to_close_timeout=TIMEOUT,
+            retry_policy=RETRY,
+            summary=f"{len(demands)} resource requests",
+        )
+        # 9. Publish and tell the CRM.
+        self._step(ProvisioningStep.PUBLISHING, "publishing project.provisioned")
+        result = ProvisionProjectResult(
+            enterprise_id=enterprise_id,
+            opportunity_id=opportunity.external_id,
+            customer_enterprise_id=customer_eid,
+            erp_customer_id=customer_erp_id,
+            psa_project_id=psa_id,
+            erp_project_id=erp_id,
+            resource_request_ids=request_ids,
+        )
+        await workflow.execute_activity_method(
+            StoreActivities.add_outbox,
+            OutboxEvent(
+                event_type="project.provisioned",
+                key=enterprise_id,
+                payload=result.model_dump(mode="json")
+                | {"crm_tenant": request.crm_tenant, "provisioned_at": workflow.now().isoformat()},
+            ),
+            start_to_close_timeout=TIMEOUT,
+            retry_policy=RETRY,
+        )
+        await self._mark_crm(opportunity.external_id, "Provisioned", None)
+        self._step(ProvisioningStep.DONE, f"project {enterprise_id} provisioned")
+        return result
+
+    # ----------------------------------------------------------------------- steps
+
+    async def _valid_deal(self, request: ProvisionProjectInput) -> tuple[Opportunity, Customer]:
+        while True:
+            self._step(ProvisioningStep.READING_CRM, "re-reading the opportunity from the CRM")
+            snapshot: OpportunitySnapshot = await workflow.execute_activity_method(
+                CrmActivities.read_opportunity,
+                ReadOpportunity(opportunity_id=request.opportunity_id),
+                start_to_close_timeout=TIMEOUT,
+                retry_policy=RETRY,
+                summary=f"read opportunity {request.opportunity_id}",
+            )
+            self._step(ProvisioningStep.VALIDATING, "validating the commercial structure")
+            opportunity = apply_corrections(snapshot.opportunity, self._corrections)
+            self._status.opportunity = opportunity
+            if opportunity.practice:
+                self._scope_keys.add(opportunity.practice)
+            violations = validate_commercial_structure(opportunity)
+            if not violations:
+                return snapshot.opportunity, snapshot.customer
+            await self._await_resolution(ProvisioningStep.VALIDATING, violations[0])
+
+    async def _master_data_ok(self, request: ProvisionProjectInput) -> None:
+        while True:
+            self._step(ProvisioningStep.CHECKING_MASTER_DATA, "checking ERP and PSA master data")
+            opportunity = self._status.opportunity
+            assert opportunity is not None
+            opportunity = apply_corrections(opportunity, self._corrections)
+            cost_center, rate_card = await asyncio.gather(
+                workflow.execute_activity_method(
+                    ErpActivities.check_cost_center,
+                    CheckCostCenter(cost_center=opportunity.cost_center or ""),
+                    task_queue=self._erp_queue,
+                    start_to_close_timeout=TIMEOUT,
+                    retry_policy=RETRY,
+                    summary=f"cost center {opportunity.cost_center}",
+                ),
+                workflow.execute_activity_method(
+                    PsaActivities.check_rate_card,
+                    CheckRateCard(rate_card_id=opportunity.rate_card_id or ""),
+                    start_to_close_timeout=TIMEOUT,
+                    retry_policy=RETRY,
+                    summary=f"rate card {opportunity.rate_card_id}",
+                ),
+            )
+            violation = cost_center or rate_card
+            if violation is None:
+                return
+            await self._await_resolution(ProvisioningStep.CHECKING_MASTER_DATA, violation)
+
+    async def _business_step(self, step: ProvisioningStep, call: Callable[[], Awaitable[T]]) -> T:
+        """Run a forward step; a business refusal becomes an exception item and the step is
+        tried again once a person has resolved it (abandon raises)."""
+        while True:
+            try:
+                return await call()
+            except ActivityError as err:
+                info = business_error_info(err)
+                if info is None:
+                    raise
+                violation = RuleViolation(
+                    code=info.code or "BUSINESS_RULE",
+                    field=info.field,
+                    detail=info.detail or info.message,
+                )
+                await self._await_resolution(step, violation)
+                self._step(step, f"retrying after {violation.code} was resolved")
+
+    def _project(self, project: Project) -> Project:
+        """The project with any corrections a person made since it was built."""
+        updates = {k: v for k, v in self._corrections.items() if k in Project.model_fields}
+        return project.model_copy(update=updates) if updates else project
+
+    async def _reserve_id(
+        self, entity_type: str, system: str, tenant: str, object_type: str, external_id: str
+    ) -> str:
+        candidate = mint_ulid(
+            int(workflow.now().timestamp() * 1000), workflow.random().getrandbits(80)
+        )
+        enterprise_id: str = await workflow.execute_activity_method(
+            StoreActivities.reserve_enterprise_id,
+            ReserveEnterpriseId(
+                entity_type=entity_type,
+                system=system,
+                tenant=tenant,
+                object_type=object_type,
+                external_id=external_id,
+                candidate=candidate,
+            ),
+            start_to_close_timeout=TIMEOUT,
+            retry_policy=RETRY,
+        )
+        return enterprise_id
+
+    # ----------------------------------------------------------------------- exceptions
+
+    async def _await_resolution(self, step: ProvisioningStep, violation: RuleViolation) -> None:
+        """Open an exception item, wait for a person (escalating on time), apply the decision."""
+        info = workflow.info()
+        self._exceptions_opened += 1
+        # Deterministic (replay-safe) and URL-safe: it travels in the gateway's paths.
+        item_id = (
+            "exc_"
+            + uuid.uuid5(
+                uuid.NAMESPACE_URL, f"{info.workflow_id}/{step.value}/{self._exceptions_opened}"
+            ).hex
+        )
+        actions = [ResolutionAction.RETRY, ResolutionAction.ABANDON]
+        if violation.field in CORRECTABLE_FIELDS:
+            actions.insert(1, ResolutionAction.RETRY_WITH_DATA)
+        await workflow.execute_activity_method(
+            StoreActivities.open_exception,
+            OpenExceptionItem(
+                item_id=item_id,
+                workflow_id=info.workflow_id,
+                run_id=info.run_id,
+                process=PROCESS_OPPORTUNITY_TO_PROJECT,
+                cause_code=violation.code,
+                field=violation.field,
+                detail=violation.detail,
+                owner="delivery_manager",
+                context={
+                    "step": step.value,
+                    "opportunity_id": self._request.opportunity_id,
+                    "enterprise_id": self._status.enterprise_id,
+                    "allowed_actions": [a.value for a in actions],
+                },
+            ),
+            start_to_close_timeout=TIMEOUT,
+            retry_policy=RETRY,
+        )
+        self._resolution = None
+        self._open = OpenException(
+            item_id=item_id,
+            cause_code=violation.code,
+            field=violation.field,
+            detail=violation.detail,
+            opened_at=workflow.now(),
+            allowed_actions=actions,
+        )
+        self._status.open_exception = self._open
+        workflow.upsert_search_attributes([EXCEPTION_OPEN.value_set(True)])
+        self._step(
+            ProvisioningStep.WAITING_FOR_RESOLUTION,
+            f"exception {violation.code} on {violation.field or step.value}: {violation.detail}"
+            f" — waiting for {' / '.join(a.value for a in actions)}",
+        )
+        escalate_after = timedelta(seconds=self._request.escalation_after_s)
+        try:
+            await workflow.wait_condition(
+                lambda: self._resolution is not None, timeout=escalate_after
+            )
+        except TimeoutError:
+            self._open.escalated = True
+            await workflow.execute_activity_method(
+                StoreActivities.escalate_exception,
+                EscalateExceptionItem(item_id=item_id, owner="ops"),
+                start_to_close_timeout=TIMEOUT,
+                retry_policy=RETRY,
+            )
+            self._step(
+                ProvisioningStep.WAITING_FOR_RESOLUTION,
+                f"ESCALATED to ops after {escalate_after}: {violation.code} — {violation.detail}",
+            )
+            await workflow.wait_condition(self._decided)
+        resolution = self._resolution
+        assert resolution is not None
+        self._status.open_exception = None
+        workflow.upsert_search_attributes([EXCEPTION_OPEN.value_set(False)])
+        if resolution.action is ResolutionAction.ABANDON:
+            raise Abandoned(
+                f"abandoned by {resolution.actor} on {violation.code}: {violation.detail}"
+                + (f" ({resolution.note})" if resolution.note else "")
+            )
+        if resolution.action is ResolutionAction.RETRY_WITH_DATA:
+            self._corrections.update(resolution.corrections)
+
+    def _decided(self) -> bool:
+        # Act only once the handler has recorded who decided what in the store.
+        return self._resolution is not None and workflow.all_handlers_finished()
+
+    # ----------------------------------------------------------------------- compensations
+
+    async def _compensate_psa(self, enterprise_id: str) -> None:
+        await workflow.execute_activity_method(
+            PsaActivities.archive_project,
+            ArchiveProject(enterprise_id=enterprise_id, reason="provisioning failed"),
+            start_to_close_timeout=TIMEOUT,
+            retry_policy=RETRY,
+            summary="compensate: archive PSA project",
+        )
+        self._status.completed.append("compensated: PSA project archived")
+
+    async def _compensate_erp(self, enterprise_id: str) -> None:
+        await workflow.execute_activity_method(
+            ErpActivities.close_project,
+            CloseProject(enterprise_id=enterprise_id, reason="provisioning failed"),
+            task_queue=self._erp_queue,
+            start_to_close_timeout=TIMEOUT,
+            retry_policy=RETRY,
+            summary="compensate: close ERP project",
+        )
+        self._status.completed.append("compensated: ERP project closed")
+
+    async def _compensate_demand(self, enterprise_id: str) -> None:
+        await workflow.execute_activity_method(
+            PsaActivities.cancel_staffing_demand,
+            CancelStaffingDemand(enterprise_id=enterprise_id),
+            start_to_close_timeout=TIMEOUT,
+            retry_policy=RETRY,
+            summary="compensate: cancel resource requests",
+        )
+        self._status.completed.append("compensated: staffing demand cancelled")
+
+    async def _mark_crm(self, opportunity_id: str, status: str, error: str | None) -> None:
+        try:
+            await workflow.execute_activity_method(
+                CrmActivities.mark_provisioning,
+                MarkProvisioning(opportunity_id=opportunity_id, status=status, error=error),
+                start_to_close_timeout=TIMEOUT,
+                retry_policy=RetryPolicy(
+                    maximum_attempts=5, maximum_interval=timedelta(seconds=10)
+                ),
+                summary=f"CRM provisioning status: {status}",
+            )
+        except ActivityError:
+            # The CRM status is a courtesy; the saga's outcome does not depend on it.
+            workflow.logger.warning("could not mark %s %s in the CRM", opportunity_id, status)
+
+    def _step(self, step: ProvisioningStep, details: str) -> None:
+        if self._status.step is not step and self._status.step not in (
+            ProvisioningStep.WAITING_FOR_RESOLUTION,
+            ProvisioningStep.COMPENSATING,
+        ):
+            self._status.completed.append(self._status.step.value)
+        self._status.step = step
+        workflow.set_current_details(f"**{step.value}** — {details}")
+
+
+def _reason(err: BaseException) -> str:
+    if isinstance(err, asyncio.CancelledError):
+        return "cancelled"
+    if isinstance(err, ActivityError) and err.cause is not None:
+        return str(err.cause)
+    return str(err)
