@@ -1,0 +1,347 @@
+"""The gateway's app factory: signed webhooks in, exception resolutions in, status out.
+
+    app = create_app(settings, store, client)   # the composition root builds all three
+    uvicorn.run(app, host=settings.gateway_host, port=settings.gateway_port)
+
+Routes (every error is `{"error": {"code", "message", "field"?}}`; bad input is never a 500):
+
+- `POST /webhooks/crm`, `POST /webhooks/psa` — Standard Webhooks deliveries (see
+  `gateway.webhooks` for verification and dedupe). 202 `accepted` (+ workflow_id, run_id),
+  `queued` or `ignored`; 200 `duplicate` / `already_completed`; 401 unsigned, bad signature,
+  stale/future timestamp; 400 not JSON; 422 bad fields; 503 + Retry-After when Temporal or the
+  store is down (the inbox keeps the event unprocessed, so the sender's retry is handled).
+- `GET /api/projects/{enterprise_id}` — the project's ids in every system (from xref) and, when
+  the CRM opportunity is linked, its saga run (describe + `status` query). 404 if unknown.
+- `GET /api/exceptions?status=&process=&workflow_id=`, `GET /api/exceptions/{item_id}`.
+- `POST /api/exceptions/{item_id}/resolution` — `Authorization: Bearer <token>` (an actor of
+  `settings.actors`), body `{"action", "corrections", "note"}`. 401 no/unknown token, 404 no
+  item, 409 already resolved or workflow gone, 403 role not allowed for the item's process;
+  otherwise the `resolve_exception` update goes to the owning workflow: 200 with its result, or
+  the validator's refusal as 403/409/422. The workflow marks the item resolved, not the gateway.
+- `GET /healthz` — store and Temporal reachable: 200, else 503 with per-check details.
+- `GET /metrics` — Prometheus text format (a registry per app).
+
+Must never: import workflows, activities or connectors; write business state other than the
+webhook inbox.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from temporalio.client import Client
+
+from contracts.naming import TASK_QUEUE
+from contracts.settings import Actor, Settings
+from contracts.systems import System
+from contracts.v1.processes import RESOLVER_ROLES, ExceptionResolution, ResolutionAction
+from gateway.errors import GatewayError, install_error_handlers
+from gateway.metrics import CONTENT_TYPE_LATEST, GatewayMetrics
+from gateway.processes import Processes
+from gateway.webhooks import (
+    EventRoute,
+    OpportunityWon,
+    PsaEvent,
+    SignatureVerifier,
+    WebhookReceiver,
+    WebhookSource,
+    in_thread,
+)
+from store import ExceptionItemRow, ExceptionStatus, Store, XrefRow
+
+log = logging.getLogger("pssync.gateway")
+
+OPPORTUNITY_WON = "opportunity.won"
+PSA_EVENT_TYPES = (
+    "time_entry.approved",
+    "expense.approved",
+    "assignment.changed",
+    "change_order.submitted",
+    "billing_milestone.completed",
+)
+
+
+class ResolutionRequest(BaseModel):
+    """A person's decision on an exception item (the actor comes from the bearer token)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: ResolutionAction
+    corrections: dict[str, str] = Field(default_factory=dict)
+    note: str = Field(default="", max_length=4000)
+
+
+def webhook_routes(processes: Processes) -> dict[str, dict[str, EventRoute]]:
+    """Event type -> route, per source. Later processes add their handlers here."""
+    return {
+        "crm": {
+            OPPORTUNITY_WON: EventRoute(
+                OpportunityWon, processes.opportunity_won, starts_workflow=True
+            ),
+        },
+        "psa": {event_type: EventRoute(PsaEvent) for event_type in PSA_EVENT_TYPES},
+    }
+
+
+def create_app(
+    settings: Settings,
+    store: Store,
+    client: Client,
+    *,
+    task_queue: str = TASK_QUEUE,
+    rpc_timeout_s: float = 10.0,
+) -> FastAPI:
+    """Build the gateway over the given store and Temporal client (pydantic data converter)."""
+    metrics = GatewayMetrics()
+    processes = Processes(
+        client, settings, metrics, task_queue=task_queue, rpc_timeout_s=rpc_timeout_s
+    )
+    routes = webhook_routes(processes)
+    tolerance = settings.webhook_tolerance_s
+    receiver = WebhookReceiver(
+        store,
+        metrics,
+        {
+            "crm": WebhookSource(
+                SignatureVerifier(settings.webhook_secret_crm.get_secret_value(), tolerance),
+                routes["crm"],
+            ),
+            "psa": WebhookSource(
+                SignatureVerifier(settings.webhook_secret_psa.get_secret_value(), tolerance),
+                routes["psa"],
+            ),
+        },
+    )
+
+    app = FastAPI(
+        title="pssync gateway",
+        description="Signed webhooks in, exception resolutions in, status out.",
+        version="1",
+    )
+    install_error_handlers(app)
+    app.state.settings = settings
+    app.state.store = store
+    app.state.client = client
+    app.state.metrics = metrics
+    app.state.processes = processes
+    app.state.webhooks = receiver
+
+    # -- webhooks -----------------------------------------------------------------------------
+
+    @app.post("/webhooks/crm", tags=["webhooks"], status_code=202)
+    async def crm_webhook(request: Request) -> JSONResponse:
+        """A CRM event (Standard Webhooks signed). `opportunity.won` starts the saga."""
+        return await receiver.receive("crm", request)
+
+    @app.post("/webhooks/psa", tags=["webhooks"], status_code=202)
+    async def psa_webhook(request: Request) -> JSONResponse:
+        """A PSA event (Standard Webhooks signed); recorded in the inbox for now."""
+        return await receiver.receive("psa", request)
+
+    # -- status -------------------------------------------------------------------------------
+
+    @app.get("/api/projects/{enterprise_id}", tags=["status"])
+    async def project_status(enterprise_id: str) -> dict[str, Any]:
+        rows = await in_thread(store.xrefs_for, enterprise_id)
+        if not rows:
+            raise GatewayError(
+                404, "project_not_found", f"no system is linked to {enterprise_id!r}"
+            )
+        ids: dict[str, dict[str, str]] = {}
+        for row in rows:
+            ids.setdefault(row.system, {})[row.object_type] = row.external_id
+        crm = _crm_opportunity(rows)
+        workflow = None
+        if crm is not None:
+            workflow = await processes.opportunity_run(crm.tenant, crm.external_id)
+        return {
+            "enterprise_id": enterprise_id,
+            "ids": ids,
+            "links": [_xref_view(row) for row in rows],
+            "workflow": workflow,
+        }
+
+    # -- exceptions ---------------------------------------------------------------------------
+
+    @app.get("/api/exceptions", tags=["exceptions"])
+    async def list_exceptions(
+        status: Annotated[ExceptionStatus | None, Query()] = None,
+        process: Annotated[str | None, Query(max_length=200)] = None,
+        workflow_id: Annotated[str | None, Query(max_length=1000)] = None,
+    ) -> dict[str, Any]:
+        rows = await in_thread(
+            store.list_exceptions, status.value if status else None, process, workflow_id
+        )
+        now = datetime.now(UTC)
+        return {"items": [_exception_view(row, now) for row in rows], "count": len(rows)}
+
+    @app.get("/api/exceptions/{item_id}", tags=["exceptions"])
+    async def get_exception(item_id: str) -> dict[str, Any]:
+        row = await _exception_or_404(store, item_id)
+        return _exception_view(row, datetime.now(UTC))
+
+    @app.post("/api/exceptions/{item_id}/resolution", tags=["exceptions"])
+    async def resolve_exception(
+        item_id: str,
+        body: ResolutionRequest,
+        actor: Annotated[Actor, Depends(current_actor)],
+    ) -> dict[str, Any]:
+        action = body.action.value
+        try:
+            row = await _exception_or_404(store, item_id)
+            if row.status == ExceptionStatus.RESOLVED.value:
+                raise GatewayError(
+                    409, "already_resolved", f"exception item {item_id!r} is already resolved"
+                )
+            allowed = RESOLVER_ROLES.get(row.process, frozenset())
+            if not allowed.intersection(actor.roles):
+                raise GatewayError(
+                    403,
+                    "forbidden",
+                    f"{actor.name} may not resolve {row.process} items "
+                    f"(needs one of: {', '.join(sorted(allowed)) or 'no role is allowed'})",
+                )
+            resolution = ExceptionResolution(
+                item_id=item_id,
+                action=body.action,
+                actor=actor.name,
+                actor_roles=list(actor.roles),
+                actor_scopes=list(actor.scopes),
+                corrections=body.corrections,
+                note=body.note,
+            )
+            result = await processes.resolve(row.workflow_id, resolution)
+        except GatewayError as exc:
+            metrics.resolutions.labels(action=action, outcome=_outcome(exc)).inc()
+            raise
+        metrics.resolutions.labels(action=action, outcome="accepted").inc()
+        log.info("resolution %s of %s by %s accepted", action, item_id, actor.name)
+        return {
+            "status": "accepted",
+            "item_id": item_id,
+            "workflow_id": row.workflow_id,
+            "result": result,
+        }
+
+    # -- operations ---------------------------------------------------------------------------
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> JSONResponse:
+        checks: dict[str, Any] = {}
+        try:
+            await in_thread(store.inbox_get, "healthz", "probe")
+            checks["store"] = {"ok": True}
+        except GatewayError as exc:
+            checks["store"] = {"ok": False, "error": exc.message}
+        checks["temporal"] = await processes.check_health()
+        ok = all(check["ok"] for check in checks.values())
+        return JSONResponse(
+            {"status": "ok" if ok else "unavailable", "checks": checks},
+            status_code=200 if ok else 503,
+        )
+
+    @app.get("/metrics", tags=["operations"])
+    async def prometheus_metrics() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+async def current_actor(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> Actor:
+    """The actor named by the bearer token (401 otherwise); runs before the body is read."""
+    actor = _actor_for(request.app.state.settings, authorization)
+    if actor is None:
+        metrics: GatewayMetrics = request.app.state.metrics
+        metrics.resolutions.labels(action="unknown", outcome="unauthorized").inc()
+        raise GatewayError(
+            401,
+            "unauthorized",
+            "a valid 'Authorization: Bearer <token>' header is required",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return actor
+
+
+def _actor_for(settings: Settings, authorization: str | None) -> Actor | None:
+    """The actor whose token the bearer header carries; tokens compared in constant time."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    found: Actor | None = None
+    for known, actor in settings.actors.items():
+        if hmac.compare_digest(known.encode(), token.encode()):
+            found = actor
+    return found
+
+
+async def _exception_or_404(store: Store, item_id: str) -> ExceptionItemRow:
+    row = await in_thread(store.get_exception, item_id)
+    if row is None:
+        raise GatewayError(404, "exception_not_found", f"no exception item {item_id!r}")
+    return row
+
+
+def _outcome(exc: GatewayError) -> str:
+    return {
+        401: "unauthorized",
+        403: "forbidden",
+        404: "not_found",
+        409: "conflict",
+        422: "rejected",
+        503: "unavailable",
+    }.get(exc.status, "error")
+
+
+def _crm_opportunity(rows: list[XrefRow]) -> XrefRow | None:
+    for row in rows:
+        if row.system == System.CRM.value and row.object_type.lower() == "opportunity":
+            return row
+    return None
+
+
+def _xref_view(row: XrefRow) -> dict[str, Any]:
+    return {
+        "system": row.system,
+        "tenant": row.tenant,
+        "object_type": row.object_type,
+        "external_id": row.external_id,
+        "entity_type": row.entity_type,
+        "status": row.status,
+        "remote_version": row.remote_version,
+        "last_synced_at": row.last_synced_at.isoformat(),
+    }
+
+
+def _exception_view(row: ExceptionItemRow, now: datetime) -> dict[str, Any]:
+    """`age_s`: seconds the item has been open (until its resolution, once resolved)."""
+    end = row.resolved_at or now
+    return {
+        "id": row.id,
+        "workflow_id": row.workflow_id,
+        "run_id": row.run_id,
+        "process": row.process,
+        "cause_code": row.cause_code,
+        "field": row.field,
+        "detail": row.detail,
+        "status": row.status,
+        "owner": row.owner,
+        "created": row.created_at.isoformat(),
+        "age_s": round((end - row.created_at).total_seconds(), 3),
+        "resolved_at": row.resolved_at.isoformat() if row.resolved_at else None,
+        "resolution": row.resolution,
+        "context": row.context,
+    }

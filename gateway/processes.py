@@ -1,0 +1,265 @@
+"""What the gateway asks Temporal: start processes, route resolutions, read a run's status.
+
+    processes = Processes(client, settings, task_queue=TASK_QUEUE)
+    outcome = await processes.opportunity_won(event)            # webhook action
+    result = await processes.resolve(item.workflow_id, resolution)
+    view = await processes.opportunity_run(crm_tenant, opportunity_id)
+
+Workflows are addressed by *name* (`contracts.v1.processes`) and business-key workflow ids
+(`contracts.naming`), never by importing `workflows/`. The client must use pydantic's data
+converter (`temporalio.contrib.pydantic.pydantic_data_converter`), as the worker does.
+Temporal being unreachable becomes `GatewayError` 503 with Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import (
+    Client,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from contracts.naming import TASK_QUEUE, opportunity_workflow_id
+from contracts.settings import Settings
+from contracts.v1.processes import (
+    OPPORTUNITY_TO_PROJECT,
+    PROCESS_OPPORTUNITY_TO_PROJECT,
+    RESOLVE_EXCEPTION_UPDATE,
+    STATUS_QUERY,
+    ExceptionResolution,
+    ProvisionProjectInput,
+)
+from gateway.errors import GatewayError
+from gateway.metrics import GatewayMetrics
+from gateway.webhooks import OpportunityWon, Outcome, WebhookEvent
+
+CRM_OPPORTUNITY_ID = SearchAttributeKey.for_keyword("CrmOpportunityId")
+BUSINESS_PROCESS = SearchAttributeKey.for_keyword("BusinessProcess")
+
+# ApplicationError types an update validator or handler raises, mapped to HTTP statuses; any
+# other type is a 422. The error's type is passed through as the response's error code.
+FORBIDDEN_UPDATE_ERRORS = frozenset({"NotAuthorized", "NotInScope", "Forbidden", "AuthError"})
+CONFLICT_UPDATE_ERRORS = frozenset(
+    {
+        "AlreadyResolved",
+        "UnknownExceptionItem",
+        "NoOpenException",
+        "NotWaiting",
+        "ConflictError",
+        "Conflict",
+    }
+)
+
+_UNAVAILABLE = frozenset(
+    {
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.RESOURCE_EXHAUSTED,
+        RPCStatusCode.CANCELLED,
+    }
+)
+
+
+def temporal_unavailable(exc: BaseException) -> bool:
+    """Temporal cannot be reached now (the same call will work later)."""
+    if isinstance(exc, RPCError):
+        return exc.status in _UNAVAILABLE
+    # A lazy client that cannot connect raises RuntimeError("Failed client connect: ...").
+    return isinstance(exc, RuntimeError | TimeoutError | ConnectionError)
+
+
+def unavailable(exc: BaseException) -> GatewayError:
+    return GatewayError.unavailable(
+        "temporal_unavailable", f"Temporal is unavailable: {exc}".strip()
+    )
+
+
+class Processes:
+    def __init__(
+        self,
+        client: Client,
+        settings: Settings,
+        metrics: GatewayMetrics,
+        *,
+        task_queue: str = TASK_QUEUE,
+        rpc_timeout_s: float = 10.0,
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self.metrics = metrics
+        self.task_queue = task_queue
+        self.rpc_timeout = timedelta(seconds=rpc_timeout_s)
+
+    # -- webhook actions ----------------------------------------------------------------------
+
+    async def opportunity_won(self, event: WebhookEvent) -> Outcome:
+        """Start (or join) the opportunity-to-project saga for the won deal.
+
+        USE_EXISTING: every copy of the webhook for one opportunity, whatever its event id,
+        joins the running run. ALLOW_DUPLICATE_FAILED_ONLY: once a run has *completed* the
+        opportunity is provisioned and a later webhook starts nothing (200 already_completed);
+        after a failed, terminated or timed-out run a new webhook starts a fresh run.
+        """
+        data = event.data
+        assert isinstance(data, OpportunityWon)
+        workflow_id = opportunity_workflow_id(data.tenant, data.id)
+        arg = ProvisionProjectInput(
+            crm_tenant=data.tenant,
+            opportunity_id=data.id,
+            event_id=event.event_id,
+            escalation_after_s=self.settings.escalation_after_s,
+        )
+        try:
+            handle = await self.client.start_workflow(
+                OPPORTUNITY_TO_PROJECT,
+                arg,
+                id=workflow_id,
+                task_queue=self.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(CRM_OPPORTUNITY_ID, data.id),
+                        SearchAttributePair(BUSINESS_PROCESS, PROCESS_OPPORTUNITY_TO_PROJECT),
+                    ]
+                ),
+                static_summary=f"Provision project for opportunity {data.id}",
+                static_details=(
+                    f"CRM tenant {data.tenant}, opportunity {data.id}, webhook {event.event_id}"
+                ),
+                rpc_timeout=self.rpc_timeout,
+            )
+        except WorkflowAlreadyStartedError as exc:
+            return Outcome(
+                status="already_completed",
+                result="already_completed",
+                http_status=200,
+                workflow_id=workflow_id,
+                run_id=exc.run_id,
+            )
+        except (RPCError, RuntimeError, TimeoutError, ConnectionError) as exc:
+            if temporal_unavailable(exc):
+                raise unavailable(exc) from exc
+            raise GatewayError(502, "temporal_error", f"Temporal refused the start: {exc}") from exc
+        # The start response says whether this call created the run or joined a running one.
+        response = getattr(handle, "_start_workflow_response", None)
+        created = bool(getattr(response, "started", True))
+        if created:
+            self.metrics.workflows_started.labels(workflow=OPPORTUNITY_TO_PROJECT).inc()
+        return Outcome(
+            status="accepted",
+            result="started" if created else "joined",
+            workflow_id=workflow_id,
+            run_id=handle.result_run_id,
+        )
+
+    # -- resolutions --------------------------------------------------------------------------
+
+    async def resolve(self, workflow_id: str, resolution: ExceptionResolution) -> Any:
+        """Send the resolution update and wait for its result (JSON-decoded).
+
+        Raises GatewayError: 403/409/422 when the workflow's validator or handler refuses it
+        (code = the ApplicationError type), 409 when the workflow is not running, 503/504 when
+        Temporal cannot be reached or the update does not complete in time.
+        """
+        handle = self.client.get_workflow_handle(workflow_id)
+        try:
+            return await handle.execute_update(
+                RESOLVE_EXCEPTION_UPDATE, resolution, rpc_timeout=self.rpc_timeout
+            )
+        except WorkflowUpdateFailedError as exc:
+            raise update_refused(exc) from exc
+        except WorkflowUpdateRPCTimeoutOrCancelledError as exc:
+            raise GatewayError(
+                504,
+                "update_timeout",
+                "the workflow did not finish handling the resolution in time; it may still "
+                "apply it — check the item before resending",
+            ) from exc
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise GatewayError(
+                    409,
+                    "workflow_not_running",
+                    f"workflow {workflow_id!r} is not running: {exc.message}",
+                ) from exc
+            if temporal_unavailable(exc):
+                raise unavailable(exc) from exc
+            raise GatewayError(502, "temporal_error", str(exc)) from exc
+        except (RuntimeError, TimeoutError, ConnectionError) as exc:
+            raise unavailable(exc) from exc
+
+    # -- status -------------------------------------------------------------------------------
+
+    async def opportunity_run(self, crm_tenant: str, opportunity_id: str) -> dict[str, Any] | None:
+        """The saga's run for an opportunity and its `status` query, or None if there is none.
+
+        A run that cannot be queried (no worker polling, or it failed) still reports its
+        description, with `progress: null` and the reason in `progress_error`.
+        """
+        workflow_id = opportunity_workflow_id(crm_tenant, opportunity_id)
+        handle = self.client.get_workflow_handle(workflow_id)
+        try:
+            desc = await handle.describe(rpc_timeout=self.rpc_timeout)
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return None
+            if temporal_unavailable(exc):
+                return {"workflow_id": workflow_id, "error": f"Temporal is unavailable: {exc}"}
+            raise GatewayError(502, "temporal_error", str(exc)) from exc
+        except (RuntimeError, TimeoutError, ConnectionError) as exc:
+            return {"workflow_id": workflow_id, "error": f"Temporal is unavailable: {exc}"}
+        view: dict[str, Any] = {
+            "workflow_id": workflow_id,
+            "run_id": desc.run_id,
+            "workflow_type": desc.workflow_type,
+            "status": desc.status.name if desc.status is not None else None,
+            "start_time": desc.start_time.isoformat() if desc.start_time else None,
+            "close_time": desc.close_time.isoformat() if desc.close_time else None,
+            "progress": None,
+        }
+        try:
+            view["progress"] = await asyncio.wait_for(
+                handle.query(STATUS_QUERY, rpc_timeout=timedelta(seconds=3)), timeout=4
+            )
+        except (WorkflowQueryFailedError, RPCError, RuntimeError, TimeoutError) as exc:
+            view["progress_error"] = f"{type(exc).__name__}: {exc}"
+        return view
+
+    # -- health -------------------------------------------------------------------------------
+
+    async def check_health(self) -> dict[str, Any]:
+        try:
+            ok = await asyncio.wait_for(
+                self.client.service_client.check_health(timeout=timedelta(seconds=2)), timeout=3
+            )
+        except Exception as exc:  # any failure to answer is "unreachable" for a health check
+            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        return {"ok": bool(ok)} if ok else {"ok": False, "error": "service not serving"}
+
+
+def update_refused(exc: WorkflowUpdateFailedError) -> GatewayError:
+    cause = exc.cause
+    if isinstance(cause, ApplicationError):
+        kind = cause.type or "UpdateRejected"
+        message = cause.message or str(cause)
+        if kind in FORBIDDEN_UPDATE_ERRORS:
+            return GatewayError(403, kind, message)
+        if kind in CONFLICT_UPDATE_ERRORS:
+            return GatewayError(409, kind, message)
+        return GatewayError(422, kind, message)
+    return GatewayError(422, "update_rejected", str(cause) or "the workflow refused the update")

@@ -1,0 +1,320 @@
+"""Signed webhooks in: verification, inbox dedupe and a routing table per source.
+
+    receiver = WebhookReceiver(store, metrics, {"crm": WebhookSource(verifier, routes)})
+    response = await receiver.receive("crm", request)
+
+One machinery for every source, in this order, so nothing unauthenticated reaches the store and
+nothing unparsed reaches Temporal:
+
+1. size (413), then the Standard Webhooks headers `webhook-id`, `webhook-timestamp`,
+   `webhook-signature`: missing, malformed, stale or future timestamp, or no matching `v1`
+   signature over the *raw* body -> **401** (stale/future are 401 too: the delivery is not
+   authentic *now*; the reason is in the error code and the refusal metric);
+2. JSON (400 `invalid_json`), the envelope `{"type", "timestamp", "data"}` and the route's data
+   model (422 `invalid_payload`, naming the field); an event type without a route -> 202
+   `{"status": "ignored"}` (vendors send many kinds);
+3. the inbox: `store.inbox_accept(source, webhook-id, sha256(body))`. A delivery whose id was
+   processed before -> 200 `{"status": "duplicate", "workflow_id"}` and *nothing is started*
+   (200, not 409, so a sender stops retrying). The same id with another body -> 422
+   `event_id_reused`;
+4. the route's action (e.g. start a workflow), then the workflow id is recorded in the inbox.
+   If the action fails because Temporal is down the answer is 503 with Retry-After and the inbox
+   row keeps `workflow_id = NULL`: the sender's retry finds the id seen-but-unprocessed and runs
+   the action again. That is safe because actions are idempotent by business key (workflow id
+   with USE_EXISTING), which is also what makes concurrent copies of one delivery join one run.
+
+Must never: import workflows, activities or connectors; start anything for a refused or
+duplicate delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+from standardwebhooks import Webhook
+
+from gateway.errors import GatewayError, validation_error
+from gateway.metrics import GatewayMetrics
+from store import Store
+
+T = TypeVar("T")
+
+MAX_BODY_BYTES = 1 << 20
+MAX_EVENT_ID_LENGTH = 255
+
+
+# --------------------------------------------------------------------------- payload models
+
+
+class WebhookEnvelope(BaseModel):
+    """The thin event every source sends; unknown top-level fields are tolerated."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: str = Field(min_length=1, max_length=200)
+    timestamp: str | None = None
+    """Informational only (freshness is the signed `webhook-timestamp` header's job)."""
+    data: dict[str, Any]
+
+
+class OpportunityWon(BaseModel):
+    """CRM `opportunity.won`: which deal reached the contracted stage (the saga re-reads it)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    tenant: str = Field(min_length=1, max_length=200)
+    object: Literal["Opportunity"]
+    id: str = Field(min_length=1, max_length=64)
+    stage: str | None = None
+
+
+class PsaEvent(BaseModel):
+    """PSA events: the workspace, the changed object's id under its own key, its version."""
+
+    model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True)
+
+    workspace_id: str = Field(min_length=1, max_length=64)
+    version: int | None = None
+
+
+# --------------------------------------------------------------------------- routing
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    """An authentic, parsed, first-seen (or not yet processed) delivery."""
+
+    source: str
+    event_id: str
+    event_type: str
+    data: BaseModel
+    payload_hash: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an action did; `status` goes into the response body."""
+
+    status: str
+    result: str
+    """Metric label: started, joined, queued, already_completed."""
+    http_status: int = 202
+    workflow_id: str | None = None
+    run_id: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"status": self.status}
+        if self.workflow_id is not None:
+            body["workflow_id"] = self.workflow_id
+        if self.run_id is not None:
+            body["run_id"] = self.run_id
+        return body
+
+
+Action = Callable[[WebhookEvent], Awaitable[Outcome]]
+
+
+async def queue_only(_event: WebhookEvent) -> Outcome:
+    """Recorded in the inbox, nothing started yet (the process is wired by a later issue)."""
+    return Outcome(status="queued", result="queued")
+
+
+@dataclass(frozen=True)
+class EventRoute:
+    """How one event type is handled: its data model and the action run on first delivery.
+
+    `starts_workflow` routes record the workflow id in the inbox; a delivery seen before whose
+    inbox row has no workflow id yet runs the (idempotent) action again.
+    """
+
+    data_model: type[BaseModel]
+    action: Action = queue_only
+    starts_workflow: bool = False
+
+
+@dataclass
+class WebhookSource:
+    verifier: SignatureVerifier
+    routes: dict[str, EventRoute] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- verification
+
+
+class SignatureVerifier:
+    """Standard Webhooks verification with a configurable timestamp tolerance.
+
+    `standardwebhooks.Webhook.verify` hard-codes a tolerance of +-5 minutes; to honour
+    `settings.webhook_tolerance_s` (shorter *or* longer) the timestamp is checked here and the
+    expected `v1` signature is computed with the library's `Webhook.sign` (HMAC-SHA256 over
+    `id.timestamp.body`), compared in constant time with every `v1` signature sent.
+    """
+
+    def __init__(
+        self,
+        secret: str,
+        tolerance_s: int,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._webhook = Webhook(secret)  # a malformed secret fails here, at start-up
+        self.tolerance_s = tolerance_s
+        self._clock = clock
+
+    def verify(self, body: bytes, headers: Mapping[str, str]) -> str:
+        """The delivery's event id, or GatewayError(401|400) with the refusal reason as code."""
+        msg_id = headers.get("webhook-id", "")
+        msg_timestamp = headers.get("webhook-timestamp", "")
+        msg_signature = headers.get("webhook-signature", "")
+        if not (msg_id and msg_timestamp and msg_signature):
+            raise GatewayError(
+                401,
+                "missing_signature",
+                "webhook-id, webhook-timestamp and webhook-signature headers are required",
+            )
+        try:
+            ts = int(msg_timestamp)
+        except ValueError:
+            raise GatewayError(
+                401, "invalid_timestamp", "webhook-timestamp must be integer Unix seconds"
+            ) from None
+        skew = ts - self._clock().timestamp()
+        if skew < -self.tolerance_s:
+            raise GatewayError(
+                401,
+                "stale_timestamp",
+                f"webhook-timestamp is {int(-skew)} s old (tolerance {self.tolerance_s} s)",
+            )
+        if skew > self.tolerance_s:
+            raise GatewayError(
+                401,
+                "future_timestamp",
+                f"webhook-timestamp is {int(skew)} s ahead (tolerance {self.tolerance_s} s)",
+            )
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise GatewayError(400, "invalid_encoding", "the body must be UTF-8 JSON") from None
+        expected = self._webhook.sign(msg_id, datetime.fromtimestamp(ts, UTC), text)
+        expected_sig = expected.partition(",")[2].encode()
+        for candidate in msg_signature.split():
+            version, _, sig = candidate.partition(",")
+            if version == "v1" and hmac.compare_digest(sig.encode(), expected_sig):
+                break
+        else:
+            raise GatewayError(401, "bad_signature", "no matching webhook-signature")
+        if len(msg_id) > MAX_EVENT_ID_LENGTH:
+            raise GatewayError(
+                400,
+                "invalid_event_id",
+                f"webhook-id is longer than {MAX_EVENT_ID_LENGTH} characters",
+            )
+        return msg_id
+
+
+# --------------------------------------------------------------------------- the receiver
+
+
+async def in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """Run a synchronous store call off the event loop; a database outage is a 503."""
+    try:
+        return await asyncio.to_thread(fn, *args)
+    except SQLAlchemyError as exc:
+        raise GatewayError.unavailable(
+            "store_unavailable", f"the integration store is unavailable: {type(exc).__name__}"
+        ) from exc
+
+
+class WebhookReceiver:
+    """The generic machinery both webhook routes share (see the module docstring)."""
+
+    def __init__(
+        self, store: Store, metrics: GatewayMetrics, sources: Mapping[str, WebhookSource]
+    ) -> None:
+        self._store = store
+        self._metrics = metrics
+        self.sources = dict(sources)
+
+    async def receive(self, source: str, request: Request) -> JSONResponse:
+        started = time.perf_counter()
+        self._metrics.webhooks_received.labels(source=source).inc()
+        try:
+            outcome = await self._process(source, request)
+        except GatewayError as exc:
+            self._metrics.webhooks_refused.labels(source=source, reason=exc.code).inc()
+            raise
+        finally:
+            self._metrics.webhook_latency.labels(source=source).observe(
+                time.perf_counter() - started
+            )
+        return JSONResponse(outcome.body(), status_code=outcome.http_status)
+
+    async def _process(self, source: str, request: Request) -> Outcome:
+        config = self.sources[source]
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            raise GatewayError(413, "body_too_large", f"the body exceeds {MAX_BODY_BYTES} bytes")
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            raise GatewayError(413, "body_too_large", f"the body exceeds {MAX_BODY_BYTES} bytes")
+        event_id = config.verifier.verify(body, request.headers)
+
+        try:
+            raw = json.loads(body)
+        except ValueError as exc:
+            raise GatewayError(400, "invalid_json", f"the body is not JSON: {exc}") from None
+        try:
+            envelope = WebhookEnvelope.model_validate(raw)
+        except ValidationError as exc:
+            raise validation_error(exc.errors(), code="invalid_payload") from None
+        route = config.routes.get(envelope.type)
+        if route is None:
+            self._metrics.webhooks_ignored.labels(source=source).inc()
+            return Outcome(status="ignored", result="ignored")
+        try:
+            data = route.data_model.model_validate(envelope.data)
+        except ValidationError as exc:
+            raise validation_error(exc.errors(), code="invalid_payload", prefix="data") from None
+
+        payload_hash = hashlib.sha256(body).hexdigest()
+        first = await in_thread(self._store.inbox_accept, source, event_id, payload_hash)
+        if not first:
+            row = await in_thread(self._store.inbox_get, source, event_id)
+            if row is not None:
+                if row.payload_hash != payload_hash:
+                    raise GatewayError(
+                        422,
+                        "event_id_reused",
+                        f"event {event_id!r} was received before with a different body",
+                    )
+                if row.workflow_id is not None or not route.starts_workflow:
+                    self._metrics.webhooks_duplicate.labels(source=source).inc()
+                    return Outcome(
+                        status="duplicate",
+                        result="duplicate",
+                        http_status=200,
+                        workflow_id=row.workflow_id,
+                    )
+            # Seen but not processed: an earlier attempt failed (503) or is in flight right
+            # now. The action is idempotent by business key, so running it again is safe.
+
+        event = WebhookEvent(source, event_id, envelope.type, data, payload_hash)
+        outcome = await route.action(event)
+        if outcome.workflow_id is not None:
+            await in_thread(self._store.inbox_set_workflow, source, event_id, outcome.workflow_id)
+        self._metrics.webhooks_accepted.labels(
+            source=source, event_type=envelope.type, result=outcome.result
+        ).inc()
+        return outcome
