@@ -45,6 +45,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             if "postgres" in getattr(report, "keywords", {}):
                 counts[outcome] += 1
     terminalreporter.write_line(
-        "PostgreSQL store tests: "
-        + ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
+        "PostgreSQL store tests: " + ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
     )
