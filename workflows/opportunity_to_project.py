@@ -100,7 +100,6 @@ RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=30),
     non_retryable_error_types=["BusinessRuleViolation", "AuthError", "NotFoundError"],
 )
-TIMEOUT = timedelta(seconds=60)
 
 
 class Abandoned(Exception):
@@ -119,6 +118,7 @@ class OpportunityToProjectWorkflow:
         self._exceptions_opened = 0
         self._scope_keys: set[str] = {"*", request.opportunity_id}
         self._erp_queue = erp_task_queue(workflow.info().task_queue)
+        self._timeout = timedelta(seconds=request.activity_timeout_s)
 
     # ----------------------------------------------------------------------- messages
 
@@ -142,7 +142,7 @@ class OpportunityToProjectWorkflow:
                 actor=resolution.actor,
                 resolution=resolution.model_dump(mode="json"),
             ),
-            start_to_close_timeout=TIMEOUT,
+            start_to_close_timeout=self._timeout,
             retry_policy=RETRY,
         )
         return ResolutionAccepted(
@@ -241,7 +241,7 @@ class OpportunityToProjectWorkflow:
                 ErpActivities.upsert_customer,
                 UpsertCustomer(customer=customer, enterprise_id=customer_eid),
                 task_queue=self._erp_queue,
-                start_to_close_timeout=TIMEOUT,
+                start_to_close_timeout=self._timeout,
                 retry_policy=RETRY,
                 summary=f"ERP customer {customer.name}",
             ),
@@ -256,7 +256,7 @@ class OpportunityToProjectWorkflow:
             lambda: workflow.execute_activity_method(
                 PsaActivities.create_project_shell,
                 CreateProjectShell(project=self._project(project), enterprise_id=enterprise_id),
-                start_to_close_timeout=TIMEOUT,
+                start_to_close_timeout=self._timeout,
                 retry_policy=RETRY,
                 summary="PSA workspace, WBS, milestones",
             ),
@@ -276,7 +276,7 @@ class OpportunityToProjectWorkflow:
                     budget=budget_for(project),
                 ),
                 task_queue=self._erp_queue,
-                start_to_close_timeout=TIMEOUT,
+                start_to_close_timeout=self._timeout,
                 retry_policy=RETRY,
                 summary=f"ERP job, budget {budget_for(project)}",
             ),
@@ -300,7 +300,7 @@ class OpportunityToProjectWorkflow:
                     XrefLink(system="ERP", object_type="job", external_id=erp_id),
                 ],
             ),
-            start_to_close_timeout=TIMEOUT,
+            start_to_close_timeout=self._timeout,
             retry_policy=RETRY,
         )
         await workflow.execute_activity_method(
@@ -318,7 +318,7 @@ class OpportunityToProjectWorkflow:
                     XrefLink(system="ERP", object_type="customer", external_id=customer_erp_id),
                 ],
             ),
-            start_to_close_timeout=TIMEOUT,
+            start_to_close_timeout=self._timeout,
             retry_policy=RETRY,
         )
         await workflow.execute_activity_method(
@@ -326,7 +326,7 @@ class OpportunityToProjectWorkflow:
             WriteBackEnterpriseId(
                 opportunity_id=opportunity.external_id, enterprise_id=enterprise_id
             ),
-            start_to_close_timeout=TIMEOUT,
+            start_to_close_timeout=self._timeout,
             retry_policy=RETRY,
             summary="enterprise ID -> CRM",
         )
@@ -339,7 +339,7 @@ class OpportunityToProjectWorkflow:
         request_ids: list[str] = await workflow.execute_activity_method(
             PsaActivities.seed_staffing_demand,
             SeedStaffingDemand(psa_project_id=psa_id, demands=demands),
-            start_to_close_timeout=TIMEOUT,
+            start_to_close_timeout=self._timeout,
             retry_policy=RETRY,
             summary=f"{len(demands)} resource requests",
         )
@@ -362,7 +362,7 @@ class OpportunityToProjectWorkflow:
                 payload=result.model_dump(mode="json")
                 | {"crm_tenant": request.crm_tenant, "provisioned_at": workflow.now().isoformat()},
             ),
-            start_to_close_timeout=TIMEOUT,
+            start_to_close_timeout=self._timeout,
             retry_policy=RETRY,
         )
         await self._mark_crm(opportunity.external_id, "Provisioned", None)
@@ -377,7 +377,7 @@ class OpportunityToProjectWorkflow:
             snapshot: OpportunitySnapshot = await workflow.execute_activity_method(
                 CrmActivities.read_opportunity,
                 ReadOpportunity(opportunity_id=request.opportunity_id),
-                start_to_close_timeout=TIMEOUT,
+                start_to_close_timeout=self._timeout,
                 retry_policy=RETRY,
                 summary=f"read opportunity {request.opportunity_id}",
             )
@@ -402,14 +402,14 @@ class OpportunityToProjectWorkflow:
                     ErpActivities.check_cost_center,
                     CheckCostCenter(cost_center=opportunity.cost_center or ""),
                     task_queue=self._erp_queue,
-                    start_to_close_timeout=TIMEOUT,
+                    start_to_close_timeout=self._timeout,
                     retry_policy=RETRY,
                     summary=f"cost center {opportunity.cost_center}",
                 ),
                 workflow.execute_activity_method(
                     PsaActivities.check_rate_card,
                     CheckRateCard(rate_card_id=opportunity.rate_card_id or ""),
-                    start_to_close_timeout=TIMEOUT,
+                    start_to_close_timeout=self._timeout,
                     retry_policy=RETRY,
                     summary=f"rate card {opportunity.rate_card_id}",
                 ),
@@ -458,7 +458,7 @@ class OpportunityToProjectWorkflow:
                 external_id=external_id,
                 candidate=candidate,
             ),
-            start_to_close_timeout=TIMEOUT,
+            start_to_close_timeout=self._timeout,
             retry_policy=RETRY,
         )
         return enterprise_id
@@ -497,7 +497,7 @@ class OpportunityToProjectWorkflow:
                     "allowed_actions": [a.value for a in actions],
                 },
             ),
-            start_to_close_timeout=TIMEOUT,
+            start_to_close_timeout=self._timeout,
             retry_policy=RETRY,
         )
         self._resolution = None
@@ -518,15 +518,13 @@ class OpportunityToProjectWorkflow:
         )
         escalate_after = timedelta(seconds=self._request.escalation_after_s)
         try:
-            await workflow.wait_condition(
-                lambda: self._resolution is not None, timeout=escalate_after
-            )
+            await workflow.wait_condition(self._decided, timeout=escalate_after)
         except TimeoutError:
             self._open.escalated = True
             await workflow.execute_activity_method(
                 StoreActivities.escalate_exception,
                 EscalateExceptionItem(item_id=item_id, owner="ops"),
-                start_to_close_timeout=TIMEOUT,
+                start_to_close_timeout=self._timeout,
                 retry_policy=RETRY,
             )
             self._step(
@@ -556,7 +554,7 @@ class OpportunityToProjectWorkflow:
         await workflow.execute_activity_method(
             PsaActivities.archive_project,
             ArchiveProject(enterprise_id=enterprise_id, reason="provisioning failed"),
-            start_to_close_timeout=TIMEOUT,
+            start_to_close_timeout=self._timeout,
             retry_policy=RETRY,
             summary="compensate: archive PSA project",
         )
@@ -567,7 +565,7 @@ class OpportunityToProjectWorkflow:
             ErpActivities.close_project,
             CloseProject(enterprise_id=enterprise_id, reason="provisioning failed"),
             task_queue=self._erp_queue,
-            start_to_close_timeout=TIMEOUT,
+            start_to_close_timeout=self._timeout,
             retry_policy=RETRY,
             summary="compensate: close ERP project",
         )
@@ -577,7 +575,7 @@ class OpportunityToProjectWorkflow:
         await workflow.execute_activity_method(
             PsaActivities.cancel_staffing_demand,
             CancelStaffingDemand(enterprise_id=enterprise_id),
-            start_to_close_timeout=TIMEOUT,
+            start_to_close_timeout=self._timeout,
             retry_policy=RETRY,
             summary="compensate: cancel resource requests",
         )
@@ -588,7 +586,7 @@ class OpportunityToProjectWorkflow:
             await workflow.execute_activity_method(
                 CrmActivities.mark_provisioning,
                 MarkProvisioning(opportunity_id=opportunity_id, status=status, error=error),
-                start_to_close_timeout=TIMEOUT,
+                start_to_close_timeout=self._timeout,
                 retry_policy=RetryPolicy(
                     maximum_attempts=5, maximum_interval=timedelta(seconds=10)
                 ),

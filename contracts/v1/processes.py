@@ -39,6 +39,9 @@ class ProvisionProjectInput(Message):
     event_id: str | None = None
     escalation_after_s: int = Field(default=4 * 3600, ge=1)
     """An open exception item escalates after this long."""
+    activity_timeout_s: int = Field(default=60, ge=1, le=3600)
+    """Start-to-close timeout of each step: how long a lost worker holds a step before
+    another worker retries it."""
 
 
 class ProvisioningStep(StrEnum):
