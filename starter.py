@@ -163,12 +163,20 @@ async def running_stack(
     servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
     stop = asyncio.Event()
     worker_task: asyncio.Task[None] | None = None
-    async with embedded_temporal(settings, port=port, ui=not ephemeral_ports) as env:
+    # SDK metrics (workflow/activity latencies, task slots, polls) for Prometheus, as in
+    # `pssync worker`; tests and benchmarks skip them rather than take a fixed port.
+    runtime = None if ephemeral_ports else worker.prometheus_runtime(settings.worker_metrics_port)
+    async with embedded_temporal(
+        settings, port=port, ui=not ephemeral_ports, runtime=runtime
+    ) as env:
         stack = Stack(settings=settings, client=env.client, store=store_module.Store(engine))
         stack.urls["temporal"] = env.client.service_client.config.target_host
         settings.temporal.address = stack.urls["temporal"]
         if not ephemeral_ports:
             stack.urls["temporal_ui"] = f"http://127.0.0.1:{settings.temporal.ui_port}"
+            stack.urls["worker_metrics"] = (
+                f"http://127.0.0.1:{settings.worker_metrics_port}/metrics"
+            )
         try:
             gateway = create_gateway(settings, stack.store, env.client)
             server, task, gport = await _serve(
@@ -176,6 +184,8 @@ async def running_stack(
             )
             servers.append((server, task))
             stack.urls["gateway"] = f"http://{settings.gateway_host}:{gport}"
+            stack.urls["gateway_metrics"] = f"{stack.urls['gateway']}/metrics"
+            stack.urls["exceptions_api"] = f"{stack.urls['gateway']}/api/exceptions"
             sandbox = seeded_sandbox(
                 sandbox_home or settings.home / "sandbox-run",
                 seed,
@@ -189,6 +199,8 @@ async def running_stack(
             servers.append((server, task))
             stack.sandbox = sandbox
             stack.urls["sandbox"] = f"http://127.0.0.1:{sport}"
+            for system in ("crm", "psa", "erp", "hcm"):
+                stack.urls[f"{system}_twin_docs"] = f"http://127.0.0.1:{sport}/{system}/docs"
             for system in ("crm", "psa", "erp", "hcm"):
                 getattr(settings, system).base_url = f"http://127.0.0.1:{sport}/{system}"
             if run_worker:

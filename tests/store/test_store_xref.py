@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import secrets
+import time
 from collections.abc import Callable
 from datetime import UTC
 from typing import Any
 
 import pytest
-from ulid import ULID
 
+from contracts.ids import mint_ulid
 from store import NotFound, Store, XrefConflict, XrefRow
 
 Together = Callable[[int, Callable[[int], Any]], list[Any]]
 RowCount = Callable[..., int]
+
+
+def new_eid() -> str:
+    return mint_ulid(int(time.time() * 1000), secrets.randbits(80))
 
 
 def link(store: Store, enterprise_id: str, external_id: str = "006A1", **kw: Any) -> XrefRow:
@@ -22,7 +28,7 @@ def link(store: Store, enterprise_id: str, external_id: str = "006A1", **kw: Any
 
 
 def test_link_then_find(store: Store, row_count: RowCount) -> None:
-    eid = str(ULID())
+    eid = new_eid()
     row = link(store, eid, remote_version="v1")
 
     assert row.id is not None
@@ -37,7 +43,7 @@ def test_link_then_find(store: Store, row_count: RowCount) -> None:
 def test_relink_same_enterprise_id_is_idempotent_and_refreshes(
     store: Store, row_count: RowCount
 ) -> None:
-    eid = str(ULID())
+    eid = new_eid()
     first = link(store, eid, remote_version="v1")
     again = link(store, eid, status="archived")
 
@@ -52,7 +58,7 @@ def test_relink_same_enterprise_id_is_idempotent_and_refreshes(
 def test_external_object_linked_to_other_enterprise_id_conflicts(
     store: Store, row_count: RowCount
 ) -> None:
-    first, second = str(ULID()), str(ULID())
+    first, second = new_eid(), new_eid()
     link(store, first)
 
     with pytest.raises(XrefConflict) as caught:
@@ -67,7 +73,7 @@ def test_external_object_linked_to_other_enterprise_id_conflicts(
 def test_enterprise_id_already_linked_to_other_object_of_same_type_conflicts(
     store: Store, row_count: RowCount
 ) -> None:
-    eid = str(ULID())
+    eid = new_eid()
     link(store, eid, external_id="006A1")
 
     with pytest.raises(XrefConflict) as caught:
@@ -78,7 +84,7 @@ def test_enterprise_id_already_linked_to_other_object_of_same_type_conflicts(
 
 
 def test_links_across_systems_and_lookups(store: Store) -> None:
-    eid = str(ULID())
+    eid = new_eid()
     link(store, eid)
     store.link_xref(eid, "project", "PSA", "acme", "workspace", "77")
     store.link_xref(eid, "project", "ERP", "acme", "job", "PRJ-1")
@@ -91,11 +97,11 @@ def test_links_across_systems_and_lookups(store: Store) -> None:
     found = store.find_xref(eid, "PSA", "workspace")
     assert found is not None and found.external_id == "77"
     assert store.find_xref(eid, "HCM", "worker") is None
-    assert store.xrefs_for(str(ULID())) == []
+    assert store.xrefs_for(new_eid()) == []
 
 
 def test_set_xref_status(store: Store, row_count: RowCount) -> None:
-    eid = str(ULID())
+    eid = new_eid()
     store.link_xref(eid, "project", "PSA", "acme", "workspace", "77")
 
     row = store.set_xref_status("PSA", "acme", "workspace", "77", "archived")
@@ -109,7 +115,7 @@ def test_set_xref_status(store: Store, row_count: RowCount) -> None:
 def test_fifty_concurrent_links_of_one_key_make_one_row(
     store: Store, row_count: RowCount, together: Together
 ) -> None:
-    eid = str(ULID())
+    eid = new_eid()
 
     outcomes = together(50, lambda _: link(store, eid).enterprise_id)
 
@@ -120,7 +126,7 @@ def test_fifty_concurrent_links_of_one_key_make_one_row(
 def test_concurrent_links_with_different_enterprise_ids_one_wins(
     store: Store, row_count: RowCount, together: Together
 ) -> None:
-    candidates = [str(ULID()) for _ in range(20)]
+    candidates = [new_eid() for _ in range(20)]
 
     outcomes = together(20, lambda i: link(store, candidates[i]).enterprise_id)
 
