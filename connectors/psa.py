@@ -121,6 +121,17 @@ class PsaPort(Protocol):
         page_size: int = MAX_PAGE_SIZE,
     ) -> AsyncIterator[TimeEntry]: ...
     async def get_time_entry(self, entry_id: str) -> TimeEntry: ...
+    async def list_worker_time(
+        self,
+        worker_id: str,
+        *,
+        performed_from: date | None = None,
+        performed_through: date | None = None,
+        approved: bool | None = None,
+    ) -> list[TimeEntry]:
+        """A worker's time entries (approved or not) performed in the date range, by date."""
+        ...
+
     def list_approved_expenses(
         self,
         since: datetime | None = None,
@@ -164,6 +175,10 @@ class PsaPort(Protocol):
     async def set_change_order_state(
         self, change_order_id: str, state: ChangeOrderStatus
     ) -> ChangeOrder: ...
+    async def list_change_orders_awaiting(self, approver: str) -> list[ChangeOrder]:
+        """Open (submitted) change orders of projects whose delivery manager — the change
+        order's approver — is the HCM worker `approver`."""
+        ...
 
     # billing milestones
     async def list_milestones(self, psa_id: str) -> list[Milestone]: ...
@@ -1011,6 +1026,27 @@ class KantataPsa:
         obj = self._one(await self._call("GET", f"/time_entries/{entry_id}.json"))
         return time_entry_from_kantata(obj, await self._worker_of(str(obj["user_id"])) or "")
 
+    async def list_worker_time(
+        self,
+        worker_id: str,
+        *,
+        performed_from: date | None = None,
+        performed_through: date | None = None,
+        approved: bool | None = None,
+    ) -> list[TimeEntry]:
+        user_id = await self._user_of(worker_id)
+        if user_id is None:
+            return []
+        params: dict[str, Any] = {"user_id": user_id, "order": "date_performed:asc"}
+        if approved is not None:
+            params["approved"] = "true" if approved else "false"
+        if performed_from is not None or performed_through is not None:
+            start = performed_from or date(1900, 1, 1)
+            end = performed_through or date(9999, 12, 31)
+            params["date_performed_between"] = f"{start.isoformat()}:{end.isoformat()}"
+        found = await self._all("/time_entries.json", params)
+        return [time_entry_from_kantata(obj, worker_id) for obj in found]
+
     async def list_approved_expenses(
         self,
         since: datetime | None = None,
@@ -1214,6 +1250,19 @@ class KantataPsa:
             json={"change_order": {"state": _CO_STATES[state]}},
         )
         return change_order_from_kantata(self._one(body))
+
+    async def list_change_orders_awaiting(self, approver: str) -> list[ChangeOrder]:
+        submitted = await self._all("/change_orders.json", {"state": "submitted"})
+        managers: dict[str, str | None] = {}
+        awaiting: list[ChangeOrder] = []
+        for obj in submitted:
+            ws_id = str(obj["workspace_id"])
+            if ws_id not in managers:
+                ws = self._one(await self._call("GET", f"/workspaces/{ws_id}.json"))
+                managers[ws_id] = ws.get("delivery_manager")
+            if managers[ws_id] == approver:
+                awaiting.append(change_order_from_kantata(obj))
+        return awaiting
 
     # ---------------------------------------------------------------- billing milestones
 
@@ -1660,6 +1709,27 @@ class FakePsa:
             raise NotFoundError(f"time entry {entry_id} not found", system=SYSTEM)
         return self.time_entries[entry_id]
 
+    async def list_worker_time(
+        self,
+        worker_id: str,
+        *,
+        performed_from: date | None = None,
+        performed_through: date | None = None,
+        approved: bool | None = None,
+    ) -> list[TimeEntry]:
+        self._enter("list_worker_time")
+        return sorted(
+            (
+                e
+                for e in self.time_entries.values()
+                if e.worker_id == worker_id
+                and (performed_from is None or e.date_performed >= performed_from)
+                and (performed_through is None or e.date_performed <= performed_through)
+                and (approved is None or e.approved == approved)
+            ),
+            key=lambda e: (e.date_performed, int(e.external_id)),
+        )
+
     async def list_approved_expenses(
         self,
         since: datetime | None = None,
@@ -1858,6 +1928,16 @@ class FakePsa:
             )
         self.change_orders[change_order_id] = self._bump(co, status=_CO_STATES_BACK[wanted])
         return self.change_orders[change_order_id]
+
+    async def list_change_orders_awaiting(self, approver: str) -> list[ChangeOrder]:
+        self._enter("list_change_orders_awaiting")
+        return [
+            co
+            for co in self.change_orders.values()
+            if _CO_STATES[co.status] == "submitted"
+            and co.project_id in self.projects
+            and self.projects[co.project_id].project.delivery_manager == approver
+        ]
 
     # ---------------------------------------------------------------- billing milestones
 

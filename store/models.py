@@ -185,3 +185,14 @@ class OutboxRow(StoreModel, table=True):
     payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     published_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class SyncStateRow(StoreModel, table=True):
+    """A named value an integration keeps between runs: a poll cursor (the end of the last
+    window read), or which run currently owns a business key."""
+
+    __tablename__ = "sync_state"
+
+    name: str = Field(primary_key=True)
+    value: str
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -34,6 +34,7 @@ from store.models import (
     NewExceptionItem,
     OutboxRow,
     StoreModel,
+    SyncStateRow,
     XrefRow,
     XrefStatus,
     utcnow,
@@ -419,6 +420,27 @@ class Store:
                 .execution_options(synchronize_session=False)
             )
             return result.rowcount
+
+    # -- sync state ---------------------------------------------------------------------------
+
+    def get_state(self, name: str) -> str | None:
+        """The value kept under ``name`` (a poll cursor, a run pointer), or None."""
+        with self._read() as session:
+            row = session.get(SyncStateRow, name)
+            return None if row is None else row.value
+
+    def put_state(self, name: str, value: str) -> None:
+        """Keep ``value`` under ``name`` (insert or overwrite; the last writer wins)."""
+        now = self._clock()
+        with self._write() as session:
+            if not self._insert_if_absent(
+                session, SyncStateRow, {"name": name, "value": value, "updated_at": now}
+            ):
+                session.exec(
+                    update(SyncStateRow)
+                    .where(col(SyncStateRow.name) == name)
+                    .values(value=value, updated_at=now)
+                )
 
 
 def _xref_by_external_key(

@@ -721,3 +721,45 @@ async def test_unmapped_user_surfaces_as_psa_user() -> None:
         assert (
             await h.port.get_time_entry(str(entry["id"]))
         ).worker_id == f"psa-user:{users[0]['id']}"
+
+
+# --------------------------------------------------------------------------- worker termination
+
+
+async def test_worker_time_in_a_date_range_approved_or_not(h: Harness) -> None:
+    port = h.port
+    psa_id = await port.create_project_shell(make_project(), enterprise_id=EID)
+    await h.add_user("W1")
+    await h.add_user("W2")
+    a3 = await h.add_time(psa_id, "W1", D(2025, 3, 3), 60, approve=True)
+    a4 = await h.add_time(psa_id, "W1", D(2025, 3, 4), 90)
+    a6 = await h.add_time(psa_id, "W1", D(2025, 3, 6), 30, approve=True)
+    await h.add_time(psa_id, "W2", D(2025, 3, 4), 45, approve=True)
+    everything = await port.list_worker_time("W1")
+    assert [e.external_id for e in everything] == [a3, a4, a6]
+    assert all(e.worker_id == "W1" for e in everything)
+    through = await port.list_worker_time("W1", performed_through=D(2025, 3, 4))
+    assert [(e.external_id, e.approved) for e in through] == [(a3, True), (a4, False)]
+    unapproved = await port.list_worker_time("W1", approved=False)
+    assert [e.external_id for e in unapproved] == [a4]
+    window = await port.list_worker_time(
+        "W1", performed_from=D(2025, 3, 4), performed_through=D(2025, 3, 6), approved=True
+    )
+    assert [e.external_id for e in window] == [a6]
+    assert await port.list_worker_time("nobody") == []
+
+
+async def test_change_orders_awaiting_an_approver(h: Harness) -> None:
+    port = h.port
+    managed = make_project().model_copy(update={"delivery_manager": "W-DM"})
+    other = make_project().model_copy(update={"delivery_manager": "W-OTHER", "name": "Other"})
+    psa_id = await port.create_project_shell(managed, enterprise_id=EID)
+    other_id = await port.create_project_shell(other, enterprise_id=EID2)
+    open_co = await h.add_change_order(psa_id, "More workshops", Money("10.00", "USD"), [])
+    decided = await h.add_change_order(psa_id, "Fewer", Money("-5.00", "USD"), [])
+    await port.set_change_order_state(decided, ChangeOrderStatus.REJECTED)
+    await h.add_change_order(other_id, "Elsewhere", Money("10.00", "USD"), [])
+    awaiting = await port.list_change_orders_awaiting("W-DM")
+    assert [co.external_id for co in awaiting] == [open_co]
+    assert awaiting[0].project_id == psa_id
+    assert await port.list_change_orders_awaiting("W-NOBODY") == []
