@@ -1,0 +1,253 @@
+"""The HCM poller: HCM has no push, so a Temporal Schedule reads its changed-workers window.
+
+    await ensure_hcm_schedule(client, every=timedelta(minutes=5), task_queue=TASK_QUEUE)
+
+Each Schedule action runs `HcmChangesPoller`, whose one activity `hcm.poll_changes` reads the
+window `[cursor - overlap, now)`, and for every event not seen before:
+
+- a termination starts `WorkerTermination` with the ID built from tenant, worker and effective
+  date (`USE_EXISTING`: a re-detected termination joins the run already there);
+- a rescind signals that run `rescind`; a rehire signals the worker's latest termination run,
+  which treats it as a rescind only while the termination is not yet effective.
+
+Exactly once across crashes and restarts: an event is marked seen in the store's inbox only
+after its workflow was started or signalled, and the cursor advances only after the whole
+window was handled — a crash re-reads the window, and the inbox drops what was already done.
+The overlap catches entries committed late or stamped by a skewed clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from datetime import UTC, datetime, timedelta
+
+from temporalio import activity
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+)
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities._errors import translate_errors
+from connectors.hcm import HcmPort, WorkerChange, WorkerEventType
+from contracts.naming import termination_workflow_id
+from contracts.v1.worker_termination import (
+    HCM_CHANGES_POLLER,
+    HCM_SCHEDULE_ID,
+    RESCIND_SIGNAL,
+    RESCIND_UPDATE,
+    WORKER_TERMINATION,
+    PollerInput,
+    PollResult,
+    RescindAccepted,
+    RescindRequest,
+    RescindSource,
+    TerminationInput,
+)
+from store import Store
+
+WORKER_ID = SearchAttributeKey.for_keyword("WorkerId")
+BUSINESS_PROCESS = SearchAttributeKey.for_keyword("BusinessProcess")
+INBOX_SOURCE = "hcm"
+
+
+def cursor_name(tenant: str) -> str:
+    return f"hcm.changed_workers/{tenant}"
+
+
+def latest_run_name(tenant: str, worker_id: str) -> str:
+    return f"hcm.termination/{tenant}/{worker_id}"
+
+
+def _hash(change: WorkerChange) -> str:
+    return "sha256:" + hashlib.sha256(change.model_dump_json().encode()).hexdigest()
+
+
+class HcmPollActivities:
+    def __init__(
+        self,
+        hcm: HcmPort,
+        store: Store,
+        client: Client,
+        *,
+        default_tenant: str,
+    ) -> None:
+        self.hcm = hcm
+        self.store = store
+        self.client = client
+        self.default_tenant = default_tenant
+
+    @activity.defn(name="hcm.poll_changes")
+    @translate_errors
+    async def poll_changes(self, request: PollerInput) -> PollResult:
+        tenant = request.hcm_tenant or self.default_tenant
+        task_queue = request.termination_task_queue or activity.info().task_queue
+        now = datetime.now(UTC)
+        stored = await asyncio.to_thread(self.store.get_state, cursor_name(tenant))
+        if stored is None:
+            start = now - timedelta(seconds=request.initial_lookback_s)
+        else:
+            start = datetime.fromisoformat(stored) - timedelta(seconds=request.overlap_s)
+        start = min(start, now)
+        changes = await self.hcm.changed_workers(start, now)
+        result = PollResult(window_from=start, window_through=now, changes=len(changes))
+        for change in changes:
+            activity.heartbeat(change.event_id)
+            event_key = f"{tenant}/{change.event_id}"
+            if await asyncio.to_thread(self.store.inbox_get, INBOX_SOURCE, event_key):
+                result.duplicates += 1
+                continue
+            workflow_id = await self._handle(tenant, task_queue, change, request, result)
+            await asyncio.to_thread(self.store.inbox_accept, INBOX_SOURCE, event_key, _hash(change))
+            if workflow_id is not None:
+                await asyncio.to_thread(
+                    self.store.inbox_set_workflow, INBOX_SOURCE, event_key, workflow_id
+                )
+        # Only now: a crash above re-reads this window, and the inbox keeps it exactly once.
+        await asyncio.to_thread(self.store.put_state, cursor_name(tenant), now.isoformat())
+        return result
+
+    async def _handle(
+        self,
+        tenant: str,
+        task_queue: str,
+        change: WorkerChange,
+        request: PollerInput,
+        result: PollResult,
+    ) -> str | None:
+        worker_id = change.worker.external_id
+        if change.event_type is WorkerEventType.TERMINATE:
+            termination = change.termination_date or change.effective_date
+            workflow_id = termination_workflow_id(tenant, worker_id, termination.isoformat())
+            await self.client.start_workflow(
+                WORKER_TERMINATION,
+                TerminationInput(
+                    hcm_tenant=tenant,
+                    worker_id=worker_id,
+                    worker_name=change.worker.name,
+                    termination_date=termination,
+                    last_day_worked=change.last_day_worked or termination,
+                    payroll_cutoff_days=request.payroll_cutoff_days,
+                    event_id=change.event_id,
+                    activity_timeout_s=request.activity_timeout_s,
+                ),
+                id=workflow_id,
+                task_queue=task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(WORKER_ID, worker_id),
+                        SearchAttributePair(BUSINESS_PROCESS, "worker_termination"),
+                    ]
+                ),
+                static_summary=f"Termination of {change.worker.name or worker_id}, "
+                f"effective {termination.isoformat()}",
+            )
+            await asyncio.to_thread(
+                self.store.put_state, latest_run_name(tenant, worker_id), workflow_id
+            )
+            result.started.append(workflow_id)
+            return workflow_id
+        if change.event_type is WorkerEventType.RESCIND:
+            termination = change.termination_date or change.effective_date
+            workflow_id = termination_workflow_id(tenant, worker_id, termination.isoformat())
+            source = RescindSource.HCM_RESCIND
+        elif change.event_type is WorkerEventType.REHIRE:
+            latest = await asyncio.to_thread(
+                self.store.get_state, latest_run_name(tenant, worker_id)
+            )
+            if latest is None:
+                result.ignored.append(f"{change.event_id}: rehire without a termination run")
+                return None
+            workflow_id = latest
+            source = RescindSource.HCM_REHIRE
+        else:
+            result.ignored.append(f"{change.event_id}: {change.event_type.value}")
+            return None
+        signal = RescindRequest(
+            actor="hcm",
+            source=source,
+            reason=f"HCM {change.event_type.value} entered {change.entry_moment.isoformat()}",
+            event_id=change.event_id,
+            rehire_date=change.effective_date if source is RescindSource.HCM_REHIRE else None,
+        )
+        try:
+            await self.client.get_workflow_handle(workflow_id).signal(RESCIND_SIGNAL, signal)
+        except RPCError as err:
+            if err.status is not RPCStatusCode.NOT_FOUND:
+                raise
+            # No run, or it already finished: nothing left to undo.
+            result.ignored.append(f"{change.event_id}: {workflow_id} is not running")
+            return workflow_id
+        result.signalled.append(workflow_id)
+        return workflow_id
+
+
+async def ensure_hcm_schedule(
+    client: Client,
+    *,
+    every: timedelta,
+    task_queue: str,
+    poller: PollerInput | None = None,
+    schedule_id: str = HCM_SCHEDULE_ID,
+) -> None:
+    """Create the Schedule that runs `HcmChangesPoller` every `every`, or bring an existing one
+    up to date. Overlapping runs are skipped: one poller at a time owns the cursor."""
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            HCM_CHANGES_POLLER,
+            poller or PollerInput(),
+            id=f"{schedule_id}-run",
+            task_queue=task_queue,
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+    try:
+        await client.create_schedule(schedule_id, schedule)
+    except ScheduleAlreadyRunningError:
+
+        def replace(_: ScheduleUpdateInput) -> ScheduleUpdate:
+            return ScheduleUpdate(schedule=schedule)
+
+        await client.get_schedule_handle(schedule_id).update(replace)
+
+
+async def rescind_termination(
+    client: Client,
+    *,
+    hcm_tenant: str,
+    worker_id: str,
+    termination_date: str,
+    actor: str,
+    actor_roles: list[str],
+    reason: str = "",
+) -> RescindAccepted:
+    """An operator's rescind (for the CLI and the gateway): an update, so the caller learns
+    whether the run accepted it; refusals come back as `WorkflowUpdateFailedError`."""
+    handle = client.get_workflow_handle(
+        termination_workflow_id(hcm_tenant, worker_id, termination_date)
+    )
+    accepted: RescindAccepted = await handle.execute_update(
+        RESCIND_UPDATE,
+        RescindRequest(
+            actor=actor, actor_roles=actor_roles, reason=reason, source=RescindSource.OPERATOR
+        ),
+        result_type=RescindAccepted,
+    )
+    return accepted

@@ -1,0 +1,188 @@
+"""Approved PSA time -> ERP cost postings, for one worker up to a day.
+
+    report = await post_approved_time(psa, erp, "W-00042", through=date(2026, 6, 30))
+    report.posted, report.already_posted, report.failed, report.unapproved
+
+Reusable beyond the termination process (the time-to-invoice pipeline can call the function):
+an entry counts as posted when the ERP holds a time posting for it that has not been reversed,
+so a re-run posts only what is missing. Each posting's idempotency key derives from the PSA
+entry's id and version, so a retried batch never posts twice. Postings are priced at the
+worker's ERP cost rate. No business decisions here: what to do about failures is the caller's.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from pydantic import BaseModel, Field
+from temporalio import activity
+
+from activities._errors import translate_errors
+from connectors.erp import ErpPort
+from connectors.psa import PsaPort
+from contracts.errors import NotFoundError
+from contracts.money import Money
+from contracts.systems import System
+from contracts.v1 import CostPosting, PostingKind, TimeEntry
+
+
+def posting_key(entry: TimeEntry) -> str:
+    """The ERP idempotency key of an entry's cost posting (business identity: entry + version)."""
+    return f"psa-time-{entry.external_id}-v{entry.source_version or '1'}"
+
+
+class UnpostedEntry(BaseModel):
+    entry_id: str
+    project_id: str
+    date_performed: date
+    minutes: int
+    code: str
+    detail: str
+
+
+class TimePostingReport(BaseModel):
+    worker_id: str
+    through: date
+    posted: list[str] = Field(default_factory=list)
+    """Entries posted by this call."""
+    already_posted: list[str] = Field(default_factory=list)
+    failed: list[UnpostedEntry] = Field(default_factory=list)
+    """Approved entries the ERP did not accept (or that cannot be priced or placed)."""
+    unapproved: list[UnpostedEntry] = Field(default_factory=list)
+    """Entries on or before `through` still waiting for approval in the PSA."""
+
+    @property
+    def complete(self) -> bool:
+        return not self.failed and not self.unapproved
+
+
+async def post_approved_time(
+    psa: PsaPort,
+    erp: ErpPort,
+    worker_id: str,
+    *,
+    through: date,
+    performed_from: date | None = None,
+    cost_center: str | None = None,
+) -> TimePostingReport:
+    """Post every approved, not yet posted entry of `worker_id` performed up to `through`."""
+    report = TimePostingReport(worker_id=worker_id, through=through)
+    entries = await psa.list_worker_time(
+        worker_id, performed_from=performed_from, performed_through=through
+    )
+    for entry in entries:
+        if not entry.approved:
+            report.unapproved.append(_unposted(entry, "TIME_NOT_APPROVED", "not approved yet"))
+    approved = [e for e in entries if e.approved]
+    if not approved:
+        return report
+    rate = await erp.get_cost_rate(worker_id)
+    by_project: dict[str, list[TimeEntry]] = {}
+    for entry in approved:
+        by_project.setdefault(entry.project_id, []).append(entry)
+    todo: list[tuple[TimeEntry, CostPosting]] = []
+    for psa_project, project_entries in by_project.items():
+        project = await psa.get_project(psa_project)
+        if not project.enterprise_id:
+            for entry in project_entries:
+                report.failed.append(
+                    _unposted(entry, "PROJECT_NOT_LINKED", "the PSA project has no ERP project")
+                )
+            continue
+        erp_project = f"eid:{project.enterprise_id}"
+        posted = await _posted_entry_ids(erp, erp_project)
+        for entry in project_entries:
+            if entry.external_id in posted:
+                report.already_posted.append(entry.external_id)
+            elif rate is None:
+                report.failed.append(
+                    _unposted(entry, "NO_COST_RATE", f"the ERP has no cost rate for {worker_id}")
+                )
+            else:
+                todo.append(
+                    (entry, _posting(entry, erp_project, rate, cost_center or project.cost_center))
+                )
+    if todo:
+        results = await erp.post_time([p for _, p in todo])
+        for (entry, _), result in zip(todo, results, strict=True):
+            if result.ok:
+                report.posted.append(entry.external_id)
+            else:
+                error = result.error
+                report.failed.append(
+                    _unposted(
+                        entry,
+                        error.code if error and error.code else "POSTING_REFUSED",
+                        error.detail or error.message if error else "refused",
+                    )
+                )
+    return report
+
+
+async def _posted_entry_ids(erp: ErpPort, erp_project: str) -> set[str]:
+    try:
+        postings = await erp.list_postings(erp_project)
+    except NotFoundError:
+        return set()
+    reversed_keys = {p.reverses for p in postings if p.reverses}
+    return {
+        p.source_entry_id
+        for p in postings
+        if p.kind is PostingKind.TIME and p.idempotency_key not in reversed_keys
+    }
+
+
+def _posting(entry: TimeEntry, erp_project: str, rate: Money, cost_center: str) -> CostPosting:
+    on = entry.date_performed
+    return CostPosting(
+        source_system=System.PSSYNC,
+        idempotency_key=posting_key(entry),
+        kind=PostingKind.TIME,
+        project_id=erp_project,
+        worker_id=entry.worker_id,
+        source_entry_id=entry.external_id,
+        posting_date=on,
+        period=f"{on.year:04d}-{on.month:02d}",
+        hours=entry.hours,
+        cost_amount=(rate * entry.hours).rounded(),
+        cost_center=cost_center,
+    )
+
+
+def _unposted(entry: TimeEntry, code: str, detail: str) -> UnpostedEntry:
+    return UnpostedEntry(
+        entry_id=entry.external_id,
+        project_id=entry.project_id,
+        date_performed=entry.date_performed,
+        minutes=entry.minutes,
+        code=code,
+        detail=detail,
+    )
+
+
+class PostApprovedTime(BaseModel):
+    worker_id: str
+    through: date
+    performed_from: date | None = None
+    cost_center: str | None = None
+    """Default: each project's cost center."""
+
+
+class TimePostingActivities:
+    """ERP-bound (runs on the ERP queue): reads the PSA, posts to the ERP."""
+
+    def __init__(self, psa: PsaPort, erp: ErpPort) -> None:
+        self.psa = psa
+        self.erp = erp
+
+    @activity.defn(name="time.post_approved_time")
+    @translate_errors
+    async def post_approved_time(self, request: PostApprovedTime) -> TimePostingReport:
+        return await post_approved_time(
+            self.psa,
+            self.erp,
+            request.worker_id,
+            through=request.through,
+            performed_from=request.performed_from,
+            cost_center=request.cost_center,
+        )
