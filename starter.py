@@ -271,6 +271,72 @@ def gateway_command() -> None:
     asyncio.run(main())
 
 
+def _gateway_call(path: str, token: str, body: dict[str, Any], gateway: str | None) -> None:
+    """POST to the gateway as the actor of `token`; print the outcome, exit 1 if refused."""
+    import httpx
+
+    settings = _settings()
+    base = gateway or f"http://{settings.gateway_host}:{settings.gateway_port}"
+    try:
+        response = httpx.post(
+            f"{base}{path}", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=60
+        )
+    except httpx.HTTPError as exc:
+        console.print(f"[red]gateway unreachable at {base}: {exc}[/red]")
+        raise typer.Exit(2) from None
+    if response.status_code >= 400:
+        error = response.json().get("error", {}) if response.content else {}
+        console.print(
+            f"[red]{response.status_code} {error.get('code')}: {error.get('message')}[/red]"
+        )
+        raise typer.Exit(1)
+    console.print(response.json())
+
+
+TokenOption = Annotated[
+    str, typer.Option(envvar="PSSYNC_TOKEN", help="Your bearer token (PSSYNC_TOKEN)")
+]
+GatewayOption = Annotated[str | None, typer.Option(help="Gateway URL (default from settings)")]
+
+
+@app.command("approve")
+def approve(
+    change_order_id: str,
+    token: TokenOption,
+    note: Annotated[str, typer.Option(help="Why")] = "",
+    as_role: Annotated[str | None, typer.Option(help="Decide in this role")] = None,
+    gateway: GatewayOption = None,
+) -> None:
+    """Approve a change order (as the actor of your token)."""
+    body = {"approve": True, "note": note, "as_role": as_role}
+    _gateway_call(f"/api/change-orders/{change_order_id}/decision", token, body, gateway)
+
+
+@app.command("reject")
+def reject(
+    change_order_id: str,
+    token: TokenOption,
+    note: Annotated[str, typer.Option(help="Why")] = "",
+    gateway: GatewayOption = None,
+) -> None:
+    """Reject a change order: nothing is applied anywhere."""
+    body = {"approve": False, "note": note}
+    _gateway_call(f"/api/change-orders/{change_order_id}/decision", token, body, gateway)
+
+
+@app.command("rescind")
+def rescind(
+    worker_id: str,
+    termination_date: Annotated[str, typer.Argument(help="Effective date, YYYY-MM-DD")],
+    token: TokenOption,
+    reason: Annotated[str, typer.Option(help="Why")] = "",
+    gateway: GatewayOption = None,
+) -> None:
+    """Rescind a worker's termination: completed steps are undone in reverse."""
+    body = {"reason": reason}
+    _gateway_call(f"/api/terminations/{worker_id}/{termination_date}/rescind", token, body, gateway)
+
+
 @app.command("doctor")
 def doctor() -> None:
     """Run the Doctor workflow against settings.temporal (a worker must be running)."""
@@ -480,6 +546,228 @@ async def systems_hold(stack: Stack, outcome: DealOutcome) -> list[Check]:
     return checks
 
 
+def _token(stack: Stack, role: str) -> str:
+    """A configured actor's bearer token whose only job is `role` (else any that has it)."""
+    actors = stack.settings.actors
+    only = [t for t, a in actors.items() if a.roles == [role]]
+    return (only or [t for t, a in actors.items() if role in a.roles])[0]
+
+
+async def wait_for_step(handle: Any, step: str, timeout_s: float = 60) -> Any:
+    """Poll a run's `status` query until it reports `step` (bounded)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        try:
+            status = await handle.query("status")
+            if status.get("step") == step:
+                return status
+        except Exception:  # not started or not queryable yet
+            pass
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"{handle.id} never reached {step}")
+        await asyncio.sleep(0.1)
+
+
+async def change_order_scene(stack: Stack, deal: DealOutcome, say: Any = print) -> list[Check]:
+    """A change order submitted in the PSA twin for a provisioned project: its signed webhook
+    starts the saga, the delivery manager and finance approve through the gateway, and the
+    ERP budget, PSA budget and staffing demand follow."""
+    import httpx
+
+    from connectors.erp import NetSuiteErp
+    from contracts.naming import change_order_workflow_id
+    from contracts.v1.change_orders import ChangeOrderResult
+
+    eid = deal.enterprise_id or ""
+    erp = NetSuiteErp(stack.settings.erp)
+    try:
+        before = await erp.get_budget(f"eid:{eid}")
+        delta = 25_000  # above the default finance threshold: finance must approve too
+        async with httpx.AsyncClient(timeout=60) as http:
+            created = await http.post(
+                f"{stack.urls['sandbox']}/psa/api/v1/change_orders.json",
+                headers={"Authorization": "Bearer dev-static-token"},
+                json={
+                    "change_order": {
+                        "workspace_id": int(deal.psa_project_id or 0),
+                        "title": "Extend the build phase",
+                        "budget_delta_in_cents": delta * 100,
+                        "currency": before.amount.currency,
+                        "lines": [{"role": "Consultant", "minutes_delta": 100 * 60}],
+                        "requested_by": "dana.manager",
+                    }
+                },
+            )
+            created.raise_for_status()
+            co_id = created.json()["results"][0]["id"]
+            say(f"change order {co_id} submitted in the PSA (+{delta} {before.amount.currency})")
+            handle = await wait_for_workflow(
+                stack.client,
+                change_order_workflow_id(stack.settings.psa.tenant, co_id),
+                result_type=ChangeOrderResult,
+            )
+            status = await wait_for_step(handle, "waiting_for_approval")
+            say(f"waiting for approval by {', '.join(status['required_roles'])}")
+            codes = []
+            for role in status["required_roles"]:
+                answer = await http.post(
+                    f"{stack.urls['gateway']}/api/change-orders/{co_id}/decision",
+                    headers={"Authorization": f"Bearer {_token(stack, role)}"},
+                    json={"approve": True, "note": f"approved as {role}"},
+                )
+                codes.append(answer.status_code)
+        result = await asyncio.wait_for(handle.result(), 60)
+        after = await erp.get_budget(f"eid:{eid}")
+    finally:
+        await erp.aclose()
+    say(f"change order {co_id}: {result.outcome}; ERP budget {before.amount} -> {after.amount}")
+    return [
+        Check(
+            "change order: finance approval required above the threshold",
+            "finance_controller" in status["required_roles"],
+            ", ".join(status["required_roles"]),
+        ),
+        Check(
+            "change order: approvals accepted through the gateway",
+            all(c == 200 for c in codes),
+            str(codes),
+        ),
+        Check(
+            "change order: ERP budget revised by the delta",
+            after.amount.amount - before.amount.amount == delta and after.version > before.version,
+            f"{before.amount} -> {after.amount} (version {before.version} -> {after.version})",
+        ),
+        Check(
+            "change order: staffing demand raised in the PSA",
+            bool(result.resource_request_ids),
+            f"{len(result.resource_request_ids)} request(s)",
+        ),
+    ]
+
+
+@dataclass
+class TerminationOutcome:
+    worker_id: str
+    workflow_id: str
+    assignment_id: str
+    checks: list[Check]
+
+
+async def termination_scene(
+    stack: Stack, deal: DealOutcome, say: Any = print
+) -> TerminationOutcome:
+    """A consultant staffed on a provisioned project with approved time is terminated in the
+    HCM twin (effective today); one poll later the PSA assignment ends, backfill is raised,
+    time entry closes and the approved time is in the ERP."""
+    from datetime import date, timedelta
+
+    import httpx
+
+    from connectors.hcm import WorkdayHcm
+    from contracts.naming import termination_workflow_id
+    from contracts.v1.worker_termination import HCM_SCHEDULE_ID
+    from sandbox.seed import build_firm
+
+    today = date.today()
+    hcm = WorkdayHcm(stack.settings.hcm)
+    try:
+        # someone still employed in the HCM twin (the demo may have run before on this data)
+        leaver = None
+        for candidate in build_firm(7).workers:
+            if candidate.status != "active" or candidate.hire_date >= today - timedelta(days=14):
+                continue
+            current = await hcm.get_worker(candidate.id)
+            if current.termination_date is None and current.status.value == "active":
+                leaver = candidate
+                break
+        if leaver is None:
+            raise RuntimeError("no employed worker left to terminate in the HCM twin")
+    finally:
+        await hcm.aclose()
+    psa = f"{stack.urls['sandbox']}/psa/api/v1"
+    auth = {"Authorization": "Bearer dev-static-token"}
+    async with httpx.AsyncClient(timeout=60, headers=auth) as http:
+        refs = await http.get(
+            f"{psa}/external_references.json",
+            params={"subject_type": "User", "service_model_ref": leaver.id},
+        )
+        user_id = int(
+            refs.json()["results"][0]["id"]
+            and next(iter(refs.json()["external_references"].values()))["subject_id"]
+        )
+        assignment = await http.post(
+            f"{psa}/assignments.json",
+            json={
+                "assignment": {
+                    "workspace_id": int(deal.psa_project_id or 0),
+                    "user_id": user_id,
+                    "role": leaver.role,
+                    "start_date": (today - timedelta(days=14)).isoformat(),
+                    "end_date": (today + timedelta(days=60)).isoformat(),
+                    "allocated_minutes": 9600,
+                }
+            },
+        )
+        assignment.raise_for_status()
+        assignment_id = assignment.json()["results"][0]["id"]
+        entry = await http.post(
+            f"{psa}/time_entries.json",
+            json={
+                "time_entry": {
+                    "workspace_id": int(deal.psa_project_id or 0),
+                    "user_id": user_id,
+                    "date_performed": (today - timedelta(days=1)).isoformat(),
+                    "time_in_minutes": 420,
+                }
+            },
+        )
+        entry.raise_for_status()
+        entry_id = entry.json()["results"][0]["id"]
+        approved = await http.put(
+            f"{psa}/time_entries/{entry_id}.json", json={"time_entry": {"approved": True}}
+        )
+        approved.raise_for_status()
+        say(f"{leaver.name} ({leaver.role}) staffed on {deal.name} with 7 h approved time")
+
+        hcm = WorkdayHcm(stack.settings.hcm)
+        try:
+            await hcm.terminate(leaver.id, today, today - timedelta(days=1))
+        finally:
+            await hcm.aclose()
+        say(f"{leaver.name} terminated in the HCM twin, effective today; polling HCM now")
+        # The Schedule polls every PSSYNC_HCM_POLL_INTERVAL_S; an operator can poll at once.
+        await stack.client.get_schedule_handle(HCM_SCHEDULE_ID).trigger()
+        workflow_id = termination_workflow_id(
+            stack.settings.hcm.tenant, leaver.id, today.isoformat()
+        )
+        handle = await wait_for_workflow(stack.client, workflow_id)
+        status = await wait_for_step(handle, "open_for_rescind")
+        ended = await http.get(f"{psa}/assignments/{assignment_id}.json")
+        end_date = next(iter(ended.json()["assignments"].values()))["end_date"]
+    with stack.sandbox.state("erp").engine.connect() as conn:
+        from sqlalchemy import text
+
+        posted = conn.execute(
+            text("SELECT count(*) FROM erp_timebill WHERE external_id LIKE :k"),
+            {"k": f"psa-time-{entry_id}-%"},
+        ).scalar_one()
+    say(f"termination applied: assignment ends {end_date}; {posted} timebill posted to the ERP")
+    checks = [
+        Check(
+            "termination: PSA assignment ends on the last day",
+            end_date == (today - timedelta(days=1)).isoformat(),
+            f"end date {end_date}",
+        ),
+        Check("termination: approved time posted to the ERP once", posted == 1, f"{posted}"),
+        Check(
+            "termination: the run stays open for a rescind",
+            status.get("step") == "open_for_rescind",
+            str(status.get("step")),
+        ),
+    ]
+    return TerminationOutcome(leaver.id, workflow_id, str(assignment_id), checks)
+
+
 async def run_scenario(stack: Stack, *, deals: int = 3, say: Any = print) -> list[Check]:
     """The demo: several deals won, one webhook delivered 50 times at once, one deal with a
     bad cost center fixed through the exceptions API. Returns every check."""
@@ -534,6 +822,12 @@ async def run_scenario(stack: Stack, *, deals: int = 3, say: Any = print) -> lis
         outcome.erp_project_id = result.erp_project_id
         outcome.status = "provisioned"
         checks.extend(await systems_hold(stack, outcome))
+
+    say("a change order on the first project, approved through the gateway")
+    checks.extend(await change_order_scene(stack, outcomes[0], say))
+
+    say("a consultant on the second project leaves the firm")
+    checks.extend((await termination_scene(stack, outcomes[1], say)).checks)
 
     runs = [
         wf.run_id

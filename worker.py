@@ -12,6 +12,7 @@ import logging
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine
@@ -23,22 +24,40 @@ from temporalio.worker import Worker
 
 import store
 from activities import doctor as doctor_activities
+from activities.assignment_sync import AssignmentForecastActivities, AssignmentSyncActivities
+from activities.change_order import (
+    ChangeOrderActivities,
+    ChangeOrderErpActivities,
+    OutboxNotifier,
+)
 from activities.crm import CrmActivities
 from activities.erp import ErpActivities
+from activities.hcm_poll import HcmPollActivities, ensure_hcm_schedule
 from activities.psa import PsaActivities
 from activities.store import StoreActivities
+from activities.time_posting import TimePostingActivities
+from activities.worker_termination import TerminationActivities
 from connectors.crm import CrmPort, SalesforceCrm
 from connectors.erp import ErpPort, NetSuiteErp
 from connectors.hcm import HcmPort, WorkdayHcm
 from connectors.psa import KantataPsa, PsaPort
 from contracts.naming import TASK_QUEUE, erp_task_queue
 from contracts.settings import Settings, load_settings
+from workflows import assignment_sync as assignment_sync_workflows
+from workflows import change_order as change_order_workflows
+from workflows import worker_termination as termination_workflows
 from workflows.doctor import DoctorWorkflow
 from workflows.opportunity_to_project import OpportunityToProjectWorkflow
 
 log = logging.getLogger("pssync.worker")
 
-WORKFLOWS: Sequence[type] = (DoctorWorkflow, OpportunityToProjectWorkflow)
+WORKFLOWS: Sequence[type] = (
+    DoctorWorkflow,
+    OpportunityToProjectWorkflow,
+    *change_order_workflows.WORKFLOWS,
+    *assignment_sync_workflows.WORKFLOWS,
+    *termination_workflows.WORKFLOWS,
+)
 
 
 def prometheus_runtime(port: int) -> Runtime:
@@ -114,15 +133,28 @@ class Deployment:
 def build_workers(
     client: Client, deployment: Deployment, *, task_queue: str = TASK_QUEUE
 ) -> list[Worker]:
-    """The main worker (workflows; CRM, PSA, HCM and store activities) and the ERP worker,
-    whose activities the server starts no faster than the ERP's quota."""
+    """Every workflow and activity of every process, on two workers: the main one (workflows;
+    CRM, PSA, HCM and store activities) and the ERP one, whose activities the server starts no
+    faster than the ERP's quota. Tests build the same wiring over in-memory fakes."""
     settings = deployment.settings
     crm = CrmActivities(deployment.crm)
     psa = PsaActivities(deployment.psa)
     erp = ErpActivities(deployment.erp)
     st = StoreActivities(deployment.store, deployment.tenants())
+    change_order = ChangeOrderActivities(
+        deployment.psa, deployment.store, OutboxNotifier(deployment.store)
+    )
+    change_order_erp = ChangeOrderErpActivities(deployment.erp)
+    sync = AssignmentSyncActivities(deployment.psa, deployment.store)
+    sync_erp = AssignmentForecastActivities(deployment.erp)
+    termination = TerminationActivities(deployment.psa, deployment.hcm)
+    posting = TimePostingActivities(deployment.psa, deployment.erp)
+    poll = HcmPollActivities(
+        deployment.hcm, deployment.store, client, default_tenant=settings.hcm.tenant
+    )
     main_activities: list[Any] = [
         doctor_activities.ping,
+        # opportunity to project
         crm.read_opportunity,
         crm.write_back_enterprise_id,
         crm.mark_provisioning,
@@ -131,6 +163,30 @@ def build_workers(
         psa.archive_project,
         psa.seed_staffing_demand,
         psa.cancel_staffing_demand,
+        # change orders
+        change_order.read_change_order,
+        change_order.set_state,
+        change_order.read_psa_budget,
+        change_order.update_psa_budget,
+        change_order.revert_psa_budget,
+        change_order.raise_demand,
+        change_order.cancel_demand,
+        change_order.notify,
+        # assignment sync
+        sync.read_assignments,
+        sync.resolve_erp_project,
+        # worker termination and the HCM poller
+        termination.find_conflicts,
+        termination.read_worker,
+        termination.assignments_after,
+        termination.end_assignments,
+        termination.restore_assignments,
+        termination.raise_backfill,
+        termination.cancel_backfill,
+        termination.close_time_entry,
+        termination.reopen_time_entry,
+        poll.poll_changes,
+        # the store, shared by every process
         st.reserve_enterprise_id,
         st.link_xrefs,
         st.open_exception,
@@ -144,6 +200,11 @@ def build_workers(
         erp.upsert_customer,
         erp.upsert_project,
         erp.close_project,
+        change_order_erp.read_erp_budget,
+        change_order_erp.revise_erp_budget,
+        change_order_erp.revert_erp_budget,
+        sync_erp.sync_forecast,
+        posting.post_approved_time,
     ]
     return [
         Worker(
@@ -175,6 +236,10 @@ async def run_workers(
     deployment = deployment or Deployment.from_settings(settings)
     try:
         workers = build_workers(client, deployment, task_queue=task_queue)
+        # HCM has no push: a Schedule polls its changed-workers window (create or update).
+        await ensure_hcm_schedule(
+            client, every=timedelta(seconds=settings.hcm_poll_interval_s), task_queue=task_queue
+        )
         async with contextlib.AsyncExitStack() as stack:
             for w in workers:
                 await stack.enter_async_context(w)

@@ -1,11 +1,13 @@
 """OpportunityToProject benchmark: won deals through the whole local stack, against the engine
 floor measured in the same run.
 
-    python bench/opportunity_to_project.py [--deals 200] [--concurrency 20] [--erp-quota-rps 50]
+    python bench/opportunity_to_project.py [--deals 200] [--concurrency 20] [--rounds 2]
+        [--erp-quota-rps 50] [--worker-process] [--warmup 5] [--history-sample 40]
 
-What it runs, all in this process on 127.0.0.1 (OS-assigned ports), in a fresh temp home:
-`starter.running_stack` (embedded Temporal dev server, gateway, the seeded twins with zero
-latency and their webhooks pointed at the gateway, the in-process worker). Then:
+What it runs on 127.0.0.1 (OS-assigned ports), in a fresh temp home: `starter.running_stack`
+(embedded Temporal dev server with its SQLite file, gateway, the seeded twins with zero latency
+and their webhooks pointed at the gateway, the worker: in this process, or as `pssync worker`
+in a child process with `--worker-process`). Then:
 
 1. warm-up: a few deals and a few floor runs, not counted. One warm-up saga's history gives the
    shape of the floor: its ActivityTaskScheduled events, grouped by the workflow task that
@@ -15,12 +17,13 @@ latency and their webhooks pointed at the gateway, the in-process worker). Then:
    won moment can be timed); the twin's signed webhook reaches the gateway, which starts the
    saga. Latency = the workflow's close time (server clock, same machine) minus the wall clock
    taken just before `set_stage("Closed Won")`: deal won -> project usable in PSA and ERP.
-3. the floor: the `BenchFloor` workflow below, the same activities in the same shape as no-ops,
-   on its own worker and task queue on the same dev server, started by the client directly,
-   `--deals` times with the same concurrency. Latency = client-side start -> result.
+3. the floor: the `BenchFloor` workflow below, the same number of activities in the same shape
+   as no-ops, on its own worker and task queue on the same dev server, started by the client
+   directly, `--deals` times with the same concurrency. Latency = client start -> result.
+   Saga and floor phases alternate in `--rounds` rounds, never overlapping.
 4. where the time goes, from `--history-sample` histories of each: ingress (won -> workflow
    start), activity queue wait (scheduled -> started) and run time (started -> completed) per
-   activity type, workflow-task time.
+   activity type, workflow-task queue and run time; requests each twin served.
 
 Progress goes to stderr; the last line of stdout is one JSON object (deals, p50_s, p95_s,
 floor_p50_s, floor_p95_s, ratio_p50, activities_per_deal, throughputs, breakdown, machine,
@@ -32,10 +35,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
 import os
 import platform
+import signal
+import socket
 import statistics
 import sys
 import tempfile
@@ -48,8 +54,10 @@ from typing import Any
 
 from temporalio import activity, workflow
 
+ROOT = Path(__file__).parent.parent
 if not workflow.unsafe.in_sandbox():  # the sandbox re-imports this module to run BenchFloor
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    ROOT = ROOT.resolve()
+    sys.path.insert(0, str(ROOT))
 
 with workflow.unsafe.imports_passed_through():
     from temporalio.api.enums.v1 import EventType
@@ -66,6 +74,7 @@ with workflow.unsafe.imports_passed_through():
 FLOOR_QUEUE = "bench-floor"
 FLOOR_TIMEOUT = timedelta(seconds=60)
 SEED = 7
+SYSTEMS = ("crm", "psa", "erp", "hcm")
 
 
 def log(message: str) -> None:
@@ -91,9 +100,7 @@ class BenchFloor:
         for width in shape:
             results = await asyncio.gather(
                 *[
-                    workflow.execute_activity(
-                        noop, done + k, start_to_close_timeout=FLOOR_TIMEOUT
-                    )
+                    workflow.execute_activity(noop, done + k, start_to_close_timeout=FLOOR_TIMEOUT)
                     for k in range(width)
                 ]
             )
@@ -176,27 +183,26 @@ def breakdown(history: WorkflowHistory) -> dict[str, Any]:
         last = t
         kind = event.event_type
         if kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            a = event.activity_task_scheduled_event_attributes
-            scheduled[event.event_id] = (a.activity_type.name, a.task_queue.name, t)
+            sched = event.activity_task_scheduled_event_attributes
+            scheduled[event.event_id] = (sched.activity_type.name, sched.task_queue.name, t)
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
-            a = event.activity_task_started_event_attributes
-            started[a.scheduled_event_id] = t
+            started[event.activity_task_started_event_attributes.scheduled_event_id] = t
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
-            a = event.activity_task_completed_event_attributes
-            name, queue, t_sched = scheduled[a.scheduled_event_id]
-            t_start = started.get(a.scheduled_event_id, t)
+            sched_id = event.activity_task_completed_event_attributes.scheduled_event_id
+            name, queue, t_sched = scheduled[sched_id]
+            t_start = started.get(sched_id, t)
             activities.append(
                 {"name": name, "queue": queue, "wait": t_start - t_sched, "run": t - t_start}
             )
         elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
             wft_scheduled[event.event_id] = t
         elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
-            a = event.workflow_task_started_event_attributes
+            wft_sched_id = event.workflow_task_started_event_attributes.scheduled_event_id
             wft_started[event.event_id] = t
-            wft_queue += t - wft_scheduled.get(a.scheduled_event_id, t)
+            wft_queue += t - wft_scheduled.get(wft_sched_id, t)
         elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
-            a = event.workflow_task_completed_event_attributes
-            wft_run += t - wft_started.get(a.started_event_id, t)
+            wft_start_id = event.workflow_task_completed_event_attributes.started_event_id
+            wft_run += t - wft_started.get(wft_start_id, t)
     return {
         "activities": activities,
         "workflow_task_queue_s": wft_queue,
@@ -269,7 +275,9 @@ class Bench:
         await self.crm.set_stage(opp_id, "Closed Won")
         wf_id = opportunity_workflow_id(self.stack.settings.crm.tenant, opp_id)
         handle = await starter.wait_for_workflow(
-            self.stack.client, wf_id, timeout_s=self.args.deal_timeout_s,
+            self.stack.client,
+            wf_id,
+            timeout_s=self.args.deal_timeout_s,
             result_type=ProvisionProjectResult,
         )
         await asyncio.wait_for(handle.result(), self.args.deal_timeout_s)
@@ -308,7 +316,7 @@ class Bench:
 
     def twin_stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for system in ("crm", "psa", "erp", "hcm"):
+        for system in SYSTEMS:
             state = self.stack.sandbox.state(system)
             out[system] = {"requests": state.requests, "in_flight_max": state.in_flight_max}
         sender = self.stack.sandbox.state("crm").webhooks
@@ -321,28 +329,82 @@ class Bench:
         return out
 
     def reset_twin_stats(self) -> None:
-        for system in ("crm", "psa", "erp", "hcm"):
+        for system in SYSTEMS:
             self.stack.sandbox.state(system).reset_stats()
             self.stack.sandbox.state(system).requests = 0
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def start_worker_process(stack: starter.Stack) -> asyncio.subprocess.Process:
+    """`pssync worker` in a child process, configured like the in-process one would be (the
+    deployed topology: the worker does not share a GIL with the twins and the gateway)."""
+    s = stack.settings
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PSSYNC_")}
+    env.update(
+        {
+            "PSSYNC_HOME": str(s.home),
+            "PSSYNC_TEMPORAL__ADDRESS": s.temporal.address,
+            "PSSYNC_ERP_QUOTA_RPS": str(s.erp_quota_rps),
+            "PSSYNC_WORKER_METRICS_PORT": str(_free_port()),
+            **{f"PSSYNC_{n.upper()}__BASE_URL": getattr(s, n).base_url for n in SYSTEMS},
+        }
+    )
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        # `pssync worker` logs at INFO, which makes httpx log every vendor request; the
+        # in-process worker does not, so neither does this one.
+        "import logging, worker; logging.getLogger('httpx').setLevel(logging.WARNING); "
+        "worker.main()",
+        cwd=ROOT,
+        env=env,
+        stdout=sys.stderr.fileno(),
+    )
+
+
+async def stop_worker_process(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), 30)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     wall_start = time.perf_counter()
-    home = Path(tempfile.mkdtemp(prefix="pssync-bench-")) / ".pssync"
+    tmp = tempfile.TemporaryDirectory(prefix="pssync-bench-", ignore_cleanup_errors=True)
+    home = Path(tmp.name) / ".pssync"
     settings = load_settings(home=home, erp_quota_rps=args.erp_quota_rps)
-    log(f"home {home}; starting the stack (dev server, gateway, twins, worker)")
-    async with starter.running_stack(settings, seed=SEED, ephemeral_ports=True) as stack:
+    where = "its own process" if args.worker_process else "this process"
+    log(f"home {home}; starting the stack (dev server, gateway, twins; the worker in {where})")
+    async with starter.running_stack(
+        settings, seed=SEED, ephemeral_ports=True, run_worker=not args.worker_process
+    ) as stack:
         bench = Bench(stack, args)
         client: Client = stack.client
         floor_worker = Worker(
             client, task_queue=FLOOR_QUEUE, workflows=[BenchFloor], activities=[noop]
         )
+        worker_proc = await start_worker_process(stack) if args.worker_process else None
         try:
             async with floor_worker:
                 result = await measure(bench, args)
         finally:
             await bench.crm.aclose()
+            if worker_proc is not None:
+                await stop_worker_process(worker_proc)
     result["wall_s"] = round(time.perf_counter() - wall_start, 2)
+    if args.keep_home:
+        log(f"kept {home}")
+    else:
+        tmp.cleanup()
     return result
 
 
@@ -359,19 +421,31 @@ async def measure(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     log(f"the saga ran {activities_per_deal} activities per deal, shape {shape}")
     await bounded(args.warmup, args.concurrency, lambda i: bench.floor_one(shape, "warm-up", i))
 
-    log(f"saga: {args.deals} won deals, {args.concurrency} in flight")
+    # Saga and floor alternate in rounds, so drift (a busy neighbour on the machine, the dev
+    # server's database growing) does not all land on one side.
+    rounds = max(1, min(args.rounds, args.deals))
+    sizes = [args.deals // rounds + (1 if r < args.deals % rounds else 0) for r in range(rounds)]
     bench.reset_twin_stats()
-    deals, saga_wall = await bounded(args.deals, args.concurrency, lambda i: bench.win_one("bench"))
-    twins = bench.twin_stats()
+    deals: list[Any] = []
+    floors: list[Any] = []
+    saga_wall = floor_wall = 0.0
+    for r, size in enumerate(sizes, 1):
+        log(f"round {r}/{rounds}, saga: {size} won deals, {args.concurrency} in flight")
+        got, wall = await bounded(size, args.concurrency, lambda i: bench.win_one("bench"))
+        deals += got
+        saga_wall += wall
+        log(f"round {r}/{rounds}, floor: {size} BenchFloor runs, {args.concurrency} in flight")
+        label = f"round-{r}"
+        got, wall = await bounded(
+            size, args.concurrency, functools.partial(bench.floor_one, shape, label)
+        )
+        floors += got
+        floor_wall += wall
+    twins = bench.twin_stats()  # the floor never calls a twin
     ok = [d for d in deals if not isinstance(d, BaseException)]
     errors = [repr(d) for d in deals if isinstance(d, BaseException)]
     for e in errors[:5]:
         log(f"  deal failed: {e}")
-
-    log(f"floor: {args.deals} BenchFloor runs, {args.concurrency} in flight")
-    floors, floor_wall = await bounded(
-        args.deals, args.concurrency, lambda i: bench.floor_one(shape, "bench", i)
-    )
     floor_ok = [f for f in floors if not isinstance(f, BaseException)]
     floor_errors = [repr(f) for f in floors if isinstance(f, BaseException)]
 
@@ -411,8 +485,8 @@ async def measure(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
         "activity_shape": shape,
         "throughput_deals_per_s": round(len(ok) / saga_wall, 2),
         "floor_throughput_per_s": round(len(floor_ok) / floor_wall, 2),
-        "saga_phase_s": round(saga_wall, 2),
-        "floor_phase_s": round(floor_wall, 2),
+        "saga_phases_s": round(saga_wall, 2),
+        "floor_phases_s": round(floor_wall, 2),
         "floor_runs": len(floor_ok),
         "floor_failed": len(floor_errors),
         "latency_definition": (
@@ -433,30 +507,41 @@ async def measure(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
             "breakdown": aggregate([breakdown(h) for h in floor_hist]),
         },
         "ratio_p50_execution_only": round(exec_p50 / floor_exec_p50, 3),
-        "twins_during_saga_phase": twins,
+        "twins_during_saga_phases": twins,
         "errors": errors[:5] + floor_errors[:5],
         "notes": [
             "The saga's latency includes the CRM set_stage call, the twin's signed webhook "
             "delivery, the gateway (signature check, SQLite inbox, start_workflow) and then the "
             "workflow; the floor is started by the client directly. "
             "ratio_p50_execution_only compares server-side start->close of both.",
-            "Everything (twins, gateway, worker, floor worker, bench client) shares one Python "
-            "process and event loop; the Temporal dev server (SQLite-backed) is a child process.",
-            "The saga phase runs first, then the floor phase, after a warm-up of both.",
+            (
+                "The pssync worker runs in its own process (`pssync worker`); the twins, the "
+                "gateway, the floor worker and the bench client share this one."
+                if args.worker_process
+                else "Everything (twins, gateway, pssync worker, floor worker, bench client) "
+                "shares one Python process and event loop (one GIL)."
+            )
+            + " The Temporal dev server (SQLite file) is a child process.",
+            f"After a warm-up of both, saga and floor phases alternate in {rounds} rounds "
+            "(never at the same time); throughputs are over the summed phase times.",
             f"ERP task queue quota erp_quota_rps={args.erp_quota_rps}/s "
             "(max_task_queue_activities_per_second; the ERP twin itself has no quota here).",
         ],
         "machine": {
             "platform": platform.platform(),
             "cpu_count": os.cpu_count(),
-            "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+            "cpus_usable": len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else None,
             "python": platform.python_version(),
         },
         "config": {
             "deals": args.deals,
             "concurrency": args.concurrency,
             "warmup": args.warmup,
+            "rounds": rounds,
             "erp_quota_rps": args.erp_quota_rps,
+            "worker": "own process (pssync worker)" if args.worker_process else "in process",
             "history_sample": args.history_sample,
             "deal_timeout_s": args.deal_timeout_s,
             "twin_latency_ms": 0,
@@ -470,15 +555,29 @@ async def measure(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--deals", type=int, default=200)
-    parser.add_argument("--concurrency", type=int, default=20, help="deals (and floor runs) in flight")
+    parser.add_argument(
+        "--concurrency", type=int, default=20, help="deals (and floor runs) in flight"
+    )
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="alternate saga and floor phases this many times"
+    )
     parser.add_argument(
         "--erp-quota-rps",
         type=float,
         default=50.0,
         help="settings.erp_quota_rps: the ERP task queue's activities/s (default as shipped)",
     )
+    parser.add_argument(
+        "--worker-process",
+        action="store_true",
+        help="run the pssync worker as `pssync worker` in its own process (the deployed "
+        "topology) instead of inside the stack's process",
+    )
     parser.add_argument("--history-sample", type=int, default=40)
+    parser.add_argument(
+        "--keep-home", action="store_true", help="keep the temp home (dev server DB, twins)"
+    )
     parser.add_argument("--deal-timeout-s", type=float, default=120.0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)

@@ -137,6 +137,8 @@ class Settings(BaseSettings):
     """ERP requests/s the ERP task queue may start (max_task_queue_activities_per_second)."""
     escalation_after_s: int = Field(default=4 * 3600, ge=1)
     """An open exception item escalates after this long."""
+    hcm_poll_interval_s: int = Field(default=60, ge=1)
+    """How often the Schedule polls the HCM's changed-workers window (0 < interval)."""
 
     @classmethod
     def settings_customise_sources(

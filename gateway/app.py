@@ -18,6 +18,10 @@ Routes (every error is `{"error": {"code", "message", "field"?}}`; bad input is 
   item, 409 already resolved or workflow gone, 403 role not allowed for the item's process;
   otherwise the `resolve_exception` update goes to the owning workflow: 200 with its result, or
   the validator's refusal as 403/409/422. The workflow marks the item resolved, not the gateway.
+- `POST /api/change-orders/{id}/decision` (bearer actor; `{"approve", "as_role", "note"}`) —
+  the change-order run's `decide` update; refusals as 403/409/422.
+- `POST /api/terminations/{worker_id}/{termination_date}/rescind` (bearer actor) — the
+  termination run's `rescind_termination` update.
 - `GET /healthz` — store and Temporal reachable: 200, else 503 with per-check details.
 - `GET /metrics` — Prometheus text format (a registry per app).
 
@@ -40,7 +44,9 @@ from temporalio.client import Client
 from contracts.naming import TASK_QUEUE
 from contracts.settings import Actor, Settings
 from contracts.systems import System
+from contracts.v1.change_orders import ChangeOrderDecision
 from contracts.v1.processes import RESOLVER_ROLES, ExceptionResolution, ResolutionAction
+from contracts.v1.worker_termination import RescindRequest
 from gateway.errors import GatewayError, install_error_handlers
 from gateway.metrics import CONTENT_TYPE_LATEST, GatewayMetrics
 from gateway.processes import Processes
@@ -60,11 +66,29 @@ log = logging.getLogger("pssync.gateway")
 OPPORTUNITY_WON = "opportunity.won"
 PSA_EVENT_TYPES = (
     "time_entry.approved",
+    "time_entry.unapproved",
     "expense.approved",
-    "assignment.changed",
-    "change_order.submitted",
     "billing_milestone.completed",
 )
+"""PSA events recorded in the inbox for the time-to-invoice pipeline, which is not built yet."""
+
+
+class DecisionRequest(BaseModel):
+    """An approver's decision on a change order (the actor comes from the bearer token)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    approve: bool
+    as_role: str | None = None
+    note: str = Field(default="", max_length=4000)
+
+
+class RescindBody(BaseModel):
+    """An operator's rescind of a termination (the actor comes from the bearer token)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="", max_length=4000)
 
 
 class ResolutionRequest(BaseModel):
@@ -85,7 +109,15 @@ def webhook_routes(processes: Processes) -> dict[str, dict[str, EventRoute]]:
                 OpportunityWon, processes.opportunity_won, starts_workflow=True
             ),
         },
-        "psa": {event_type: EventRoute(PsaEvent) for event_type in PSA_EVENT_TYPES},
+        "psa": {
+            **{event_type: EventRoute(PsaEvent) for event_type in PSA_EVENT_TYPES},
+            "change_order.submitted": EventRoute(
+                PsaEvent, processes.change_order_submitted, starts_workflow=True
+            ),
+            "assignment.changed": EventRoute(
+                PsaEvent, processes.assignment_changed, starts_workflow=True
+            ),
+        },
     }
 
 
@@ -228,6 +260,41 @@ def create_app(
             "workflow_id": row.workflow_id,
             "result": result,
         }
+
+    # -- change orders and terminations -------------------------------------------------------
+
+    @app.post("/api/change-orders/{change_order_id}/decision", tags=["change orders"])
+    async def decide_change_order(
+        change_order_id: str,
+        body: DecisionRequest,
+        actor: Annotated[Actor, Depends(current_actor)],
+    ) -> dict[str, Any]:
+        """Approve or reject; the run's validator checks role, scope and what is still needed."""
+        decision = ChangeOrderDecision(
+            actor=actor.name,
+            roles=list(actor.roles),
+            scopes=list(actor.scopes),
+            approve=body.approve,
+            as_role=body.as_role,
+            note=body.note,
+        )
+        result = await processes.decide_change_order(change_order_id, decision)
+        log.info("change order %s: %s by %s", change_order_id, body.approve, actor.name)
+        return {"status": "accepted", "change_order_id": change_order_id, "result": result}
+
+    @app.post("/api/terminations/{worker_id}/{termination_date}/rescind", tags=["terminations"])
+    async def rescind_termination(
+        worker_id: str,
+        termination_date: str,
+        body: RescindBody,
+        actor: Annotated[Actor, Depends(current_actor)],
+    ) -> dict[str, Any]:
+        """Undo a worker's termination: the run reverses its completed steps."""
+        request = RescindRequest(
+            actor=actor.name, actor_roles=list(actor.roles), reason=body.reason
+        )
+        result = await processes.rescind_termination(worker_id, termination_date, request)
+        return {"status": "accepted", "worker_id": worker_id, "result": result}
 
     # -- operations ---------------------------------------------------------------------------
 

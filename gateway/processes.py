@@ -33,8 +33,28 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from contracts.naming import TASK_QUEUE, opportunity_workflow_id
+from contracts.naming import (
+    TASK_QUEUE,
+    assignment_sync_workflow_id,
+    change_order_workflow_id,
+    opportunity_workflow_id,
+    termination_workflow_id,
+)
 from contracts.settings import Settings
+from contracts.v1.assignment_sync import (
+    ASSIGNMENT_CHANGED_SIGNAL,
+    ASSIGNMENT_SYNC,
+    PROCESS_ASSIGNMENT_SYNC,
+    AssignmentChange,
+    AssignmentSyncInput,
+)
+from contracts.v1.change_orders import (
+    CHANGE_ORDER,
+    DECIDE_UPDATE,
+    PROCESS_CHANGE_ORDER,
+    ChangeOrderDecision,
+    ChangeOrderInput,
+)
 from contracts.v1.processes import (
     OPPORTUNITY_TO_PROJECT,
     PROCESS_OPPORTUNITY_TO_PROJECT,
@@ -43,12 +63,14 @@ from contracts.v1.processes import (
     ExceptionResolution,
     ProvisionProjectInput,
 )
+from contracts.v1.worker_termination import RESCIND_UPDATE, RescindRequest
 from gateway.errors import GatewayError
 from gateway.metrics import GatewayMetrics
 from gateway.webhooks import OpportunityWon, Outcome, WebhookEvent
 
 CRM_OPPORTUNITY_ID = SearchAttributeKey.for_keyword("CrmOpportunityId")
 BUSINESS_PROCESS = SearchAttributeKey.for_keyword("BusinessProcess")
+CHANGE_ORDER_ID = SearchAttributeKey.for_keyword("ChangeOrderId")
 
 # ApplicationError types an update validator or handler raises, mapped to HTTP statuses; any
 # other type is a 422. The error's type is passed through as the response's error code.
@@ -59,6 +81,8 @@ CONFLICT_UPDATE_ERRORS = frozenset(
         "UnknownExceptionItem",
         "NoOpenException",
         "NotWaiting",
+        "AlreadyDecided",
+        "NotRescindable",
         "ConflictError",
         "Conflict",
     }
@@ -116,31 +140,116 @@ class Processes:
         """
         data = event.data
         assert isinstance(data, OpportunityWon)
-        workflow_id = opportunity_workflow_id(data.tenant, data.id)
-        arg = ProvisionProjectInput(
-            crm_tenant=data.tenant,
-            opportunity_id=data.id,
-            event_id=event.event_id,
-            escalation_after_s=self.settings.escalation_after_s,
+        return await self._start(
+            OPPORTUNITY_TO_PROJECT,
+            ProvisionProjectInput(
+                crm_tenant=data.tenant,
+                opportunity_id=data.id,
+                event_id=event.event_id,
+                escalation_after_s=self.settings.escalation_after_s,
+            ),
+            workflow_id=opportunity_workflow_id(data.tenant, data.id),
+            attributes=[
+                SearchAttributePair(CRM_OPPORTUNITY_ID, data.id),
+                SearchAttributePair(BUSINESS_PROCESS, PROCESS_OPPORTUNITY_TO_PROJECT),
+            ],
+            summary=f"Provision project for opportunity {data.id}",
+            details=f"CRM tenant {data.tenant}, opportunity {data.id}, webhook {event.event_id}",
         )
+
+    async def change_order_submitted(self, event: WebhookEvent) -> Outcome:
+        """Start (or join) the change-order saga for a submitted PSA change order."""
+        data = event.data
+        change_order_id = str(getattr(data, "change_order_id", "") or "")
+        if not change_order_id:
+            raise GatewayError(422, "invalid_payload", "data.change_order_id is required")
+        tenant = self.settings.psa.tenant
+        return await self._start(
+            CHANGE_ORDER,
+            ChangeOrderInput(
+                psa_tenant=tenant,
+                change_order_id=change_order_id,
+                psa_project_id=getattr(data, "workspace_id", None),
+                event_id=event.event_id,
+            ),
+            workflow_id=change_order_workflow_id(tenant, change_order_id),
+            attributes=[
+                SearchAttributePair(CHANGE_ORDER_ID, change_order_id),
+                SearchAttributePair(BUSINESS_PROCESS, PROCESS_CHANGE_ORDER),
+            ],
+            summary=f"Change order {change_order_id}: approvals, ERP and PSA budgets",
+        )
+
+    async def assignment_changed(self, event: WebhookEvent) -> Outcome:
+        """Signal-with-start the project's assignment sync with the change's version (thin:
+        the run re-reads the assignment; stale versions are dropped there)."""
+        data = event.data
+        assignment_id = str(getattr(data, "assignment_id", "") or "")
+        version = getattr(data, "version", None)
+        if not assignment_id or version is None:
+            raise GatewayError(
+                422, "invalid_payload", "data.assignment_id and data.version are required"
+            )
+        tenant = self.settings.psa.tenant
+        workspace_id = str(data.workspace_id)  # type: ignore[attr-defined]
+        workflow_id = assignment_sync_workflow_id(tenant, workspace_id)
         try:
             handle = await self.client.start_workflow(
-                OPPORTUNITY_TO_PROJECT,
+                ASSIGNMENT_SYNC,
+                AssignmentSyncInput(psa_tenant=tenant, psa_project_id=workspace_id),
+                id=workflow_id,
+                task_queue=self.task_queue,
+                start_signal=ASSIGNMENT_CHANGED_SIGNAL,
+                start_signal_args=[
+                    AssignmentChange(
+                        assignment_id=assignment_id,
+                        version=int(version),
+                        deleted=getattr(data, "action", None) == "deleted",
+                    )
+                ],
+                search_attributes=TypedSearchAttributes(
+                    [SearchAttributePair(BUSINESS_PROCESS, PROCESS_ASSIGNMENT_SYNC)]
+                ),
+                static_summary=f"Staffing of PSA project {workspace_id} -> ERP labor forecast",
+                rpc_timeout=self.rpc_timeout,
+            )
+        except (RPCError, RuntimeError, TimeoutError, ConnectionError) as exc:
+            if temporal_unavailable(exc):
+                raise unavailable(exc) from exc
+            raise GatewayError(
+                502, "temporal_error", f"Temporal refused the signal: {exc}"
+            ) from exc
+        return Outcome(
+            status="accepted",
+            result="signalled",
+            workflow_id=workflow_id,
+            run_id=handle.result_run_id,
+        )
+
+    async def _start(
+        self,
+        workflow: str,
+        arg: Any,
+        *,
+        workflow_id: str,
+        attributes: list[SearchAttributePair[str]],
+        summary: str,
+        details: str | None = None,
+    ) -> Outcome:
+        """Start a process, or join its running run (every copy of a webhook, whatever its
+        event id, joins). Once a run has completed, a later event starts nothing (200
+        already_completed); after a failed, terminated or timed-out run it starts afresh."""
+        try:
+            handle = await self.client.start_workflow(
+                workflow,
                 arg,
                 id=workflow_id,
                 task_queue=self.task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(CRM_OPPORTUNITY_ID, data.id),
-                        SearchAttributePair(BUSINESS_PROCESS, PROCESS_OPPORTUNITY_TO_PROJECT),
-                    ]
-                ),
-                static_summary=f"Provision project for opportunity {data.id}",
-                static_details=(
-                    f"CRM tenant {data.tenant}, opportunity {data.id}, webhook {event.event_id}"
-                ),
+                search_attributes=TypedSearchAttributes(attributes),
+                static_summary=summary,
+                static_details=details,
                 rpc_timeout=self.rpc_timeout,
             )
         except WorkflowAlreadyStartedError as exc:
@@ -155,11 +264,10 @@ class Processes:
             if temporal_unavailable(exc):
                 raise unavailable(exc) from exc
             raise GatewayError(502, "temporal_error", f"Temporal refused the start: {exc}") from exc
-        # The start response says whether this call created the run or joined a running one.
         response = getattr(handle, "_start_workflow_response", None)
         created = bool(getattr(response, "started", True))
         if created:
-            self.metrics.workflows_started.labels(workflow=OPPORTUNITY_TO_PROJECT).inc()
+            self.metrics.workflows_started.labels(workflow=workflow).inc()
         return Outcome(
             status="accepted",
             result="started" if created else "joined",
@@ -176,19 +284,33 @@ class Processes:
         (code = the ApplicationError type), 409 when the workflow is not running, 503/504 when
         Temporal cannot be reached or the update does not complete in time.
         """
+        return await self.update(workflow_id, RESOLVE_EXCEPTION_UPDATE, resolution)
+
+    async def decide_change_order(self, change_order_id: str, decision: ChangeOrderDecision) -> Any:
+        """An approver's decision on a change order (`decide` update, validated in the run)."""
+        workflow_id = change_order_workflow_id(self.settings.psa.tenant, change_order_id)
+        return await self.update(workflow_id, DECIDE_UPDATE, decision)
+
+    async def rescind_termination(
+        self, worker_id: str, termination_date: str, request: RescindRequest
+    ) -> Any:
+        """An operator's rescind of a worker's termination (`rescind_termination` update)."""
+        workflow_id = termination_workflow_id(self.settings.hcm.tenant, worker_id, termination_date)
+        return await self.update(workflow_id, RESCIND_UPDATE, request)
+
+    async def update(self, workflow_id: str, name: str, arg: Any) -> Any:
+        """Send a workflow update and wait for its result, mapping refusals to HTTP errors."""
         handle = self.client.get_workflow_handle(workflow_id)
         try:
-            return await handle.execute_update(
-                RESOLVE_EXCEPTION_UPDATE, resolution, rpc_timeout=self.rpc_timeout
-            )
+            return await handle.execute_update(name, arg, rpc_timeout=self.rpc_timeout)
         except WorkflowUpdateFailedError as exc:
             raise update_refused(exc) from exc
         except WorkflowUpdateRPCTimeoutOrCancelledError as exc:
             raise GatewayError(
                 504,
                 "update_timeout",
-                "the workflow did not finish handling the resolution in time; it may still "
-                "apply it — check the item before resending",
+                "the workflow did not finish handling the request in time; it may still "
+                "apply it — check its status before resending",
             ) from exc
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
