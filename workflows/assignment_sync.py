@@ -26,8 +26,9 @@ from decimal import Decimal
 
 from temporalio import workflow
 from temporalio.client import Client
-from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError
+
+from workflows._common import BUSINESS_PROCESS, EXCEPTION_OPEN, RETRY
 
 with workflow.unsafe.imports_passed_through():
     from activities._errors import business_error_info
@@ -58,16 +59,6 @@ with workflow.unsafe.imports_passed_through():
         apply_reread,
         staffing_view,
     )
-
-EXCEPTION_OPEN = SearchAttributeKey.for_bool("ExceptionOpen")
-BUSINESS_PROCESS = SearchAttributeKey.for_keyword("BusinessProcess")
-
-RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=["BusinessRuleViolation", "AuthError", "NotFoundError"],
-)
 
 
 @workflow.defn(name=ASSIGNMENT_SYNC)

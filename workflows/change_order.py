@@ -26,8 +26,9 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.client import Client
-from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows._common import BUSINESS_PROCESS, CHANGE_ORDER_ID, ENTERPRISE_PROJECT_ID, RETRY
 
 with workflow.unsafe.imports_passed_through():
     from activities.change_order import (
@@ -72,16 +73,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from contracts.v1.models import Assignment, AssignmentKind, ChangeOrderStatus
 
-ENTERPRISE_PROJECT_ID = SearchAttributeKey.for_keyword("EnterpriseProjectId")
-CHANGE_ORDER_ID = SearchAttributeKey.for_keyword("ChangeOrderId")
-BUSINESS_PROCESS = SearchAttributeKey.for_keyword("BusinessProcess")
 
-RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=["BusinessRuleViolation", "AuthError", "NotFoundError"],
-)
 CONCURRENCY_ATTEMPTS = 3
 """Re-read and recompute a budget revision this often when someone else revised it between
 our read and our write (optimistic concurrency)."""

@@ -9,12 +9,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey
+
+from workflows._common import BUSINESS_PROCESS
 
 with workflow.unsafe.imports_passed_through():
     from activities.doctor import PingInput, PingResult, ping
-
-BUSINESS_PROCESS = SearchAttributeKey.for_keyword("BusinessProcess")
 
 
 @workflow.defn(name="Doctor")

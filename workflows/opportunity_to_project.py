@@ -21,8 +21,10 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows._common import CUSTOMER_NAME, ENTERPRISE_PROJECT_ID, EXCEPTION_OPEN, RETRY
 
 with workflow.unsafe.imports_passed_through():
     from activities._errors import business_error_info
@@ -87,19 +89,6 @@ with workflow.unsafe.imports_passed_through():
     )
 
 T = TypeVar("T")
-
-ENTERPRISE_PROJECT_ID = SearchAttributeKey.for_keyword("EnterpriseProjectId")
-CUSTOMER_NAME = SearchAttributeKey.for_keyword("CustomerName")
-EXCEPTION_OPEN = SearchAttributeKey.for_bool("ExceptionOpen")
-
-# Transient failures (outages, 429s) retry without limit: the work waits for the system to
-# come back instead of failing the saga. Business errors are non-retryable by construction.
-RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=["BusinessRuleViolation", "AuthError", "NotFoundError"],
-)
 
 
 class Abandoned(Exception):

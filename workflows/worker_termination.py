@@ -40,8 +40,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows._common import BUSINESS_PROCESS, EXCEPTION_OPEN, RETRY, WORKER_ID
 
 with workflow.unsafe.imports_passed_through():
     from activities._errors import business_error_info
@@ -102,16 +104,6 @@ with workflow.unsafe.imports_passed_through():
 
 T = TypeVar("T")
 
-WORKER_ID = SearchAttributeKey.for_keyword("WorkerId")
-BUSINESS_PROCESS = SearchAttributeKey.for_keyword("BusinessProcess")
-EXCEPTION_OPEN = SearchAttributeKey.for_bool("ExceptionOpen")
-
-RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=["BusinessRuleViolation", "AuthError", "NotFoundError"],
-)
 
 _DONE_STEPS = (TerminationStep.DONE, TerminationStep.RESCINDED, TerminationStep.RESCINDING)
 
