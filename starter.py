@@ -14,6 +14,9 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +85,12 @@ def sandbox_serve(
     port: Annotated[int | None, typer.Option(help="Port (default settings.sandbox_port)")] = None,
     seed: Annotated[int, typer.Option(help="Seed the firm with this number")] = 7,
     memory: Annotated[bool, typer.Option(help="Keep twin data in memory")] = False,
+    crm_webhook_url: Annotated[
+        str | None, typer.Option(help="Where the CRM twin sends won-deal webhooks")
+    ] = None,
+    psa_webhook_url: Annotated[
+        str | None, typer.Option(help="Where the PSA twin sends its webhooks")
+    ] = None,
 ) -> None:
     """Serve the four twins on 127.0.0.1 (mounted at /crm, /psa, /erp, /hcm)."""
     if ctx.invoked_subcommand is not None:
@@ -89,8 +98,16 @@ def sandbox_serve(
     from sandbox.app import seeded_sandbox
 
     settings = _settings()
-    sandbox = seeded_sandbox(None if memory else settings.home, seed)
-    uvicorn.run(sandbox.app, host="127.0.0.1", port=port or settings.sandbox_port)
+    sandbox = seeded_sandbox(
+        None if memory else settings.home,
+        seed,
+        crm_webhook_url=crm_webhook_url,
+        psa_webhook_url=psa_webhook_url,
+        webhook_secret=settings.webhook_secret_crm.get_secret_value(),
+    )
+    uvicorn.run(
+        sandbox.app, host="127.0.0.1", port=port or settings.sandbox_port, log_level="warning"
+    )
 
 
 @sandbox_app.command("seed")
@@ -136,6 +153,53 @@ async def _serve(app_: Any, host: str, port: int) -> tuple[uvicorn.Server, async
     return server, task, bound
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a child by its id: SIGTERM, then SIGKILL if it does not go."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+async def _start_twins_process(
+    settings: Settings,
+    seed: int,
+    webhooks: dict[str, str],
+    processes: list[subprocess.Popen[bytes]],
+) -> int:
+    import httpx
+
+    port = _free_port()
+    cmd = [sys.executable, "-m", "starter", "sandbox", "--memory", "--port", str(port)]
+    cmd += ["--seed", str(seed)]
+    cmd += ["--crm-webhook-url", webhooks["crm_webhook_url"]]
+    cmd += ["--psa-webhook-url", webhooks["psa_webhook_url"]]
+    with (settings.home / "twins.log").open("ab") as log:
+        # Popen returns at once; the child gets its own copy of the log's descriptor.
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)  # noqa: ASYNC220
+    processes.append(proc)
+    deadline = asyncio.get_running_loop().time() + 60
+    async with httpx.AsyncClient() as http:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"twins process exited ({proc.returncode}); see twins.log")
+            with contextlib.suppress(httpx.HTTPError):
+                if (await http.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200:
+                    return port
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError("the twins process did not start")
+            await asyncio.sleep(0.1)
+
+
 @contextlib.asynccontextmanager
 async def running_stack(
     settings: Settings,
@@ -144,12 +208,16 @@ async def running_stack(
     ephemeral_ports: bool = False,
     run_worker: bool = True,
     sandbox_home: Path | None = None,
+    twins_process: bool = False,
 ) -> AsyncIterator[Stack]:
     """Start the Temporal dev server, the gateway, the twins (seeded, webhooks pointed at the
     gateway) and the worker; stop all of it on exit, also on failure.
 
     `ephemeral_ports` lets the OS pick every port (tests, benchmarks); `run_worker=False`
-    leaves the worker to a separate process (`pssync worker`), as the crash tests need."""
+    leaves the worker to a separate process (`pssync worker`), as the crash tests need;
+    `twins_process=True` serves the twins from a child process (`pssync sandbox`), as remote
+    vendors would be, so benchmarks do not charge their CPU to pssync (`stack.sandbox` is then
+    None: nothing in this process can reach into the twins)."""
     import store as store_module
     import worker
     from gateway import create_app as create_gateway
@@ -161,6 +229,7 @@ async def running_stack(
     engine = store_module.make_engine(settings.resolved_database_url)
     port = None if ephemeral_ports else int(settings.temporal.address.rsplit(":", 1)[1])
     servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
+    processes: list[subprocess.Popen[bytes]] = []
     stop = asyncio.Event()
     worker_task: asyncio.Task[None] | None = None
     # SDK metrics (workflow/activity latencies, task slots, polls) for Prometheus, as in
@@ -186,18 +255,24 @@ async def running_stack(
             stack.urls["gateway"] = f"http://{settings.gateway_host}:{gport}"
             stack.urls["gateway_metrics"] = f"{stack.urls['gateway']}/metrics"
             stack.urls["exceptions_api"] = f"{stack.urls['gateway']}/api/exceptions"
-            sandbox = seeded_sandbox(
-                sandbox_home or settings.home / "sandbox-run",
-                seed,
-                crm_webhook_url=f"{stack.urls['gateway']}/webhooks/crm",
-                psa_webhook_url=f"{stack.urls['gateway']}/webhooks/psa",
-                webhook_secret=settings.webhook_secret_crm.get_secret_value(),
-            )
-            server, task, sport = await _serve(
-                sandbox.app, "127.0.0.1", 0 if ephemeral_ports else settings.sandbox_port
-            )
-            servers.append((server, task))
-            stack.sandbox = sandbox
+            webhooks = {
+                "crm_webhook_url": f"{stack.urls['gateway']}/webhooks/crm",
+                "psa_webhook_url": f"{stack.urls['gateway']}/webhooks/psa",
+            }
+            if twins_process:
+                sport = await _start_twins_process(settings, seed, webhooks, processes)
+            else:
+                sandbox = seeded_sandbox(
+                    sandbox_home or settings.home / "sandbox-run",
+                    seed,
+                    webhook_secret=settings.webhook_secret_crm.get_secret_value(),
+                    **webhooks,
+                )
+                server, task, sport = await _serve(
+                    sandbox.app, "127.0.0.1", 0 if ephemeral_ports else settings.sandbox_port
+                )
+                servers.append((server, task))
+                stack.sandbox = sandbox
             stack.urls["sandbox"] = f"http://127.0.0.1:{sport}"
             for system in ("crm", "psa", "erp", "hcm"):
                 stack.urls[f"{system}_twin_docs"] = f"http://127.0.0.1:{sport}/{system}/docs"
@@ -219,6 +294,8 @@ async def running_stack(
                 server.should_exit = True
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(task, 10)
+            for proc in processes:
+                _stop_process(proc)
             engine.dispose()
 
 

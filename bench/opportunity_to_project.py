@@ -52,6 +52,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 from temporalio import activity, workflow
 
 ROOT = Path(__file__).parent.parent
@@ -314,24 +315,30 @@ class Bench:
 
         return list(await asyncio.gather(*[one(w) for w in ids]))
 
-    def twin_stats(self) -> dict[str, Any]:
+    async def twin_stats(self) -> dict[str, Any]:
+        """Requests each twin served, and the CRM's webhook deliveries, through the twins'
+        admin API (they may run in another process)."""
+        base = self.stack.urls["sandbox"]
         out: dict[str, Any] = {}
-        for system in SYSTEMS:
-            state = self.stack.sandbox.state(system)
-            out[system] = {"requests": state.requests, "in_flight_max": state.in_flight_max}
-        sender = self.stack.sandbox.state("crm").webhooks
-        deliveries = list(sender.deliveries.values()) if sender is not None else []
+        async with httpx.AsyncClient(timeout=30) as http:
+            for system in SYSTEMS:
+                stats = (await http.get(f"{base}/{system}/_admin/stats")).json()
+                out[system] = {
+                    "requests": stats["requests"],
+                    "in_flight_max": stats["in_flight_max"],
+                }
+            deliveries = (await http.get(f"{base}/crm/_admin/webhooks/deliveries")).json()
         out["crm_webhooks"] = {
             "sent": len(deliveries),
-            "retried": sum(1 for d in deliveries if d.attempts > 1),
-            "undelivered": sum(1 for d in deliveries if not d.delivered),
+            "retried": sum(1 for d in deliveries if d["attempts"] > 1),
+            "undelivered": sum(1 for d in deliveries if not d["delivered"]),
         }
         return out
 
-    def reset_twin_stats(self) -> None:
-        for system in SYSTEMS:
-            self.stack.sandbox.state(system).reset_stats()
-            self.stack.sandbox.state(system).requests = 0
+    async def reset_twin_stats(self) -> None:
+        async with httpx.AsyncClient(timeout=30) as http:
+            for system in SYSTEMS:
+                await http.post(f"{self.stack.urls['sandbox']}/{system}/_admin/stats/reset")
 
 
 def _free_port() -> int:
@@ -385,7 +392,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     where = "its own process" if args.worker_process else "this process"
     log(f"home {home}; starting the stack (dev server, gateway, twins; the worker in {where})")
     async with starter.running_stack(
-        settings, seed=SEED, ephemeral_ports=True, run_worker=not args.worker_process
+        settings,
+        seed=SEED,
+        ephemeral_ports=True,
+        run_worker=not args.worker_process,
+        twins_process=not args.twins_in_process,
     ) as stack:
         bench = Bench(stack, args)
         client: Client = stack.client
@@ -425,7 +436,7 @@ async def measure(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     # server's database growing) does not all land on one side.
     rounds = max(1, min(args.rounds, args.deals))
     sizes = [args.deals // rounds + (1 if r < args.deals % rounds else 0) for r in range(rounds)]
-    bench.reset_twin_stats()
+    await bench.reset_twin_stats()
     deals: list[Any] = []
     floors: list[Any] = []
     saga_wall = floor_wall = 0.0
@@ -441,7 +452,7 @@ async def measure(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
         )
         floors += got
         floor_wall += wall
-    twins = bench.twin_stats()  # the floor never calls a twin
+    twins = await bench.twin_stats()  # the floor never calls a twin
     ok = [d for d in deals if not isinstance(d, BaseException)]
     errors = [repr(d) for d in deals if isinstance(d, BaseException)]
     for e in errors[:5]:
@@ -545,6 +556,7 @@ async def measure(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
             "history_sample": args.history_sample,
             "deal_timeout_s": args.deal_timeout_s,
             "twin_latency_ms": 0,
+            "twins": "in process" if args.twins_in_process else "own process (pssync sandbox)",
             "seed": SEED,
             "temporal": "embedded dev server, SQLite file under a temp home",
         },
@@ -573,6 +585,12 @@ def main() -> int:
         action="store_true",
         help="run the pssync worker as `pssync worker` in its own process (the deployed "
         "topology) instead of inside the stack's process",
+    )
+    parser.add_argument(
+        "--twins-in-process",
+        action="store_true",
+        help="serve the twins inside the stack's process (charges the vendors' CPU to pssync); "
+        "default: their own process, as remote vendors would be",
     )
     parser.add_argument("--history-sample", type=int, default=40)
     parser.add_argument(
