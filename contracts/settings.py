@@ -14,6 +14,7 @@ app factory) read settings; workflows never do.
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
@@ -137,6 +138,12 @@ class Settings(BaseSettings):
     """ERP requests/s the ERP task queue may start (max_task_queue_activities_per_second)."""
     escalation_after_s: int = Field(default=4 * 3600, ge=1)
     """An open exception item escalates after this long."""
+    change_order_finance_threshold: Decimal = Field(default=Decimal(10000), ge=0)
+    """Finance must approve a change order whose |budget delta| exceeds this."""
+    change_order_margin_floor: Decimal = Field(default=Decimal("0.25"), ge=-1, le=1)
+    """... or whose projected margin falls below this fraction."""
+    change_order_escalation_after_s: int = Field(default=2 * 24 * 3600, ge=1)
+    change_order_expires_after_s: int = Field(default=7 * 24 * 3600, ge=1)
     hcm_poll_interval_s: int = Field(default=60, ge=1)
     """How often the Schedule polls the HCM's changed-workers window (0 < interval)."""
 

@@ -52,6 +52,7 @@ from contracts.v1.change_orders import (
     CHANGE_ORDER,
     DECIDE_UPDATE,
     PROCESS_CHANGE_ORDER,
+    ApprovalPolicy,
     ChangeOrderDecision,
     ChangeOrderInput,
 )
@@ -171,6 +172,12 @@ class Processes:
                 change_order_id=change_order_id,
                 psa_project_id=getattr(data, "workspace_id", None),
                 event_id=event.event_id,
+                policy=ApprovalPolicy(
+                    finance_threshold=self.settings.change_order_finance_threshold,
+                    margin_floor=self.settings.change_order_margin_floor,
+                ),
+                escalation_after_s=self.settings.change_order_escalation_after_s,
+                expires_after_s=self.settings.change_order_expires_after_s,
             ),
             workflow_id=change_order_workflow_id(tenant, change_order_id),
             attributes=[
