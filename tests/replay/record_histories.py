@@ -93,5 +93,30 @@ async def main() -> None:
             print(f"recorded {name}: {len(history.events)} events")
 
 
+async def from_the_demo() -> None:
+    """One history per other workflow type, from the demo scenario on the whole stack: a
+    change order approved by two people, a termination from HCM (still open for a rescind —
+    an open history replays too) and the HCM poller."""
+    import starter
+
+    wanted = {"ChangeOrder", "WorkerTermination", "HcmChangesPoller", "AssignmentSync"}
+    home = Path(tempfile.mkdtemp()) / ".pssync"
+    async with starter.running_stack(load_settings(home=home), ephemeral_ports=True) as stack:
+        await starter.run_scenario(stack, deals=2, say=lambda _m: None)
+        for workflow_type in sorted(wanted):
+            runs = [
+                wf async for wf in stack.client.list_workflows(f"WorkflowType = '{workflow_type}'")
+            ]
+            if not runs:
+                print(f"no {workflow_type} run in the demo")
+                continue
+            history = await stack.client.get_workflow_handle(runs[0].id).fetch_history()
+            # file stem = workflow id with '/' replaced (the replay test maps it back)
+            name = runs[0].id.replace("/", "~")
+            (HERE / f"{name}.json").write_text(history.to_json())
+            print(f"recorded {workflow_type} {runs[0].id}: {len(history.events)} events")
+
+
 if __name__ == "__main__":
     asyncio.run(main())
+    asyncio.run(from_the_demo())
