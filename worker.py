@@ -142,7 +142,7 @@ def build_workers(
     erp = ErpActivities(deployment.erp)
     st = StoreActivities(deployment.store, deployment.tenants())
     change_order = ChangeOrderActivities(
-        deployment.psa, deployment.store, OutboxNotifier(deployment.store)
+        deployment.psa, deployment.store, OutboxNotifier(deployment.store, deployment.psa)
     )
     change_order_erp = ChangeOrderErpActivities(deployment.erp)
     sync = AssignmentSyncActivities(deployment.psa, deployment.store)

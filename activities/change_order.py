@@ -10,6 +10,7 @@ notifications carry a deterministic id. No business rules here: the workflow dec
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from pydantic import BaseModel
 from temporalio import activity
@@ -18,11 +19,18 @@ from activities._errors import translate_errors
 from connectors.erp import ErpBudget, ErpPort
 from connectors.notifications import Notification, NotifierPort
 from connectors.psa import PsaPort
-from contracts.errors import BusinessRuleViolation, ConflictError, StaleVersionError
+from contracts.errors import (
+    BusinessRuleViolation,
+    ConflictError,
+    PssyncError,
+    StaleVersionError,
+)
 from contracts.money import Money
 from contracts.v1 import Assignment, ChangeOrder, Project, RateCard
 from contracts.v1.models import ChangeOrderStatus
 from store import Store
+
+log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------- inputs, outputs
 
@@ -102,18 +110,49 @@ class NotifyPeople(BaseModel):
 
 class OutboxNotifier:
     """`NotifierPort` that records notifications in the store's outbox (event `notification`,
-    keyed by the notification id) until email/Slack adapters exist."""
+    keyed by the notification id) until email/Slack adapters exist; given the PSA, it also
+    posts a notification that names a workspace (`psa_project_id`) to that workspace's
+    activity feed, where resource managers see it.
 
-    def __init__(self, store: Store) -> None:
+    Safe to repeat: the post is keyed by the notification id (the connector finds an earlier
+    post by its marker) and is made before the outbox row, so a retry after either step failed
+    completes both, once. The result is the outbox's: True if recorded now. A PSA refusal that
+    retrying cannot fix (workspace gone, not allowed) does not fail the notification: the
+    outbox still records it, without a post.
+    """
+
+    def __init__(self, store: Store, psa: PsaPort | None = None) -> None:
         self.store = store
+        self.psa = psa
 
     async def notify(self, notification: Notification) -> bool:
+        if self.psa is not None and notification.psa_project_id:
+            await self._post(self.psa, notification.psa_project_id, notification)
         return await asyncio.to_thread(
             self.store.add_outbox,
             "notification",
             notification.notification_id,
             notification.model_dump(mode="json"),
         )
+
+    @staticmethod
+    async def _post(psa: PsaPort, workspace_id: str, notification: Notification) -> None:
+        message = notification.subject
+        if notification.body:
+            message += f"\n\n{notification.body}"
+        try:
+            await psa.post_notification(
+                workspace_id, message, [notification.audience], key=notification.notification_id
+            )
+        except PssyncError as err:
+            if err.retryable:
+                raise
+            log.warning(
+                "notification %s not posted to PSA workspace %s: %s",
+                notification.notification_id,
+                workspace_id,
+                err,
+            )
 
 
 # --------------------------------------------------------------------------- activities

@@ -5,8 +5,10 @@
                                        subject="...", body="..."))
 
 Email and Slack adapters are later work; today the deployment records every notification in
-the store's outbox (`activities.change_order.OutboxNotifier`), where operators and the demo
-see it. Each notification carries a deterministic id, so a retried send is one notification.
+the store's outbox, where operators and the demo see it, and posts the ones about a project
+(`psa_project_id`) to that workspace's activity feed in the PSA
+(`activities.change_order.OutboxNotifier`). Each notification carries a deterministic id,
+so a retried send is one notification (and one post).
 No Temporal imports.
 """
 
@@ -26,6 +28,8 @@ class Notification(BaseModel):
     subject: str
     body: str = ""
     context: dict[str, Any] = Field(default_factory=dict)
+    psa_project_id: str | None = None
+    """The PSA workspace it is about: it is also posted to that workspace's activity feed."""
 
 
 class NotifierPort(Protocol):

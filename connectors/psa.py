@@ -18,7 +18,9 @@ the connector can find again:
 - WBS stories and billing milestones: a marker with the WBS / milestone code in their
   description; a resumed call creates only the missing ones;
 - resource requests: a marker with the demand key in their notes;
-- invoices (marking entries invoiced): the invoice's reference number is the ERP invoice ref.
+- invoices (marking entries invoiced): the invoice's reference number is the ERP invoice ref;
+- notification posts on a workspace's activity feed: a marker with the notification key in
+  their message.
 
 Vendor field names stay in this module. Workers are HCM worker IDs on the canonical side;
 Kantata users are mapped to them through external references (`hcm_worker`). No Temporal here.
@@ -78,6 +80,7 @@ PROJECT_MARKER = "pssync:project:"
 WBS_MARKER = "pssync:wbs:"
 MILESTONE_MARKER = "pssync:milestone:"
 DEMAND_MARKER = "pssync:demand:"
+POST_MARKER = "pssync:notification:"
 MAX_PAGE_SIZE = 200
 
 
@@ -183,6 +186,15 @@ class PsaPort(Protocol):
     # billing milestones
     async def list_milestones(self, psa_id: str) -> list[Milestone]: ...
     async def complete_milestone(self, psa_id: str, code: str) -> Milestone: ...
+
+    # activity feed
+    async def post_notification(
+        self, workspace_id: str, message: str, recipients: Sequence[str], *, key: str | None = None
+    ) -> str:
+        """Post `message` to the workspace's activity feed, addressed to `recipients` (roles or
+        people); returns the post's id. With `key`, a repeat finds the earlier post (a marker in
+        its message) and returns that one instead of posting twice."""
+        ...
 
 
 # --------------------------------------------------------------------------- mapping
@@ -1284,6 +1296,29 @@ class KantataPsa:
             return milestone_from_kantata(self._one(body))
         raise NotFoundError(f"no milestone {code} in project {psa_id}", system=SYSTEM)
 
+    # ---------------------------------------------------------------- activity feed
+
+    async def post_notification(
+        self, workspace_id: str, message: str, recipients: Sequence[str], *, key: str | None = None
+    ) -> str:
+        if key is not None:
+            for post in await self._all("/posts.json", {"workspace_id": workspace_id}):
+                if _marker_code(post.get("message"), POST_MARKER) == key:
+                    return str(post["id"])
+            message = f"{message}\n\n{POST_MARKER}{key}"
+        body = await self._call(
+            "POST",
+            "/posts.json",
+            json={
+                "post": {
+                    "workspace_id": int(workspace_id),
+                    "message": message,
+                    "recipient_roles": list(recipients),
+                }
+            },
+        )
+        return str(self._one(body)["id"])
+
 
 # --------------------------------------------------------------------------- in-memory fake
 
@@ -1324,6 +1359,15 @@ class FakeInvoice:
 
 
 @dataclass
+class FakePost:
+    id: str
+    workspace_id: str
+    message: str
+    recipients: list[str]
+    key: str | None = None
+
+
+@dataclass
 class FakePsa:
     """In-memory `PsaPort` with the twin's business rules, for unit and workflow tests.
 
@@ -1342,6 +1386,8 @@ class FakePsa:
     """id -> (demand, demand key, status)"""
     change_orders: dict[str, ChangeOrder] = field(default_factory=dict)
     invoices: dict[str, FakeInvoice] = field(default_factory=dict)
+    posts: list[FakePost] = field(default_factory=list)
+    """The workspaces' activity feeds, oldest first."""
     failures: dict[str, list[PssyncError]] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
     _next_id: int = 100
@@ -1967,6 +2013,24 @@ class FakePsa:
             return ms
         return self._set_milestone(psa_id, code, MilestoneStatus.COMPLETED)
 
+    # ---------------------------------------------------------------- activity feed
+
+    async def post_notification(
+        self, workspace_id: str, message: str, recipients: Sequence[str], *, key: str | None = None
+    ) -> str:
+        self._enter("post_notification")
+        if workspace_id not in self.projects:
+            raise _refused(f"project {workspace_id} does not exist", "workspace_id")
+        if not message.strip():
+            raise _refused("Please enter a message", "message")
+        if key is not None:
+            for post in self.posts:
+                if post.workspace_id == workspace_id and post.key == key:
+                    return post.id
+        post = FakePost(self._id(), workspace_id, message, list(dict.fromkeys(recipients)), key)
+        self.posts.append(post)
+        return post.id
+
 
 # The PSA's change-order workflow (mirrors the twin's and Kantata's approval states).
 _CO_TRANSITIONS: dict[str, set[str]] = {
@@ -1986,6 +2050,7 @@ if TYPE_CHECKING:
 
 
 __all__ = [
+    "FakePost",
     "FakePsa",
     "KantataPsa",
     "PsaPort",

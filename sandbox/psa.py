@@ -24,6 +24,10 @@ the receiver always re-reads the record. Event types: `time_entry.approved`,
 
 Fields that stand in for Kantata custom fields (cost_center, practice, billing_rule,
 delivery_manager, client_ref, opportunity_ref on workspaces; role on users) are plain columns.
+
+Posts are the workspace's activity feed (`POST /api/v1/posts.json`, `GET /api/v1/posts.json`);
+pssync posts its notifications there. `recipient_ids` are users (Kantata's private posts);
+`recipient_roles` stands in for addressing people by role (resource managers, approvers).
 """
 
 from __future__ import annotations
@@ -293,6 +297,18 @@ class PsaExternalReference(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=_now)
 
 
+class PsaPost(SQLModel, table=True):
+    __tablename__ = "psa_post"
+
+    id: int | None = Field(default=None, primary_key=True)
+    workspace_id: int = Field(index=True)
+    message: str
+    recipient_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON))
+    recipient_roles: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    created_at: datetime = Field(default_factory=_now)
+    updated_at: datetime = Field(default_factory=_now)
+
+
 TABLES = [
     m.__table__  # type: ignore[attr-defined]
     for m in (
@@ -309,6 +325,7 @@ TABLES = [
         PsaChangeOrder,
         PsaInvoice,
         PsaExternalReference,
+        PsaPost,
     )
 ]
 
@@ -326,6 +343,7 @@ KEYS: dict[type[SQLModel], str] = {
     PsaChangeOrder: "change_orders",
     PsaInvoice: "invoices",
     PsaExternalReference: "external_references",
+    PsaPost: "posts",
 }
 
 SUBJECT_TYPES: dict[str, type[SQLModel]] = {
@@ -438,6 +456,7 @@ INCLUDES: dict[str, dict[str, HasMany | BelongsTo]] = {
     "users": {},
     "invoices": {},
     "external_references": {},
+    "posts": {"workspace": BelongsTo(PsaWorkspace, "workspace_id")},
 }
 
 
@@ -840,6 +859,17 @@ class ExternalReferenceFields(_Body):
 
 class ExternalReferenceBody(_Body):
     external_reference: ExternalReferenceFields
+
+
+class PostFields(_Body):
+    workspace_id: int | None = None
+    message: str | None = None
+    recipient_ids: list[int] = PydField(default_factory=list)
+    recipient_roles: list[str] = PydField(default_factory=list)
+
+
+class PostBody(_Body):
+    post: PostFields
 
 
 # Change-order transitions; a repeat of the current state is accepted as a no-op.
@@ -1867,6 +1897,45 @@ def _router(state: TwinState) -> APIRouter:
             s.commit()
             s.refresh(row)
             return envelope(s, PsaExternalReference, [row], params=params)
+
+    # ---------------------------------------------------------------- posts (activity feed)
+
+    @router.get("/posts.json", tags=["posts"])
+    async def list_posts(
+        params: ListParams = Depends(list_params), workspace_id: str | None = None
+    ) -> dict[str, Any]:
+        clauses: list[Any] = []
+        ws_ids = _id_list(workspace_id, "workspace_id")
+        if ws_ids is not None:
+            clauses.append(col(PsaPost.workspace_id).in_(ws_ids))
+        with state.session() as s:
+            return list_rows(s, PsaPost, params, clauses)
+
+    @router.post("/posts.json", tags=["posts"])
+    async def create_post(
+        body: PostBody, params: ListParams = Depends(include_params)
+    ) -> dict[str, Any]:
+        f = body.post
+        if not (f.message or "").strip():
+            raise _invalid("Please enter a message", "message")
+        with state.session() as s:
+            if f.workspace_id is None:
+                raise _invalid("Please choose a project", "workspace_id")
+            if s.get(PsaWorkspace, f.workspace_id) is None:
+                raise _invalid(f"project {f.workspace_id} does not exist", "workspace_id")
+            for user_id in f.recipient_ids:
+                if s.get(PsaUser, user_id) is None:
+                    raise _invalid(f"user {user_id} does not exist", "recipient_ids")
+            row = PsaPost(
+                workspace_id=f.workspace_id,
+                message=f.message or "",
+                recipient_ids=list(dict.fromkeys(f.recipient_ids)),
+                recipient_roles=list(dict.fromkeys(f.recipient_roles)),
+            )
+            s.add(row)
+            s.commit()
+            s.refresh(row)
+            return envelope(s, PsaPost, [row], params=params)
 
     return router
 

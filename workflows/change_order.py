@@ -529,6 +529,7 @@ class ChangeOrderWorkflow:
                         "process": PROCESS_CHANGE_ORDER,
                     }
                     | (context or {}),
+                    psa_project_id=self._status.psa_project_id,
                 )
             ),
             start_to_close_timeout=self._timeout,

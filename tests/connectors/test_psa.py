@@ -763,3 +763,40 @@ async def test_change_orders_awaiting_an_approver(h: Harness) -> None:
     assert [co.external_id for co in awaiting] == [open_co]
     assert awaiting[0].project_id == psa_id
     assert await port.list_change_orders_awaiting("W-NOBODY") == []
+
+
+# --------------------------------------------------------------------------- activity feed
+
+
+async def test_notification_posts_are_idempotent_by_key(h: Harness) -> None:
+    port = h.port
+    psa_id = await port.create_project_shell(make_project(), enterprise_id=EID)
+    other_id = await port.create_project_shell(make_project(), enterprise_id=EID2)
+    first = await port.post_notification(
+        psa_id, "Change order approved\n\nConsultant 20 h", ["resource_managers"], key="ntf_1"
+    )
+    assert await port.post_notification(psa_id, "again", ["resource_managers"], key="ntf_1") == (
+        first
+    )
+    # the key is per workspace; without a key every call posts
+    elsewhere = await port.post_notification(other_id, "x", ["resource_managers"], key="ntf_1")
+    plain = await port.post_notification(psa_id, "FYI", ["delivery_manager"])
+    assert len({first, elsewhere, plain}) == 3
+    with pytest.raises(BusinessRuleViolation):
+        await port.post_notification("999999", "lost", ["resource_managers"], key="ntf_2")
+
+    if isinstance(h, TwinHarness):
+        posts = await twin_rows(h, "posts", workspace_id=psa_id)
+        assert [p["id"] for p in posts] == [first, plain]
+        assert posts[0]["workspace_id"] == psa_id
+        assert posts[0]["message"].startswith("Change order approved\n\nConsultant 20 h")
+        assert posts[0]["message"].endswith("pssync:notification:ntf_1")
+        assert posts[0]["recipient_roles"] == ["resource_managers"]
+        assert posts[1]["recipient_roles"] == ["delivery_manager"]
+    else:
+        assert isinstance(h, FakeHarness)
+        mine = [p for p in h.port.posts if p.workspace_id == psa_id]
+        assert [(p.id, p.message, p.recipients) for p in mine] == [
+            (first, "Change order approved\n\nConsultant 20 h", ["resource_managers"]),
+            (plain, "FYI", ["delivery_manager"]),
+        ]

@@ -607,3 +607,54 @@ async def test_load_firm_maps_workers_to_users_with_external_references(
         (line.role, int(line.bill_rate * 100), line.effective_from.isoformat())
         for line in first.lines
     }
+
+
+async def test_posts_on_a_workspace_activity_feed(
+    twin: tuple[FastAPI, httpx.AsyncClient],
+) -> None:
+    app, client = twin
+    wid = await ws(client)
+    other = await ws(client, title="Other")
+    user = psa.add_user(app, full_name="Rita Resource", role="Resource Manager")
+    body = {
+        "workspace_id": wid,
+        "message": "Change order approved",
+        "recipient_ids": [user],
+        "recipient_roles": ["resource_managers"],
+    }
+    created = await client.post("/api/v1/posts.json", json={"post": body})
+    assert created.status_code == 200, created.text
+    post = only(created.json())
+    assert created.json()["results"] == [{"key": "posts", "id": post["id"]}]
+    assert post["workspace_id"] == wid and post["message"] == "Change order approved"
+    assert post["recipient_ids"] == [str(user)]
+    assert post["recipient_roles"] == ["resource_managers"]
+    for i in range(3):
+        msg = {"post": {"workspace_id": other, "message": f"note {i}"}}
+        assert (await client.post("/api/v1/posts.json", json=msg)).status_code == 200
+
+    listed = (
+        await client.get(
+            "/api/v1/posts.json", params={"workspace_id": other, "per_page": 2, "page": 2}
+        )
+    ).json()
+    assert listed["meta"] == {"count": 3, "page_count": 2, "page_number": 2, "page_size": 2}
+    [only_one] = listed["posts"].values()
+    assert only_one["message"] == "note 2"
+    mine = (
+        await client.get("/api/v1/posts.json", params={"workspace_id": wid, "include": "workspace"})
+    ).json()
+    assert mine["count"] == 1 and mine["workspaces"][wid]["title"] == "Apollo"
+
+    for bad, field in (
+        ({"workspace_id": 99999, "message": "x"}, "workspace_id"),
+        ({"message": "x"}, "workspace_id"),
+        ({"workspace_id": wid, "message": "  "}, "message"),
+        ({"workspace_id": wid, "message": "x", "recipient_ids": [99999]}, "recipient_ids"),
+    ):
+        r = await client.post("/api/v1/posts.json", json={"post": bad})
+        assert r.status_code == 422 and error_of(r)["field"] == field, r.text
+    unknown = await client.post(
+        "/api/v1/posts.json", json={"post": {"workspace_id": wid, "message": "x", "subject": "s"}}
+    )
+    assert unknown.status_code in (400, 422)

@@ -27,11 +27,13 @@ from temporalio.testing import WorkflowEnvironment
 
 import store
 import worker
+from activities.change_order import OutboxNotifier
 from connectors.crm import FakeCrm
 from connectors.erp import FakeErp
 from connectors.hcm import FakeHcm
+from connectors.notifications import Notification
 from connectors.psa import FakePsa
-from contracts import BusinessRuleViolation, Money, System
+from contracts import BusinessRuleViolation, Money, System, TransientError
 from contracts.ids import mint_ulid
 from contracts.settings import load_settings
 from contracts.v1 import (
@@ -245,6 +247,12 @@ async def test_delivery_manager_approval_applies_the_change_everywhere(
         ("forecast.adjustment", ""),
         ("notification", "resource_managers"),
     ]
+    # ... and the resource managers see it on the project's activity feed in the PSA
+    [post] = world.psa.posts
+    assert post.workspace_id == world.psa_project_id
+    assert post.recipients == ["resource_managers"]
+    assert post.message.startswith("Change order 'Extra data sources' approved")
+    assert "Consultant 20 h, Manager 5 h" in post.message
 
 
 async def test_wrong_actor_is_refused_by_the_validator_before_history(
@@ -315,6 +323,9 @@ async def test_escalation_then_expiry_applies_nothing(
     assert result.outcome is ChangeOrderOutcome.EXPIRED
     assert status.escalated and status.step is ChangeOrderStep.EXPIRED
     assert world.outbox() == [("notification", "approvers_managers")]
+    assert [(p.workspace_id, p.recipients) for p in world.psa.posts] == [
+        (world.psa_project_id, ["approvers_managers"])
+    ]
     assert world.erp_budget() == (Decimal(25000), 1)
     assert world.psa_budget() == 25000
     assert world.open_requests() == {}
@@ -365,3 +376,48 @@ async def test_rejection_changes_nothing_anywhere(
     assert world.erp.forecasts == {}
     assert world.outbox() == []
     assert world.psa.change_orders[co_id].status is ChangeOrderStatus.REJECTED
+
+
+async def test_notifier_records_and_posts_once_across_retries(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    store.upgrade(url)
+    engine = store.make_engine(url)
+    st = store.Store(engine)
+    psa = FakePsa()
+    psa_id = await psa.create_project_shell(
+        Project(
+            name="P",
+            customer_id="C",
+            cost_center="CC-1",
+            billing_rule="time_and_materials",
+            contract_value=Money(1, "USD"),
+            start_date=date(2026, 1, 1),
+            end_date=date(2026, 12, 31),
+            source_system=System.PSSYNC,
+        ),
+        enterprise_id=EID,
+    )
+    notifier = OutboxNotifier(st, psa)
+
+    def note(nid: str, workspace: str | None) -> Notification:
+        return Notification(
+            notification_id=nid, audience="resource_managers", subject="S", psa_project_id=workspace
+        )
+
+    # the PSA is down: nothing recorded, the retry posts and records
+    psa.fail_next("post_notification", TransientError("PSA down"))
+    with pytest.raises(TransientError):
+        await notifier.notify(note("n1", psa_id))
+    assert st.pending_outbox() == []
+    assert await notifier.notify(note("n1", psa_id)) is True
+    assert await notifier.notify(note("n1", psa_id)) is False
+    # an attempt that posted, then died before its outbox row: the retry does not post again
+    await psa.post_notification(psa_id, "S", ["resource_managers"], key="n0")
+    assert await notifier.notify(note("n0", psa_id)) is True
+    assert [p.key for p in psa.posts] == ["n1", "n0"]
+    # no workspace: outbox only; a workspace the PSA refuses: still recorded, no post
+    assert await notifier.notify(note("n2", None)) is True
+    assert await notifier.notify(note("n3", "no-such-workspace")) is True
+    assert len(psa.posts) == 2
+    assert [e.key for e in st.pending_outbox()] == ["n1", "n0", "n2", "n3"]
+    engine.dispose()
