@@ -695,6 +695,13 @@ async def change_order_scene(stack: Stack, deal: DealOutcome, say: Any = print) 
                 codes.append(answer.status_code)
         result = await asyncio.wait_for(handle.result(), 60)
         after = await erp.get_budget(f"eid:{eid}")
+        async with httpx.AsyncClient(timeout=60) as http:
+            feed = await http.get(
+                f"{stack.urls['sandbox']}/psa/api/v1/posts.json",
+                headers={"Authorization": "Bearer dev-static-token"},
+                params={"workspace_id": deal.psa_project_id or "0", "per_page": 200},
+            )
+        posts = list(feed.json().get("posts", {}).values()) if feed.is_success else []
     finally:
         await erp.aclose()
     say(f"change order {co_id}: {result.outcome}; ERP budget {before.amount} -> {after.amount}")
@@ -719,6 +726,15 @@ async def change_order_scene(stack: Stack, deal: DealOutcome, say: Any = print) 
             bool(result.resource_request_ids),
             f"{len(result.resource_request_ids)} request(s)",
         ),
+        Check(
+            "change order: resource managers notified on the PSA workspace's feed",
+            any(
+                "Extend the build phase" in p["message"]
+                and "resource_managers" in p["recipient_roles"]
+                for p in posts
+            ),
+            f"{len(posts)} post(s) on workspace {deal.psa_project_id}",
+        ),
     ]
 
 
@@ -739,6 +755,7 @@ async def termination_scene(
     from datetime import date, timedelta
 
     import httpx
+    from temporalio.service import RPCError
 
     from connectors.hcm import WorkdayHcm
     from contracts.naming import termination_workflow_id
@@ -754,9 +771,16 @@ async def termination_scene(
             if candidate.status != "active" or candidate.hire_date >= today - timedelta(days=14):
                 continue
             current = await hcm.get_worker(candidate.id)
-            if current.termination_date is None and current.status.value == "active":
-                leaver = candidate
-                break
+            if current.termination_date is not None or current.status.value != "active":
+                continue
+            run_id = termination_workflow_id(
+                stack.settings.hcm.tenant, candidate.id, today.isoformat()
+            )
+            with contextlib.suppress(RPCError):
+                await stack.client.get_workflow_handle(run_id).describe()
+                continue  # a termination of this worker today already ran
+            leaver = candidate
+            break
         if leaver is None:
             raise RuntimeError("no employed worker left to terminate in the HCM twin")
     finally:

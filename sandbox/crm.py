@@ -1070,11 +1070,14 @@ _BILLING_TYPE = {
 def load_firm(app_or_state: FastAPI | TwinState, firm: Firm) -> None:
     """Write the firm's customers (Accounts) and open deals (Opportunities + line items).
 
-    Idempotent: records already there (by Id) are replaced."""
+    Idempotent: records already there (by Id) are left as they are, so restarting the stack
+    never reopens a deal that was won or loses a written-back enterprise ID."""
     state = _state_of(app_or_state)
     now = _now()
     with state.session() as session:
         for c in firm.customers:
+            if session.get(CrmAccount, c.id) is not None:
+                continue
             session.merge(
                 CrmAccount(
                     Id=c.id,
@@ -1090,6 +1093,8 @@ def load_firm(app_or_state: FastAPI | TwinState, firm: Firm) -> None:
                 )
             )
         for o in firm.opportunities:
+            if session.get(CrmOpportunity, o.id) is not None:
+                continue
             opp = CrmOpportunity(
                 Id=o.id,
                 Name=o.name,

@@ -480,12 +480,16 @@ def _state_of(app_or_state: FastAPI | TwinState) -> TwinState:
 
 def load_firm(app_or_state: FastAPI | TwinState, firm: Firm) -> None:
     """Workers from `firm.workers`, each with its hire event (entered two weeks before the
-    hire, never after the firm's `today`) and its termination event when it has one."""
+    hire, never after the firm's `today`) and its termination event when it has one.
+    Workers already present are left as they are: a reseed never undoes an HR action."""
     state = _state_of(app_or_state)
     latest_entry = datetime.combine(firm.today - timedelta(days=1), time(9, 0), tzinfo=UTC)
     cost_centers = {c.id: c.name for c in firm.cost_centers}
     with state.session() as session:
         for fw in firm.workers:
+            if session.get(HcmWorker, fw.wid) is not None:
+                # Seeding again (every `pssync up`) keeps what HR has done since.
+                continue
             hire_entry = min(
                 datetime.combine(fw.hire_date - timedelta(days=14), time(9, 0), tzinfo=UTC),
                 latest_entry,
