@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -84,7 +85,9 @@ def sandbox_serve(
     ctx: typer.Context,
     port: Annotated[int | None, typer.Option(help="Port (default settings.sandbox_port)")] = None,
     seed: Annotated[int, typer.Option(help="Seed the firm with this number")] = 7,
-    memory: Annotated[bool, typer.Option(help="Keep twin data in memory")] = False,
+    memory: Annotated[
+        bool, typer.Option(help="Keep twin data in memory (one connection: light use only)")
+    ] = False,
     crm_webhook_url: Annotated[
         str | None, typer.Option(help="Where the CRM twin sends won-deal webhooks")
     ] = None,
@@ -179,13 +182,18 @@ async def _start_twins_process(
     import httpx
 
     port = _free_port()
-    cmd = [sys.executable, "-m", "starter", "sandbox", "--memory", "--port", str(port)]
+    # Files, not --memory: the in-memory twins share one SQLite connection, which is not
+    # safe under concurrent requests.
+    cmd = [sys.executable, "-m", "starter", "sandbox", "--port", str(port)]
     cmd += ["--seed", str(seed)]
     cmd += ["--crm-webhook-url", webhooks["crm_webhook_url"]]
     cmd += ["--psa-webhook-url", webhooks["psa_webhook_url"]]
+    env = {**os.environ, "PSSYNC_HOME": str(settings.home / "twins-process")}
     with (settings.home / "twins.log").open("ab") as log:
         # Popen returns at once; the child gets its own copy of the log's descriptor.
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)  # noqa: ASYNC220
+        proc = subprocess.Popen(  # noqa: ASYNC220
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=env
+        )
     processes.append(proc)
     deadline = asyncio.get_running_loop().time() + 60
     async with httpx.AsyncClient() as http:

@@ -52,7 +52,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 from temporalio import activity, workflow
 
 ROOT = Path(__file__).parent.parent
@@ -318,6 +317,8 @@ class Bench:
     async def twin_stats(self) -> dict[str, Any]:
         """Requests each twin served, and the CRM's webhook deliveries, through the twins'
         admin API (they may run in another process)."""
+        import httpx  # not at module level: the floor workflow's sandbox imports this file
+
         base = self.stack.urls["sandbox"]
         out: dict[str, Any] = {}
         async with httpx.AsyncClient(timeout=30) as http:
@@ -336,6 +337,8 @@ class Bench:
         return out
 
     async def reset_twin_stats(self) -> None:
+        import httpx
+
         async with httpx.AsyncClient(timeout=30) as http:
             for system in SYSTEMS:
                 await http.post(f"{self.stack.urls['sandbox']}/{system}/_admin/stats/reset")
