@@ -66,6 +66,15 @@ BUSINESS_PROCESS = SearchAttributeKey.for_keyword("BusinessProcess")
 INBOX_SOURCE = "hcm"
 
 
+HEARTBEAT_EVERY_S = 2.0
+
+
+async def _heartbeat_every(seconds: float) -> None:
+    while True:
+        activity.heartbeat()
+        await asyncio.sleep(seconds)
+
+
 def cursor_name(tenant: str) -> str:
     return f"hcm.changed_workers/{tenant}"
 
@@ -95,6 +104,16 @@ class HcmPollActivities:
     @activity.defn(name="hcm.poll_changes")
     @translate_errors
     async def poll_changes(self, request: PollerInput) -> PollResult:
+        # Heartbeat on a ticker, not per change: a slow HCM page must not look like a dead
+        # worker, and a dead worker must be noticed in seconds (the Schedule skips overlapping
+        # polls, so a poll held by a lost worker would stall every poll after it).
+        ticker = asyncio.create_task(_heartbeat_every(HEARTBEAT_EVERY_S))
+        try:
+            return await self._poll(request)
+        finally:
+            ticker.cancel()
+
+    async def _poll(self, request: PollerInput) -> PollResult:
         tenant = request.hcm_tenant or self.default_tenant
         task_queue = request.termination_task_queue or activity.info().task_queue
         now = datetime.now(UTC)
@@ -107,7 +126,6 @@ class HcmPollActivities:
         changes = await self.hcm.changed_workers(start, now)
         result = PollResult(window_from=start, window_through=now, changes=len(changes))
         for change in changes:
-            activity.heartbeat(change.event_id)
             event_key = f"{tenant}/{change.event_id}"
             if await asyncio.to_thread(self.store.inbox_get, INBOX_SOURCE, event_key):
                 result.duplicates += 1

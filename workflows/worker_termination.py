@@ -748,7 +748,8 @@ class HcmChangesPollerWorkflow:
             HcmPollActivities.poll_changes,
             request,
             start_to_close_timeout=timedelta(seconds=request.activity_timeout_s * 5),
-            heartbeat_timeout=timedelta(seconds=request.activity_timeout_s),
+            # the activity heartbeats every 2 s: a lost worker frees the poll within 10 s
+            heartbeat_timeout=timedelta(seconds=min(10, request.activity_timeout_s)),
             retry_policy=RetryPolicy(
                 initial_interval=timedelta(seconds=1),
                 maximum_interval=timedelta(seconds=10),

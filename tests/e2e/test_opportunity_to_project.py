@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
-import socket
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,9 +17,10 @@ from sqlalchemy import text
 import starter
 from connectors.crm import SalesforceCrm
 from contracts.naming import TASK_QUEUE
-from contracts.settings import Settings, load_settings
+from contracts.settings import load_settings
 from contracts.v1.processes import ProvisionProjectInput, ProvisionProjectResult
 from sandbox.seed import build_firm
+from tests._servers import start_worker_process, stop_process
 
 pytestmark = pytest.mark.e2e
 
@@ -128,30 +125,6 @@ STEPS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "PSSYNC_HOME": str(settings.home),
-        "PSSYNC_DATABASE_URL": settings.resolved_database_url,
-        "PSSYNC_TEMPORAL__ADDRESS": settings.temporal.address,
-        "PSSYNC_WORKER_METRICS_PORT": str(free_port()),
-    }
-    for system in ("crm", "psa", "erp", "hcm"):
-        env[f"PSSYNC_{system.upper()}__BASE_URL"] = getattr(settings, system).base_url
-    return subprocess.Popen(
-        [sys.executable, "-c", "import worker; worker.main()"],
-        env=env,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
-
-
 async def reached(handle: object, name: str, timeout_s: float = 60) -> None:
     """Wait until the saga has reached activity `name`: a worker is running it, or it was
     already scheduled (the store steps are local and fast enough to finish between two
@@ -187,7 +160,7 @@ async def test_sigkill_of_the_worker_at_each_step_duplicates_nothing(tmp_path: P
         finally:
             await crm.aclose()
         log = tmp_path / "worker.log"
-        proc = start_worker(stack.settings, log)
+        proc = start_worker_process(stack.settings, log)
         killed: list[str] = []
         try:
             handle = await stack.client.start_workflow(
@@ -204,16 +177,10 @@ async def test_sigkill_of_the_worker_at_each_step_duplicates_nothing(tmp_path: P
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(10)
                 killed.append(step)
-                proc = start_worker(stack.settings, log)
+                proc = start_worker_process(stack.settings, log)
             result = await asyncio.wait_for(handle.result(), 120)
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
+            stop_process(proc)
         assert killed == STEPS
         eid = result.enterprise_id
         assert count(stack, "psa", "psa_workspace") == 1

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
-from collections.abc import AsyncIterator, Callable
+import signal
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,6 @@ from temporalio.client import Client
 
 import starter
 import worker
-from activities.hcm_poll import ensure_hcm_schedule
 from connectors.erp import NetSuiteErp
 from connectors.hcm import WorkdayHcm
 from connectors.psa import KantataPsa
@@ -26,10 +25,13 @@ from contracts import Money, System
 from contracts.naming import termination_workflow_id
 from contracts.settings import load_settings
 from contracts.v1 import BillingRule, Customer, Project
-from contracts.v1.worker_termination import PollerInput, TerminationResult
+from contracts.v1.worker_termination import TerminationResult
 from sandbox.seed import build_firm
+from tests._servers import start_worker_process, stop_process
 
 pytestmark = pytest.mark.e2e
+
+POLL_EVERY_2S = {"PSSYNC_HCM_POLL_INTERVAL_S": "2"}
 
 FIRM = build_firm(7)
 EID = "01JTERM0000000000000000001"
@@ -43,18 +45,6 @@ def count(stack: starter.Stack, system: str, table: str, where: str = "1=1") -> 
 def rows(stack: starter.Stack, system: str, sql: str) -> list[Any]:
     with stack.sandbox.state(system).engine.connect() as conn:
         return list(conn.execute(text(sql)).all())
-
-
-@contextlib.asynccontextmanager
-async def termination_workers(
-    client: Client, deployment: worker.Deployment, queue: str
-) -> AsyncIterator[None]:
-    """Every workflow and activity, wired exactly as `pssync worker` runs them."""
-    workers = worker.build_workers(client, deployment, task_queue=queue)
-    async with contextlib.AsyncExitStack() as stack:
-        for w in workers:
-            await stack.enter_async_context(w)
-        yield
 
 
 async def eventually(check: Callable[[], Any], timeout_s: float = 30) -> Any:
@@ -146,14 +136,12 @@ async def test_termination_reaches_psa_and_erp_and_survives_restarts(tmp_path: P
             e1 = await log_time(leaver.id, today - timedelta(days=2), 480)
             e2 = await log_time(second.id, today - timedelta(days=1), 240)
 
-            queue = f"term-e2e-{uuid.uuid4().hex[:6]}"
-            poller = PollerInput(termination_task_queue=queue, overlap_s=60, activity_timeout_s=10)
+            log = tmp_path / "worker.log"
             # 1. Terminate in HCM (effective today): within a poll interval, PSA and ERP agree.
+            # The worker is a real `pssync worker` process, which creates the poll Schedule.
             await hcm.terminate(leaver.id, today, today - timedelta(days=1))
-            async with termination_workers(stack.client, deployment, queue):
-                await ensure_hcm_schedule(
-                    stack.client, every=timedelta(seconds=2), task_queue=queue, poller=poller
-                )
+            proc = start_worker_process(stack.settings, log, POLL_EVERY_2S)
+            try:
                 wid = termination_workflow_id(settings.hcm.tenant, leaver.id, today.isoformat())
 
                 def leaver_done() -> bool:
@@ -173,15 +161,16 @@ async def test_termination_reaches_psa_and_erp_and_survives_restarts(tmp_path: P
                 [timebill] = rows(stack, "erp", "SELECT external_id, hours FROM erp_timebill")
                 assert timebill[0].startswith(f"psa-time-{e1}-")
                 assert float(timebill[1]) == 8.0
-                # Stop the worker (and with it the poller's activities) mid-stream.
+            finally:
+                # The worker process dies mid-stream (the poller keeps firing into the void).
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(10)
             # 2. While nothing runs: HCM terminates the second worker and rescinds the first.
             await hcm.terminate(second.id, today, today - timedelta(days=1))
             await hcm.rescind_termination(leaver.id)
-            # the poller is re-created too (an `up` after a restart does the same)
-            await ensure_hcm_schedule(
-                stack.client, every=timedelta(seconds=2), task_queue=queue, poller=poller
-            )
-            async with termination_workers(stack.client, deployment, queue):
+            # A new worker process; it brings the Schedule up to date as it starts.
+            proc = start_worker_process(stack.settings, log, POLL_EVERY_2S)
+            try:
                 handle = stack.client.get_workflow_handle(wid, result_type=TerminationResult)
                 result = await asyncio.wait_for(handle.result(), 30)
                 assert result.outcome.value == "rescinded"
@@ -198,29 +187,31 @@ async def test_termination_reaches_psa_and_erp_and_survives_restarts(tmp_path: P
                 # a few more polls see the same events again (overlap): nothing doubles
                 polls_before = await _poll_runs(stack.client)
                 await eventually(lambda: _more_polls(stack.client, polls_before + 2), 20)
-            # the first worker's PSA state is back; each change happened once
-            assert count(stack, "psa", "psa_assignment", f"id = {a1}") == 1
-            assert (
-                count(stack, "psa", "psa_assignment", f"id = {a1} AND end_date = "
-                      f"'{today + timedelta(days=60)}'") == 1
-            )  # fmt: skip
-            closed = rows(
-                stack, "psa", f"SELECT time_entry_closed_after FROM psa_user WHERE id = {user}"
-            )
-            assert closed[0][0] is None
-            requests = rows(stack, "psa", "SELECT status FROM psa_resource_request")
-            assert sorted(r[0] for r in requests) == ["cancelled", "open"]
-            timebills = rows(stack, "erp", "SELECT external_id FROM erp_timebill")
-            assert sorted(t[0].split("-v")[0] for t in timebills) == sorted(
-                [f"psa-time-{e1}", f"psa-time-{e2}"]
-            )
-            # one run per worker and effective date
-            runs = [
-                w.id
-                async for w in stack.client.list_workflows("WorkflowType = 'WorkerTermination'")
-            ]
-            assert sorted(runs) == sorted([wid, wid2])
-            assert stack.store.get_state(f"hcm.changed_workers/{settings.hcm.tenant}")
+                # the first worker's PSA state is back; each change happened once
+                assert count(stack, "psa", "psa_assignment", f"id = {a1}") == 1
+                assert (
+                    count(stack, "psa", "psa_assignment", f"id = {a1} AND end_date = "
+                          f"'{today + timedelta(days=60)}'") == 1
+                )  # fmt: skip
+                closed = rows(
+                    stack, "psa", f"SELECT time_entry_closed_after FROM psa_user WHERE id = {user}"
+                )
+                assert closed[0][0] is None
+                requests = rows(stack, "psa", "SELECT status FROM psa_resource_request")
+                assert sorted(r[0] for r in requests) == ["cancelled", "open"]
+                timebills = rows(stack, "erp", "SELECT external_id FROM erp_timebill")
+                assert sorted(t[0].split("-v")[0] for t in timebills) == sorted(
+                    [f"psa-time-{e1}", f"psa-time-{e2}"]
+                )
+                # one run per worker and effective date
+                runs = [
+                    w.id
+                    async for w in stack.client.list_workflows("WorkflowType = 'WorkerTermination'")
+                ]
+                assert sorted(runs) == sorted([wid, wid2])
+                assert stack.store.get_state(f"hcm.changed_workers/{settings.hcm.tenant}")
+            finally:
+                stop_process(proc)
         finally:
             with contextlib.suppress(Exception):
                 await stack.client.get_schedule_handle("hcm-changes-poller").delete()
