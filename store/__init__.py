@@ -1,5 +1,6 @@
 """store: the integration layer's own state — xref (ID map), webhook inbox, exception items,
-lineage and outbox — on SQLite by default and PostgreSQL in production, migrated by Alembic.
+lineage, outbox, sync state and the time-posting ledger — on SQLite by default and PostgreSQL
+in production, migrated by Alembic.
 
     from store import Store, make_engine, upgrade
 
@@ -27,6 +28,9 @@ from store.models import (
     NewExceptionItem,
     OutboxRow,
     SyncStateRow,
+    TimePostingRow,
+    TimePostingState,
+    TimeTotal,
     XrefRow,
     XrefStatus,
     metadata,
@@ -45,6 +49,9 @@ __all__ = [
     "Store",
     "StoreError",
     "SyncStateRow",
+    "TimePostingRow",
+    "TimePostingState",
+    "TimeTotal",
     "XrefConflict",
     "XrefRow",
     "XrefStatus",

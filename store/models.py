@@ -1,8 +1,10 @@
-"""Tables of the integration layer's own state: xref, inbox, exception items, lineage, outbox.
+"""Tables of the integration layer's own state: xref, inbox, exception items, lineage, outbox,
+sync state and the time-posting ledger.
 
 Each table is a sqlmodel class on the store's own metadata (not the global ``SQLModel.metadata``,
-which the sandbox twins share), so migrations and model comparisons see only these five tables.
-Every timestamp is stored and returned as a timezone-aware UTC ``datetime``.
+which the sandbox twins share), so migrations and model comparisons see only the store's tables.
+Every timestamp is stored and returned as a timezone-aware UTC ``datetime``; every decimal (hours,
+money) as an exact ``Decimal`` (``ExactDecimal``: NUMERIC on PostgreSQL, scaled integers on SQLite).
 
 Must never: import Temporal, connectors, activities or workflows; do I/O; hold business rules.
 Changing a table here needs a new migration in ``store/migrations/versions``.
@@ -10,7 +12,9 @@ Changing a table here needs a new migration in ``store/migrations/versions``.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -22,10 +26,11 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Numeric,
     UniqueConstraint,
 )
 from sqlalchemy.orm import registry
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, TypeEngine
 from sqlmodel import Field, SQLModel
 
 NAMING_CONVENTION = {
@@ -72,6 +77,79 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+class ExactDecimal(TypeDecorator[Decimal]):
+    """A ``Decimal`` of at most ``precision`` digits, ``scale`` of them after the point, that
+    round-trips exactly on every backend and comes back at the column's scale (``8`` is read
+    back as ``Decimal("8.000000")`` on a scale-6 column, as PostgreSQL's NUMERIC does).
+
+    PostgreSQL: ``NUMERIC(precision, scale)``. SQLite has no decimal type (its NUMERIC is a
+    float), so the value is stored there as an integer count of ``10**-scale`` units: exact, and
+    ``SUM``/comparisons in SQL stay exact too. Floats are refused, identically on both backends.
+
+    A value with more digits after the point than ``scale`` is refused (``ValueError``) unless
+    ``round_excess``: money must come rounded by the caller (``Money.rounded()``), never
+    silently here; hours (minutes / 60) are rounded half-up to ``scale``, as PostgreSQL's
+    NUMERIC would.
+    """
+
+    impl = Numeric
+    cache_ok = True
+
+    def __init__(self, precision: int, scale: int, round_excess: bool = False) -> None:
+        super().__init__(precision=precision, scale=scale, asdecimal=True)
+        self.precision = precision
+        self.scale = scale
+        self.round_excess = round_excess
+        self._quantum = Decimal(1).scaleb(-scale)
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(BigInteger())
+        return dialect.type_descriptor(Numeric(self.precision, self.scale, asdecimal=True))
+
+    def coerce(self, value: Any) -> Decimal | None:
+        """``value`` as a ``Decimal`` this column holds exactly; raises ``TypeError`` for a
+        float (or any non-number) and ``ValueError`` for a value that does not fit."""
+        if value is None:
+            return None
+        if isinstance(value, bool | float) or not isinstance(value, Decimal | int):
+            raise TypeError(
+                f"{value!r}: decimal columns take a Decimal or an int, never a float or "
+                f"{type(value).__name__}"
+            )
+        number = Decimal(value)
+        if not number.is_finite():
+            raise ValueError(f"{value!r}: decimal columns take finite values only")
+        if number and number.adjusted() >= self.precision - self.scale:
+            raise ValueError(f"{value!r} does not fit NUMERIC({self.precision}, {self.scale})")
+        scaled = number.scaleb(self.scale)
+        if scaled != scaled.to_integral_value():
+            if self.round_excess:
+                number = number.quantize(self._quantum, rounding=ROUND_HALF_UP)
+                scaled = number.scaleb(self.scale)
+            else:
+                raise ValueError(
+                    f"{value!r} has more than {self.scale} digits after the decimal point; "
+                    "round it before storing"
+                )
+        if abs(scaled) >= 10**self.precision:
+            raise ValueError(f"{value!r} does not fit NUMERIC({self.precision}, {self.scale})")
+        return number
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        number = self.coerce(value)
+        if number is None or dialect.name != "sqlite":
+            return number
+        return int(number.scaleb(self.scale))
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return Decimal(int(value)).scaleb(-self.scale)
+        return Decimal(value).quantize(self._quantum)
+
+
 class StoreModel(SQLModel, registry=registry(metadata=metadata)):
     """Base of the store's tables; carries the store's own metadata."""
 
@@ -86,6 +164,20 @@ class ExceptionStatus(StrEnum):
     OPEN = "open"
     ESCALATED = "escalated"
     RESOLVED = "resolved"
+
+
+class TimePostingState(StrEnum):
+    """What pssync last did with a PSA time entry or expense in the ERP."""
+
+    POSTING = "posting"
+    """An ERP posting is under way (its idempotency key is in ``posting_key``)."""
+    POSTED = "posted"
+    EXCEPTION = "exception"
+    """Waiting for a person: an exception item (``item_id``) with a cause (``cause``)."""
+    REJECTED = "rejected"
+    """A person rejected the entry; nothing was posted."""
+    REVERSED = "reversed"
+    """Unapproved after posting: the reversal is posted, nothing is live in the ERP."""
 
 
 class XrefRow(StoreModel, table=True):
@@ -196,3 +288,73 @@ class SyncStateRow(StoreModel, table=True):
     name: str = Field(primary_key=True)
     value: str
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+HOURS_TYPE = ExactDecimal(18, 6, round_excess=True)
+AMOUNT_TYPE = ExactDecimal(18, 2)
+
+
+class TimePostingRow(StoreModel, table=True):
+    """The ledger of the time-to-invoice pipeline: one row per PSA time entry or expense,
+    saying what pssync last did with it in the ERP (at which PSA version, under which ERP
+    idempotency key) and on which invoice it was billed."""
+
+    __tablename__ = "time_posting"
+    __table_args__ = (
+        Index("ix_time_posting_project_period", "psa_project_id", "period"),
+        Index("ix_time_posting_invoice_ref", "invoice_ref"),
+        Index("ix_time_posting_fingerprint", "fingerprint"),
+    )
+
+    entry_key: str = Field(primary_key=True)
+    """``"time:<id>"`` or ``"expense:<id>"`` (``contracts.v1.time_to_invoice.entry_key``)."""
+    kind: str
+    """``"time"`` or ``"expense"``."""
+    entry_id: str
+    psa_project_id: str
+    erp_project: str | None = None
+    worker_id: str | None = None
+    work_date: date | None = None
+    period: str | None = None
+    """The entry's month, ``"YYYY-MM"``."""
+    entry_version: str
+    """The PSA version of the entry this row describes."""
+    state: str
+    """A ``TimePostingState`` value."""
+    posting_key: str | None = None
+    """Idempotency key of the live (or under-way) ERP posting."""
+    erp_id: str | None = None
+    hours: Decimal = Field(sa_type=HOURS_TYPE)
+    """Rounded half-up to 6 places when stored (PSA minutes / 60 rarely terminate)."""
+    cost_amount: Decimal | None = Field(default=None, sa_type=AMOUNT_TYPE)
+    bill_amount: Decimal | None = Field(default=None, sa_type=AMOUNT_TYPE)
+    currency: str | None = None
+    cost_center: str | None = None
+    """The ERP cost center the posting went to (needed to reverse it)."""
+    billable: bool
+    cause: str | None = None
+    """The exception's cause code while in state ``exception``."""
+    item_id: str | None = None
+    """The exception item's id while in state ``exception``."""
+    invoice_ref: str | None = None
+    """The invoice this entry was billed on; None while unbilled."""
+    fingerprint: str | None = None
+    """What the entry looks like (``duplicate_fingerprint``): same work entered twice shares it."""
+    workflow_id: str | None = None
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+@dataclass(frozen=True, slots=True)
+class TimeTotal:
+    """Posted time or expense of one project, period, kind and currency."""
+
+    psa_project_id: str
+    period: str | None
+    kind: str
+    currency: str | None
+    hours: Decimal
+    bill_amount: Decimal
+    """Sum of the bill amounts (0 when none has one)."""
+    cost_amount: Decimal
+    """Sum of the cost amounts (0 when none has one)."""
+    entries: int
