@@ -6,6 +6,8 @@
 - tenacity retries for 429, 500/502/503/504 and timeouts: `Retry-After` honoured when the vendor
   sends it, otherwise exponential backoff with full jitter, bounded by a time budget;
 - a per-tenant concurrency limit (NetSuite-style governance is account-wide);
+- optionally a request-rate limit (`SystemSettings.rate_limit_rps`): smooth client-side pacing,
+  so bulk work runs at the vendor's quota instead of bouncing off it with 429s;
 - responses mapped to the `contracts.errors` taxonomy.
 
 No Temporal imports here: activities decide what a failure means for a workflow.
@@ -95,7 +97,10 @@ def classify(system: str, response: httpx.Response, parse: ErrorParser) -> Pssyn
 
 
 class ClientCredentials(httpx.Auth):
-    """OAuth2 client credentials: cache the token, refresh before expiry and once on a 401."""
+    """OAuth2 client credentials: cache the token, refresh before expiry and once on a 401.
+
+    One request fetches a token while the others wait for it (no stampede of token requests
+    when many requests start at once, nor when they all meet the same 401)."""
 
     requires_response_body = True
 
@@ -105,7 +110,11 @@ class ClientCredentials(httpx.Auth):
         self.client_secret = client_secret
         self._token: str | None = None
         self._expires_at = 0.0
+        self._lock = asyncio.Lock()
         self.refreshes = 0
+
+    def _stale(self) -> bool:
+        return self._token is None or time.monotonic() >= self._expires_at
 
     def _token_request(self, request: httpx.Request) -> httpx.Request:
         # Carry the client's timeout: a hung token endpoint must not block past timeout_s.
@@ -137,16 +146,21 @@ class ClientCredentials(httpx.Auth):
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         # Overriding async_auth_flow skips httpx's own `requires_response_body` read, so the
         # token response is read here before its JSON is used.
-        if self._token is None or time.monotonic() >= self._expires_at:
-            token_response = yield self._token_request(request)
-            await token_response.aread()
-            self._accept(token_response)
-        request.headers["Authorization"] = f"Bearer {self._token}"
+        if self._stale():
+            async with self._lock:
+                if self._stale():
+                    token_response = yield self._token_request(request)
+                    await token_response.aread()
+                    self._accept(token_response)
+        used = self._token
+        request.headers["Authorization"] = f"Bearer {used}"
         response = yield request
         if response.status_code == 401:
-            token_response = yield self._token_request(request)
-            await token_response.aread()
-            self._accept(token_response)
+            async with self._lock:
+                if self._token == used:  # else another request has refreshed it already
+                    token_response = yield self._token_request(request)
+                    await token_response.aread()
+                    self._accept(token_response)
             request.headers["Authorization"] = f"Bearer {self._token}"
             yield request
 
@@ -165,12 +179,39 @@ class _WaitRetryAfterOrJitter:
         return float(self.jitter(state))
 
 
+class RequestPacer:
+    """A token bucket holding at most one token, refilled at `rate` per second: requests leave
+    no closer together than 1/rate seconds (smooth pacing, no bursts).
+
+    Each request reserves the next free send slot and sleeps until it. The reservation is made
+    without awaiting, so requests sharing one pacer on one event loop queue in arrival order
+    and none can take another's slot. An idle pacer lets the next request go at once.
+    """
+
+    def __init__(self, rate: float) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.interval = 1.0 / rate
+        self._next_slot = 0.0
+        self.waited_s = 0.0
+        """Time requests spent waiting for their slot (how hard the limit binds)."""
+
+    async def wait(self, _request: httpx.Request | None = None) -> None:
+        now = time.monotonic()
+        slot = max(now, self._next_slot)
+        self._next_slot = slot + self.interval
+        if slot > now:
+            self.waited_s += slot - now
+            await asyncio.sleep(slot - now)
+
+
 def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, TransientError | RateLimitedError)
 
 
 class VendorHttp:
-    """An authenticated, retrying, concurrency-limited HTTP client for one vendor tenant."""
+    """An authenticated, retrying, concurrency- and optionally rate-limited HTTP client for one
+    vendor tenant. Requests wait for a concurrency slot first, then for their send slot."""
 
     def __init__(
         self,
@@ -198,6 +239,9 @@ class VendorHttp:
                 settings.client_secret.get_secret_value(),
             )
             headers = {}
+        # The pacer is an httpx request hook: every request the client sends passes it, so
+        # retries and OAuth token requests count against the rate as the vendor counts them.
+        self.pacer = RequestPacer(settings.rate_limit_rps) if settings.rate_limit_rps else None
         self.client = httpx.AsyncClient(
             base_url=base,
             auth=auth,
@@ -208,6 +252,7 @@ class VendorHttp:
                 max_connections=settings.max_concurrency * 2,
                 max_keepalive_connections=settings.max_concurrency,
             ),
+            event_hooks={"request": [self.pacer.wait]} if self.pacer else None,
         )
         self._limit = asyncio.Semaphore(settings.max_concurrency)
         self._wait = _WaitRetryAfterOrJitter(backoff_base_s, backoff_cap_s)

@@ -20,7 +20,9 @@ the connector can find again:
 - resource requests: a marker with the demand key in their notes;
 - invoices (marking entries invoiced): the invoice's reference number is the ERP invoice ref;
 - notification posts on a workspace's activity feed: a marker with the notification key in
-  their message.
+  their message;
+- rejections back to the submitter: the entry is unapproved in the same write that adds the
+  reason to its notes (`[pssync] <reason>`), so a repeat finds it unapproved and stops.
 
 Vendor field names stay in this module. Workers are HCM worker IDs on the canonical side;
 Kantata users are mapped to them through external references (`hcm_worker`). No Temporal here.
@@ -81,6 +83,8 @@ WBS_MARKER = "pssync:wbs:"
 MILESTONE_MARKER = "pssync:milestone:"
 DEMAND_MARKER = "pssync:demand:"
 POST_MARKER = "pssync:notification:"
+REJECTION_PREFIX = "[pssync] "
+"""Starts the line of an entry's notes that says why pssync sent it back."""
 MAX_PAGE_SIZE = 200
 
 
@@ -124,6 +128,17 @@ class PsaPort(Protocol):
         page_size: int = MAX_PAGE_SIZE,
     ) -> AsyncIterator[TimeEntry]: ...
     async def get_time_entry(self, entry_id: str) -> TimeEntry: ...
+    async def get_time_entries(self, entry_ids: Sequence[str]) -> list[TimeEntry]:
+        """The entries with these ids, in no particular order; an id the PSA does not have is
+        simply absent. One request per 200 ids."""
+        ...
+
+    async def reject_time_entry(self, entry_id: str, reason: str) -> TimeEntry:
+        """Send an approved entry back to its submitter: unapprove it and add
+        `[pssync] <reason>` to its notes, in one write. Idempotent: an entry that is not
+        approved (already sent back) is returned as it is. An invoiced entry is refused."""
+        ...
+
     async def list_worker_time(
         self,
         worker_id: str,
@@ -144,6 +159,14 @@ class PsaPort(Protocol):
         page_size: int = MAX_PAGE_SIZE,
     ) -> AsyncIterator[ExpenseEntry]: ...
     async def get_expense(self, expense_id: str) -> ExpenseEntry: ...
+    async def get_expenses(self, expense_ids: Sequence[str]) -> list[ExpenseEntry]:
+        """Like `get_time_entries`, for expenses."""
+        ...
+
+    async def reject_expense(self, expense_id: str, reason: str) -> ExpenseEntry:
+        """Like `reject_time_entry`, for an expense (the reason goes to its notes)."""
+        ...
+
     async def mark_invoiced(
         self,
         entry_ids: Sequence[str],
@@ -258,6 +281,23 @@ def _money(obj: dict[str, Any], cents_field: str) -> Money:
     return Money.from_minor(int(obj.get(cents_field) or 0), str(obj.get("currency") or "USD"))
 
 
+def _rejection_line(reason: str) -> str:
+    """The notes line of a rejection: one line, whatever the reason's whitespace."""
+    text = " ".join(reason.split())
+    if not text:
+        raise BusinessRuleViolation(
+            "MISSING_REASON", "a rejection needs a reason", field="reason", system=SYSTEM
+        )
+    return f"{REJECTION_PREFIX}{text}"
+
+
+def notes_with(notes: str, line: str) -> str:
+    """`notes` with `line` added at the end, unless it is one of its lines already."""
+    if line in notes.splitlines():
+        return notes
+    return f"{notes.rstrip()}\n{line}" if notes.strip() else line
+
+
 def _date_or_raise(obj: dict[str, Any], name: str) -> date:
     value = _day(obj.get(name))
     if value is None:
@@ -280,6 +320,7 @@ def time_entry_from_kantata(obj: dict[str, Any], worker_id: str) -> TimeEntry:
         approved=bool(obj.get("approved")),
         invoiced=bool(obj.get("is_invoiced")),
         notes=str(obj.get("notes") or ""),
+        bill_rate=_money(obj, "rate_in_cents") if obj.get("rate_in_cents") else None,
         source_system=System.PSA,
         source_version=_version(obj),
         updated_at=_when(obj.get("updated_at")),
@@ -340,6 +381,7 @@ def milestone_from_kantata(obj: dict[str, Any]) -> Milestone:
     return Milestone(
         code=_marker_code(obj.get("description"), MILESTONE_MARKER) or str(obj["id"]),
         name=str(obj["title"]),
+        external_id=str(obj["id"]),
         amount=_money(obj, "amount_in_cents"),
         target_date=_day(obj.get("target_date")),
         status=MilestoneStatus(obj.get("state") or "planned"),
@@ -635,6 +677,15 @@ class KantataPsa:
                 if user_id not in self._workers_by_user:
                     await self._load_worker_map()
         return self._workers_by_user.get(user_id, f"psa-user:{user_id}")
+
+    async def _workers_of(self, user_ids: Iterable[str]) -> dict[str, str]:
+        """`_worker_of` for many users, reading the map at most once."""
+        wanted = set(user_ids)
+        if not wanted <= self._workers_by_user.keys():
+            async with self._worker_map_lock:
+                if not wanted <= self._workers_by_user.keys():
+                    await self._load_worker_map()
+        return {u: self._workers_by_user.get(u, f"psa-user:{u}") for u in wanted}
 
     async def _user_of(self, worker_id: str) -> str | None:
         if worker_id.startswith("psa-user:"):
@@ -1038,6 +1089,55 @@ class KantataPsa:
         obj = self._one(await self._call("GET", f"/time_entries/{entry_id}.json"))
         return time_entry_from_kantata(obj, await self._worker_of(str(obj["user_id"])) or "")
 
+    async def _by_ids(self, path: str, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Records by id with `only=`, 200 ids a request (the requests run concurrently).
+        Kantata ids are numbers: anything else cannot exist and is not asked for."""
+        wanted = list(dict.fromkeys(i for i in ids if i.isdigit()))
+        chunks = [wanted[i : i + MAX_PAGE_SIZE] for i in range(0, len(wanted), MAX_PAGE_SIZE)]
+
+        async def read(chunk: list[str]) -> list[dict[str, Any]]:
+            params = {"only": ",".join(chunk), "page": 1, "per_page": MAX_PAGE_SIZE}
+            return self._objects(await self._call("GET", path, params=params))
+
+        pages = await asyncio.gather(*(read(chunk) for chunk in chunks))
+        return [obj for page in pages for obj in page]
+
+    async def get_time_entries(self, entry_ids: Sequence[str]) -> list[TimeEntry]:
+        found = await self._by_ids("/time_entries.json", entry_ids)
+        workers = await self._workers_of(str(obj["user_id"]) for obj in found)
+        return [time_entry_from_kantata(obj, workers[str(obj["user_id"])]) for obj in found]
+
+    async def _reject(
+        self, collection: str, wrapper: str, ident: str, reason: str
+    ) -> dict[str, Any]:
+        """Unapprove a record and add the reason to its notes, in one PUT guarded by the
+        lock_version read: a concurrent change (or a retried PUT that went through) makes
+        the next round read it again, and an unapproved record is left as it is."""
+        line = _rejection_line(reason)
+        for _ in range(3):
+            obj = self._one(await self._call("GET", f"/{collection}/{ident}.json"))
+            if not obj.get("approved"):
+                return obj
+            fields = {
+                "approved": False,
+                "notes": notes_with(str(obj.get("notes") or ""), line),
+                "lock_version": int(obj["lock_version"]),
+            }
+            try:
+                body = await self._call(
+                    "PUT", f"/{collection}/{ident}.json", json={wrapper: fields}
+                )
+            except ConflictError:
+                continue
+            return self._one(body)
+        raise StaleVersionError(
+            f"{wrapper} {ident} kept changing while it was being rejected", system=SYSTEM
+        )
+
+    async def reject_time_entry(self, entry_id: str, reason: str) -> TimeEntry:
+        obj = await self._reject("time_entries", "time_entry", entry_id, reason)
+        return time_entry_from_kantata(obj, await self._worker_of(str(obj["user_id"])) or "")
+
     async def list_worker_time(
         self,
         worker_id: str,
@@ -1074,6 +1174,15 @@ class KantataPsa:
 
     async def get_expense(self, expense_id: str) -> ExpenseEntry:
         obj = self._one(await self._call("GET", f"/expenses/{expense_id}.json"))
+        return expense_from_kantata(obj, await self._worker_of(str(obj["user_id"])) or "")
+
+    async def get_expenses(self, expense_ids: Sequence[str]) -> list[ExpenseEntry]:
+        found = await self._by_ids("/expenses.json", expense_ids)
+        workers = await self._workers_of(str(obj["user_id"]) for obj in found)
+        return [expense_from_kantata(obj, workers[str(obj["user_id"])]) for obj in found]
+
+    async def reject_expense(self, expense_id: str, reason: str) -> ExpenseEntry:
+        obj = await self._reject("expenses", "expense", expense_id, reason)
         return expense_from_kantata(obj, await self._worker_of(str(obj["user_id"])) or "")
 
     async def mark_invoiced(
@@ -1386,6 +1495,8 @@ class FakePsa:
     """id -> (demand, demand key, status)"""
     change_orders: dict[str, ChangeOrder] = field(default_factory=dict)
     invoices: dict[str, FakeInvoice] = field(default_factory=dict)
+    expense_notes: dict[str, str] = field(default_factory=dict)
+    """Expense id -> its notes in the PSA (the canonical `ExpenseEntry` carries none)."""
     posts: list[FakePost] = field(default_factory=list)
     """The workspaces' activity feeds, oldest first."""
     failures: dict[str, list[PssyncError]] = field(default_factory=dict)
@@ -1464,14 +1575,18 @@ class FakePsa:
         if minutes <= 0 or minutes > 24 * 60:
             raise _refused("time must be more than 0 and at most 1440 minutes", "time_in_minutes")
         user = self._can_work(worker_id, on)
+        role = role or user.role
+        # Like the PSA, price the entry from the project's rate card as it is now.
+        card = self.rate_cards.get(fp.project.rate_card_id or "")
         entry = TimeEntry(
             external_id=self._id(),
             project_id=project_id,
             worker_id=worker_id,
-            role=role or user.role,
+            role=role,
             date_performed=on,
             minutes=minutes,
             billable=billable,
+            bill_rate=card.rate_for(role, on) if card is not None and role else None,
             source_system=System.PSA,
             source_version="1",
         )
@@ -1607,6 +1722,9 @@ class FakePsa:
                 "source_system": System.PSA,
                 "source_version": "1",
                 "status": ProjectStatus.ACTIVE,
+                "milestones": [
+                    ms.model_copy(update={"external_id": self._id()}) for ms in project.milestones
+                ],
             }
         )
         self.projects[psa_id] = FakeProject(stored, enterprise_id, budget=project.contract_value)
@@ -1755,6 +1873,25 @@ class FakePsa:
             raise NotFoundError(f"time entry {entry_id} not found", system=SYSTEM)
         return self.time_entries[entry_id]
 
+    async def get_time_entries(self, entry_ids: Sequence[str]) -> list[TimeEntry]:
+        self._enter("get_time_entries")
+        return [self.time_entries[i] for i in dict.fromkeys(entry_ids) if i in self.time_entries]
+
+    async def reject_time_entry(self, entry_id: str, reason: str) -> TimeEntry:
+        self._enter("reject_time_entry")
+        line = _rejection_line(reason)
+        entry = self.time_entries.get(entry_id)
+        if entry is None:
+            raise NotFoundError(f"time entry {entry_id} not found", system=SYSTEM)
+        if not entry.approved:
+            return entry
+        if entry.invoiced:
+            raise _refused(f"time entry {entry_id} has been invoiced", "is_invoiced")
+        self.time_entries[entry_id] = self._bump(
+            entry, approved=False, notes=notes_with(entry.notes, line)
+        )
+        return self.time_entries[entry_id]
+
     async def list_worker_time(
         self,
         worker_id: str,
@@ -1798,6 +1935,25 @@ class FakePsa:
         self._enter("get_expense")
         if expense_id not in self.expenses:
             raise NotFoundError(f"expense {expense_id} not found", system=SYSTEM)
+        return self.expenses[expense_id]
+
+    async def get_expenses(self, expense_ids: Sequence[str]) -> list[ExpenseEntry]:
+        self._enter("get_expenses")
+        return [self.expenses[i] for i in dict.fromkeys(expense_ids) if i in self.expenses]
+
+    async def reject_expense(self, expense_id: str, reason: str) -> ExpenseEntry:
+        self._enter("reject_expense")
+        line = _rejection_line(reason)
+        expense = self.expenses.get(expense_id)
+        if expense is None:
+            raise NotFoundError(f"expense {expense_id} not found", system=SYSTEM)
+        if not expense.approved:
+            return expense
+        if expense.invoiced:
+            raise _refused(f"expense {expense_id} has been invoiced", "is_invoiced")
+        notes = self.expense_notes.get(expense_id, "")
+        self.expense_notes[expense_id] = notes_with(notes, line)
+        self.expenses[expense_id] = self._bump(expense, approved=False)
         return self.expenses[expense_id]
 
     async def mark_invoiced(
@@ -2050,9 +2206,11 @@ if TYPE_CHECKING:
 
 
 __all__ = [
+    "REJECTION_PREFIX",
     "FakePost",
     "FakePsa",
     "KantataPsa",
     "PsaPort",
+    "notes_with",
     "parse_error",
 ]

@@ -69,6 +69,9 @@ class SystemSettings(BaseModel):
     timeout_s: float = Field(default=30.0, gt=0)
     retry_budget_s: float = Field(default=60.0, gt=0)
     """Give up retrying a request after this long; the activity's own retry takes over."""
+    rate_limit_rps: float | None = Field(default=None, gt=0)
+    """Requests/s this connector sends at most; set it to the vendor's quota so bulk work runs
+    at the quota without 429s. Unset: no limit (and no pacing overhead)."""
 
 
 class Actor(BaseModel):
@@ -138,6 +141,15 @@ class Settings(BaseSettings):
     """ERP requests/s the ERP task queue may start (max_task_queue_activities_per_second)."""
     escalation_after_s: int = Field(default=4 * 3600, ge=1)
     """An open exception item escalates after this long."""
+    time_batch_size: int = Field(default=200, ge=1, le=200)
+    """Time-to-invoice: entries per ERP async job."""
+    time_linger_ms: int = Field(default=200, ge=0, le=60_000)
+    """Time-to-invoice: how long a part-full batch waits for more entries."""
+    time_batches_in_flight: int = Field(default=2, ge=1, le=16)
+    """Time-to-invoice: batches one project's pipeline has at the ERP at once."""
+    time_sweep_interval_s: float = Field(default=300.0, gt=0)
+    """Time-to-invoice: how often a Schedule sweeps the PSA for approved, unposted entries
+    that webhooks missed (and bills T&M periods that have closed)."""
     change_order_finance_threshold: Decimal = Field(default=Decimal(10000), ge=0)
     """Finance must approve a change order whose |budget delta| exceeds this."""
     change_order_margin_floor: Decimal = Field(default=Decimal("0.25"), ge=-1, le=1)

@@ -389,10 +389,11 @@ class WebhookTarget(BaseModel):
 # --------------------------------------------------------------------------- auth
 
 
-def bearer_dependency(state: TwinState) -> Callable[[Request], None]:
-    """A FastAPI dependency refusing requests without a valid bearer token (401)."""
+def bearer_dependency(state: TwinState) -> Callable[[Request], Awaitable[None]]:
+    """A FastAPI dependency refusing requests without a valid bearer token (401). It is a
+    coroutine so that FastAPI runs it on the event loop, not with a thread hop per request."""
 
-    def require(request: Request) -> None:
+    async def require(request: Request) -> None:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:

@@ -22,6 +22,13 @@ Mount it anywhere; its paths are NetSuite's, relative to the app's root:
   answered 412 `RCRD_HAS_BEEN_CHANGED`.
 - `GET|PUT /services/rest/record/v1/job/{id}/laborForecast/{YYYY-MM}` — labor forecast per
   period (draft / approved / locked); approved or locked ones are never overwritten.
+- `POST /services/rest/record/v1/invoice/{id}/!transform/void` `{"memo": reason}` — voids an
+  invoice, styled as a NetSuite record transform (204 + `Location` of the invoice, which
+  stays: the ledger is append-only). Its status becomes `Voided` and `Voided: <reason>` is
+  added to its memo. Voiding a voided invoice changes nothing (204 again); a `Paid In Full`
+  one is refused (`INVALID_TRANSACTION_STATE`). A voided invoice is final: an edit is refused
+  with `INVALID_TRANSACTION_STATE`, and an upsert by its externalId finds it as it is (a new
+  invoice needs a new externalId).
 
 Business rules answer 400 in NetSuite's error shape (`o:errorDetails` with `o:errorCode` and
 `o:errorPath`): `PROJECT_CLOSED`, `INVALID_COST_CENTER`, `PERIOD_CLOSED`,
@@ -43,6 +50,7 @@ Handlers are `async def` and touch SQLite synchronously, so writes never interle
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import re
@@ -53,13 +61,17 @@ from dataclasses import field as dc_field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 from pydantic import Field as PField
-from sqlmodel import Field, Session, SQLModel, select
+from pydantic_core import PydanticUndefined
+from sqlalchemy import event
+from sqlalchemy.orm import ORMExecuteState, defer
+from sqlmodel import Field, Session, SQLModel, col, func, select
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from contracts.settings import DEV_WEBHOOK_SECRET
@@ -74,6 +86,11 @@ ASYNC = "/services/rest/async/v1"
 MAX_LIMIT = 1000
 MAX_BATCH = 200
 IDEMPOTENCY_HEADER = "X-NetSuite-Idempotency-Key"
+
+# Invoice statuses (the twin's subset of NetSuite's).
+INVOICE_OPEN = "Open"
+INVOICE_PAID = "Paid In Full"
+INVOICE_VOIDED = "Voided"
 
 # NetSuite's default project (job) statuses: entityStatus internal id -> name.
 JOB_STATUS_CLOSED = "1"
@@ -316,7 +333,7 @@ class ErpInvoice(SQLModel, table=True):
     milestone: str | None = None
     lines_json: str = "[]"
     total: str = "0"
-    status: str = "Open"
+    status: str = INVOICE_OPEN
     last_modified: datetime = Field(default_factory=_now)
 
 
@@ -497,6 +514,13 @@ class InvoiceBody(_Body):
     lastModifiedDate: str | None = None
 
 
+class VoidBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    memo: str | None = None
+    """Why: kept in the invoice's memo."""
+
+
 class BudgetBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -559,11 +583,79 @@ def _currency(ref: Ref | None, path: str) -> str | None:
     return code
 
 
+# -- batches ----------------------------------------------------------------------------------
+#
+# A batch of up to 200 records runs in one session (one transaction), and its records mostly
+# name the same few projects, departments and periods. While it runs, `s.info[_BATCH]` holds a
+# `_Batch`: lookups are memoised (holding the rows strongly: the session's identity map is weak
+# and would reload them from the database each time), the batch's external IDs are read in one
+# query, and new records are written by one executemany at the end instead of an ORM flush
+# each (from drafts, see `_draft`). The rules are the same as for a single write;
+# `write_record` keeps the memo true.
+
+_BATCH = "erp_twin_batch"
+
+
+@dataclass
+class _Batch:
+    rows: dict[tuple[str, Any, Any], Any] = dc_field(default_factory=dict)
+    """("id", table, id) -> row; ("eid", table, external id) -> row, or None when absent."""
+    periods: list[Any] | None = None
+    next_ids: dict[Any, int] = dc_field(default_factory=dict)
+    inserts: dict[int, tuple[Any, SimpleNamespace]] = dc_field(default_factory=dict)
+    """New records not written yet (table, draft) by the draft's `id()`: `_write_inserts`
+    writes them before any query."""
+
+
+def _batch(s: Session) -> _Batch | None:
+    batch: _Batch | None = s.info.get(_BATCH)
+    return batch
+
+
+def _write_inserts(s: Session) -> None:
+    """Write the batch's new rows (one executemany per table) and forget them in the memo:
+    from now on the database has them."""
+    batch = _batch(s)
+    if batch is None or not batch.inserts:
+        return
+    drafts, batch.inserts = list(batch.inserts.values()), {}
+    by_table: dict[Any, list[dict[str, Any]]] = {}
+    for table, draft in drafts:
+        by_table.setdefault(table, []).append(vars(draft))
+        batch.rows.pop(("id", table, draft.id), None)
+        if draft.external_id is not None:
+            batch.rows.pop(("eid", table, draft.external_id), None)
+    connection = s.connection()
+    for table, values in by_table.items():
+        connection.execute(table.__table__.insert(), values)
+
+
+def _before_query(context: ORMExecuteState) -> None:
+    """Autoflush for the batch's new rows: a query sees them."""
+    _write_inserts(context.session)  # type: ignore[arg-type]
+
+
+def _get_row(s: Session, table: Any, ident: int | None) -> Any:
+    """`s.get(table, ident)`, memoised during a batch (misses are not: a row may be created)."""
+    if ident is None:
+        return None
+    batch = _batch(s)
+    if batch is None:
+        return s.get(table, ident)
+    key = ("id", table, ident)
+    row = batch.rows.get(key)
+    if row is None:
+        row = s.get(table, ident)
+        if row is not None:
+            batch.rows[key] = row
+    return row
+
+
 def _lookup(s: Session, table: type[SQLModel], ref: Ref, path: str) -> Any:
     if ref.id is not None and ref.id.startswith("eid:"):
         row = _by_eid(s, table, ref.id[4:])
     elif ref.id is not None:
-        row = s.get(table, _int_id(ref.id)) if _int_id(ref.id) else None
+        row = _get_row(s, table, _int_id(ref.id))
     else:
         row = _by_eid(s, table, ref.externalId or "")
     if row is None:
@@ -578,16 +670,69 @@ def _lookup(s: Session, table: type[SQLModel], ref: Ref, path: str) -> Any:
 
 
 def _by_eid(s: Session, table: Any, external_id: str) -> Any:
-    return s.exec(select(table).where(table.external_id == external_id)).first()
+    batch = _batch(s)
+    if batch is None:
+        return s.exec(select(table).where(table.external_id == external_id)).first()
+    key = ("eid", table, external_id)
+    if key not in batch.rows:
+        # A miss is remembered too: every record the batch creates goes through
+        # `write_record`, which records it here.
+        batch.rows[key] = s.exec(select(table).where(table.external_id == external_id)).first()
+    return batch.rows[key]
+
+
+def _remember(s: Session, table: Any, row: Any, old_external_id: str | None = None) -> None:
+    """Keep the batch memo true after `row` was created or its external ID changed."""
+    batch = _batch(s)
+    if batch is None:
+        return
+    if old_external_id is not None:
+        batch.rows[("eid", table, old_external_id)] = None
+    if row.external_id is not None:
+        batch.rows[("eid", table, row.external_id)] = row
+    batch.rows[("id", table, row.id)] = row
+
+
+def _next_id(s: Session, batch: _Batch, table: Any) -> int:
+    """The id SQLite would give the next new row: max + 1 (rows of these tables are never
+    deleted, and writes never interleave: handlers touch SQLite synchronously)."""
+    if table not in batch.next_ids:
+        batch.next_ids[table] = (s.exec(select(func.max(table.id))).one() or 0) + 1
+    ident = batch.next_ids[table]
+    batch.next_ids[table] = ident + 1
+    return ident
+
+
+def _prefetch(s: Session, table: Any, external_ids: list[str]) -> None:
+    """Read a batch's records by external ID in one query (and remember which are new)."""
+    batch = _batch(s)
+    if batch is None:
+        return
+    wanted = set(external_ids)
+    ordered = sorted(wanted)
+    for i in range(0, len(ordered), 500):
+        chunk = ordered[i : i + 500]
+        for row in s.exec(select(table).where(table.external_id.in_(chunk))).all():
+            batch.rows[("eid", table, row.external_id)] = row
+            wanted.discard(row.external_id)
+    for external_id in wanted:
+        batch.rows[("eid", table, external_id)] = None
 
 
 def _period_for(s: Session, day: date) -> ErpAccountingPeriod | None:
-    return s.exec(
-        select(ErpAccountingPeriod)
-        .where(ErpAccountingPeriod.start_date <= day)
-        .where(ErpAccountingPeriod.end_date >= day)
-        .order_by(ErpAccountingPeriod.end_date)
-    ).first()
+    batch = _batch(s)
+    if batch is None:
+        return s.exec(
+            select(ErpAccountingPeriod)
+            .where(ErpAccountingPeriod.start_date <= day)
+            .where(ErpAccountingPeriod.end_date >= day)
+            .order_by(ErpAccountingPeriod.end_date)
+        ).first()
+    if batch.periods is None:  # a few dozen rows: read them once per batch
+        batch.periods = list(
+            s.exec(select(ErpAccountingPeriod).order_by(col(ErpAccountingPeriod.end_date))).all()
+        )
+    return next((p for p in batch.periods if p.start_date <= day <= p.end_date), None)
 
 
 def _open_period(s: Session, day: date) -> ErpAccountingPeriod:
@@ -622,6 +767,10 @@ class RecordType:
 
     def after_write(self, s: Session, row: Any, creating: bool) -> None:
         """Side effects of a write (e.g. a new job gets its budget)."""
+
+    def final(self, row: Any) -> str | None:
+        """Why the record can no longer change (e.g. a voided invoice), or None."""
+        return None
 
     def render(self, s: Session, row: Any, url: Url) -> dict[str, Any]:
         raise NotImplementedError
@@ -796,7 +945,7 @@ class AccountingPeriodType(RecordType):
 
 
 def _check_department(s: Session, department_id: int | None) -> None:
-    dept = s.get(ErpDepartment, department_id) if department_id is not None else None
+    dept = _get_row(s, ErpDepartment, department_id)
     if dept is None or dept.is_inactive:
         what = "inactive" if dept is not None else "unknown"
         raise TwinError(
@@ -968,7 +1117,7 @@ class TimebillType(RecordType):
         return out
 
     def check(self, s: Session, row: ErpTimebill, changed: set[str] | None) -> None:
-        job = s.get(ErpJob, row.job_id)
+        job = _get_row(s, ErpJob, row.job_id)
         if job is None:  # pragma: no cover - values() resolved it
             raise TwinError(400, "INVALID_KEY_OR_REF", "unknown project", "customer")
         if job.status == JOB_STATUS_CLOSED:
@@ -1068,6 +1217,9 @@ class InvoiceType(RecordType):
         period = _open_period(s, row.tran_date)
         row.period_id, row.period_name = period.id, period.period_name
 
+    def final(self, row: ErpInvoice) -> str | None:
+        return f"Invoice {row.id} is voided." if row.status == INVOICE_VOIDED else None
+
     def render(self, s: Session, row: ErpInvoice, url: Url) -> dict[str, Any]:
         lines = [
             _drop_none(
@@ -1134,6 +1286,35 @@ def _find(s: Session, kind: RecordType, ident: str) -> Any:
     return row
 
 
+_Defaults = list[tuple[str, Any, Callable[[], Any] | None]]
+_COLUMN_DEFAULTS: dict[type, _Defaults] = {}
+_IMMUTABLE = (str, int, float, bool, Decimal, date, datetime, type(None))
+
+
+def _draft(table: Any, values: dict[str, Any]) -> SimpleNamespace:
+    """A record as it would be written: `values` over the table's column defaults. The rules
+    (`RecordType.check`) run on a draft, and only a draft that passes them is written, so a
+    refusal leaves no trace; a draft also costs none of an ORM instance's bookkeeping (about
+    0.1 ms a row with SQLModel, most of a 200-record batch's time)."""
+    defaults = _COLUMN_DEFAULTS.get(table)
+    if defaults is None:
+        defaults = _COLUMN_DEFAULTS[table] = [
+            (name, field.default, field.default_factory)
+            for name, field in table.model_fields.items()
+        ]
+    data: dict[str, Any] = {}
+    for name, default, factory in defaults:
+        if name in values:
+            data[name] = values[name]
+        elif factory is not None:
+            data[name] = factory()
+        elif default is PydanticUndefined:
+            data[name] = None  # a required column left unset: the database refuses it
+        else:
+            data[name] = default if isinstance(default, _IMMUTABLE) else copy.deepcopy(default)
+    return SimpleNamespace(**data)
+
+
 def write_record(
     s: Session,
     kind: RecordType,
@@ -1159,6 +1340,15 @@ def write_record(
         body.externalId = external_id
         if upsert and row is None:
             row = _by_eid(s, kind.table, external_id)
+    # In a batch, new records are written at its end and updates flushed once (see `_Batch`);
+    # a record type whose side effects need the new id (a job's budget) is written at once.
+    batch = _batch(s)
+    if batch is not None and row is not None and id(row) in batch.inserts:
+        # The batch names this record twice: write the first, then update it like any other.
+        _write_inserts(s)
+        row = _by_eid(s, kind.table, row.external_id)
+    if type(kind).after_write is not RecordType.after_write:
+        batch = None
     creating = row is None
     if creating:
         missing = [f for f in kind.required if getattr(body, f, None) is None]
@@ -1177,28 +1367,44 @@ def write_record(
                 f"A {kind.name} record with externalId {values['external_id']} already exists.",
                 "externalId",
             )
-        candidate = kind.table(**values)
-        kind.check(s, candidate, None)
-        s.add(candidate)
+        draft = _draft(kind.table, values)
+        kind.check(s, draft, None)
+        if batch is not None:
+            draft.id = _next_id(s, batch, kind.table)
+            batch.inserts[id(draft)] = (kind.table, draft)
+            _remember(s, kind.table, draft)
+            return draft, True
+        created = kind.table(**vars(draft))
+        s.add(created)
         s.flush()
-        kind.after_write(s, candidate, True)
-        return candidate, True
+        kind.after_write(s, created, True)
+        _remember(s, kind.table, created)
+        return created, True
     changes = {k: v for k, v in values.items() if getattr(row, k) != v}
     if not changes:
         return row, False
+    final = kind.final(row)
+    if final is not None:
+        if upsert:  # an upsert by external ID finds the record as it stands
+            return row, False
+        raise TwinError(400, "INVALID_TRANSACTION_STATE", f"{final} It cannot be edited.")
     if "external_id" in changes and changes["external_id"] is not None:
         clash = _by_eid(s, kind.table, changes["external_id"])
         if clash is not None and clash.id != row.id:
             raise TwinError(400, "DUP_RCRD", "externalId is taken", "externalId")
     current = {c.name: getattr(row, c.name) for c in kind.table.__table__.columns}
-    candidate = kind.table(**(current | changes))
-    kind.check(s, candidate, set(changes))
+    draft = SimpleNamespace(**(current | changes))
+    kind.check(s, draft, set(changes))
+    old_external_id = row.external_id
     for column in kind.table.__table__.columns:
-        setattr(row, column.name, getattr(candidate, column.name))
+        setattr(row, column.name, getattr(draft, column.name))
     row.last_modified = _now()
+    if row.external_id != old_external_id:
+        _remember(s, kind.table, row, old_external_id)
     s.add(row)
-    s.flush()
-    kind.after_write(s, row, False)
+    if batch is None:
+        s.flush()
+        kind.after_write(s, row, False)
     return row, False
 
 
@@ -1416,11 +1622,19 @@ def _record_task(
     try:
         row, _created = run()
     except TwinError as exc:
-        return {
-            "progress": "failed",
-            "status": exc.status,
-            "result": error_body(exc.status, exc.code, exc.message, exc.field),
-        }
+        return _failed_task(exc)
+    return _succeeded_task(kind, row, url)
+
+
+def _failed_task(exc: TwinError) -> dict[str, Any]:
+    return {
+        "progress": "failed",
+        "status": exc.status,
+        "result": error_body(exc.status, exc.code, exc.message, exc.field),
+    }
+
+
+def _succeeded_task(kind: RecordType, row: Any, url: Url) -> dict[str, Any]:
     result: dict[str, Any] = {
         "links": [{"rel": "self", "href": url(f"{RECORD}/{kind.name}/{row.id}")}],
         "id": str(row.id),
@@ -1430,8 +1644,9 @@ def _record_task(
     return {"progress": "succeeded", "status": 204, "result": result}
 
 
-def _job_json(job: ErpAsyncJob, url: Url, *, completed: bool) -> dict[str, Any]:
-    tasks = json.loads(job.tasks_json)
+def _job_json(
+    job: ErpAsyncJob, tasks: list[dict[str, Any]], url: Url, *, completed: bool
+) -> dict[str, Any]:
     href = url(f"{ASYNC}/job/{job.id}")
     if not completed:
         progress = "pending"
@@ -1455,18 +1670,25 @@ def _job_json(job: ErpAsyncJob, url: Url, *, completed: bool) -> dict[str, Any]:
 
 
 def _task_json(
-    job: ErpAsyncJob, task: dict[str, Any], url: Url, *, completed: bool, expand: bool
+    job: ErpAsyncJob,
+    task: dict[str, Any],
+    url: Url,
+    *,
+    completed: bool,
+    expand: bool,
+    stamps: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     href = url(f"{ASYNC}/job/{job.id}/task/{task['id']}")
+    start, end = stamps or (_stamp(job.start_time), _stamp(job.end_time))
     out: dict[str, Any] = {
         "links": [{"rel": "related", "href": f"{href}/result"}, {"rel": "self", "href": href}],
         "id": str(task["id"]),
         "completed": completed,
         "progress": task["progress"] if completed else "pending",
-        "startTime": _stamp(job.start_time),
+        "startTime": start,
     }
     if completed:
-        out["endTime"] = _stamp(job.end_time)
+        out["endTime"] = end
         if expand:
             out["result"] = task["result"]
     return out
@@ -1474,6 +1696,20 @@ def _task_json(
 
 def _router(state: TwinState, pending_polls: int) -> APIRouter:
     router = APIRouter()
+
+    # A job's tasks never change once it has run: keep the latest jobs' tasks parsed for their
+    # status polls and task reads (the database copy is read only after a restart).
+    parsed: dict[tuple[int | None, datetime], list[dict[str, Any]]] = {}
+
+    def keep_tasks(job: ErpAsyncJob, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if len(parsed) >= 32:
+            parsed.pop(next(iter(parsed)))
+        parsed[(job.id, job.start_time)] = tasks
+        return tasks
+
+    def job_tasks(job: ErpAsyncJob) -> list[dict[str, Any]]:
+        found = parsed.get((job.id, job.start_time))
+        return found if found is not None else keep_tasks(job, json.loads(job.tasks_json))
 
     def submit_async(
         request: Request, s: Session, tasks: Callable[[], list[dict[str, Any]]]
@@ -1508,6 +1744,7 @@ def _router(state: TwinState, pending_polls: int) -> APIRouter:
         if key is not None:
             s.add(ErpIdempotencyKey(key=key, job_id=job.id))
         s.commit()
+        keep_tasks(job, done)
         return Response(
             status_code=202,
             headers={
@@ -1631,6 +1868,34 @@ def _router(state: TwinState, pending_polls: int) -> APIRouter:
                 },
             )
 
+    # -- voiding an invoice -----------------------------------------------------------------
+
+    @router.post(
+        f"{RECORD}/invoice/{{ident}}/!transform/void",
+        summary="Void an invoice (it stays, Voided, with the reason in its memo)",
+    )
+    async def void_invoice(ident: str, request: Request) -> Response:
+        raw = await _json_body(request) if (await request.body()).strip() else {}
+        body = _validate(VoidBody, raw)
+        assert isinstance(body, VoidBody)
+        with state.session() as s:
+            row = _find(s, RECORD_TYPES["invoice"], ident)
+            if row.status == INVOICE_PAID:
+                raise TwinError(
+                    400,
+                    "INVALID_TRANSACTION_STATE",
+                    f"Invoice {row.id} is paid in full; a paid invoice cannot be voided.",
+                    "status",
+                )
+            if row.status != INVOICE_VOIDED:
+                note = f"Voided: {body.memo}" if body.memo else "Voided"
+                row.memo = f"{row.memo}\n{note}" if row.memo else note
+                row.status = INVOICE_VOIDED
+                row.last_modified = _now()
+                s.add(row)
+                s.commit()
+            return created(request, RECORD_TYPES["invoice"], row)
+
     # -- records ----------------------------------------------------------------------------
 
     @router.get(f"{RECORD}/{{record_type}}", summary="List records (limit, offset, q)")
@@ -1678,7 +1943,7 @@ def _router(state: TwinState, pending_polls: int) -> APIRouter:
                         )
 
                     def run_batch() -> list[dict[str, Any]]:
-                        return [_batch_item(s, kind, item, url) for item in items]
+                        return _run_batch(s, kind, items, url)
 
                     return submit_async(request, s, run_batch)
                 return submit_async(
@@ -1745,13 +2010,18 @@ def _router(state: TwinState, pending_polls: int) -> APIRouter:
     @router.get(f"{ASYNC}/job/{{job_id}}", summary="Async job status")
     async def get_job(job_id: str, request: Request) -> JSONResponse:
         with state.session() as s:
-            job = load_job(s, job_id)
+            ident = _int_id(job_id)
+            # A poll reads the tasks only when they are not at hand (they are, mostly).
+            lazy = [defer(cast(Any, ErpAsyncJob.tasks_json))]
+            job = s.get(ErpAsyncJob, ident, options=lazy) if ident is not None else None
+            if job is None:
+                raise TwinError(404, "NONEXISTENT_ID", f"Async job {job_id} does not exist.", "id")
             completed = job.pending_polls <= 0
             if not completed:
                 job.pending_polls -= 1
                 s.add(job)
                 s.commit()
-            return JSONResponse(_job_json(job, _Ids(request), completed=completed))
+            return JSONResponse(_job_json(job, job_tasks(job), _Ids(request), completed=completed))
 
     @router.get(f"{ASYNC}/job/{{job_id}}/task", summary="The job's tasks")
     async def list_tasks(
@@ -1764,11 +2034,12 @@ def _router(state: TwinState, pending_polls: int) -> APIRouter:
         limit, offset = _paging(limit, offset)
         with state.session() as s:
             job = load_job(s, job_id)
-        tasks = json.loads(job.tasks_json)
+        tasks = job_tasks(job)
         completed = job.pending_polls <= 0
         url = _Ids(request)
+        stamps = (_stamp(job.start_time), _stamp(job.end_time))
         page = [
-            _task_json(job, t, url, completed=completed, expand=expandSubResources)
+            _task_json(job, t, url, completed=completed, expand=expandSubResources, stamps=stamps)
             for t in tasks[offset : offset + limit]
         ]
         if not expandSubResources:
@@ -1776,7 +2047,7 @@ def _router(state: TwinState, pending_polls: int) -> APIRouter:
         return JSONResponse(_paged(request, page, len(tasks), limit, offset))
 
     def load_task(job: ErpAsyncJob, task_id: str) -> dict[str, Any]:
-        tasks = json.loads(job.tasks_json)
+        tasks = job_tasks(job)
         index = int(task_id) - 1 if task_id.isdigit() else -1
         if not 0 <= index < len(tasks):
             raise TwinError(404, "NONEXISTENT_ID", f"Task {task_id} does not exist.", "id")
@@ -1824,22 +2095,46 @@ def _router(state: TwinState, pending_polls: int) -> APIRouter:
     return router
 
 
-def _batch_item(s: Session, kind: RecordType, item: Any, url: Url) -> dict[str, Any]:
+def _batch_external_id(item: Any) -> str | None:
     external_id = item.get("externalId") if isinstance(item, dict) else None
-    if not isinstance(external_id, str) or not external_id:
-        return {
-            "progress": "failed",
-            "status": 400,
-            "result": error_body(
-                400, "USER_ERROR", "Every record of a batch needs an externalId.", "externalId"
-            ),
-        }
-    return _record_task(
-        s,
-        kind,
-        url,
-        lambda: write_record(s, kind, item, external_id=external_id, upsert=True),
-    )
+    return external_id if isinstance(external_id, str) and external_id else None
+
+
+def _run_batch(s: Session, kind: RecordType, items: list[Any], url: Url) -> list[dict[str, Any]]:
+    """Upsert each record by its externalId, one task per record, in one transaction: the
+    same rules as one write at a time, with lookups memoised and one flush for the batch."""
+    s.info[_BATCH] = _Batch()
+    event.listen(s, "do_orm_execute", _before_query)
+    try:
+        _prefetch(s, kind.table, [e for e in map(_batch_external_id, items) if e is not None])
+        outcomes: list[Any] = []
+        for item in items:
+            external_id = _batch_external_id(item)
+            if external_id is None:
+                outcomes.append(
+                    TwinError(
+                        400,
+                        "USER_ERROR",
+                        "Every record of a batch needs an externalId.",
+                        "externalId",
+                    )
+                )
+                continue
+            try:
+                row, _ = write_record(s, kind, item, external_id=external_id, upsert=True)
+            except TwinError as exc:
+                outcomes.append(exc)
+            else:
+                outcomes.append(row)
+        _write_inserts(s)
+        s.flush()
+    finally:
+        event.remove(s, "do_orm_execute", _before_query)
+        s.info.pop(_BATCH, None)
+    return [
+        _failed_task(o) if isinstance(o, TwinError) else _succeeded_task(kind, o, url)
+        for o in outcomes
+    ]
 
 
 def _expected_version(request: Request, in_body: int | None) -> int:

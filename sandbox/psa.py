@@ -25,6 +25,14 @@ the receiver always re-reads the record. Event types: `time_entry.approved`,
 Fields that stand in for Kantata custom fields (cost_center, practice, billing_rule,
 delivery_manager, client_ref, opportunity_ref on workspaces; role on users) are plain columns.
 
+Twin admin (no auth, like the shared `/_admin/faults`): `POST /_admin/time_entries/bulk`
+`{"entries": [{"workspace_id", "user_id", "date_performed", "time_in_minutes", "role"?,
+"story_id"?, "billable"?}], "approved": true, "emit": false}` inserts many time entries in one
+transaction with the same rules and defaults as `POST /api/v1/time_entries.json` (all or
+none; a refusal names `entries[i].<field>`), approved unless `"approved": false`, emitting
+`time_entry.approved` per entry only with `"emit": true`; it answers `{"ids": [...]}` in input
+order. It is for benchmarks and tests, not a Kantata endpoint.
+
 Posts are the workspace's activity feed (`POST /api/v1/posts.json`, `GET /api/v1/posts.json`);
 pssync posts its notifications there. `recipient_ids` are users (Kantata's private posts);
 `recipient_roles` stands in for addressing people by role (resource managers, approvers).
@@ -654,11 +662,18 @@ def _resource_can_work(session: Session, user_id: int | None, on: date) -> Any:
 def _rate_for(session: Session, rate_card_id: int | None, role: str | None, on: date) -> int | None:
     if rate_card_id is None or role is None:
         return None
-    rows = session.exec(
+    return _rate_on(_card_roles(session, rate_card_id, role), on)
+
+
+def _card_roles(session: Session, rate_card_id: int, role: str) -> Sequence[PsaRateCardRole]:
+    return session.exec(
         select(PsaRateCardRole).where(
             PsaRateCardRole.rate_card_id == rate_card_id, PsaRateCardRole.role == role
         )
     ).all()
+
+
+def _rate_on(rows: Iterable[PsaRateCardRole], on: date) -> int | None:
     for r in rows:
         if r.effective_from <= on and (r.effective_to is None or on <= r.effective_to):
             return r.rate_in_cents
@@ -736,6 +751,26 @@ class TimeEntryFields(_Body):
 
 class TimeEntryBody(_Body):
     time_entry: TimeEntryFields
+
+
+class BulkTimeEntry(_Body):
+    workspace_id: int
+    user_id: int
+    date_performed: date
+    time_in_minutes: int
+    role: str | None = None
+    story_id: int | None = None
+    billable: bool = True
+
+
+class BulkTimeEntries(_Body):
+    """`POST /_admin/time_entries/bulk` (twin admin, for benchmarks and tests)."""
+
+    entries: list[BulkTimeEntry]
+    approved: bool = True
+    """Insert them approved (`approved_at` set), as if created and then approved."""
+    emit: bool = False
+    """Emit one `time_entry.approved` event per approved entry."""
 
 
 class ExpenseFields(_Body):
@@ -1986,6 +2021,99 @@ def _check_story(session: Session, story_id: int | None, workspace_id: int) -> N
 # --------------------------------------------------------------------------- app & seed
 
 
+def bulk_time_entries(state: TwinState, bulk: BulkTimeEntries) -> list[int]:
+    """Insert many time entries in one transaction with `create_time_entry`'s defaults and
+    rules (rate from the workspace's rate card, cost rate from the user); all or none. The
+    new ids, in input order. An approved entry is at lock_version 2, as if created and then
+    approved; with `emit`, each approved entry sends its `time_entry.approved` event."""
+    now = _now()
+    with state.session() as s:
+        # Hold every referenced row here: the session's identity map is weak, and the shared
+        # rules below then find them there instead of reading them once per entry.
+        held: list[Any] = []
+        for model, wanted in (
+            (PsaWorkspace, {e.workspace_id for e in bulk.entries}),
+            (PsaUser, {e.user_id for e in bulk.entries}),
+            (PsaStory, {e.story_id for e in bulk.entries} - {None}),
+        ):
+            held += s.exec(select(model).where(col(model.id).in_(wanted))).all()  # type: ignore[attr-defined]
+        card_roles: dict[tuple[int, str], Sequence[PsaRateCardRole]] = {}
+        rows: list[dict[str, Any]] = []
+        for i, e in enumerate(bulk.entries):
+            try:
+                _check_minutes(e.time_in_minutes)
+                ws = _workspace_open(s, e.workspace_id, for_time=True)
+                user = _resource_can_work(s, e.user_id, e.date_performed)
+                _check_story(s, e.story_id, ws.id)
+            except TwinError as exc:
+                exc.message = f"entries[{i}]: {exc.message}"
+                exc.field = f"entries[{i}].{exc.field}" if exc.field else f"entries[{i}]"
+                raise
+            role = e.role or user.role
+            rate = None
+            if ws.rate_card_id is not None and role is not None:
+                key = (ws.rate_card_id, role)
+                if key not in card_roles:
+                    card_roles[key] = _card_roles(s, *key)
+                rate = _rate_on(card_roles[key], e.date_performed)
+            rows.append(
+                {
+                    "workspace_id": ws.id,
+                    "user_id": user.id,
+                    "story_id": e.story_id,
+                    "role": role,
+                    "date_performed": e.date_performed,
+                    "time_in_minutes": e.time_in_minutes,
+                    "billable": e.billable,
+                    "notes": "",
+                    "rate_in_cents": rate or 0,
+                    "cost_rate_in_cents": user.cost_rate_in_cents or 0,
+                    "currency": ws.currency,
+                    "approved": bulk.approved,
+                    "approved_at": now if bulk.approved else None,
+                    "is_invoiced": False,
+                    "invoice_id": None,
+                    "lock_version": 2 if bulk.approved else 1,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+        del held
+        # Writes never interleave (handlers touch SQLite synchronously), so the ids SQLite
+        # would give are max + 1 onwards; setting them makes the insert one executemany.
+        first = (s.exec(select(func.max(PsaTimeEntry.id))).one() or 0) + 1
+        ids = list(range(first, first + len(rows)))
+        for ident, row in zip(ids, rows, strict=True):
+            row["id"] = ident
+        if rows:
+            s.connection().execute(PsaTimeEntry.__table__.insert(), rows)  # type: ignore[attr-defined]
+        s.commit()
+    if bulk.emit and bulk.approved and state.webhooks is not None:
+        for ident, row in zip(ids, rows, strict=True):
+            state.webhooks.emit(
+                "time_entry.approved",
+                {
+                    "workspace_id": str(row["workspace_id"]),
+                    "time_entry_id": str(ident),
+                    "version": row["lock_version"],
+                },
+            )
+    return ids
+
+
+def _admin_router(state: TwinState) -> APIRouter:
+    router = APIRouter(prefix="/_admin", tags=["admin"])
+
+    @router.post(
+        "/time_entries/bulk",
+        summary="Insert many time entries at once (benchmarks, tests): {'ids': [...]}",
+    )
+    async def bulk(body: BulkTimeEntries) -> dict[str, list[str]]:
+        return {"ids": [str(i) for i in bulk_time_entries(state, body)]}
+
+    return router
+
+
 def create_app(
     db_path: Path | None = None,
     *,
@@ -2001,6 +2129,7 @@ def create_app(
         description=__doc__ or "",
         router=_router(state),
         error_body=error_body,
+        extra_routers=[_admin_router(state)],
     )
 
 
@@ -2191,6 +2320,7 @@ __all__ = [
     "TABLES",
     "add_rate_card",
     "add_user",
+    "bulk_time_entries",
     "create_app",
     "error_body",
     "load_firm",

@@ -131,6 +131,8 @@ class MilestoneStatus(StrEnum):
 class Milestone(CanonicalModel):
     code: str
     name: str
+    external_id: ExternalId | None = None
+    """The PSA's id of the billing milestone (its webhooks name it by id)."""
     amount: Money
     target_date: date | None = None
     status: MilestoneStatus = MilestoneStatus.PLANNED
@@ -289,6 +291,8 @@ class TimeEntry(Entity):
     approved: bool = False
     invoiced: bool = False
     notes: str = ""
+    bill_rate: Money | None = None
+    """Per hour, as the PSA priced the entry (None when the PSA has no rate for it)."""
 
     @property
     def hours(self) -> Decimal:

@@ -17,7 +17,12 @@ from connectors.erp import (
     NetSuiteErp,
     batch_idempotency_key,
 )
-from contracts.errors import BusinessRuleViolation, StaleVersionError, TransientError
+from contracts.errors import (
+    BusinessRuleViolation,
+    NotFoundError,
+    StaleVersionError,
+    TransientError,
+)
 from contracts.money import Money
 from contracts.settings import SystemSettings
 from contracts.systems import System
@@ -29,6 +34,7 @@ from contracts.v1.models import (
     ForecastStatus,
     Invoice,
     InvoiceLine,
+    InvoiceStatus,
     PostingKind,
     Project,
     ProjectStatus,
@@ -354,6 +360,41 @@ async def test_invoice_is_created_once(erp: NetSuiteErp, twin: ErpTwin) -> None:
     assert (closed.value.code, closed.value.field) == ("PERIOD_CLOSED", "tranDate")
 
 
+async def test_voided_invoice_stays_voided_and_keeps_its_reason(
+    erp: NetSuiteErp, twin: ErpTwin
+) -> None:
+    await provision(erp)
+    first = await erp.create_invoice(invoice())
+    # Seeded: the first request's answer is lost, the second's is not.
+    await twin.client.post("/_admin/erp/lost-responses", json={"rate": 0.5, "seed": 1})
+    # The void goes through but its answer is lost; the retried void changes nothing more.
+    await erp.void_invoice(first, reason="customer disputes the milestone")
+    await twin.client.post("/_admin/erp/lost-responses", json={})
+    assert erp.retries >= 1
+    record = (await twin.client.get(f"{RECORD}/invoice/{first}")).json()
+    assert record["status"] == "Voided"
+    assert record["memo"].splitlines() == ["Voided: customer disputes the milestone"]
+    assert (await erp.get_invoice(first)).status is InvoiceStatus.VOID
+    # Voided is final: an edit is refused; the lines are still there.
+    edit = await twin.client.patch(f"{RECORD}/invoice/{first}", json={"memo": "reopened"})
+    assert edit.status_code == 400
+    assert edit.json()["o:errorDetails"][0]["o:errorCode"] == "INVALID_TRANSACTION_STATE"
+    assert (await erp.get_invoice(first)).total == Money("25000.50", "USD")
+    assert await twin.count("invoice") == 1
+    # A paid invoice cannot be voided.
+    paid = await erp.create_invoice(invoice("INV-PAID"))
+    with twin.state.session() as s:
+        row = s.get(erp_twin_module.ErpInvoice, int(paid))
+        assert row is not None
+        row.status = "Paid In Full"
+        s.add(row)
+        s.commit()
+    with pytest.raises(BusinessRuleViolation) as refused:
+        await erp.void_invoice(paid, reason="too late")
+    assert refused.value.code == "INVALID_TRANSACTION_STATE"
+    assert (await erp.get_invoice(paid)).status is InvoiceStatus.PAID
+
+
 async def test_budget_revision_with_version(erp: NetSuiteErp) -> None:
     job = await provision(erp)
     budget = await erp.get_budget(job)
@@ -504,6 +545,49 @@ async def any_erp(request: pytest.FixtureRequest) -> AsyncIterator[ErpPort]:
             settings(twin.base_url), backoff_base_s=0.01, poll_interval_s=0.01
         ) as connector:
             yield connector
+
+
+async def test_void_is_a_compensation_for_create_invoice(any_erp: ErpPort) -> None:
+    erp = any_erp
+    await provision(erp)
+    billed = invoice().model_copy(
+        update={
+            "period": "2025-06",
+            "lines": [
+                InvoiceLine(
+                    description="June time",
+                    quantity=Decimal("7.5"),
+                    amount=Money("1125.00", "USD"),
+                    source_entry_ids=["TE-1", "TE-2"],
+                )
+            ],
+        }
+    )
+    first = await erp.create_invoice(billed)
+    created = await erp.get_invoice(first)
+    assert (created.status, created.period) == (InvoiceStatus.OPEN, "2025-06")
+    await erp.void_invoice(first, reason="entries were reversed")
+    await erp.void_invoice(first, reason="entries were reversed")
+    await erp.void_invoice("eid:INV-1", reason="again, by its key")
+    voided = await erp.get_invoice(first)
+    assert voided.status is InvoiceStatus.VOID
+    assert (voided.period, voided.total, voided.idempotency_key) == (
+        "2025-06",
+        Money("1125.00", "USD"),
+        "INV-1",
+    )
+    if isinstance(erp, FakeErp):  # the twin has no field for the entries behind a line
+        assert voided.lines[0].source_entry_ids == ["TE-1", "TE-2"]
+        assert erp.void_reasons[first] == "entries were reversed"
+    # The key stays with the voided invoice: creating it again returns that one.
+    assert await erp.create_invoice(billed) == first
+    assert (await erp.get_invoice(first)).status is InvoiceStatus.VOID
+    # A new attempt takes a new key.
+    second = await erp.create_invoice(billed.model_copy(update={"idempotency_key": "INV-1-2"}))
+    assert second != first
+    assert (await erp.get_invoice(second)).status is InvoiceStatus.OPEN
+    with pytest.raises(NotFoundError):
+        await erp.void_invoice("987654", reason="no such invoice")
 
 
 async def test_fake_and_twin_apply_the_same_rules(any_erp: ErpPort) -> None:

@@ -800,3 +800,176 @@ async def test_notification_posts_are_idempotent_by_key(h: Harness) -> None:
             (first, "Change order approved\n\nConsultant 20 h", ["resource_managers"]),
             (plain, "FYI", ["delivery_manager"]),
         ]
+
+
+# --------------------------------------------------------------------------- time to invoice
+
+
+async def _approve(h: Harness, entry_id: str) -> None:
+    """Approve (again) as a PSA user would."""
+    if isinstance(h, TwinHarness):
+        await h.put(f"time_entries/{entry_id}.json", {"time_entry": {"approved": True}})
+    else:
+        assert isinstance(h, FakeHarness)
+        h.port.approve_time_entry(entry_id)
+
+
+async def test_entries_and_expenses_read_by_id_in_bulk(h: Harness) -> None:
+    port = h.port
+    psa_id = await port.create_project_shell(make_project(), enterprise_id=EID)
+    await h.add_user("W1")
+    await h.add_user("W2", role="Architect")  # a role the project's rate card has no rate for
+    t = [await h.add_time(psa_id, "W1", D(2025, 3, d), 60, approve=d % 2 == 1) for d in (3, 4, 5)]
+    other = await h.add_time(psa_id, "W2", D(2025, 3, 3), 30)
+    x1 = await h.add_expense(psa_id, "W1", D(2025, 3, 3), 4500)
+
+    found = await port.get_time_entries([t[2], t[0], "987654", "no-such-id", t[0], other])
+    assert sorted(e.external_id for e in found) == sorted([t[0], t[2], other])
+    by_id = {e.external_id: e for e in found}
+    assert by_id[t[0]] == await port.get_time_entry(t[0])
+    assert (by_id[t[0]].worker_id, by_id[t[0]].approved) == ("W1", True)
+    assert (by_id[other].worker_id, by_id[other].approved) == ("W2", False)
+    # Each entry carries its price per hour as the PSA set it from the rate card.
+    assert by_id[t[0]].bill_rate == Money("150.00", "USD")
+    assert by_id[other].bill_rate is None
+    assert await port.get_time_entries([]) == []
+
+    expenses = await port.get_expenses([x1, "987654", x1])
+    assert [(e.external_id, e.worker_id, e.amount) for e in expenses] == [
+        (x1, "W1", Money("45.00", "USD"))
+    ]
+
+
+async def test_milestones_carry_the_psa_id(h: Harness) -> None:
+    psa_id = await h.port.create_project_shell(make_project(), enterprise_id=EID)
+    listed = await h.port.list_milestones(psa_id)
+    ids = [m.external_id for m in listed]
+    assert all(ids) and len(set(ids)) == 2
+    assert [m.external_id for m in (await h.port.get_project(psa_id)).milestones] == ids
+    assert (await h.port.complete_milestone(psa_id, "M1")).external_id == ids[0]
+    if isinstance(h, TwinHarness):
+        rows = await twin_rows(h, "billing_milestones", workspace_id=psa_id)
+        assert sorted(ids) == sorted(r["id"] for r in rows)
+
+
+async def test_rejected_back_to_the_submitter_once(h: Harness) -> None:
+    port = h.port
+    psa_id = await port.create_project_shell(make_project(), enterprise_id=EID)
+    await h.add_user("W1")
+    t1 = await h.add_time(psa_id, "W1", D(2025, 3, 3), 60, approve=True)
+    approved = await port.get_time_entry(t1)
+
+    reason = "Cost center CC-9 is inactive in the ERP"
+    rejected = await port.reject_time_entry(t1, reason)
+    assert not rejected.approved
+    assert rejected.notes.splitlines()[-1] == f"[pssync] {reason}"
+    assert int(rejected.source_version or 0) > int(approved.source_version or 0)
+    # A repeat (a retried activity) finds it sent back already and changes nothing.
+    again = await port.reject_time_entry(t1, reason)
+    assert (again.source_version, again.notes) == (rejected.source_version, rejected.notes)
+    assert await port.get_time_entry(t1) == again
+    assert [e.external_id for e in await collect(port.list_approved_time())] == []
+
+    # Resubmitted unchanged and refused again for the same reason: the line is not repeated;
+    # a new reason is added below it.
+    await _approve(h, t1)
+    same = await port.reject_time_entry(t1, "Cost center  CC-9 is inactive\nin the ERP")
+    assert not same.approved and same.notes == rejected.notes
+    await _approve(h, t1)
+    other = await port.reject_time_entry(t1, "No rate for the role")
+    assert other.notes.splitlines() == [f"[pssync] {reason}", "[pssync] No rate for the role"]
+
+    with pytest.raises(BusinessRuleViolation) as blank:
+        await port.reject_time_entry(t1, "  ")
+    assert blank.value.field == "reason"
+    with pytest.raises(NotFoundError):
+        await port.reject_time_entry("987654", reason)
+    t2 = await h.add_time(psa_id, "W1", D(2025, 3, 4), 60, approve=True)
+    await port.mark_invoiced([t2], invoice_ref="INV-1")
+    with pytest.raises(BusinessRuleViolation) as invoiced:
+        await port.reject_time_entry(t2, reason)
+    assert invoiced.value.field == "is_invoiced"
+    assert (await port.get_time_entry(t2)).approved
+
+    x1 = await h.add_expense(psa_id, "W1", D(2025, 3, 3), 4500)
+    sent_back = await port.reject_expense(x1, "No receipt")
+    assert not sent_back.approved
+    repeat = await port.reject_expense(x1, "No receipt")
+    assert repeat.source_version == sent_back.source_version
+    assert [e.external_id for e in await collect(port.list_approved_expenses())] == []
+    if isinstance(h, TwinHarness):
+        rows = await twin_rows(h, "expenses", only=x1)
+        assert rows[0]["notes"] == "[pssync] No receipt"
+        entry = await twin_rows(h, "time_entries", only=t1)
+        assert entry[0]["notes"] == other.notes and entry[0]["approved"] is False
+    else:
+        assert isinstance(h, FakeHarness)
+        assert h.port.expense_notes[x1] == "[pssync] No receipt"
+
+
+class Recording(httpx.AsyncBaseTransport):
+    """Passes requests on; records them, and loses the response of the PUTs asked for."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.requests: list[httpx.Request] = []
+        self.lose_next_put = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        response = await self.inner.handle_async_request(request)
+        if request.method == "PUT" and self.lose_next_put:
+            self.lose_next_put = False
+            await response.aread()
+            raise httpx.ReadTimeout("the response was lost", request=request)
+        return response
+
+    def gets(self, path: str) -> int:
+        return sum(r.method == "GET" and r.url.path == path for r in self.requests)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_bulk_reads_take_one_request_per_200_ids() -> None:
+    recording = Recording()
+    async with twin_harness(transport=lambda: recording) as h:
+        psa_id = await h.port.create_project_shell(make_project(), enterprise_id=EID)
+        await h.add_user("W1")
+        await h.add_user("W2")
+        entries = [
+            {
+                "workspace_id": int(psa_id),
+                "user_id": h.users[("W1", "W2")[n % 2]],
+                "date_performed": "2025-03-03",
+                "time_in_minutes": 30,
+            }
+            for n in range(450)
+        ]
+        r = await h.client.post("/_admin/time_entries/bulk", json={"entries": entries})
+        ids = r.json()["ids"]
+        recording.requests.clear()
+        found = await h.port.get_time_entries([*ids, "987654"])
+        assert sorted(e.external_id for e in found) == sorted(ids)
+        assert {e.worker_id for e in found} == {"W1", "W2"}
+        assert recording.gets("/api/v1/time_entries.json") == 3
+        assert recording.gets("/api/v1/external_references.json") == 1
+        # The worker map is kept: a second read is the three pages only.
+        await h.port.get_time_entries(ids[::-1])
+        assert recording.gets("/api/v1/time_entries.json") == 6
+        assert recording.gets("/api/v1/external_references.json") == 1
+
+
+async def test_rejection_whose_response_was_lost_is_not_doubled() -> None:
+    recording = Recording()
+    async with twin_harness(transport=lambda: recording) as h:
+        psa_id = await h.port.create_project_shell(make_project(), enterprise_id=EID)
+        await h.add_user("W1")
+        t1 = await h.add_time(psa_id, "W1", D(2025, 3, 3), 60, approve=True)
+        recording.lose_next_put = True
+        rejected = await h.port.reject_time_entry(t1, "No rate for the role")
+        # The lost PUT went through; its retry met a newer lock_version, the entry was read
+        # again and found sent back already.
+        puts = [r for r in recording.requests if r.method == "PUT"]
+        assert len(puts) == 2
+        assert not rejected.approved and rejected.notes == "[pssync] No rate for the role"

@@ -458,6 +458,64 @@ async def test_batch_reports_each_record(twin: ErpTwin) -> None:
     assert await twin.count("timebill") == 3
 
 
+async def test_rules_hold_between_the_records_of_one_batch(twin: ErpTwin) -> None:
+    """A batch is written in one go at its end; the rules still see every earlier record of
+    the same batch: a repeat is an upsert, a reversal finds its original, a second reversal
+    of it is refused, and every id reported is the id the record has."""
+    job = await make_job(twin)
+    inactive = await internal_id(twin, "department", INACTIVE_CC)
+    items = [
+        await timebill(twin, "TB-A", job),
+        await timebill(twin, "TB-R1", job, hours=-7.5, reverses={"externalId": "TB-A"}),
+        await timebill(twin, "TB-B", job, department={"id": inactive}),
+        await timebill(twin, "TB-R2", job, hours=-7.5, reverses={"externalId": "TB-A"}),
+        await timebill(twin, "TB-A", job, hours=8),
+        await timebill(twin, "TB-C", job),
+    ]
+    response = await twin.client.post(f"{RECORD}/timebill", json={"items": items}, headers=ASYNC)
+    tasks = await run_job(twin, response.headers["location"])
+    assert [t["progress"] for t in tasks] == [
+        "succeeded",
+        "succeeded",
+        "failed",
+        "failed",
+        "succeeded",
+        "succeeded",
+    ]
+    codes = [
+        t["result"]["o:errorDetails"][0]["o:errorCode"]
+        for t in tasks
+        if "o:errorDetails" in t["result"]
+    ]
+    assert codes == ["INVALID_COST_CENTER", "ALREADY_REVERSED"]
+    ids = {t["result"]["externalId"]: t["result"]["id"] for t in tasks if "id" in t["result"]}
+    for external_id, ident in ids.items():
+        assert await internal_id(twin, "timebill", external_id) == ident
+    original = (await twin.client.get(f"{RECORD}/timebill/eid:TB-A")).json()
+    assert original["hours"] == 8
+    assert original["id"] == tasks[0]["result"]["id"] == tasks[4]["result"]["id"]
+    reversal = (await twin.client.get(f"{RECORD}/timebill/eid:TB-R1")).json()
+    assert reversal["reverses"] == {"id": original["id"]}
+    assert await twin.count("timebill") == 3
+    # Records created by a later single write get the next ids.
+    single = await twin.client.post(f"{RECORD}/timebill", json=await timebill(twin, "TB-D", job))
+    assert int(single.headers["location"].rsplit("/", 1)[-1]) > max(int(i) for i in ids.values())
+
+
+async def test_batch_of_projects_gives_each_its_budget(twin: ErpTwin) -> None:
+    customer = await internal_id(twin, "customer", CUSTOMER)
+    items = [
+        {"externalId": f"PRJ-B{n}", "companyName": f"Batch {n}", "customer": {"id": customer}}
+        for n in range(3)
+    ]
+    response = await twin.client.post(f"{RECORD}/job", json={"items": items}, headers=ASYNC)
+    tasks = await run_job(twin, response.headers["location"])
+    assert [t["progress"] for t in tasks] == ["succeeded"] * 3
+    for task in tasks:
+        budget = await twin.client.get(f"{RECORD}/job/{task['result']['id']}/budget")
+        assert budget.status_code == 200 and budget.json()["budgetVersion"] == 0
+
+
 async def test_batch_limits(twin: ErpTwin) -> None:
     too_many = {"items": [{"externalId": f"X{n}"} for n in range(201)]}
     response = await twin.client.post(f"{RECORD}/timebill", json=too_many, headers=ASYNC)

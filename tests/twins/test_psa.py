@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from datetime import date
 from typing import Any
@@ -658,3 +659,188 @@ async def test_posts_on_a_workspace_activity_feed(
         "/api/v1/posts.json", json={"post": {"workspace_id": wid, "message": "x", "subject": "s"}}
     )
     assert unknown.status_code in (400, 422)
+
+
+# --------------------------------------------------------------------------- bulk and only=
+
+
+def _rows(body: dict[str, Any]) -> list[dict[str, Any]]:
+    return [body[r["key"]][r["id"]] for r in body["results"]]
+
+
+async def _priced_workspace(app: FastAPI, client: httpx.AsyncClient) -> tuple[str, int, int]:
+    """A workspace on a rate card (Consultant 150.00, Analyst 95.50), a consultant with a
+    cost rate, and an analyst; (workspace id, consultant id, analyst id)."""
+    card = psa.add_rate_card(
+        app,
+        title="Standard",
+        currency="USD",
+        roles=[
+            ("Consultant", 15000, date(2024, 1, 1), None),
+            ("Analyst", 9550, date(2024, 1, 1), None),
+        ],
+    )
+    wid = await ws(client, rate_card_id=card)
+    ada = psa.add_user(app, full_name="Ada", role="Consultant", cost_rate_in_cents=9000)
+    bob = psa.add_user(app, full_name="Bob", role="Analyst")
+    return wid, ada, bob
+
+
+async def test_bulk_time_entries_follow_the_create_rules_all_or_none() -> None:
+    receiver = Receiver()
+    async with serve(receiver.app) as hook_url:
+        app = psa.create_app(webhook_url=f"{hook_url}/hook")
+        async with serve(app) as url, httpx.AsyncClient(base_url=url, headers=AUTH) as client:
+            wid, ada, bob = await _priced_workspace(app, client)
+            story = only(
+                (
+                    await client.post(
+                        "/api/v1/stories.json", json={"story": {"workspace_id": wid, "title": "T"}}
+                    )
+                ).json()
+            )
+            entries = [
+                {"workspace_id": wid, "user_id": ada, "date_performed": "2025-03-03",
+                 "time_in_minutes": 90},
+                {"workspace_id": wid, "user_id": bob, "date_performed": "2025-03-04",
+                 "time_in_minutes": 60, "story_id": story["id"], "billable": False},
+                {"workspace_id": wid, "user_id": ada, "date_performed": "2025-03-05",
+                 "time_in_minutes": 30, "role": "Analyst"},
+            ]  # fmt: skip
+            r = await client.post("/_admin/time_entries/bulk", json={"entries": entries})
+            assert r.status_code == 200, r.text
+            ids = r.json()["ids"]
+            assert len(ids) == 3 and all(isinstance(i, str) for i in ids)
+            listed = await client.get(
+                "/api/v1/time_entries.json", params={"only": ",".join(ids), "per_page": 200}
+            )
+            rows = {row["id"]: row for row in _rows(listed.json())}
+            got = [rows[i] for i in ids]
+            assert [(g["user_id"], g["time_in_minutes"], g["role"]) for g in got] == [
+                (str(ada), 90, "Consultant"),
+                (str(bob), 60, "Analyst"),
+                (str(ada), 30, "Analyst"),
+            ]
+            assert [g["rate_in_cents"] for g in got] == [15000, 9550, 9550]
+            assert [g["cost_rate_in_cents"] for g in got] == [9000, 0, 9000]
+            assert [g["billable"] for g in got] == [True, False, True]
+            assert got[1]["story_id"] == story["id"]
+            assert all(g["approved"] and g["approved_at"] and g["lock_version"] == 2 for g in got)
+            assert all(g["currency"] == "USD" and not g["is_invoiced"] for g in got)
+            # Approved entries are locked like any other.
+            edit = await client.put(
+                f"/api/v1/time_entries/{ids[0]}.json", json={"time_entry": {"notes": "x"}}
+            )
+            assert edit.status_code == 422 and error_of(edit)["field"] == "approved"
+
+            # One refused entry refuses the lot, naming it.
+            psa_state = app.state.twin
+            with psa_state.session() as session:
+                user = session.get(psa.PsaUser, bob)
+                assert user is not None
+                user.active = False
+                session.add(user)
+                session.commit()
+            refused = await client.post("/_admin/time_entries/bulk", json={"entries": entries})
+            assert refused.status_code == 422
+            assert error_of(refused)["field"] == "entries[1].user_id"
+            too_long = [entries[0] | {"time_in_minutes": 1441}]
+            r = await client.post("/_admin/time_entries/bulk", json={"entries": too_long})
+            assert r.status_code == 422
+            assert error_of(r)["field"] == "entries[0].time_in_minutes"
+            count = await client.get("/api/v1/time_entries.json", params={"per_page": 1})
+            assert count.json()["count"] == 3
+            assert receiver.events == []
+
+            # Unapproved on request; events only when asked for, one per approved entry.
+            r = await client.post(
+                "/_admin/time_entries/bulk",
+                json={"entries": [entries[0]], "approved": False, "emit": True},
+            )
+            pending = _rows(
+                (await client.get(f"/api/v1/time_entries/{r.json()['ids'][0]}.json")).json()
+            )[0]
+            assert not pending["approved"] and pending["lock_version"] == 1
+            r = await client.post(
+                "/_admin/time_entries/bulk",
+                json={"entries": [entries[0], entries[2]], "emit": True},
+            )
+            emitted = r.json()["ids"]
+            await app.state.twin.webhooks.drain()
+    assert [(e["type"], e["data"]["time_entry_id"]) for e in receiver.events] == [
+        ("time_entry.approved", emitted[0]),
+        ("time_entry.approved", emitted[1]),
+    ]
+
+
+async def test_bulk_of_ten_thousand_entries_is_quick(
+    twin: tuple[FastAPI, httpx.AsyncClient],
+) -> None:
+    app, client = twin
+    wid, ada, bob = await _priced_workspace(app, client)
+    entries = [
+        {
+            "workspace_id": wid,
+            "user_id": (ada, bob)[n % 2],
+            "date_performed": date(2025, 3, 1 + n % 28).isoformat(),
+            "time_in_minutes": 15 + n % 400,
+        }
+        for n in range(10_000)
+    ]
+    started = time.monotonic()
+    r = await client.post("/_admin/time_entries/bulk", json={"entries": entries}, timeout=30)
+    elapsed = time.monotonic() - started
+    assert r.status_code == 200, r.text
+    ids = r.json()["ids"]
+    assert len(ids) == len(set(ids)) == 10_000
+    assert elapsed < 3.0, elapsed
+    last = _rows((await client.get(f"/api/v1/time_entries/{ids[-1]}.json")).json())[0]
+    assert (last["user_id"], last["time_in_minutes"]) == (str(bob), 15 + 9_999 % 400)
+
+
+async def test_only_picks_time_entries_and_expenses_by_id_and_200_list_quickly(
+    twin: tuple[FastAPI, httpx.AsyncClient],
+) -> None:
+    app, client = twin
+    wid, ada, _ = await _priced_workspace(app, client)
+    entries = [
+        {"workspace_id": wid, "user_id": ada, "date_performed": "2025-03-03", "time_in_minutes": 30}
+    ] * 250
+    ids = (await client.post("/_admin/time_entries/bulk", json={"entries": entries})).json()["ids"]
+    wanted = ids[10:210]
+    started = time.monotonic()
+    r = await client.get(
+        "/api/v1/time_entries.json",
+        params={"only": ",".join([*wanted, "987654321"]), "per_page": 200},
+    )
+    elapsed = time.monotonic() - started
+    body = r.json()
+    assert body["count"] == 200 and body["meta"]["page_count"] == 1
+    assert sorted(row["id"] for row in _rows(body)) == sorted(wanted)
+    assert elapsed < 1.0, elapsed
+    # Filters still apply on top of only=.
+    none = await client.get(
+        "/api/v1/time_entries.json", params={"only": ",".join(wanted), "approved": "false"}
+    )
+    assert none.json()["count"] == 0
+
+    expense_ids = []
+    for cents in (1000, 2000, 3000):
+        r = await client.post(
+            "/api/v1/expenses.json",
+            json={
+                "expense": {
+                    "workspace_id": wid,
+                    "user_id": ada,
+                    "date": "2025-03-03",
+                    "amount_in_cents": cents,
+                }
+            },
+        )
+        expense_ids.append(only(r.json())["id"])
+    picked = await client.get(
+        "/api/v1/expenses.json", params={"only": f"{expense_ids[0]},{expense_ids[2]},999"}
+    )
+    assert sorted(row["amount_in_cents"] for row in _rows(picked.json())) == [1000, 3000]
+    bad = await client.get("/api/v1/expenses.json", params={"only": "1,x"})
+    assert bad.status_code == 400 and error_of(bad)["field"] == "only"
