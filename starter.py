@@ -877,6 +877,193 @@ async def termination_scene(
     return TerminationOutcome(leaver.id, workflow_id, str(assignment_id), checks)
 
 
+async def time_to_invoice_scene(stack: Stack, deal: DealOutcome, say: Any = print) -> list[Check]:
+    """Time on a provisioned project: 24 entries approved in the PSA twin reach the ERP through
+    the webhooks in batches; one with a role the rate card lacks is held and fixed through the
+    exceptions API; one unapproved after posting is reversed; then finance closes the period
+    and the ERP invoice covers what was posted, with the PSA entries marked invoiced."""
+    from datetime import date, timedelta
+    from decimal import Decimal
+
+    import httpx
+    from sqlalchemy import text
+
+    from contracts.naming import time_pipeline_workflow_id
+    from sandbox.seed import build_firm
+
+    assert stack.sandbox is not None and deal.psa_project_id is not None
+    today = date.today()
+    day = today - timedelta(days=1)
+    period = f"{day:%Y-%m}"
+    workers = [
+        w
+        for w in build_firm(7).workers
+        if w.status == "active" and w.termination_date is None and w.hire_date < day
+    ][10:13]
+    psa = f"{stack.urls['sandbox']}/psa/api/v1"
+    erp = stack.sandbox.state("erp").engine
+    workflow_id = time_pipeline_workflow_id(stack.settings.psa.tenant, deal.psa_project_id)
+
+    def erp_rows(entry_ids: list[str]) -> list[Any]:
+        with erp.connect() as conn:
+            return list(
+                conn.execute(
+                    text(
+                        "SELECT source_entry, kind, hours, bill_amount FROM erp_timebill "
+                        "WHERE source_entry IN (" + ",".join(f"'{i}'" for i in entry_ids) + ")"
+                    )
+                ).all()
+            )
+
+    async def until(check: Any, what: str, timeout_s: float = 60) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not check():
+            if asyncio.get_running_loop().time() > deadline:
+                status = await stack.client.get_workflow_handle(workflow_id).query("status")
+                raise RuntimeError(
+                    f"time to invoice: {what} did not happen in {timeout_s}s; the pipeline: "
+                    f"{status.get('counters')}, billing {status.get('billed')}"
+                )
+            await asyncio.sleep(0.2)
+
+    auth = {"Authorization": "Bearer dev-static-token"}
+    async with httpx.AsyncClient(timeout=60, headers=auth) as http:
+
+        async def user_of(worker_id: str) -> int:
+            refs = await http.get(
+                f"{psa}/external_references.json",
+                params={"subject_type": "User", "service_model_ref": worker_id},
+            )
+            return int(next(iter(refs.json()["external_references"].values()))["subject_id"])
+
+        async def log_time(user: int, on: date, minutes: int, role: str | None = None) -> str:
+            body: dict[str, Any] = {
+                "workspace_id": int(deal.psa_project_id or 0),
+                "user_id": user,
+                "date_performed": on.isoformat(),
+                "time_in_minutes": minutes,
+            }
+            if role is not None:
+                body["role"] = role
+            created = await http.post(f"{psa}/time_entries.json", json={"time_entry": body})
+            created.raise_for_status()
+            entry_id = str(created.json()["results"][0]["id"])
+            approved = await http.put(
+                f"{psa}/time_entries/{entry_id}.json", json={"time_entry": {"approved": True}}
+            )
+            approved.raise_for_status()
+            return entry_id
+
+        users = [await user_of(w.id) for w in workers]
+        entries = []
+        for i in range(24):
+            on = day - timedelta(days=i % 8)
+            if on.month != day.month:
+                on = day
+            entries.append(await log_time(users[i % 3], on, 60 + 15 * (i // 3)))
+        odd = await log_time(users[0], day, 45, role="Apprentice")
+        say(f"24 entries approved on {deal.name}, plus one for a role its rate card lacks")
+        await until(lambda: len(erp_rows(entries)) == 24, "24 postings in the ERP")
+        item = await wait_for_open_exception(stack, workflow_id)
+        say(f"exception {item.cause_code}: {item.detail}; billing it as a Consultant")
+        async with httpx.AsyncClient(timeout=60) as gw:
+            ops = {"Authorization": f"Bearer {_token(stack, 'ops')}"}
+            resolved = await gw.post(
+                f"{stack.urls['gateway']}/api/exceptions/{item.id}/resolution",
+                headers=ops,
+                json={"action": "retry_with_data", "corrections": {"role": "Consultant"}},
+            )
+            outcome = resolved.json().get("result", {}).get("outcome")
+            # A timesheet approved by mistake is unapproved: the ERP gets a reversing posting.
+            await http.put(
+                f"{psa}/time_entries/{entries[0]}.json", json={"time_entry": {"approved": False}}
+            )
+            await until(
+                lambda: sum(1 for r in erp_rows([entries[0]]) if r.kind == "reversal") == 1,
+                "the reversal",
+            )
+            say("one entry unapproved after posting: reversed in the ERP, not edited")
+            ws = await http.get(f"{psa}/workspaces/{deal.psa_project_id}.json")
+            rule = next(iter(ws.json()["workspaces"].values())).get("billing_rule")
+            expected: Decimal | None = None
+            if rule == "time_and_materials":
+                # T&M: finance closes the period through the gateway.
+                finance = {"Authorization": f"Bearer {_token(stack, 'finance_controller')}"}
+                billed = await gw.post(
+                    f"{stack.urls['gateway']}/api/projects/{deal.psa_project_id}/billing",
+                    headers=finance,
+                    json={"period": period},
+                )
+                billed_ok = billed.status_code == 202
+                say(f"finance closes T&M period {period} through the gateway")
+            else:
+                # Milestone billing: completing a milestone in the PSA sends the webhook.
+                listed = await http.get(
+                    f"{psa}/billing_milestones.json",
+                    params={"workspace_id": deal.psa_project_id, "state": "planned"},
+                )
+                milestone = next(iter(listed.json()["billing_milestones"].values()))
+                done = await http.put(
+                    f"{psa}/billing_milestones/{milestone['id']}.json",
+                    json={"billing_milestone": {"state": "completed"}},
+                )
+                billed_ok = done.status_code == 200
+                expected = Decimal(milestone["amount_in_cents"]) / 100
+                say(f"milestone {milestone['title']!r} completed in the PSA")
+        live = [*entries[1:], odd]
+        approved_minutes = 0
+        for entry_id in live:
+            got = await http.get(f"{psa}/time_entries/{entry_id}.json")
+            obj = next(iter(got.json()["time_entries"].values()))
+            approved_minutes += obj["time_in_minutes"] if obj["approved"] else 0
+
+        def invoiced() -> int:
+            with stack.sandbox.state("psa").engine.connect() as conn:  # type: ignore[union-attr]
+                return int(
+                    conn.execute(
+                        text(
+                            "SELECT count(*) FROM psa_time_entry WHERE is_invoiced = 1 AND id IN ("
+                            + ",".join(live)
+                            + ")"
+                        )
+                    ).scalar_one()
+                )
+
+        await until(lambda: invoiced() == len(live), "the PSA entries marked invoiced")
+    rows = erp_rows([*entries, odd])
+    net_hours = sum((Decimal(str(r.hours)) for r in rows), Decimal(0))
+    with erp.connect() as conn:
+        invoices = conn.execute(
+            text("SELECT total FROM erp_invoice WHERE external_id LIKE :k"),
+            {"k": f"inv-{deal.psa_project_id}-%"},
+        ).all()
+    bill = sum((Decimal(str(r.bill_amount or 0)) for r in rows), Decimal(0))
+    expected = bill if expected is None else expected
+    say(
+        f"ERP invoice of {invoices[0].total if invoices else '?'} USD; "
+        f"its {len(live)} entries are marked invoiced in the PSA"
+    )
+    return [
+        Check(
+            "time: the ERP holds the approved hours, once each",
+            net_hours == Decimal(approved_minutes) / 60
+            and len({(r.source_entry, r.kind) for r in rows}) == len(rows),
+            f"{net_hours} h posted, {Decimal(approved_minutes) / 60} h approved",
+        ),
+        Check(
+            "time: MissingRateCard fixed through the API, then posted",
+            resolved.status_code == 200 and outcome == "posted",
+            f"HTTP {resolved.status_code}, {outcome}",
+        ),
+        Check(
+            "time: one ERP invoice (T&M period or milestone), for the right amount",
+            billed_ok and len(invoices) == 1 and Decimal(str(invoices[0].total)) == expected,
+            f"{len(invoices)} invoice(s), total {invoices[0].total if invoices else '-'}, "
+            f"expected {expected}",
+        ),
+    ]
+
+
 async def run_scenario(stack: Stack, *, deals: int = 3, say: Any = print) -> list[Check]:
     """The demo: several deals won, one webhook delivered 50 times at once, one deal with a
     bad cost center fixed through the exceptions API. Returns every check."""
@@ -937,6 +1124,9 @@ async def run_scenario(stack: Stack, *, deals: int = 3, say: Any = print) -> lis
 
     say("a consultant on the second project leaves the firm")
     checks.extend((await termination_scene(stack, outcomes[1], say)).checks)
+
+    say("time and expense on the first project, to the ERP and an invoice")
+    checks.extend(await time_to_invoice_scene(stack, outcomes[0], say))
 
     runs = [
         wf.run_id

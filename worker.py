@@ -36,6 +36,7 @@ from activities.hcm_poll import HcmPollActivities, ensure_hcm_schedule
 from activities.psa import PsaActivities
 from activities.store import StoreActivities
 from activities.time_posting import TimePostingActivities
+from activities.time_to_invoice import TimeToInvoiceActivities, ensure_time_sweep_schedule
 from activities.worker_termination import TerminationActivities
 from connectors.crm import CrmPort, SalesforceCrm
 from connectors.erp import ErpPort, NetSuiteErp
@@ -43,8 +44,10 @@ from connectors.hcm import HcmPort, WorkdayHcm
 from connectors.psa import KantataPsa, PsaPort
 from contracts.naming import TASK_QUEUE, erp_task_queue
 from contracts.settings import Settings, load_settings
+from contracts.v1.time_to_invoice import pipeline_input
 from workflows import assignment_sync as assignment_sync_workflows
 from workflows import change_order as change_order_workflows
+from workflows import time_to_invoice as time_to_invoice_workflows
 from workflows import worker_termination as termination_workflows
 from workflows.doctor import DoctorWorkflow
 from workflows.opportunity_to_project import OpportunityToProjectWorkflow
@@ -57,6 +60,7 @@ WORKFLOWS: Sequence[type] = (
     *change_order_workflows.WORKFLOWS,
     *assignment_sync_workflows.WORKFLOWS,
     *termination_workflows.WORKFLOWS,
+    *time_to_invoice_workflows.WORKFLOWS,
 )
 
 
@@ -149,6 +153,14 @@ def build_workers(
     sync_erp = AssignmentForecastActivities(deployment.erp)
     termination = TerminationActivities(deployment.psa, deployment.hcm)
     posting = TimePostingActivities(deployment.psa, deployment.erp)
+    time_to_invoice = TimeToInvoiceActivities(
+        deployment.psa,
+        deployment.erp,
+        deployment.hcm,
+        deployment.store,
+        client=client,
+        pipeline_defaults=pipeline_input(settings, "-"),
+    )
     poll = HcmPollActivities(
         deployment.hcm, deployment.store, client, default_tenant=settings.hcm.tenant
     )
@@ -186,6 +198,11 @@ def build_workers(
         termination.close_time_entry,
         termination.reopen_time_entry,
         poll.poll_changes,
+        # time to invoice (the ERP-bound steps are on the ERP queue below)
+        time_to_invoice.reject_entry,
+        time_to_invoice.prepare_invoice,
+        time_to_invoice.mark_invoiced,
+        time_to_invoice.sweep,
         # the store, shared by every process
         st.reserve_enterprise_id,
         st.link_xrefs,
@@ -205,6 +222,9 @@ def build_workers(
         change_order_erp.revert_erp_budget,
         sync_erp.sync_forecast,
         posting.post_approved_time,
+        time_to_invoice.process_batch,
+        time_to_invoice.create_invoice,
+        time_to_invoice.void_invoice,
     ]
     return [
         Worker(
@@ -239,6 +259,13 @@ async def run_workers(
         # HCM has no push: a Schedule polls its changed-workers window (create or update).
         await ensure_hcm_schedule(
             client, every=timedelta(seconds=settings.hcm_poll_interval_s), task_queue=task_queue
+        )
+        # Approved time that webhooks missed, and closed T&M periods: a Schedule sweeps PSA.
+        await ensure_time_sweep_schedule(
+            client,
+            every=timedelta(seconds=settings.time_sweep_interval_s),
+            task_queue=task_queue,
+            psa_tenant=settings.psa.tenant,
         )
         async with contextlib.AsyncExitStack() as stack:
             for w in workers:

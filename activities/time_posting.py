@@ -13,6 +13,7 @@ worker's ERP cost rate. No business decisions here: what to do about failures is
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 
 from pydantic import BaseModel, Field
 from temporalio import activity
@@ -132,8 +133,16 @@ async def _posted_entry_ids(erp: ErpPort, erp_project: str) -> set[str]:
     }
 
 
+HOURS = Decimal("0.000001")
+
+
 def _posting(entry: TimeEntry, erp_project: str, rate: Money, cost_center: str) -> CostPosting:
+    """The same posting the time-to-invoice pipeline makes for the entry (same key, hours to
+    six places, bill amount at the PSA's rate), so whichever of the two posts first, the other
+    finds an identical record under the key."""
     on = entry.date_performed
+    hours = entry.hours.quantize(HOURS)
+    bill = entry.bill_rate if entry.billable else None
     return CostPosting(
         source_system=System.PSSYNC,
         idempotency_key=posting_key(entry),
@@ -143,8 +152,9 @@ def _posting(entry: TimeEntry, erp_project: str, rate: Money, cost_center: str) 
         source_entry_id=entry.external_id,
         posting_date=on,
         period=f"{on.year:04d}-{on.month:02d}",
-        hours=entry.hours,
-        cost_amount=(rate * entry.hours).rounded(),
+        hours=hours,
+        cost_amount=(rate * hours).rounded(),
+        bill_amount=(bill * hours).rounded() if bill is not None else None,
         cost_center=cost_center,
     )
 

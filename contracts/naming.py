@@ -45,3 +45,12 @@ def termination_workflow_id(hcm_tenant: str, worker_id: str, effective_date: str
 
 def assignment_sync_workflow_id(psa_tenant: str, project_id: str) -> str:
     return f"assignment-sync/{psa_tenant}/{project_id}"
+
+
+def time_pipeline_workflow_id(psa_tenant: str, project_id: str) -> str:
+    """The time-to-invoice pipeline of one PSA project (one run posts all its entries)."""
+    return f"time-to-invoice/{psa_tenant}/{project_id}"
+
+
+def time_sweep_schedule_id(psa_tenant: str) -> str:
+    return f"time-to-invoice-sweep/{psa_tenant}"

@@ -46,6 +46,7 @@ from contracts.settings import Actor, Settings
 from contracts.systems import System
 from contracts.v1.change_orders import ChangeOrderDecision
 from contracts.v1.processes import RESOLVER_ROLES, ExceptionResolution, ResolutionAction
+from contracts.v1.time_to_invoice import BillingRequest, BillingTrigger
 from contracts.v1.worker_termination import RescindRequest
 from gateway.errors import GatewayError, install_error_handlers
 from gateway.metrics import CONTENT_TYPE_LATEST, GatewayMetrics
@@ -64,13 +65,8 @@ from store import ExceptionItemRow, ExceptionStatus, Store, XrefRow
 log = logging.getLogger("pssync.gateway")
 
 OPPORTUNITY_WON = "opportunity.won"
-PSA_EVENT_TYPES = (
-    "time_entry.approved",
-    "time_entry.unapproved",
-    "expense.approved",
-    "billing_milestone.completed",
-)
-"""PSA events recorded in the inbox for the time-to-invoice pipeline, which is not built yet."""
+TIME_EVENT_TYPES = ("time_entry.approved", "time_entry.unapproved", "expense.approved")
+"""PSA events that signal the project's time-to-invoice pipeline."""
 
 
 class DecisionRequest(BaseModel):
@@ -89,6 +85,18 @@ class RescindBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(default="", max_length=4000)
+
+
+BILLING_ROLES = frozenset({"ops", "finance_controller"})
+
+
+class BillingBody(BaseModel):
+    """A request to bill a project now (the actor comes from the bearer token)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    period: str | None = Field(default=None, pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
+    milestone_id: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 class ResolutionRequest(BaseModel):
@@ -110,7 +118,13 @@ def webhook_routes(processes: Processes) -> dict[str, dict[str, EventRoute]]:
             ),
         },
         "psa": {
-            **{event_type: EventRoute(PsaEvent) for event_type in PSA_EVENT_TYPES},
+            **{
+                event_type: EventRoute(PsaEvent, processes.time_changed, starts_workflow=True)
+                for event_type in TIME_EVENT_TYPES
+            },
+            "billing_milestone.completed": EventRoute(
+                PsaEvent, processes.milestone_completed, starts_workflow=True
+            ),
             "change_order.submitted": EventRoute(
                 PsaEvent, processes.change_order_submitted, starts_workflow=True
             ),
@@ -295,6 +309,48 @@ def create_app(
         )
         result = await processes.rescind_termination(worker_id, termination_date, request)
         return {"status": "accepted", "worker_id": worker_id, "result": result}
+
+    # -- time to invoice ----------------------------------------------------------------------
+
+    @app.post("/api/projects/{psa_project_id}/billing", tags=["time to invoice"])
+    async def request_billing(
+        psa_project_id: str,
+        body: BillingBody,
+        actor: Annotated[Actor, Depends(current_actor)],
+    ) -> JSONResponse:
+        """Bill a project now: close a T&M period (`period`) or bill a milestone."""
+        if not BILLING_ROLES.intersection(actor.roles):
+            raise GatewayError(
+                403,
+                "forbidden",
+                f"{actor.name} may not request billing (needs one of: "
+                f"{', '.join(sorted(BILLING_ROLES))})",
+            )
+        if (body.period is None) == (body.milestone_id is None):
+            raise GatewayError(
+                422, "invalid_payload", "give exactly one of period and milestone_id"
+            )
+        request = BillingRequest(
+            trigger=BillingTrigger.PERIOD_CLOSE if body.period else BillingTrigger.MILESTONE,
+            period=body.period,
+            milestone_id=body.milestone_id,
+            requested_by=actor.name,
+        )
+        outcome = await processes.request_billing(psa_project_id, request)
+        return JSONResponse(
+            {"status": "accepted", "workflow_id": outcome.workflow_id, "billing": request.key},
+            status_code=202,
+        )
+
+    @app.get("/api/projects/{psa_project_id}/time-to-invoice", tags=["time to invoice"])
+    async def time_pipeline_status(psa_project_id: str) -> dict[str, Any]:
+        """The project's pipeline: pending entries, outcomes, open items, invoices."""
+        view = await processes.time_pipeline_status(psa_project_id)
+        if view is None:
+            raise GatewayError(
+                404, "not_found", f"PSA project {psa_project_id} has no time-to-invoice run"
+            )
+        return view
 
     # -- operations ---------------------------------------------------------------------------
 

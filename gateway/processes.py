@@ -14,7 +14,7 @@ Temporal being unreachable becomes `GatewayError` 503 with Retry-After.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio.client import (
@@ -39,6 +39,7 @@ from contracts.naming import (
     change_order_workflow_id,
     opportunity_workflow_id,
     termination_workflow_id,
+    time_pipeline_workflow_id,
 )
 from contracts.settings import Settings
 from contracts.v1.assignment_sync import (
@@ -64,6 +65,19 @@ from contracts.v1.processes import (
     ExceptionResolution,
     ProvisionProjectInput,
 )
+from contracts.v1.time_to_invoice import (
+    BILLING_SIGNAL,
+    ENTRIES_CHANGED_SIGNAL,
+    PROCESS_TIME_TO_INVOICE,
+    TIME_TO_INVOICE,
+    BillingRequest,
+    BillingTrigger,
+    EntriesChanged,
+    EntryKind,
+    EntryRef,
+    pipeline_input,
+)
+from contracts.v1.time_to_invoice import STATUS_QUERY as TIME_STATUS_QUERY
 from contracts.v1.worker_termination import RESCIND_UPDATE, RescindRequest
 from gateway.errors import GatewayError
 from gateway.metrics import GatewayMetrics
@@ -218,6 +232,96 @@ class Processes:
                     [SearchAttributePair(BUSINESS_PROCESS, PROCESS_ASSIGNMENT_SYNC)]
                 ),
                 static_summary=f"Staffing of PSA project {workspace_id} -> ERP labor forecast",
+                rpc_timeout=self.rpc_timeout,
+            )
+        except (RPCError, RuntimeError, TimeoutError, ConnectionError) as exc:
+            if temporal_unavailable(exc):
+                raise unavailable(exc) from exc
+            raise GatewayError(
+                502, "temporal_error", f"Temporal refused the signal: {exc}"
+            ) from exc
+        return Outcome(
+            status="accepted",
+            result="signalled",
+            workflow_id=workflow_id,
+            run_id=handle.result_run_id,
+        )
+
+    async def time_changed(self, event: WebhookEvent) -> Outcome:
+        """PSA `time_entry.approved|unapproved`, `expense.approved`: signal-with-start the
+        project's time-to-invoice pipeline with the entry (thin: the batch re-reads it)."""
+        data = event.data
+        extra = data.model_extra or {}
+        kind = EntryKind.EXPENSE if event.event_type.startswith("expense.") else EntryKind.TIME
+        entry_id = str(extra.get("time_entry_id" if kind is EntryKind.TIME else "expense_id") or "")
+        if not entry_id:
+            raise GatewayError(
+                422,
+                "invalid_payload",
+                f"data.{'time_entry_id' if kind is EntryKind.TIME else 'expense_id'} is required",
+            )
+        version = getattr(data, "version", None)
+        ref = EntryRef(
+            kind=kind,
+            entry_id=entry_id,
+            version=str(version) if version is not None else None,
+            observed_at=datetime.now(UTC),
+        )
+        workspace_id = str(data.workspace_id)  # type: ignore[attr-defined]
+        return await self._signal_pipeline(
+            workspace_id, ENTRIES_CHANGED_SIGNAL, EntriesChanged(refs=[ref], source="webhook")
+        )
+
+    async def milestone_completed(self, event: WebhookEvent) -> Outcome:
+        """PSA `billing_milestone.completed`: ask the project's pipeline to bill it."""
+        data = event.data
+        extra = data.model_extra or {}
+        milestone_id = str(extra.get("billing_milestone_id") or "")
+        if not milestone_id:
+            raise GatewayError(422, "invalid_payload", "data.billing_milestone_id is required")
+        workspace_id = str(data.workspace_id)  # type: ignore[attr-defined]
+        return await self._signal_pipeline(
+            workspace_id,
+            BILLING_SIGNAL,
+            BillingRequest(trigger=BillingTrigger.MILESTONE, milestone_id=milestone_id),
+        )
+
+    async def request_billing(self, psa_project_id: str, request: BillingRequest) -> Outcome:
+        """A person asks to bill a project now (close a T&M period, bill a milestone)."""
+        return await self._signal_pipeline(psa_project_id, BILLING_SIGNAL, request)
+
+    async def time_pipeline_status(self, psa_project_id: str) -> dict[str, Any] | None:
+        """The project's pipeline status (query), or None when it has no run."""
+        workflow_id = time_pipeline_workflow_id(self.settings.psa.tenant, psa_project_id)
+        handle = self.client.get_workflow_handle(workflow_id)
+        try:
+            status = await handle.query(TIME_STATUS_QUERY, rpc_timeout=self.rpc_timeout)
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return None
+            if temporal_unavailable(exc):
+                raise unavailable(exc) from exc
+            raise GatewayError(502, "temporal_error", str(exc)) from exc
+        except WorkflowQueryFailedError as exc:
+            raise GatewayError(409, "query_failed", str(exc)) from exc
+        return {"workflow_id": workflow_id, "status": status}
+
+    async def _signal_pipeline(self, psa_project_id: str, signal: str, arg: Any) -> Outcome:
+        workflow_id = time_pipeline_workflow_id(self.settings.psa.tenant, psa_project_id)
+        try:
+            handle = await self.client.start_workflow(
+                TIME_TO_INVOICE,
+                pipeline_input(self.settings, psa_project_id),
+                id=workflow_id,
+                task_queue=self.task_queue,
+                start_signal=signal,
+                start_signal_args=[arg],
+                search_attributes=TypedSearchAttributes(
+                    [SearchAttributePair(BUSINESS_PROCESS, PROCESS_TIME_TO_INVOICE)]
+                ),
+                static_summary=(
+                    f"Time and expense of PSA project {psa_project_id} -> ERP and invoices"
+                ),
                 rpc_timeout=self.rpc_timeout,
             )
         except (RPCError, RuntimeError, TimeoutError, ConnectionError) as exc:

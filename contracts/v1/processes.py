@@ -23,6 +23,8 @@ PROCESS_OPPORTUNITY_TO_PROJECT = "opportunity_to_project"
 
 RESOLVER_ROLES: dict[str, frozenset[str]] = {
     PROCESS_OPPORTUNITY_TO_PROJECT: frozenset({"ops", "delivery_manager"}),
+    "worker_termination": frozenset({"ops", "resource_manager", "payroll"}),
+    "time_to_invoice": frozenset({"ops", "delivery_manager", "finance_controller"}),
 }
 """Roles that may resolve a process's exception items."""
 
@@ -80,6 +82,9 @@ class ResolutionAction(StrEnum):
     """Go on without this item (only where the process allows it)."""
     ABANDON = "abandon"
     """Give up: compensate what was done."""
+    REJECT = "reject"
+    """Send the record back to its source system (e.g. unapprove a time entry in the PSA with
+    the reason) to be fixed there; it comes again once it is."""
 
 
 class ExceptionResolution(Message):

@@ -15,7 +15,7 @@ from enum import StrEnum
 from pydantic import Field, model_validator
 
 from contracts.v1.models import Assignment
-from contracts.v1.processes import Message, OpenException
+from contracts.v1.processes import RESOLVER_ROLES, Message, OpenException
 
 WORKER_TERMINATION = "WorkerTermination"
 HCM_CHANGES_POLLER = "HcmChangesPoller"
@@ -26,7 +26,7 @@ RESCIND_UPDATE = "rescind_termination"
 """Update: an operator's rescind (CLI, gateway) — the caller learns it was accepted."""
 HCM_SCHEDULE_ID = "hcm-changes-poller"
 
-TERMINATION_RESOLVER_ROLES = frozenset({"ops", "resource_manager", "payroll"})
+TERMINATION_RESOLVER_ROLES = RESOLVER_ROLES[PROCESS_WORKER_TERMINATION]
 """Roles that may resolve this process's exception items."""
 RESCIND_ROLES = frozenset({"ops", "hr", "resource_manager"})
 """Roles that may rescind a termination by hand (HCM's own rescind needs no role)."""

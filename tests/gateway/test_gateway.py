@@ -31,7 +31,7 @@ from temporalio.service import RetryConfig, RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from contracts.naming import opportunity_workflow_id
+from contracts.naming import opportunity_workflow_id, time_pipeline_workflow_id
 from contracts.settings import DEV_WEBHOOK_SECRET, Settings
 from contracts.v1.processes import (
     PROCESS_OPPORTUNITY_TO_PROJECT,
@@ -490,21 +490,64 @@ async def test_temporal_down_is_503_and_the_retry_is_processed(gw: Gw, settings:
 # --------------------------------------------------------------------------- PSA webhook
 
 
-async def test_psa_events_are_queued_in_the_inbox(gw: Gw) -> None:
-    event = {
+async def test_psa_time_events_signal_the_projects_pipeline(gw: Gw) -> None:
+    """Approval events signal-with-start one pipeline per project (no workflow per entry):
+    two entries of project 42 land in one run, with the entry and its version in the signal."""
+    project = f"42{uuid.uuid4().hex[:6]}"
+    wid = time_pipeline_workflow_id(gw.settings.psa.tenant, project)
+    first = {
         "type": "time_entry.approved",
-        "data": {"workspace_id": "42", "time_entry_id": "7", "version": 3},
+        "data": {"workspace_id": project, "time_entry_id": "7", "version": 3},
     }
-    resp = await post_event(gw, event, source="psa", event_id="psa-1")
-    assert (resp.status_code, resp.json()) == (202, {"status": "queued"})
-    replay = await post_event(gw, event, source="psa", event_id="psa-1")
+    resp = await post_event(gw, first, source="psa", event_id=f"{project}-1")
+    assert resp.status_code == 202, resp.text
+    assert resp.json()["status"] == "accepted" and resp.json()["workflow_id"] == wid
+    second = {
+        "type": "expense.approved",
+        "data": {"workspace_id": project, "expense_id": "9", "version": 1},
+    }
+    assert (await post_event(gw, second, source="psa")).json()["workflow_id"] == wid
+    replay = await post_event(gw, first, source="psa", event_id=f"{project}-1")
     assert (replay.status_code, replay.json()["status"]) == (200, "duplicate")
+    signals = [
+        event.workflow_execution_signaled_event_attributes
+        async for event in gw.client.get_workflow_handle(wid).fetch_history_events()
+        if event.HasField("workflow_execution_signaled_event_attributes")
+    ]
+    assert [s.signal_name for s in signals] == ["entries_changed", "entries_changed"]
+    payloads = [json.loads(s.input.payloads[0].data) for s in signals]
+    assert [(p["refs"][0]["kind"], p["refs"][0]["entry_id"]) for p in payloads] == [
+        ("time", "7"),
+        ("expense", "9"),
+    ]
+    assert payloads[0]["refs"][0]["version"] == "3"
+
     ignored = await post_event(gw, {"type": "story.created", "data": {}}, source="psa")
     assert ignored.json() == {"status": "ignored"}
     bad = await post_event(gw, {"type": "expense.approved", "data": {}}, source="psa")
     assert bad.status_code == 422
     assert bad.json()["error"]["field"] == "data.workspace_id"
-    assert [r.event_id for r in inbox_rows(gw, "psa")] == ["psa-1"]
+    no_entry = await post_event(
+        gw, {"type": "time_entry.approved", "data": {"workspace_id": project}}, source="psa"
+    )
+    assert no_entry.status_code == 422
+    assert [r.event_id for r in inbox_rows(gw, "psa") if r.event_id.startswith(project)] == [
+        f"{project}-1"
+    ]
+
+
+async def test_billing_needs_finance_and_signals_the_pipeline(gw: Gw) -> None:
+    project = f"43{uuid.uuid4().hex[:6]}"
+    url = f"/api/projects/{project}/billing"
+    dm = {"Authorization": "Bearer dev-dm-token"}
+    finance = {"Authorization": "Bearer dev-finance-token"}
+    assert (await gw.http.post(url, json={"period": "2026-10"}, headers=dm)).status_code == 403
+    both = {"period": "2026-10", "milestone_id": "5"}
+    assert (await gw.http.post(url, json=both, headers=finance)).status_code == 422
+    resp = await gw.http.post(url, json={"period": "2026-10"}, headers=finance)
+    assert resp.status_code == 202, resp.text
+    assert resp.json()["billing"] == "period-2026-10"
+    assert await workflow_exists(gw.client, resp.json()["workflow_id"])
 
 
 # --------------------------------------------------------------------------- resolutions

@@ -99,10 +99,32 @@ async def from_the_demo() -> None:
     an open history replays too) and the HCM poller."""
     import starter
 
-    wanted = {"ChangeOrder", "WorkerTermination", "HcmChangesPoller", "AssignmentSync"}
+    wanted = {
+        "ChangeOrder",
+        "WorkerTermination",
+        "HcmChangesPoller",
+        "AssignmentSync",
+        "TimeToInvoice",
+        "TimeToInvoiceSweep",
+    }
     home = Path(tempfile.mkdtemp()) / ".pssync"
     async with starter.running_stack(load_settings(home=home), ephemeral_ports=True) as stack:
         await starter.run_scenario(stack, deals=2, say=lambda _m: None)
+        # The sweep runs every few minutes; an operator can run it at once.
+        from contracts.naming import time_sweep_schedule_id
+
+        sweep = stack.client.get_schedule_handle(time_sweep_schedule_id(stack.settings.psa.tenant))
+        await sweep.trigger()
+        for _ in range(300):
+            runs = [
+                wf
+                async for wf in stack.client.list_workflows(
+                    "WorkflowType = 'TimeToInvoiceSweep' AND ExecutionStatus = 'Completed'"
+                )
+            ]
+            if runs:
+                break
+            await asyncio.sleep(0.1)
         for workflow_type in sorted(wanted):
             runs = [
                 wf async for wf in stack.client.list_workflows(f"WorkflowType = '{workflow_type}'")
@@ -110,11 +132,15 @@ async def from_the_demo() -> None:
             if not runs:
                 print(f"no {workflow_type} run in the demo")
                 continue
-            history = await stack.client.get_workflow_handle(runs[0].id).fetch_history()
+            # the run that did the most (e.g. the pipeline with a resolution and an invoice)
+            histories = [
+                await stack.client.get_workflow_handle(run.id).fetch_history() for run in runs
+            ]
+            history = max(histories, key=lambda h: len(h.events))
             # file stem = workflow id with '/' replaced (the replay test maps it back)
-            name = runs[0].id.replace("/", "~")
+            name = history.workflow_id.replace("/", "~")
             (HERE / f"{name}.json").write_text(history.to_json())
-            print(f"recorded {workflow_type} {runs[0].id}: {len(history.events)} events")
+            print(f"recorded {workflow_type} {history.workflow_id}: {len(history.events)} events")
 
 
 if __name__ == "__main__":

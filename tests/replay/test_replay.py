@@ -38,6 +38,8 @@ def test_histories_are_committed() -> None:
         "ChangeOrder",
         "WorkerTermination",
         "HcmChangesPoller",
+        "TimeToInvoice",
+        "TimeToInvoiceSweep",
     } <= recorded_types
 
 

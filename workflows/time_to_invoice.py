@@ -1,0 +1,650 @@
+"""`TimeToInvoice`: one long-lived run per PSA project posts its approved time and expense to
+the ERP in batches, holds invalid entries as exception items for people, and bills the project.
+
+    signal  entries_changed(EntriesChanged)   webhooks, the sweep
+    signal  billing_requested(BillingRequest) a completed milestone, a closed T&M period
+    update  resolve_exception(ExceptionResolution) -> TimeResolutionResult
+    query   status() -> PipelineStatus
+
+No workflow per entry: entries wait in `pending` (keyed by entry, so a burst of events for one
+entry is one reconciliation), go out in batches of up to `batch_size` after at most `linger_ms`,
+at most `max_batches_in_flight` at a time, to the ERP-bound `time.process_batch` activity. An
+entry is never in two batches at once. A failing ERP (outage, 429s) only slows the batches in
+flight, which retry without limit; new entries wait in `pending` meanwhile and drain when it
+returns. An exception item does not hold its batch back: the rest of the batch posts.
+
+A person's `retry` / `retry_with_data` puts the entry back into `pending` (master data read
+afresh, corrections applied) and the update returns what happened to it; `reject` unapproves it
+in the PSA with the reason. Billing waits for the entries in hand to be posted, then creates the
+ERP invoice and marks the entries invoiced in the PSA; if the PSA refuses, the invoice is voided
+(compensation) and an exception item asks a person to retry.
+
+History stays small: the run continues as new when the server suggests it, carrying pending
+entries, open items and counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.store import (
+        EscalateExceptionItem,
+        OpenExceptionItem,
+        ResolveExceptionItem,
+    )
+    from activities.time_to_invoice import (
+        InvoicePlan,
+        InvoiceRef,
+        PrepareInvoice,
+        ResolvedRow,
+        VoidInvoice,
+    )
+    from contracts.naming import erp_task_queue
+    from contracts.v1.processes import (
+        RESOLVE_EXCEPTION_UPDATE,
+        ExceptionResolution,
+        ResolutionAction,
+    )
+    from contracts.v1.time_to_invoice import (
+        ALLOWED_ACTIONS,
+        BILLING_SIGNAL,
+        CORRECTABLE,
+        ENTRIES_CHANGED_SIGNAL,
+        PROCESS_TIME_TO_INVOICE,
+        STATUS_QUERY,
+        TIME_RESOLVER_ROLES,
+        TIME_SWEEP,
+        TIME_TO_INVOICE,
+        BatchEntry,
+        BatchResult,
+        BillingOutcome,
+        BillingRequest,
+        EntriesChanged,
+        EntryOutcomeKind,
+        OpenTimeItem,
+        PipelineCarry,
+        PipelineStatus,
+        ProcessBatch,
+        RejectEntry,
+        SweepInput,
+        SweepResult,
+        TimeExceptionCause,
+        TimePipelineInput,
+        TimeResolutionResult,
+    )
+    from workflows._common import BUSINESS_PROCESS, EXCEPTION_OPEN
+
+# Transient failures retry without limit (an ERP outage must not fail the pipeline), but come
+# back quickly once the ERP does: the longest wait between attempts is 10 s.
+PIPELINE_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+    non_retryable_error_types=["BusinessRuleViolation", "AuthError", "NotFoundError"],
+)
+MARK_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=5,
+    non_retryable_error_types=["BusinessRuleViolation", "AuthError", "NotFoundError"],
+)
+BATCH_TIMEOUT = timedelta(minutes=10)
+HEARTBEAT_TIMEOUT = timedelta(seconds=10)
+STEP_TIMEOUT = timedelta(minutes=2)
+FAILED_BATCH_BACKOFF = timedelta(seconds=60)
+HISTORY_LIMIT = 20_000
+
+
+@workflow.defn(name=TIME_TO_INVOICE)
+class TimeToInvoiceWorkflow:
+    @workflow.init
+    def __init__(self, request: TimePipelineInput) -> None:
+        carry = request.carry or PipelineCarry()
+        self._input = request
+        self._erp_queue = erp_task_queue(workflow.info().task_queue)
+        self._pending: dict[str, BatchEntry] = {e.ref.key: e for e in carry.pending}
+        self._in_flight: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._open: dict[str, OpenTimeItem] = {i.item_id: i for i in carry.open_items}
+        self._billing: list[BillingRequest] = list(carry.billing)
+        self._billing_held: dict[str, BillingRequest] = dict(carry.billing_held)
+        self._billing_attempts: dict[str, int] = dict(carry.billing_attempts)
+        self._billed: list[BillingOutcome] = list(carry.billed)
+        self._counters: dict[str, int] = dict(carry.counters)
+        self._results: dict[str, TimeResolutionResult | None] = {}
+        self._tick = 0
+        self._exception_flag: bool | None = None
+
+    # ------------------------------------------------------------------ messages
+
+    @workflow.signal(name=ENTRIES_CHANGED_SIGNAL)
+    def entries_changed(self, change: EntriesChanged) -> None:
+        for ref in change.refs:
+            held = self._pending.get(ref.key)
+            if held is not None and held.item_id is not None:
+                # Keep a person's retry (and its corrections); read the entry as it is now.
+                self._pending[ref.key] = held.model_copy(update={"ref": ref})
+            else:
+                self._pending[ref.key] = BatchEntry(ref=ref)
+        self._bump("events", len(change.refs))
+
+    @workflow.signal(name=BILLING_SIGNAL)
+    def billing_requested(self, request: BillingRequest) -> None:
+        waiting = {b.key for b in self._billing} | {b.key for b in self._billing_held.values()}
+        waiting |= {b.key for b in self._billed if b.status == "not_applicable"}
+        if request.key not in waiting:
+            self._billing.append(request)
+        self._tick += 1
+
+    @workflow.query(name=STATUS_QUERY)
+    def status(self) -> PipelineStatus:
+        return PipelineStatus(
+            psa_project_id=self._input.psa_project_id,
+            pending=len(self._pending),
+            in_flight=len(self._in_flight),
+            counters=dict(self._counters),
+            open_items=list(self._open.values()),
+            billed=list(self._billed),
+        )
+
+    @workflow.update(name=RESOLVE_EXCEPTION_UPDATE)
+    async def resolve_exception(self, resolution: ExceptionResolution) -> TimeResolutionResult:
+        item_id = resolution.item_id
+        if item_id in self._billing_held:
+            return await self._resolve_billing(resolution)
+        item = self._open[item_id]
+        if resolution.action is ResolutionAction.REJECT:
+            try:
+                rejected: ResolvedRow = await workflow.execute_activity(
+                    "time.reject_entry",
+                    RejectEntry(
+                        psa_project_id=self._input.psa_project_id,
+                        ref=item.ref,
+                        item_id=item_id,
+                        reason=resolution.note or f"{item.cause.value}: {item.detail}",
+                    ),
+                    start_to_close_timeout=STEP_TIMEOUT,
+                    retry_policy=PIPELINE_RETRY,
+                    result_type=ResolvedRow,
+                    summary=f"reject {item.key} back to the PSA",
+                )
+            except ActivityError as err:
+                # The item stays open: the person learns why and can choose again.
+                raise ApplicationError(
+                    f"the PSA refused to take {item.key} back: {_cause_text(err)}",
+                    type="RejectRefused",
+                ) from err
+            self._open.pop(item_id, None)
+            await self._record_resolution(resolution)
+            self._bump(EntryOutcomeKind.REJECTED.value)
+            self._flag_exceptions()
+            return TimeResolutionResult(
+                item_id=item_id,
+                action=resolution.action,
+                outcome=rejected.outcome,
+                detail=rejected.detail,
+            )
+        self._open.pop(item_id, None)
+        self._tick += 1
+        await self._record_resolution(resolution)
+        corrections = (
+            resolution.corrections if resolution.action is ResolutionAction.RETRY_WITH_DATA else {}
+        )
+        self._results[item_id] = None
+        self._pending[item.key] = BatchEntry(
+            ref=item.ref, corrections=dict(corrections), fresh=True, item_id=item_id
+        )
+        self._tick += 1
+        await workflow.wait_condition(lambda: self._results.get(item_id) is not None)
+        result = self._results.pop(item_id)
+        assert result is not None
+        return result.model_copy(update={"action": resolution.action})
+
+    @resolve_exception.validator
+    def _validate_resolution(self, resolution: ExceptionResolution) -> None:
+        billing = resolution.item_id in self._billing_held
+        item = self._open.get(resolution.item_id)
+        if item is None and not billing:
+            raise ApplicationError(
+                f"exception item {resolution.item_id} is not open in this run",
+                type="NoOpenException",
+            )
+        if not TIME_RESOLVER_ROLES.intersection(resolution.actor_roles):
+            needs = ", ".join(sorted(TIME_RESOLVER_ROLES))
+            raise ApplicationError(
+                f"{resolution.actor} may not resolve this item: needs one of {needs}",
+                type="NotAuthorized",
+            )
+        if billing:
+            if resolution.action not in (ResolutionAction.RETRY, ResolutionAction.ABANDON):
+                raise ApplicationError(
+                    "a billing item takes retry or abandon", type="ActionNotAllowed"
+                )
+            return
+        assert item is not None
+        if resolution.action not in ALLOWED_ACTIONS:
+            raise ApplicationError(
+                f"{resolution.action.value} is not allowed for {item.cause.value} "
+                f"(allowed: {', '.join(a.value for a in ALLOWED_ACTIONS)})",
+                type="ActionNotAllowed",
+            )
+        if resolution.action is ResolutionAction.RETRY_WITH_DATA:
+            allowed = CORRECTABLE[item.cause]
+            given = set(resolution.corrections)
+            if not given or not given <= allowed:
+                raise ApplicationError(
+                    f"{item.cause.value} takes corrections of "
+                    f"{', '.join(sorted(allowed)) or 'nothing (retry or reject it)'}; "
+                    f"got {', '.join(sorted(given)) or 'none'}",
+                    type="InvalidCorrection",
+                )
+
+    # ------------------------------------------------------------------ the run
+
+    @workflow.run
+    async def run(self, request: TimePipelineInput) -> PipelineStatus:
+        workflow.upsert_search_attributes([BUSINESS_PROCESS.value_set(PROCESS_TIME_TO_INVOICE)])
+        self._flag_exceptions()
+        while True:
+            self._details()
+            if self._dispatch():
+                continue
+            if self._billing and not self._pending and not self._tasks:
+                await self._bill(self._billing.pop(0))
+                continue
+            if (
+                self._should_continue_as_new()
+                and not self._tasks
+                and workflow.all_handlers_finished()
+            ):
+                workflow.continue_as_new(self._carry())
+            if self._ready() and len(self._tasks) < request.max_batches_in_flight:
+                # A part-full batch lingers briefly for company (fewer, fuller ERP jobs).
+                try:
+                    await workflow.wait_condition(
+                        lambda: len(self._ready()) >= request.batch_size or self._urgent(),
+                        timeout=timedelta(milliseconds=request.linger_ms),
+                    )
+                except TimeoutError:
+                    pass
+                self._dispatch(force=True)
+                continue
+            if self._idle():
+                try:
+                    await workflow.wait_condition(
+                        lambda: not self._idle(), timeout=timedelta(seconds=request.idle_close_s)
+                    )
+                except TimeoutError:
+                    if self._idle() and workflow.all_handlers_finished():
+                        return self.status()
+                continue
+            await self._next_change()
+
+    async def _next_change(self) -> None:
+        """Wait for a signal, an update or a batch; escalate items left open too long."""
+        seen = self._tick
+        due = [
+            i.opened_at + timedelta(seconds=self._input.escalation_after_s)
+            for i in self._open.values()
+            if not i.escalated
+        ]
+        if not due:
+            await workflow.wait_condition(lambda: self._tick != seen)
+            return
+        wait = max(min(due) - workflow.now(), timedelta(seconds=1))
+        try:
+            await workflow.wait_condition(lambda: self._tick != seen, timeout=wait)
+        except TimeoutError:
+            await self._escalate()
+
+    async def _escalate(self) -> None:
+        now = workflow.now()
+        for item in list(self._open.values()):
+            deadline = item.opened_at + timedelta(seconds=self._input.escalation_after_s)
+            if item.escalated or deadline > now:
+                continue
+            await workflow.execute_activity(
+                "store.escalate_exception",
+                EscalateExceptionItem(item_id=item.item_id, owner="finance_controller"),
+                start_to_close_timeout=STEP_TIMEOUT,
+                retry_policy=PIPELINE_RETRY,
+                summary=f"escalate {item.item_id}",
+            )
+            if item.item_id in self._open:
+                self._open[item.item_id] = item.model_copy(update={"escalated": True})
+        self._bump("escalations")
+
+    def _ready(self) -> list[str]:
+        return [k for k in self._pending if k not in self._in_flight]
+
+    def _urgent(self) -> bool:
+        """A person is waiting on a retry: do not linger."""
+        return any(self._pending[k].item_id for k in self._ready())
+
+    def _idle(self) -> bool:
+        return not (self._pending or self._tasks or self._billing or self._open)
+
+    def _dispatch(self, *, force: bool = False) -> bool:
+        """Start every batch that is full (or, with `force`, any batch) while slots are free."""
+        started = False
+        size = self._input.batch_size
+        draining = self._should_continue_as_new()
+        while len(self._tasks) < self._input.max_batches_in_flight:
+            ready = self._ready()
+            if draining:  # about to continue as new: only what a person waits for goes out
+                ready = [k for k in ready if self._pending[k].item_id]
+            if not ready or (len(ready) < size and not force and not self._urgent()):
+                break
+            keys = ready[:size]
+            entries = [self._pending.pop(k) for k in keys]
+            self._in_flight.update(keys)
+            task = asyncio.create_task(self._run_batch(entries))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            started = True
+        return started
+
+    async def _run_batch(self, entries: list[BatchEntry]) -> None:
+        seq = self._bump("batches")
+        batch_id = f"b{seq}"
+        keys = [e.ref.key for e in entries]
+        try:
+            result: BatchResult = await workflow.execute_activity(
+                "time.process_batch",
+                ProcessBatch(
+                    psa_tenant=self._input.psa_tenant,
+                    psa_project_id=self._input.psa_project_id,
+                    batch_id=batch_id,
+                    entries=entries,
+                ),
+                task_queue=self._erp_queue,
+                start_to_close_timeout=BATCH_TIMEOUT,
+                heartbeat_timeout=HEARTBEAT_TIMEOUT,
+                retry_policy=PIPELINE_RETRY,
+                result_type=BatchResult,
+                summary=f"batch {batch_id}: {len(entries)} entries",
+            )
+        except ActivityError as err:
+            # Only a non-retryable failure lands here (e.g. the ERP refused our credentials):
+            # keep the entries and try again later rather than lose them.
+            workflow.logger.warning("batch %s failed: %s; retrying later", batch_id, err)
+            self._bump("batches_failed")
+            self._in_flight.difference_update(keys)
+            await workflow.sleep(FAILED_BATCH_BACKOFF)
+            for e in entries:
+                self._pending.setdefault(e.ref.key, e)
+            self._tick += 1
+            return
+        by_key = {e.ref.key: e for e in entries}
+        for outcome in result.outcomes.values():
+            self._bump(outcome.value)
+        for exc in result.exceptions:
+            entry = by_key[exc.key]
+            self._open[exc.item_id] = OpenTimeItem(
+                item_id=exc.item_id,
+                key=exc.key,
+                ref=entry.ref,
+                cause=exc.cause,
+                field=exc.field,
+                detail=exc.detail,
+                opened_at=workflow.now(),
+            )
+        new_items = {exc.key: exc.item_id for exc in result.exceptions}
+        retried = {e.item_id for e in entries if e.item_id}
+        superseded = [
+            item
+            for item in self._open.values()
+            if item.key in result.outcomes
+            and item.item_id != new_items.get(item.key)
+            and item.item_id not in retried
+        ]
+        for item in superseded:
+            # The entry changed in the PSA and was reconciled anew: the old item is moot.
+            del self._open[item.item_id]
+            await self._record_resolution(
+                ExceptionResolution(
+                    item_id=item.item_id,
+                    action=ResolutionAction.SKIP,
+                    actor="pssync",
+                    note=f"superseded: the entry was {result.outcomes[item.key].value} "
+                    "after a change in the PSA",
+                )
+            )
+        for entry in entries:
+            if entry.item_id is not None and entry.item_id in self._results:
+                key = entry.ref.key
+                self._results[entry.item_id] = TimeResolutionResult(
+                    item_id=entry.item_id,
+                    action=ResolutionAction.RETRY,
+                    outcome=result.outcomes.get(key, EntryOutcomeKind.NOT_FOUND),
+                    new_item_id=new_items.get(key),
+                )
+        self._in_flight.difference_update(keys)
+        self._flag_exceptions()
+        self._tick += 1
+
+    # ------------------------------------------------------------------ billing
+
+    async def _bill(self, request: BillingRequest) -> None:
+        try:
+            await self._bill_once(request)
+        except ActivityError as err:
+            # E.g. the milestone does not exist, or the ERP refused the invoice: a person
+            # decides (retry once fixed, or abandon); the pipeline goes on posting.
+            attempt = self._billing_attempts.get(request.key, 0)
+            detail = f"billing {request.key} failed: {_cause_text(err)}"
+            item_id = f"tti.{self._input.psa_project_id}.billing-{request.key}.f{attempt}"
+            self._billing_attempts[request.key] = attempt + 1
+            await self._open_item(item_id, TimeExceptionCause.BILLING_FAILED, detail, request)
+            self._billing_held[item_id] = request
+            self._billed.append(BillingOutcome(key=request.key, status="failed", detail=detail))
+            self._flag_exceptions()
+
+    async def _bill_once(self, request: BillingRequest) -> None:
+        attempt = self._billing_attempts.get(request.key, 0)
+        project = self._input.psa_project_id
+        plan: InvoicePlan = await workflow.execute_activity(
+            "time.prepare_invoice",
+            PrepareInvoice(psa_project_id=project, request=request, attempt=attempt),
+            start_to_close_timeout=STEP_TIMEOUT,
+            retry_policy=PIPELINE_RETRY,
+            result_type=InvoicePlan,
+            summary=f"what to bill for {request.key}",
+        )
+        if plan.status != "ready" or plan.invoice is None:
+            self._billed.append(
+                BillingOutcome(key=request.key, status=plan.status, detail=plan.detail)
+            )
+            return
+        invoice = plan.invoice
+        erp_id: str = await workflow.execute_activity(
+            "time.create_invoice",
+            plan,
+            task_queue=self._erp_queue,
+            start_to_close_timeout=STEP_TIMEOUT,
+            retry_policy=PIPELINE_RETRY,
+            result_type=str,
+            summary=f"ERP invoice {invoice.idempotency_key}",
+        )
+        try:
+            psa_invoice: str = await workflow.execute_activity(
+                "time.mark_invoiced",
+                InvoiceRef(plan=plan, invoice_erp_id=erp_id),
+                start_to_close_timeout=STEP_TIMEOUT,
+                retry_policy=MARK_RETRY,
+                result_type=str,
+                summary=f"mark {len(plan.entry_keys)} entries invoiced in the PSA",
+            )
+        except ActivityError as err:
+            reason = f"the PSA did not mark the entries invoiced: {_cause_text(err)}"
+            await workflow.execute_activity(
+                "time.void_invoice",
+                VoidInvoice(plan=plan, invoice_erp_id=erp_id, reason=reason),
+                task_queue=self._erp_queue,
+                start_to_close_timeout=STEP_TIMEOUT,
+                retry_policy=PIPELINE_RETRY,
+                summary=f"void ERP invoice {erp_id} (compensation)",
+            )
+            self._billing_attempts[request.key] = attempt + 1
+            item_id = f"tti.{project}.billing-{request.key}.a{attempt}"
+            await self._open_item(item_id, TimeExceptionCause.BILLING_FAILED, reason, request)
+            self._billing_held[item_id] = request
+            self._billed.append(
+                BillingOutcome(
+                    key=request.key,
+                    status="voided",
+                    invoice_key=invoice.idempotency_key,
+                    invoice_erp_id=erp_id,
+                    total=invoice.total,
+                    entries=len(plan.entry_keys),
+                    detail=reason,
+                )
+            )
+            self._flag_exceptions()
+            return
+        self._billed.append(
+            BillingOutcome(
+                key=request.key,
+                status="invoiced",
+                invoice_key=invoice.idempotency_key,
+                invoice_erp_id=erp_id,
+                psa_invoice_id=psa_invoice,
+                total=invoice.total,
+                entries=len(plan.entry_keys),
+            )
+        )
+        # A later billing of the same key (late entries of a closed period) is a new invoice.
+        self._billing_attempts[request.key] = attempt + 1
+        self._bump("invoices")
+
+    async def _resolve_billing(self, resolution: ExceptionResolution) -> TimeResolutionResult:
+        request = self._billing_held.pop(resolution.item_id)
+        await self._record_resolution(resolution)
+        if resolution.action is ResolutionAction.RETRY:
+            self._billing.append(request)
+        self._flag_exceptions()
+        self._tick += 1
+        return TimeResolutionResult(
+            item_id=resolution.item_id,
+            action=resolution.action,
+            outcome=EntryOutcomeKind.NOT_APPROVED,
+            detail="billing queued again"
+            if resolution.action is ResolutionAction.RETRY
+            else "billing abandoned",
+        )
+
+    async def _open_item(
+        self, item_id: str, cause: TimeExceptionCause, detail: str, request: BillingRequest
+    ) -> None:
+        info = workflow.info()
+        await workflow.execute_activity(
+            "store.open_exception",
+            OpenExceptionItem(
+                item_id=item_id,
+                workflow_id=info.workflow_id,
+                run_id=info.run_id,
+                process=PROCESS_TIME_TO_INVOICE,
+                cause_code=cause.value,
+                field="invoice",
+                detail=detail,
+                owner="finance_controller",
+                context={
+                    "billing": request.model_dump(mode="json"),
+                    "actions": ["retry", "abandon"],
+                },
+            ),
+            start_to_close_timeout=STEP_TIMEOUT,
+            retry_policy=PIPELINE_RETRY,
+        )
+
+    async def _record_resolution(self, resolution: ExceptionResolution) -> None:
+        await workflow.execute_activity(
+            "store.resolve_exception",
+            ResolveExceptionItem(
+                item_id=resolution.item_id,
+                actor=resolution.actor,
+                resolution=resolution.model_dump(mode="json"),
+            ),
+            start_to_close_timeout=STEP_TIMEOUT,
+            retry_policy=PIPELINE_RETRY,
+        )
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def _bump(self, name: str, by: int = 1) -> int:
+        self._counters[name] = self._counters.get(name, 0) + by
+        self._tick += 1
+        return self._counters[name]
+
+    def _flag_exceptions(self) -> None:
+        has_open = bool(self._open or self._billing_held)
+        if has_open != self._exception_flag:
+            workflow.upsert_search_attributes([EXCEPTION_OPEN.value_set(has_open)])
+            self._exception_flag = has_open
+
+    def _details(self) -> None:
+        c = self._counters
+        workflow.set_current_details(
+            f"pending {len(self._pending)}, in flight {len(self._in_flight)}; "
+            f"posted {c.get('posted', 0) + c.get('reposted', 0)}, "
+            f"reversed {c.get('reversed', 0)}, open items {len(self._open)}, "
+            f"invoices {c.get('invoices', 0)}"
+        )
+
+    def _should_continue_as_new(self) -> bool:
+        info = workflow.info()
+        return info.is_continue_as_new_suggested() or info.get_current_history_length() > (
+            HISTORY_LIMIT
+        )
+
+    def _carry(self) -> TimePipelineInput:
+        carry = PipelineCarry(
+            pending=list(self._pending.values()),
+            open_items=list(self._open.values()),
+            billing=list(self._billing),
+            billing_attempts=dict(self._billing_attempts),
+            billing_held=dict(self._billing_held),
+            counters=dict(self._counters),
+            billed=self._billed[-20:],
+        )
+        return self._input.model_copy(update={"carry": carry})
+
+
+def _cause_text(err: ActivityError) -> str:
+    cause = err.cause
+    return str(cause.message if isinstance(cause, ApplicationError) else cause or err)
+
+
+@workflow.defn(name=TIME_SWEEP)
+class TimeSweepWorkflow:
+    """Run by a Schedule: hands approved entries that webhooks missed to their projects'
+    pipelines and asks them to bill closed T&M periods (the work is one activity)."""
+
+    @workflow.run
+    async def run(self, request: SweepInput) -> SweepResult:
+        workflow.upsert_search_attributes([BUSINESS_PROCESS.value_set(PROCESS_TIME_TO_INVOICE)])
+        result: SweepResult = await workflow.execute_activity(
+            "time.sweep",
+            request,
+            start_to_close_timeout=timedelta(minutes=10),
+            heartbeat_timeout=timedelta(seconds=10),
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10), maximum_attempts=5),
+            result_type=SweepResult,
+            summary="sweep the PSA for approved, unposted entries",
+        )
+        workflow.set_current_details(
+            f"seen {result.seen}, handed on {result.signalled} "
+            f"to {len(result.projects)} projects; billing asked for "
+            f"{', '.join(result.billing_requested) or 'nothing'}"
+        )
+        return result
+
+
+WORKFLOWS: list[type] = [TimeToInvoiceWorkflow, TimeSweepWorkflow]
