@@ -506,15 +506,24 @@ async def test_psa_time_events_signal_the_projects_pipeline(gw: Gw) -> None:
         "type": "expense.approved",
         "data": {"workspace_id": project, "expense_id": "9", "version": 1},
     }
-    assert (await post_event(gw, second, source="psa")).json()["workflow_id"] == wid
+    resp2 = await post_event(gw, second, source="psa")
+    assert resp2.json()["workflow_id"] == wid, resp2.text
     replay = await post_event(gw, first, source="psa", event_id=f"{project}-1")
     assert (replay.status_code, replay.json()["status"]) == (200, "duplicate")
-    signals = [
-        event.workflow_execution_signaled_event_attributes
-        async for event in gw.client.get_workflow_handle(wid).fetch_history_events()
-        if event.HasField("workflow_execution_signaled_event_attributes")
-    ]
+    # A signal that arrives while a workflow task is in flight enters the history when that
+    # task ends (nothing here runs the pipeline): wait for both, bounded.
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:
+        signals = [
+            event.workflow_execution_signaled_event_attributes
+            async for event in gw.client.get_workflow_handle(wid).fetch_history_events()
+            if event.HasField("workflow_execution_signaled_event_attributes")
+        ]
+        if len(signals) >= 2 or asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.1)
     assert [s.signal_name for s in signals] == ["entries_changed", "entries_changed"]
+    assert resp.json()["run_id"] == resp2.json()["run_id"]
     payloads = [json.loads(s.input.payloads[0].data) for s in signals]
     assert [(p["refs"][0]["kind"], p["refs"][0]["entry_id"]) for p in payloads] == [
         ("time", "7"),
