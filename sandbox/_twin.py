@@ -296,6 +296,7 @@ class WebhookSender:
         max_attempts: int = 8,
         base_delay_s: float = 0.5,
         max_delay_s: float = 30.0,
+        max_in_flight: int = 64,
     ) -> None:
         self.url = url
         self.secret = secret
@@ -305,6 +306,10 @@ class WebhookSender:
         self.deliveries: dict[str, WebhookDelivery] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None
+        # Deliveries wait here, not in the HTTP client's pool: with more requests queued than
+        # connections, httpcore's pool does work proportional to the queue on every request,
+        # and a slow receiver then starves everything else this process serves.
+        self._in_flight = asyncio.Semaphore(max_in_flight)
 
     def configure(self, url: str | None, secret: str | None = None) -> None:
         self.url = url
@@ -351,10 +356,11 @@ class WebhookSender:
             self._client = httpx.AsyncClient(timeout=10.0)
         for attempt in range(1, self.max_attempts + 1):
             delivery.attempts = attempt
-            # Re-sign each attempt: the receiver checks the timestamp's freshness.
-            body, headers = self.signed_request(delivery.event_id, payload)
             try:
-                resp = await self._client.post(delivery.url, content=body, headers=headers)
+                async with self._in_flight:
+                    # Sign each attempt as it leaves: the receiver checks the timestamp.
+                    body, headers = self.signed_request(delivery.event_id, payload)
+                    resp = await self._client.post(delivery.url, content=body, headers=headers)
                 delivery.last_status = resp.status_code
                 if resp.status_code < 300:
                     delivery.delivered = True
