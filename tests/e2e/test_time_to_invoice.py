@@ -671,7 +671,15 @@ async def test_worker_sigkill_in_the_middle_of_a_run(tmp_path: Path) -> None:
             f"WHERE job_id IN ({world.job_ids}) AND reverses_id IS NULL"
         )
         assert doubtful <= {str(e) for (e,) in live}
-        [(left,)] = world.store_rows("SELECT count(*) FROM time_posting WHERE state = 'posting'")
-        assert left == 0
+
+        # The ledger learns the ERP's answer right after it (the retried batch's last write):
+        # wait for that, bounded, rather than catch it mid-write.
+        def ledger_settled() -> bool:
+            [(left,)] = world.store_rows(
+                "SELECT count(*) FROM time_posting WHERE state = 'posting'"
+            )
+            return left == 0
+
+        await eventually(ledger_settled, 30)
         await world.assert_no_run_failed()
         await world.assert_no_exception_items()
