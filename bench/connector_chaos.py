@@ -1,21 +1,42 @@
 """Connector chaos benchmark: ERP time postings through `NetSuiteErp` into the ERP twin while
-the twin answers 20% of requests with a 5xx and 10% with a 429.
+the twin answers 20% of requests with a 5xx and 10% with a 429 — then the creates of the other
+connectors (PSA, CRM, HCM) under the same faults.
 
     python bench/connector_chaos.py [--postings 500] [--batch-size 20] [--seed 42]
+        [--projects 20] [--deals 20] [--terminations 10] [--systems erp,psa,crm,hcm]
 
 The twin runs in process on 127.0.0.1 (an OS-assigned port) and is stopped at the end. The run
 posts the same number of postings twice: once without faults (the baseline), once with them.
 Besides the 5xx and 429 answers, 5% of requests (`--lost-response-rate`) are processed and then
 answered 504, as if the response were lost: the case where a naive retry duplicates records.
 It then reads the ERP back through its REST API and checks that every posting is there exactly
-once. Progress goes to stderr; the last line of stdout is one JSON object:
+once.
+
+Then every other twin gets the same faults (5xx, 429 and lost responses at the same rates),
+and each connector makes its records the way pssync's activities call it, each call retried
+whole after a retryable error as Temporal retries an activity:
+
+- PSA (`KantataPsa`): `--projects` project shells (workspace, WBS stories, billing milestones)
+  and their staffing demand (resource requests);
+- CRM (`SalesforceCrm`): `--deals` keyed opportunities with three line items each, then the
+  enterprise ID written back to each;
+- HCM (`WorkdayHcm`): `--terminations` terminations, each rescinded and entered again.
+
+Each twin is read back (its database, in process) and every business key counted: a key with
+more than one record is a duplicate, a key with none is missing.
+
+Progress goes to stderr; the last line of stdout is one JSON object:
 
     requested, records_in_erp, duplicates, missing, failed_results, retries (connector-level),
     activity_retries (whole post_time calls retried, as a Temporal activity would be),
     lost_responses, idempotency_replays (400 IDEMPOTENCY_ERROR answers the connector followed),
-    seconds, baseline_seconds, chaos_over_baseline, erp_stats, machine, config, ok
+    seconds, baseline_seconds, chaos_over_baseline, erp_stats,
+    systems: {erp|psa|crm|hcm: {requested, duplicates, missing, failed, lost_responses,
+              retries, recovered, activity_retries, seconds, ok, ...}},
+    machine, config, ok
 
-The exit status is 0 when `ok` (records_in_erp == requested, no duplicates, nothing failed).
+The top-level counts are the ERP's (as before). The exit status is 0 when `ok`: every system
+has every record once (no duplicates, nothing missing, nothing failed).
 """
 
 from __future__ import annotations
@@ -30,18 +51,22 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
-from datetime import date, timedelta
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 import uvicorn
+from sqlmodel import select
 
+from connectors.crm import NewOpportunity, NewOpportunityLine, SalesforceCrm
 from connectors.erp import NetSuiteErp
+from connectors.hcm import WorkdayHcm
+from connectors.psa import DEMAND_MARKER, MILESTONE_MARKER, PROJECT_MARKER, WBS_MARKER, KantataPsa
 from contracts.errors import PssyncError
 from contracts.money import Money
 from contracts.settings import SystemSettings
@@ -50,16 +75,26 @@ from contracts.v1.models import (
     BillingRule,
     CostPosting,
     Customer,
+    Milestone,
     PostingKind,
     Project,
+    WbsNode,
+    WbsNodeType,
 )
+from contracts.v1.provisioning import staffing_demand
+from sandbox import crm as crm_twin
 from sandbox import erp as erp_twin
-from sandbox.seed import Firm, build_firm
+from sandbox import hcm as hcm_twin
+from sandbox import psa as psa_twin
+from sandbox._twin import TwinState
+from sandbox.seed import STATUS_ACTIVE, Firm, build_firm
 
 TODAY = date(2025, 6, 15)
 PROJECTS = 5
 ACTIVITY_ATTEMPTS = 5
 RECORD = "/services/rest/record/v1"
+AUTH = {"Authorization": "Bearer dev-static-token"}
+T = TypeVar("T")
 
 
 def log(message: str) -> None:
@@ -259,6 +294,36 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     extra = max(0, total_timebills - requested - len(baseline))
     missing = requested - len(found)
     ok = records == requested and duplicates == 0 and extra == 0 and failed == 0
+    systems: dict[str, Any] = {
+        "erp": {
+            "requested": requested,
+            "duplicates": duplicates + extra,
+            "missing": missing,
+            "failed": failed,
+            "activity_retries": call_retries,
+            "retries": retries,
+            "lost_responses": dropped,
+            "seconds": round(seconds, 3),
+            "ok": ok,
+        }
+    }
+    others = [name for name in args.systems.split(",") if name and name != "erp"]
+    for name in others:
+        log(f"{name}: connector creates with {faults}, lost responses {lost}")
+        if name == "psa":
+            systems[name] = await psa_phase(args)
+        elif name == "crm":
+            systems[name] = await crm_phase(args, firm)
+        elif name == "hcm":
+            systems[name] = await hcm_phase(args, firm)
+        else:
+            raise SystemExit(f"unknown system {name}")
+        log(
+            f"{name}: {systems[name]['requested']} keys, "
+            f"{systems[name]['duplicates']} duplicates, {systems[name]['missing']} missing, "
+            f"{systems[name]['lost_responses']} lost responses, "
+            f"{systems[name]['recovered']} found again after a lost answer"
+        )
     return {
         "requested": requested,
         "records_in_erp": records,
@@ -274,6 +339,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "lost_responses": dropped,
         "idempotency_replays": stats["by_status"].get("400", 0),
         "erp_stats": stats,
+        "systems": systems,
         "machine": {
             "platform": platform.platform(),
             "cpu_count": os.cpu_count(),
@@ -287,9 +353,341 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "batch_size": args.batch_size,
             "max_concurrency": args.max_concurrency,
             "batches": -(-args.postings // args.batch_size),
+            "projects": args.projects,
+            "deals": args.deals,
+            "terminations": args.terminations,
+            "systems": args.systems,
         },
-        "ok": ok,
+        "ok": all(system["ok"] for system in systems.values()),
     }
+
+
+# --------------------------------------------------------------------------- the other twins
+
+
+async def chaos_on(admin: httpx.AsyncClient, system: str, args: argparse.Namespace) -> None:
+    """The ERP's faults, on another twin: 5xx, 429 and lost responses at the same rates."""
+    faults = {
+        "error_rate": args.error_rate,
+        "rate_limit_rate": args.rate_limit_rate,
+        "seed": args.seed,
+    }
+    (await admin.post("/_admin/faults", json=faults)).raise_for_status()
+    lost = {"rate": args.lost_response_rate, "seed": args.seed}
+    (await admin.post(f"/_admin/{system}/lost-responses", json=lost)).raise_for_status()
+
+
+async def chaos_off(admin: httpx.AsyncClient, system: str) -> tuple[dict[str, Any], int]:
+    """Turn the faults off; the twin's stats and how many answers it lost."""
+    stats: dict[str, Any] = (await admin.get("/_admin/stats")).json()
+    (await admin.post("/_admin/faults", json={})).raise_for_status()
+    lost = await admin.post(f"/_admin/{system}/lost-responses", json={})
+    return stats, int(lost.json()["dropped"])
+
+
+class Activity:
+    """Retries a failed call whole, as Temporal retries an activity; counts what happened."""
+
+    def __init__(self) -> None:
+        self.retries = 0
+        self.failed = 0
+
+    async def run(self, call: Callable[[], Awaitable[T]]) -> T | None:
+        for attempt in range(1, ACTIVITY_ATTEMPTS + 1):
+            try:
+                return await call()
+            except PssyncError as exc:
+                if not exc.retryable or attempt == ACTIVITY_ATTEMPTS:
+                    log(f"  gave up: {exc}")
+                    self.failed += 1
+                    return None
+                self.retries += 1
+        return None  # pragma: no cover
+
+
+def tally(expected: list[Any], found: list[Any]) -> dict[str, int]:
+    """Business keys asked for vs. records found per key."""
+    counts = Counter(found)
+    wanted = set(expected)
+    return {
+        "requested": len(wanted),
+        "records": sum(counts.values()),
+        "duplicates": sum(n - 1 for n in counts.values() if n > 1),
+        "missing": len(wanted - set(counts)),
+        "unexpected": len(set(counts) - wanted),
+    }
+
+
+def summary(kinds: dict[str, dict[str, int]], **extra: Any) -> dict[str, Any]:
+    duplicates = sum(k["duplicates"] + k["unexpected"] for k in kinds.values())
+    missing = sum(k["missing"] for k in kinds.values())
+    failed = int(extra.get("failed", 0))
+    return {
+        "requested": sum(k["requested"] for k in kinds.values()),
+        "duplicates": duplicates,
+        "missing": missing,
+        "by_kind": kinds,
+        **extra,
+        "ok": duplicates == 0 and missing == 0 and failed == 0,
+    }
+
+
+def bench_eid(tag: str, n: int) -> str:
+    """A valid enterprise ID (ULID) per bench record."""
+    return f"01JBENCH{tag}".ljust(23, "0") + f"{n:03d}"
+
+
+def connector_settings(base_url: str, args: argparse.Namespace, **extra: Any) -> SystemSettings:
+    return SystemSettings(
+        base_url=base_url,
+        max_concurrency=args.max_concurrency,
+        timeout_s=10,
+        retry_budget_s=30,
+        **extra,
+    )
+
+
+def _marked(text: str | None, marker: str) -> str | None:
+    for line in (text or "").splitlines():
+        if line.startswith(marker):
+            return line[len(marker) :]
+    return None
+
+
+def psa_project(n: int) -> Project:
+    usd = "USD"
+    return Project(
+        source_system=System.CRM,
+        name=f"Chaos bench project {n}",
+        customer_id=f"ACC-{n}",
+        billing_rule=BillingRule.MILESTONE,
+        contract_value=Money("90000", usd),
+        start_date=TODAY,
+        end_date=TODAY + timedelta(days=120),
+        cost_center="CC-100",
+        wbs=[
+            WbsNode(code="1", name="Discovery", node_type=WbsNodeType.PHASE, budget=Money(0, usd)),
+            WbsNode(
+                code="1.1",
+                name="Workshops",
+                parent_code="1",
+                role="Consultant",
+                estimated_minutes=4800,
+                budget=Money("12000", usd),
+            ),
+            WbsNode(
+                code="1.2",
+                name="Report",
+                parent_code="1",
+                role="Analyst",
+                estimated_minutes=2400,
+                budget=Money("5000", usd),
+            ),
+        ],
+        milestones=[
+            Milestone(code="M1", name="Kickoff", amount=Money("20000", usd)),
+            Milestone(code="M2", name="Go-live", amount=Money("70000", usd)),
+        ],
+    )
+
+
+async def psa_phase(args: argparse.Namespace) -> dict[str, Any]:
+    """Project shells and their staffing demand through `KantataPsa`, as the provisioning
+    activities make them."""
+    app = psa_twin.create_app()
+    activity = Activity()
+    async with serve(app) as base_url, httpx.AsyncClient(base_url=base_url, headers=AUTH) as admin:
+        psa = KantataPsa(connector_settings(base_url, args), backoff_base_s=0.02, backoff_cap_s=1.0)
+        try:
+            await chaos_on(admin, "psa", args)
+            started = time.perf_counter()
+
+            async def one(n: int) -> None:
+                eid, project = bench_eid("PSA", n), psa_project(n)
+                ws = await activity.run(
+                    lambda: psa.create_project_shell(project, enterprise_id=eid)
+                )
+                if ws is not None:
+                    demands = staffing_demand(project, eid)
+                    await activity.run(lambda: psa.create_resource_requests(ws, demands))
+
+            await asyncio.gather(*(one(n) for n in range(args.projects)))
+            seconds = time.perf_counter() - started
+            stats, dropped = await chaos_off(admin, "psa")
+        finally:
+            await psa.aclose()
+    state: TwinState = app.state.twin
+    with state.session() as s:
+        workspaces = s.exec(select(psa_twin.PsaWorkspace)).all()
+        stories = s.exec(select(psa_twin.PsaStory)).all()
+        milestones = s.exec(select(psa_twin.PsaBillingMilestone)).all()
+        requests = s.exec(select(psa_twin.PsaResourceRequest)).all()
+    eid_of = {w.id: _marked(w.description, PROJECT_MARKER) for w in workspaces}
+    projects = [(bench_eid("PSA", n), psa_project(n)) for n in range(args.projects)]
+    kinds = {
+        "workspaces": tally([e for e, _ in projects], list(eid_of.values())),
+        "stories": tally(
+            [(e, node.code) for e, p in projects for node in p.wbs],
+            [(eid_of.get(x.workspace_id), _marked(x.description, WBS_MARKER)) for x in stories],
+        ),
+        "billing_milestones": tally(
+            [(e, m.code) for e, p in projects for m in p.milestones],
+            [
+                (eid_of.get(x.workspace_id), _marked(x.description, MILESTONE_MARKER))
+                for x in milestones
+            ],
+        ),
+        "resource_requests": tally(
+            [(e, d.external_id) for e, p in projects for d in staffing_demand(p, e)],
+            [(eid_of.get(x.workspace_id), _marked(x.notes, DEMAND_MARKER)) for x in requests],
+        ),
+    }
+    return summary(
+        kinds,
+        failed=activity.failed,
+        activity_retries=activity.retries,
+        retries=psa.http.retries,
+        recovered=psa.http.recovered,
+        lost_responses=dropped,
+        seconds=round(seconds, 3),
+        stats=stats,
+    )
+
+
+async def crm_phase(args: argparse.Namespace, firm: Firm) -> dict[str, Any]:
+    """Keyed opportunities with line items through `SalesforceCrm`, then the enterprise ID
+    written back to each."""
+    app = crm_twin.create_app(None, tenant="bench")
+    crm_twin.load_firm(app, firm)
+    accounts = [c.id for c in firm.customers if not c.credit_hold]
+    activity = Activity()
+    written: dict[str, str] = {}
+    async with serve(app) as base_url, httpx.AsyncClient(base_url=base_url, headers=AUTH) as admin:
+        crm = SalesforceCrm(
+            connector_settings(base_url, args, tenant="bench"),
+            backoff_base_s=0.02,
+            backoff_cap_s=1.0,
+        )
+        try:
+            await chaos_on(admin, "crm", args)
+            started = time.perf_counter()
+
+            async def one(n: int) -> None:
+                new = NewOpportunity(
+                    name=f"Chaos bench deal {n}",
+                    account_id=accounts[n % len(accounts)],
+                    close_date=TODAY + timedelta(days=30),
+                    key=f"bench-deal-{n:04d}",
+                    lines=[
+                        NewOpportunityLine(
+                            product_code=f"SVC-{k}",
+                            role="Consultant",
+                            quantity=Decimal(10 * k),
+                            unit_price=Decimal("150"),
+                        )
+                        for k in (1, 2, 3)
+                    ],
+                )
+                opp_id = await activity.run(lambda: crm.create_opportunity(new))
+                if opp_id is not None:
+                    eid = bench_eid("CRM", n)
+                    await activity.run(lambda: crm.write_back_enterprise_id(opp_id, eid))
+                    written[opp_id] = eid
+
+            await asyncio.gather(*(one(n) for n in range(args.deals)))
+            seconds = time.perf_counter() - started
+            stats, dropped = await chaos_off(admin, "crm")
+        finally:
+            await crm.aclose()
+    state: TwinState = app.state.twin
+    with state.session() as s:
+        opps = [o for o in s.exec(select(crm_twin.CrmOpportunity)).all() if o.Pssync_Key__c]
+        lines = [
+            li for li in s.exec(select(crm_twin.CrmOpportunityLineItem)).all() if li.Pssync_Key__c
+        ]
+    keys = [f"bench-deal-{n:04d}" for n in range(args.deals)]
+    wrong_eid = sum(1 for o in opps if written.get(o.Id) not in (None, o.Enterprise_Project_Id__c))
+    kinds = {
+        "opportunities": tally(keys, [o.Pssync_Key__c for o in opps]),
+        "line_items": tally(
+            [f"{k}:{i}" for k in keys for i in (1, 2, 3)], [li.Pssync_Key__c for li in lines]
+        ),
+    }
+    return summary(
+        kinds,
+        failed=activity.failed + wrong_eid,
+        wrong_enterprise_id=wrong_eid,
+        activity_retries=activity.retries,
+        retries=crm.http.retries,
+        recovered=crm.http.recovered,
+        lost_responses=dropped,
+        seconds=round(seconds, 3),
+        stats=stats,
+    )
+
+
+async def hcm_phase(args: argparse.Namespace, firm: Firm) -> dict[str, Any]:
+    """HR actions through `WorkdayHcm`: per worker a termination, its rescind, and a second
+    termination — three events, each entered once."""
+    clock = datetime(TODAY.year, TODAY.month, TODAY.day, 12, tzinfo=UTC)
+    app = hcm_twin.create_app(None, tenant="bench", clock=lambda: clock)
+    hcm_twin.load_firm(app, firm)
+    workers = [
+        w.id
+        for w in firm.workers
+        if w.status == STATUS_ACTIVE and w.termination_date is None and w.hire_date < TODAY
+    ][: args.terminations]
+    activity = Activity()
+    async with serve(app) as base_url, httpx.AsyncClient(base_url=base_url, headers=AUTH) as admin:
+        hcm = WorkdayHcm(
+            connector_settings(base_url, args, tenant="bench"),
+            backoff_base_s=0.02,
+            backoff_cap_s=1.0,
+        )
+        try:
+            await chaos_on(admin, "hcm", args)
+            started = time.perf_counter()
+
+            async def one(worker_id: str) -> None:
+                first, second = TODAY + timedelta(days=45), TODAY + timedelta(days=60)
+                if await activity.run(lambda: hcm.terminate(worker_id, first)) is None:
+                    return
+                if await activity.run(lambda: hcm.rescind_termination(worker_id)) is None:
+                    return
+                await activity.run(lambda: hcm.terminate(worker_id, second))
+
+            await asyncio.gather(*(one(w) for w in workers))
+            seconds = time.perf_counter() - started
+            stats, dropped = await chaos_off(admin, "hcm")
+        finally:
+            await hcm.aclose()
+    state: TwinState = app.state.twin
+    with state.session() as s:
+        wids = {w.wid: w.worker_id for w in s.exec(select(hcm_twin.HcmWorker)).all()}
+        events = [
+            (wids[e.worker_wid], e.type, e.effective_date.isoformat())
+            for e in s.exec(select(hcm_twin.HcmEvent)).all()
+            if wids[e.worker_wid] in set(workers) and e.type != "hire"
+        ]
+    expected = [
+        event
+        for w in workers
+        for event in (
+            (w, "terminate", (TODAY + timedelta(days=45)).isoformat()),
+            (w, "rescind", (TODAY + timedelta(days=45)).isoformat()),
+            (w, "terminate", (TODAY + timedelta(days=60)).isoformat()),
+        )
+    ]
+    return summary(
+        {"events": tally(expected, events)},
+        failed=activity.failed,
+        activity_retries=activity.retries,
+        retries=hcm.http.retries,
+        recovered=hcm.http.recovered,
+        lost_responses=dropped,
+        seconds=round(seconds, 3),
+        stats=stats,
+    )
 
 
 def main() -> int:
@@ -303,9 +701,17 @@ def main() -> int:
         "--lost-response-rate",
         type=float,
         default=0.05,
-        help="requests processed whose response is then lost (504); 0 to turn off",
+        help="requests processed whose response is then lost (504), on every twin; 0: off",
     )
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--projects", type=int, default=20, help="PSA project shells")
+    parser.add_argument("--deals", type=int, default=20, help="CRM opportunities")
+    parser.add_argument("--terminations", type=int, default=10, help="HCM workers")
+    parser.add_argument(
+        "--systems",
+        default="erp,psa,crm,hcm",
+        help="which connectors to run (the ERP's postings always run)",
+    )
     args = parser.parse_args()
     result = asyncio.run(run(args))
     print(json.dumps(result, sort_keys=True))

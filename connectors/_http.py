@@ -5,6 +5,10 @@
   static bearer token;
 - tenacity retries for 429, 500/502/503/504 and timeouts: `Retry-After` honoured when the vendor
   sends it, otherwise exponential backoff with full jitter, bounded by a time budget;
+- `VendorHttp.create` for writes that are not idempotent (a POST that makes a record): never
+  re-sent blindly — after a failure that may have been applied (5xx, timeout, dropped
+  connection) it looks for what the request would have made, and sends again only when that
+  is not there;
 - a per-tenant concurrency limit (NetSuite-style governance is account-wide);
 - optionally a request-rate limit (`SystemSettings.rate_limit_rps`): smooth client-side pacing,
   so bulk work runs at the vendor's quota instead of bouncing off it with 429s;
@@ -16,11 +20,12 @@ No Temporal imports here: activities decide what a failure means for a workflow.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
-from collections.abc import AsyncGenerator, Callable, Collection
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from tenacity import (
@@ -43,6 +48,13 @@ from contracts.errors import (
 from contracts.settings import SystemSettings
 
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+T = TypeVar("T")
+
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+"""Transport failures before the request left: the vendor cannot have seen it."""
+_MAYBE_IN_FLIGHT = (httpx.ReadTimeout, httpx.WriteTimeout)
+"""We stopped waiting, the vendor may not have: the request may still be applied later."""
 
 
 @dataclass(frozen=True)
@@ -209,6 +221,23 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, TransientError | RateLimitedError)
 
 
+def may_have_been_applied(exc: BaseException) -> bool:
+    """Could the request that failed with `exc` have taken effect at the vendor?
+
+    A 429 is a refusal (the vendor did nothing), and so is a connection that was never made.
+    Any other transient failure — a 5xx (a gateway may answer 502/504 while the backend
+    completes the write), a timeout, a dropped connection — leaves the outcome unknown."""
+    if isinstance(exc, RateLimitedError):
+        return False
+    if isinstance(exc, TransientError):
+        return not isinstance(exc.__cause__, _NEVER_SENT)
+    return False
+
+
+def _may_still_be_in_flight(exc: BaseException) -> bool:
+    return isinstance(exc.__cause__, _MAYBE_IN_FLIGHT)
+
+
 class VendorHttp:
     """An authenticated, retrying, concurrency- and optionally rate-limited HTTP client for one
     vendor tenant. Requests wait for a concurrency slot first, then for their send slot."""
@@ -256,8 +285,12 @@ class VendorHttp:
         )
         self._limit = asyncio.Semaphore(settings.max_concurrency)
         self._wait = _WaitRetryAfterOrJitter(backoff_base_s, backoff_cap_s)
+        self.backoff_base_s = backoff_base_s
+        self.backoff_cap_s = backoff_cap_s
         self.retries = 0
         self.calls = 0
+        self.recovered = 0
+        """Creates whose answer was lost and that were found again instead of re-sent."""
 
     async def request(
         self,
@@ -285,6 +318,73 @@ class VendorHttp:
 
     def _count_retry(self, _state: RetryCallState) -> None:
         self.retries += 1
+
+    async def create(
+        self,
+        send: Callable[[], Awaitable[T]],
+        find: Callable[[], Awaitable[T | None]] | None,
+    ) -> T:
+        """Run a create that is not idempotent (the vendor has no idempotency key for it)
+        without ever re-sending it blindly.
+
+        `send` makes one request with `request(..., retry=False)` and returns what was made;
+        `find` looks up what that request would have made — by a marker or external id the
+        request carried — and returns it, or None when it is not there.
+
+        - A refusal the vendor certainly did not apply (429, no connection) is sent again after
+          the usual backoff, within the retry budget.
+        - After a failure that may have been applied (5xx, a lost answer, a dropped
+          connection), `find` runs before anything else: what it finds is returned; only when
+          it finds nothing is the request sent again. If `find` itself fails it is retried;
+          the create is not re-sent until a look-up has come back empty.
+        - After a timeout the request may still be running at the vendor, so an empty look-up
+          proves nothing: the error is raised instead of a second send. The caller's retry (a
+          Temporal activity retry, later) looks first and finds it then.
+        - Without `find` (nothing to look up by) an uncertain failure is raised, never re-sent.
+
+        When the budget runs out the last error is raised; the next call must look first too,
+        which every create path in the connectors does.
+        """
+        deadline = time.monotonic() + self.settings.retry_budget_s
+        attempt = 0
+        unsure = False
+        """The last send failed in a way that may have been applied: look before sending."""
+        while True:
+            try:
+                if unsure:
+                    assert find is not None
+                    found = await find()
+                    if found is not None:
+                        self.recovered += 1
+                        return found
+                    unsure = False
+                return await send()
+            except PssyncError as exc:
+                if not _retryable(exc):
+                    raise
+                if not unsure and may_have_been_applied(exc):
+                    if find is None:
+                        raise
+                    if _may_still_be_in_flight(exc):
+                        # It may be there already; if not, it may still come: do not re-send.
+                        found = await find()
+                        if found is None:
+                            raise
+                        self.recovered += 1
+                        return found
+                    unsure = True
+                delay = self._backoff(exc, attempt)
+                if time.monotonic() + delay > deadline:
+                    raise
+                attempt += 1
+                self.retries += 1
+                await asyncio.sleep(delay)
+
+    def _backoff(self, exc: PssyncError, attempt: int) -> float:
+        """The same policy as `request`'s: Retry-After when given, else full jitter."""
+        if isinstance(exc, RateLimitedError) and exc.retry_after_s is not None:
+            return min(exc.retry_after_s, self.backoff_cap_s)
+        return random.uniform(0, min(self.backoff_cap_s, self.backoff_base_s * 2**attempt))
 
     async def _once(
         self, method: str, url: str, ok: Collection[int], kwargs: dict[str, Any]

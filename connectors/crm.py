@@ -10,11 +10,18 @@
 Salesforce field names appear only here (and in the twin). `create_opportunity` and
 `set_stage` act as a salesperson would, for tests and the demo; they are not part of the port.
 No Temporal imports: activities decide what a failure means.
+
+Every write is safe to repeat: the port's writes are PATCHes of fields to values, and
+`create_opportunity` keys each record it makes by an External ID field (`Pssync_Key__c`, from
+`NewOpportunity.key`): it looks the key up first, creates with an upsert by that key (so even
+two racing creates make one record), and after a lost answer finds the record by its key
+instead of sending again. Salesforce's plain create (POST) has no key and is not used.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -51,6 +58,8 @@ OPPORTUNITY_STAGES: tuple[str, ...] = (
 """The org's StageName picklist (Salesforce's default sales process)."""
 ERROR_MAX_LENGTH = 255
 """Provisioning_Error__c is a Text(255) field."""
+KEY_FIELD = "Pssync_Key__c"
+"""pssync's External ID field (Text(255), unique) on Opportunity and OpportunityLineItem."""
 
 _OPPORTUNITY_FIELDS = (
     "Id, Name, AccountId, Amount, CloseDate, StageName, IsWon, IsClosed, CurrencyIsoCode, "
@@ -109,6 +118,11 @@ class NewOpportunity(BaseModel):
     rate_card_id: str | None = None
     delivery_manager: str | None = None
     lines: list[NewOpportunityLine] = Field(default_factory=list)
+    key: str | None = Field(default=None, min_length=1, max_length=200, pattern=r"^[^/]+$")
+    """The deal's business key (its External ID; no `/`, it travels in the URL path):
+    creating twice with one key is one deal. Without it each call mints its own key, so a
+    lost answer within the call is recovered, but a caller that retries the whole call needs
+    to pass one."""
 
 
 class CrmPort(Protocol):
@@ -325,13 +339,36 @@ class SalesforceCrm:
             json=fields,
         )
 
-    async def _create(self, sobject: str, fields: dict[str, Any]) -> str:
-        # A create is not idempotent: a retried POST after a lost answer could duplicate it, so
-        # it is sent once; this is a test/demo path, not a saga step.
-        response = await self.http.request(
-            "POST", f"{self._base}/sobjects/{sobject}", ok=(201,), retry=False, json=fields
+    async def _keyed(self, sobject: str, key: str) -> str | None:
+        """The Id of the record whose External ID `Pssync_Key__c` is `key`, if any."""
+        found = await self.query(
+            f"SELECT Id FROM {sobject} WHERE {KEY_FIELD} = {_soql_string(key)}"
         )
-        return str(self._json(response)["id"])
+        return str(found[0]["Id"]) if found else None
+
+    async def _create_keyed(self, sobject: str, key: str, fields: dict[str, Any]) -> str:
+        """Create the record keyed `key` unless it exists; its Id.
+
+        The create is an upsert by the External ID (`PATCH .../{KEY_FIELD}/{key}`), so a second
+        create with the key can never make a second record. It is still not re-sent blindly:
+        a repeat would take the upsert's update path, where fields that may only be set on
+        create (a line item's OpportunityId, ProductCode) are refused. After an uncertain
+        failure the key is looked up instead (`VendorHttp.create`)."""
+        existing = await self._keyed(sobject, key)
+        if existing is not None:
+            return existing
+
+        async def send() -> str:
+            response = await self.http.request(
+                "PATCH",
+                f"{self._base}/sobjects/{sobject}/{KEY_FIELD}/{quote(key, safe='')}",
+                ok=(200, 201),
+                retry=False,
+                json=fields,
+            )
+            return str(self._json(response)["id"])
+
+        return await self.http.create(send, lambda: self._keyed(sobject, key))
 
     async def query(self, soql: str) -> list[dict[str, Any]]:
         """Every record of a SOQL query, following `nextRecordsUrl`."""
@@ -401,10 +438,14 @@ class SalesforceCrm:
 
     # -- a salesperson's actions (tests and the demo) -----------------------------------
     async def create_opportunity(self, new: NewOpportunity) -> str:
-        """Create the opportunity and its line items; returns its Id."""
+        """Create the opportunity and its line items, each keyed by `new.key` (see the class
+        docstring); returns its Id. With a key, a repeat after any failure is the same deal
+        and makes only what is missing; a record that exists is left as it is."""
         _check_stage(new.stage)
-        opp_id = await self._create(
+        key = new.key or f"pssync-{uuid.uuid4()}"
+        opp_id = await self._create_keyed(
             "Opportunity",
+            key,
             {
                 "Name": new.name,
                 "AccountId": new.account_id,
@@ -417,9 +458,17 @@ class SalesforceCrm:
                 "Delivery_Manager__c": new.delivery_manager,
             },
         )
+        lines = await self.query(
+            f"SELECT Id, {KEY_FIELD} FROM OpportunityLineItem "
+            f"WHERE OpportunityId = {_soql_string(opp_id)}"
+        )
+        have = {str(li.get(KEY_FIELD)) for li in lines if li.get(KEY_FIELD)}
         for n, line in enumerate(new.lines, start=1):
-            await self._create(
+            if f"{key}:{n}" in have:
+                continue
+            await self._create_keyed(
                 "OpportunityLineItem",
+                f"{key}:{n}",
                 {
                     "OpportunityId": opp_id,
                     "ProductCode": line.product_code,
@@ -455,6 +504,8 @@ class FakeCrm:
         self.opportunities: dict[str, Opportunity] = {}
         self.provisioning: dict[str, tuple[ProvisioningStatus, str | None]] = {}
         self.won: list[str] = []
+        self.keys: dict[str, str] = {}
+        """`NewOpportunity.key` -> opportunity Id (the External ID upsert)."""
         self._seq = 0
         self._clock = 0
 
@@ -515,6 +566,8 @@ class FakeCrm:
 
     async def create_opportunity(self, new: NewOpportunity) -> str:
         _check_stage(new.stage)
+        if new.key is not None and new.key in self.keys:
+            return self.keys[new.key]
         if new.account_id not in self.accounts:
             raise BusinessRuleViolation(
                 "INVALID_CROSS_REFERENCE_KEY",
@@ -561,6 +614,8 @@ class FakeCrm:
         )
         if new.stage == CONTRACTED_STAGE:
             self.won.append(opp_id)
+        if new.key is not None:
+            self.keys[new.key] = opp_id
         return opp_id
 
     async def set_stage(self, opportunity_id: str, stage: str) -> None:

@@ -12,13 +12,17 @@ nor repeat an entry. A future-dated termination shows up when it is *entered*; i
 
 `HcmPort` is what activities depend on (read-only: HCM owns worker identity and dates);
 `HcmHrActions` adds the HR business processes tests and the demo perform (terminate, rescind,
-rehire). `WorkdayHcm` talks to a tenant or the twin in `sandbox/hcm.py`; `FakeHcm` keeps the
-same rules in memory. Workday field names appear only here (and in the twin). No Temporal
+rehire). Workday has no idempotency keys for them, so they are made safe by checking state: a
+termination or rehire the worker already has is returned, not entered twice, and after an
+answer that may hide an applied action the worker is re-read before anything is sent again.
+`WorkdayHcm` talks to a tenant or the twin in `sandbox/hcm.py`; `FakeHcm` keeps the same rules
+in memory. Workday field names appear only here (and in the twin). No Temporal
 imports.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -274,13 +278,25 @@ class WorkdayHcm:
     async def worker_active_on(self, worker_id: str, day: date) -> bool:
         return (await self.get_worker(worker_id)).active_on(day)
 
-    async def _action(self, worker_id: str, action: str, body: dict[str, Any]) -> Worker:
-        # Business processes are not idempotent (a second termination is refused), so a lost
-        # answer is not retried blindly; the caller re-reads the worker.
-        response = await self.http.request(
-            "POST", f"{self._base}/{_worker_ref(worker_id)}/{action}", retry=False, json=body
-        )
-        return worker_from_workday(response.json()["worker"])
+    async def _action(
+        self, worker_id: str, action: str, body: dict[str, Any], done: Callable[[Worker], bool]
+    ) -> Worker:
+        """Run a business process once. Business processes are not idempotent (a second
+        termination is refused, or worse, a second event is entered), so a POST is never
+        re-sent blindly: after an answer that may hide an applied action the worker is read
+        again, and `done(worker)` says whether the action took effect."""
+
+        async def send() -> Worker:
+            response = await self.http.request(
+                "POST", f"{self._base}/{_worker_ref(worker_id)}/{action}", retry=False, json=body
+            )
+            return worker_from_workday(response.json()["worker"])
+
+        async def find() -> Worker | None:
+            worker = await self.get_worker(worker_id)
+            return worker if done(worker) else None
+
+        return await self.http.create(send, find)
 
     async def terminate(
         self,
@@ -289,18 +305,45 @@ class WorkdayHcm:
         last_day: date | None = None,
         reason: str | None = None,
     ) -> Worker:
+        """Enter a termination. A repeat of the one the worker already has (same dates) is
+        that termination, returned as it is; a different one is refused (rescind first)."""
         body: dict[str, Any] = {"terminationDate": termination_date.isoformat()}
         if last_day is not None:
             body["lastDayOfWork"] = last_day.isoformat()
         if reason is not None:
             body["reason"] = reason
-        return await self._action(worker_id, "terminate", body)
+        done = functools.partial(_has_termination, termination_date, last_day)
+        current = await self.get_worker(worker_id)
+        if done(current):
+            return current
+        return await self._action(worker_id, "terminate", body, done)
 
     async def rescind_termination(self, worker_id: str) -> Worker:
-        return await self._action(worker_id, "rescindTermination", {})
+        """Rescind the worker's termination. Its answer lost, the worker is read again: no
+        termination left means it went through. A rescind of a worker without a termination
+        is refused (`NO_TERMINATION`), also when an earlier call already rescinded it."""
+        return await self._action(
+            worker_id, "rescindTermination", {}, lambda w: w.termination_date is None
+        )
 
     async def rehire(self, worker_id: str, hire_date: date) -> Worker:
-        return await self._action(worker_id, "rehire", {"hireDate": hire_date.isoformat()})
+        """Rehire a terminated worker; a worker already rehired on `hire_date` (no
+        termination, that hire date) is returned as it is."""
+        done = functools.partial(_rehired, hire_date)
+        current = await self.get_worker(worker_id)
+        if done(current):
+            return current
+        return await self._action(worker_id, "rehire", {"hireDate": hire_date.isoformat()}, done)
+
+
+def _has_termination(termination_date: date, last_day: date | None, worker: Worker) -> bool:
+    return worker.termination_date == termination_date and worker.last_day_worked == (
+        last_day or termination_date
+    )
+
+
+def _rehired(hire_date: date, worker: Worker) -> bool:
+    return worker.termination_date is None and worker.hire_date == hire_date
 
 
 # --------------------------------------------------------------------------- the fake
@@ -472,6 +515,8 @@ class FakeHcm:
     ) -> Worker:
         record = self._record(worker_id)
         hire = record.hire_date or record.worker.hire_date
+        if _has_termination(termination_date, last_day, self._worker(record)):
+            return self._worker(record)  # a repeat: that termination is entered already
         if record.termination_date is not None:
             raise _refuse(
                 "TERMINATION_EXISTS",
@@ -521,6 +566,8 @@ class FakeHcm:
 
     async def rehire(self, worker_id: str, hire_date: date) -> Worker:
         record = self._record(worker_id)
+        if _rehired(hire_date, self._worker(record)):
+            return self._worker(record)  # a repeat: rehired on that date already
         if record.termination_date is None:
             raise _refuse(
                 "WORKER_NOT_TERMINATED", "only a terminated worker can be rehired", "worker"

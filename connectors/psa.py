@@ -9,7 +9,10 @@
 `FakePsa` is an in-memory PSA with the same business rules for unit and workflow tests.
 
 Kantata has no idempotency keys, so every create here is made idempotent by a business key
-the connector can find again:
+the connector can find again. Creates never go through the blind retries other requests get:
+`VendorHttp.create` sends a POST, and after an answer that may hide an applied write (5xx, a
+lost response, a dropped connection) it looks the record up by its key before sending again;
+a repeated call (a Temporal activity retry) looks first too. The keys:
 
 - projects: the vendor's own ID map, an external reference (Workspace -> enterprise project
   ID), written `pending` right after the workspace exists and `successful` once the WBS and
@@ -18,9 +21,12 @@ the connector can find again:
 - WBS stories and billing milestones: a marker with the WBS / milestone code in their
   description; a resumed call creates only the missing ones;
 - resource requests: a marker with the demand key in their notes;
-- invoices (marking entries invoiced): the invoice's reference number is the ERP invoice ref;
+- invoices (marking entries invoiced): the invoice's reference number is the ERP invoice ref,
+  and what it covers tells which entries still need one;
 - notification posts on a workspace's activity feed: a marker with the notification key in
-  their message;
+  their message (a post without a key is sent at most once: nothing could find it again);
+- restored assignments (a compensation): the assignment itself — same workspace, person, role,
+  dates and minutes — so a repeat finds the one restored before;
 - rejections back to the submitter: the entry is unapproved in the same write that adds the
   reason to its notes (`[pssync] <reason>`), so a repeat finds it unapproved and stops.
 
@@ -31,7 +37,8 @@ Kantata users are mapped to them through external references (`hcm_worker`). No 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Sequence
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -85,6 +92,8 @@ DEMAND_MARKER = "pssync:demand:"
 POST_MARKER = "pssync:notification:"
 REJECTION_PREFIX = "[pssync] "
 """Starts the line of an entry's notes that says why pssync sent it back."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+"""Sorts entities whose source gave no `updated_at` first."""
 MAX_PAGE_SIZE = 200
 
 
@@ -594,12 +603,44 @@ class KantataPsa:
         *,
         params: dict[str, Any] | None = None,
         json: dict[str, Any] | None = None,
+        retry: bool = True,
     ) -> dict[str, Any]:
-        response = await self.http.request(method, f"{API}{path}", params=params, json=json)
+        """One request; with `retry`, transient failures are retried. Only for reads and
+        idempotent writes: creates go through `_create`."""
+        response = await self.http.request(
+            method, f"{API}{path}", params=params, json=json, retry=retry
+        )
         if response.status_code == 204 or not response.content:
             return {}
         body: dict[str, Any] = response.json()
         return body
+
+    async def _create(
+        self,
+        path: str,
+        wrapper: str,
+        fields: dict[str, Any],
+        find: Callable[[], Awaitable[dict[str, Any] | None]] | None,
+    ) -> dict[str, Any]:
+        """POST a new record (`{wrapper: fields}`) and return it, never blindly twice: after
+        an answer that may hide an applied create, `find` (a look-up by the marker or key the
+        fields carry) runs first, and the POST is sent again only when it finds nothing.
+        Kantata has no idempotency keys; see `VendorHttp.create`."""
+
+        async def send() -> dict[str, Any]:
+            body = await self._call("POST", path, json={wrapper: fields}, retry=False)
+            return self._one(body)
+
+        return await self.http.create(send, find)
+
+    async def _find_by_marker(
+        self, path: str, params: dict[str, Any], text_field: str, marker: str, code: str
+    ) -> dict[str, Any] | None:
+        """The oldest record of a list whose `text_field` carries `marker + code` on a line."""
+        for obj in await self._all(path, params):
+            if _marker_code(obj.get(text_field), marker) == code:
+                return obj
+        return None
 
     @staticmethod
     def _objects(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -655,6 +696,8 @@ class KantataPsa:
         }
         if message is not None:
             body["external_message"] = message[:500]
+        # create_or_update is an upsert (one reference per subject, service and model): a
+        # retried POST whose answer was lost updates the same reference, so it may be retried.
         await self._call(
             "POST", "/external_references/create_or_update", json={"external_reference": body}
         )
@@ -711,6 +754,8 @@ class KantataPsa:
         return min(refs, key=lambda r: int(r["subject_id"])) if refs else None
 
     async def _workspace_by_marker(self, enterprise_id: str) -> str | None:
+        # `search` is Kantata's workspace text search; the marker line in the description is
+        # exact-matched here, so a search that also matches titles or other text is harmless.
         found = await self._all(
             "/workspaces.json",
             {"search": f"{PROJECT_MARKER}{enterprise_id}", "include_archived": "true"},
@@ -808,8 +853,13 @@ class KantataPsa:
         if ws_id is None:
             ws_id = await self._workspace_by_marker(enterprise_id)
         if ws_id is None:
-            body = await self._call("POST", "/workspaces.json", json={"workspace": fields})
-            ws_id = str(self._one(body)["id"])
+
+            async def find_workspace() -> dict[str, Any] | None:
+                found = await self._workspace_by_marker(enterprise_id)
+                return {"id": found} if found is not None else None
+
+            created = await self._create("/workspaces.json", "workspace", fields, find_workspace)
+            ws_id = str(created["id"])
         else:
             # Resuming: bring the shell in line with the (possibly corrected) project.
             await self._call(
@@ -838,25 +888,31 @@ class KantataPsa:
         for position, node in enumerate(nodes):
             if node.code in existing:
                 continue
-            body = await self._call(
-                "POST",
+            created = await self._create(
                 "/stories.json",
-                json={
-                    "story": {
-                        "workspace_id": int(ws_id),
-                        "title": node.name,
-                        "description": f"{WBS_MARKER}{node.code}",
-                        "parent_id": int(existing[node.parent_code]) if node.parent_code else None,
-                        "story_type": _STORY_TYPES[node.node_type],
-                        "time_estimate_in_minutes": node.estimated_minutes,
-                        "budget_estimate_in_cents": node.budget.to_minor(),
-                        "billable": node.billable,
-                        "role": node.role,
-                        "position": position,
-                    }
+                "story",
+                {
+                    "workspace_id": int(ws_id),
+                    "title": node.name,
+                    "description": f"{WBS_MARKER}{node.code}",
+                    "parent_id": int(existing[node.parent_code]) if node.parent_code else None,
+                    "story_type": _STORY_TYPES[node.node_type],
+                    "time_estimate_in_minutes": node.estimated_minutes,
+                    "budget_estimate_in_cents": node.budget.to_minor(),
+                    "billable": node.billable,
+                    "role": node.role,
+                    "position": position,
                 },
+                functools.partial(
+                    self._find_by_marker,
+                    "/stories.json",
+                    {"workspace_id": ws_id},
+                    "description",
+                    WBS_MARKER,
+                    node.code,
+                ),
             )
-            existing[node.code] = str(self._one(body)["id"])
+            existing[node.code] = str(created["id"])
 
     async def _ensure_milestones(self, ws_id: str, project: Project) -> None:
         existing = {
@@ -866,19 +922,25 @@ class KantataPsa:
         for ms in project.milestones:
             if ms.code in existing:
                 continue
-            await self._call(
-                "POST",
+            await self._create(
                 "/billing_milestones.json",
-                json={
-                    "billing_milestone": {
-                        "workspace_id": int(ws_id),
-                        "title": ms.name,
-                        "description": f"{MILESTONE_MARKER}{ms.code}",
-                        "amount_in_cents": ms.amount.to_minor(),
-                        "currency": ms.amount.currency,
-                        "target_date": ms.target_date.isoformat() if ms.target_date else None,
-                    }
+                "billing_milestone",
+                {
+                    "workspace_id": int(ws_id),
+                    "title": ms.name,
+                    "description": f"{MILESTONE_MARKER}{ms.code}",
+                    "amount_in_cents": ms.amount.to_minor(),
+                    "currency": ms.amount.currency,
+                    "target_date": ms.target_date.isoformat() if ms.target_date else None,
                 },
+                functools.partial(
+                    self._find_by_marker,
+                    "/billing_milestones.json",
+                    {"workspace_id": ws_id},
+                    "description",
+                    MILESTONE_MARKER,
+                    ms.code,
+                ),
             )
 
     async def archive_project(self, psa_id: str, *, reason: str) -> None:
@@ -980,24 +1042,29 @@ class KantataPsa:
                     )
                 ids.append(str(found["id"]))
                 continue
-            body = await self._call(
-                "POST",
+            created = await self._create(
                 "/resource_requests.json",
-                json={
-                    "resource_request": {
-                        "workspace_id": int(psa_id),
-                        "role": demand.role,
-                        "start_date": demand.start_date.isoformat(),
-                        "end_date": demand.end_date.isoformat(),
-                        "minutes": demand.allocated_minutes,
-                        "notes": f"{DEMAND_MARKER}{demand.external_id}",
-                    }
+                "resource_request",
+                {
+                    "workspace_id": int(psa_id),
+                    "role": demand.role,
+                    "start_date": demand.start_date.isoformat(),
+                    "end_date": demand.end_date.isoformat(),
+                    "minutes": demand.allocated_minutes,
+                    "notes": f"{DEMAND_MARKER}{demand.external_id}",
                 },
+                functools.partial(self._find_demand, psa_id, demand.role, demand.external_id),
             )
-            created = self._one(body)
             existing[(demand.role, demand.external_id)] = created
             ids.append(str(created["id"]))
         return ids
+
+    async def _find_demand(self, psa_id: str, role: str, key: str) -> dict[str, Any] | None:
+        """The resource request for (project, role, demand key), cancelled or not."""
+        for req in await self._all("/resource_requests.json", {"workspace_id": psa_id}):
+            if str(req["role"]) == role and _marker_code(req.get("notes"), DEMAND_MARKER) == key:
+                return req
+        return None
 
     async def cancel_resource_request(self, request_id: str) -> None:
         try:
@@ -1216,11 +1283,7 @@ class KantataPsa:
                         f"no milestone {code} in project {project_id}", system=SYSTEM
                     )
                 milestone_ids.append(by_code[code])
-        invoices = [
-            inv
-            for inv in await self._all("/invoices.json", {"reference_number": invoice_ref})
-            if inv.get("state") != "cancelled"
-        ]
+        invoices = await self._invoices(invoice_ref)
         covered_time = {i for inv in invoices for i in inv.get("time_entry_ids", [])}
         covered_exp = {i for inv in invoices for i in inv.get("expense_ids", [])}
         covered_ms = {i for inv in invoices for i in inv.get("billing_milestone_ids", [])}
@@ -1233,19 +1296,43 @@ class KantataPsa:
             raise BusinessRuleViolation(
                 "NOTHING_TO_INVOICE", "no entries to mark invoiced", field="entry_ids"
             )
-        body = await self._call(
-            "POST",
+
+        async def find_invoice() -> dict[str, Any] | None:
+            # The POST invoices everything it lists or nothing (the PSA checks all first): a
+            # live invoice under this reference covering all the missing items is that POST's.
+            for inv in await self._invoices(invoice_ref):
+                if (
+                    set(missing_time) <= {str(i) for i in inv.get("time_entry_ids", [])}
+                    and set(missing_exp) <= {str(i) for i in inv.get("expense_ids", [])}
+                    and set(missing_ms) <= {str(i) for i in inv.get("billing_milestone_ids", [])}
+                ):
+                    return inv
+            return None
+
+        created = await self._create(
             "/invoices.json",
-            json={
-                "invoice": {
-                    "reference_number": invoice_ref,
-                    "time_entry_ids": [int(i) for i in missing_time],
-                    "expense_ids": [int(i) for i in missing_exp],
-                    "billing_milestone_ids": [int(i) for i in missing_ms],
-                }
+            "invoice",
+            {
+                "reference_number": invoice_ref,
+                "time_entry_ids": [int(i) for i in missing_time],
+                "expense_ids": [int(i) for i in missing_exp],
+                "billing_milestone_ids": [int(i) for i in missing_ms],
             },
+            find_invoice,
         )
-        return str(invoices[0]["id"]) if invoices else str(self._one(body)["id"])
+        return str(invoices[0]["id"]) if invoices else str(created["id"])
+
+    async def _invoices(self, invoice_ref: str) -> list[dict[str, Any]]:
+        """Live (not cancelled) Kantata invoices with this reference number.
+
+        The `reference_number` list filter is the twin's; whether Kantata filters invoices by
+        it is unverified (VENDOR_APIS.md does not say). Against a tenant without it, list the
+        project's invoices (`workspace_id`) and match the reference here instead."""
+        return [
+            inv
+            for inv in await self._all("/invoices.json", {"reference_number": invoice_ref})
+            if inv.get("state") != "cancelled"
+        ]
 
     async def unmark_invoiced(self, *, invoice_ref: str) -> None:
         """Compensation for `mark_invoiced`: cancel the Kantata invoices with that reference,
@@ -1332,12 +1419,29 @@ class KantataPsa:
             return await self._put_assignment(assignment.external_id, fields, None)
         except NotFoundError:
             pass
-        body = await self._call(
-            "POST",
-            "/assignments.json",
-            json={"assignment": {**fields, "workspace_id": int(assignment.project_id)}},
-        )
-        return await self._assignment(self._one(body))
+
+        async def find_same() -> dict[str, Any] | None:
+            # Assignments carry no free text for a marker: the assignment itself is the key.
+            params: dict[str, Any] = {"workspace_id": assignment.project_id}
+            if user_id:
+                params["user_id"] = user_id
+            for obj in await self._all("/assignments.json", params):
+                if all(obj.get(k) == v for k, v in fields.items() if k != "user_id") and (
+                    str(obj.get("user_id") or "") == str(user_id or "")
+                ):
+                    return obj
+            return None
+
+        # A repeat (the compensation retried after a lost answer) finds the one restored before.
+        restored = await find_same()
+        if restored is None:
+            restored = await self._create(
+                "/assignments.json",
+                "assignment",
+                {**fields, "workspace_id": int(assignment.project_id)},
+                find_same,
+            )
+        return await self._assignment(restored)
 
     # ---------------------------------------------------------------- resources
 
@@ -1410,23 +1514,31 @@ class KantataPsa:
     async def post_notification(
         self, workspace_id: str, message: str, recipients: Sequence[str], *, key: str | None = None
     ) -> str:
+        find: Callable[[], Awaitable[dict[str, Any] | None]] | None = None
         if key is not None:
-            for post in await self._all("/posts.json", {"workspace_id": workspace_id}):
-                if _marker_code(post.get("message"), POST_MARKER) == key:
-                    return str(post["id"])
+            find = functools.partial(
+                self._find_by_marker,
+                "/posts.json",
+                {"workspace_id": workspace_id},
+                "message",
+                POST_MARKER,
+                key,
+            )
+            earlier = await find()
+            if earlier is not None:
+                return str(earlier["id"])
             message = f"{message}\n\n{POST_MARKER}{key}"
-        body = await self._call(
-            "POST",
+        created = await self._create(
             "/posts.json",
-            json={
-                "post": {
-                    "workspace_id": int(workspace_id),
-                    "message": message,
-                    "recipient_roles": list(recipients),
-                }
+            "post",
+            {
+                "workspace_id": int(workspace_id),
+                "message": message,
+                "recipient_roles": list(recipients),
             },
+            find,
         )
-        return str(self._one(body)["id"])
+        return str(created["id"])
 
 
 # --------------------------------------------------------------------------- in-memory fake
@@ -1858,8 +1970,8 @@ class FakePsa:
         page_size: int = MAX_PAGE_SIZE,
     ) -> AsyncIterator[TimeEntry]:
         self._enter("list_approved_time")
-        for entry in sorted(self.time_entries.values(), key=lambda e: e.updated_at):
-            if not entry.approved or (since is not None and entry.updated_at <= since):
+        for entry in sorted(self.time_entries.values(), key=lambda e: e.updated_at or _EPOCH):
+            if not entry.approved or (since is not None and (entry.updated_at or _EPOCH) <= since):
                 continue
             if project_id is not None and entry.project_id != project_id:
                 continue
@@ -1922,8 +2034,10 @@ class FakePsa:
         page_size: int = MAX_PAGE_SIZE,
     ) -> AsyncIterator[ExpenseEntry]:
         self._enter("list_approved_expenses")
-        for expense in sorted(self.expenses.values(), key=lambda e: e.updated_at):
-            if not expense.approved or (since is not None and expense.updated_at <= since):
+        for expense in sorted(self.expenses.values(), key=lambda e: e.updated_at or _EPOCH):
+            if not expense.approved or (
+                since is not None and (expense.updated_at or _EPOCH) <= since
+            ):
                 continue
             if project_id is not None and expense.project_id != project_id:
                 continue

@@ -1,5 +1,5 @@
-"""What every twin shares: fault injection, request stats, OAuth2 client credentials,
-vendor-shaped errors, signed outbound webhooks, and the FastAPI app factory.
+"""What every twin shares: fault injection (including lost responses), request stats, OAuth2
+client credentials, vendor-shaped errors, signed outbound webhooks, and the FastAPI app factory.
 
 A twin module (`crm.py`, `psa.py`, `erp.py`, `hcm.py`) defines its own sqlmodel tables
 (table names prefixed with the system, e.g. `erp_job`), an `APIRouter` of vendor-shaped
@@ -28,7 +28,7 @@ from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import Engine, Table, event
+from sqlalchemy import Engine, Table, event, inspect, text
 from sqlmodel import Session, SQLModel, create_engine
 from standardwebhooks import Webhook
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -88,12 +88,48 @@ class FaultConfig(BaseModel):
     seed: int | None = None
 
 
+class LostResponseConfig(BaseModel):
+    """What `POST /_admin/lost-responses` (also `/_admin/<system>/lost-responses`) sets: this
+    fraction of vendor requests is processed — the write is applied and committed — and then
+    answered 504, as if the response had been lost on its way back. It is the one failure where
+    a client cannot tell whether its request took effect: the case idempotency keys, external-ID
+    upserts and find-before-create exist for. A blind retry of a create turns it into a
+    duplicate. Replaces the whole config each time (`{}` turns it off)."""
+
+    rate: float = Field(default=0.0, ge=0, le=1)
+    seed: int | None = None
+
+
+@dataclass
+class LostResponseControl:
+    """The lost-response fault of one twin: its config, its own random stream (so turning it on
+    does not shift the other faults' seeded rolls) and how many answers it has dropped."""
+
+    config: LostResponseConfig = field(default_factory=LostResponseConfig)
+    rng: random.Random = field(default_factory=random.Random)
+    dropped: int = 0
+
+    def configure(self, config: LostResponseConfig) -> None:
+        self.config = config
+        self.rng = random.Random(config.seed)
+
+    def roll(self) -> bool:
+        """Lose this response? (Draws only while the fault is on.)"""
+        return bool(self.config.rate) and self.rng.random() < self.config.rate
+
+    def report(self) -> dict[str, Any]:
+        return self.config.model_dump() | {"dropped": self.dropped}
+
+
 class TwinStats(BaseModel):
     requests: int = 0
     served: int = 0
     throttled_429: int = 0
     errors_5xx: int = 0
     injected_errors: int = 0
+    lost_responses: int = 0
+    """Requests processed whose answer was then replaced by a 504 (not in `by_status`, which
+    counts what the handler answered)."""
     by_status: dict[str, int] = Field(default_factory=dict)
     in_flight_max: int = 0
 
@@ -133,6 +169,8 @@ class TwinState:
     webhooks: WebhookSender | None = None
     rng: random.Random = field(default_factory=random.Random)
     bucket: _Bucket | None = None
+    lost: LostResponseControl = field(default_factory=LostResponseControl)
+    lost_since_reset: int = 0
 
     def set_faults(self, faults: FaultConfig) -> None:
         self.faults = faults
@@ -150,13 +188,14 @@ class TwinState:
             throttled_429=self.statuses[429],
             errors_5xx=sum(n for s, n in self.statuses.items() if s >= 500),
             injected_errors=self.injected,
+            lost_responses=self.lost_since_reset,
             by_status={str(s): n for s, n in sorted(self.statuses.items())},
             in_flight_max=self.in_flight_max,
         )
 
     def reset_stats(self) -> None:
         self.statuses.clear()
-        self.requests = self.injected = self.in_flight_max = 0
+        self.requests = self.injected = self.in_flight_max = self.lost_since_reset = 0
 
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
@@ -183,8 +222,27 @@ def make_twin_engine(path: Path | str | None, tables: Iterable[Table]) -> Engine
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
 
-    SQLModel.metadata.create_all(engine, tables=list(tables))
+    tables = list(tables)
+    SQLModel.metadata.create_all(engine, tables=tables)
+    _add_missing_columns(engine, tables)
     return engine
+
+
+def _add_missing_columns(engine: Engine, tables: list[Table]) -> None:
+    """Give a twin database made by an older version the nullable columns added since (e.g. an
+    external-ID field), so a sandbox home survives an upgrade. `create_all` only makes missing
+    tables; anything beyond an added nullable column needs a fresh database."""
+    present = inspect(engine)
+    with engine.begin() as conn:
+        for table in tables:
+            have = {c["name"] for c in present.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in have or not column.nullable:
+                    continue
+                kind = column.type.compile(dialect=engine.dialect)
+                conn.execute(text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}'))
+            for index in table.indexes:
+                index.create(conn, checkfirst=True)
 
 
 _EXEMPT = ("/_admin", "/docs", "/openapi.json", "/redoc")
@@ -268,6 +326,49 @@ class FaultMiddleware:
         raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
         await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _vendor_path(scope: Scope) -> bool:
+    """Is this an HTTP request to the twin's vendor API (not admin, docs or the token)?"""
+    if scope["type"] != "http":
+        return False
+    path = scope.get("path", "")
+    root = scope.get("root_path", "")
+    rel = path[len(root) :] if root and path.startswith(root) else path
+    return not rel.startswith((*_EXEMPT, "/oauth2/"))
+
+
+class LostResponses:
+    """Pure ASGI middleware applying `LostResponseConfig` to vendor requests. It sits outside
+    `FaultMiddleware`, so the request is handled (and counted in the twin's stats as what the
+    handler answered) before its answer is swallowed and replaced by a 504 in the vendor's
+    error shape. Admin, docs and token requests are never lost."""
+
+    def __init__(self, app: ASGIApp, state: TwinState, error_body: ErrorBody) -> None:
+        self.app = app
+        self.state = state
+        self.error_body = error_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not _vendor_path(scope) or not self.state.lost.roll():
+            await self.app(scope, receive, send)
+            return
+
+        async def swallow(_message: Any) -> None:
+            return None
+
+        await self.app(scope, receive, swallow)
+        self.state.lost.dropped += 1
+        self.state.lost_since_reset += 1
+        body = json.dumps(
+            self.error_body(504, "GATEWAY_TIMEOUT", "The response was lost (injected fault).")
+        ).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        await send({"type": "http.response.start", "status": 504, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
 
@@ -445,6 +546,24 @@ def _admin_router(state: TwinState) -> APIRouter:
     def get_faults() -> FaultConfig:
         return state.faults
 
+    def set_lost(config: LostResponseConfig) -> dict[str, Any]:
+        state.lost.configure(config)
+        return state.lost.report()
+
+    def get_lost() -> dict[str, Any]:
+        return state.lost.report()
+
+    # One implementation, two paths: the shared one and `/_admin/<system>/lost-responses`
+    # (the ERP's historical path, now on every twin).
+    for path in ("/lost-responses", f"/{state.system}/lost-responses"):
+        router.add_api_route(
+            path,
+            set_lost,
+            methods=["POST"],
+            summary="Process, then lose, a fraction of responses (answered 504)",
+        )
+        router.add_api_route(path, get_lost, methods=["GET"], summary="Lost-response config")
+
     @router.get("/stats", summary="Requests served, 429s, 5xx")
     def get_stats() -> TwinStats:
         return state.stats()
@@ -526,4 +645,7 @@ def create_twin_app(
         return JSONResponse(error_body(500, "UNEXPECTED_ERROR", str(exc)), status_code=500)
 
     app.add_middleware(FaultMiddleware, state=state, error_body=error_body)
+    # Added last, so outermost: the request is processed before its answer is lost.
+    app.add_middleware(LostResponses, state=state, error_body=error_body)
+    app.state.lost_responses = state.lost
     return app

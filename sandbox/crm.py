@@ -10,6 +10,11 @@ Endpoints (any API version v31.0..v62.0 in the path; the connector uses v61.0):
   opportunity with products refuses a direct `Amount` (or currency) change with
   `FIELD_INTEGRITY_EXCEPTION`: its Amount is the sum of its line items' TotalPrice.
 - `POST  /services/data/v61.0/sobjects/{Object}` — 201 `{"id", "success": true, "errors": []}`.
+- `PATCH /services/data/v61.0/sobjects/{Object}/{ExtIdField}/{value}` — upsert by an external
+  ID field (`Pssync_Key__c` on Opportunity and OpportunityLineItem, a custom Text(255) field
+  marked External ID and Unique): no match creates (201 `{"id", "success", "errors",
+  "created": true}`), a match is updated (200, `"created": false`, as from API v46.0). Sent
+  twice, it is still one record — the way to create safely when an answer can be lost.
 - `GET   /services/data/v61.0/query?q=SELECT ...` and `GET .../query/{locator}-{offset}` —
   a tiny SOQL subset: `SELECT f, ... FROM Object [WHERE f op v [AND ...]] [ORDER BY f
   [ASC|DESC]] [LIMIT n]`, ops `= != <> < <= > >= IN (...)`. Results page with `totalSize`,
@@ -22,6 +27,9 @@ always `INVALID_SESSION_ID`, unknown records and resources `NOT_FOUND`.
 When an opportunity reaches the contracted stage (`Closed Won`, by PATCH or create) the twin
 emits a signed thin event `opportunity.won` with `{"tenant", "object", "id", "stage"}` — like an
 Outbound Message or a record-triggered Flow callout: at least once, the receiver re-reads.
+
+Handlers are `async def` and touch SQLite synchronously, so no two requests' transactions
+interleave on the twin's connection (an in-memory twin shares one between threads).
 
 Money is kept as decimal strings in SQLite and rendered as JSON numbers with two decimals (as
 Salesforce does); a careful client parses them as decimals.
@@ -126,6 +134,7 @@ class CrmOpportunity(SQLModel, table=True):
     Rate_Card__c: str | None = None
     Delivery_Manager__c: str | None = None
     Enterprise_Project_Id__c: str | None = Field(default=None, index=True)
+    Pssync_Key__c: str | None = Field(default=None, index=True)
     Provisioning_Status__c: str | None = None
     Provisioning_Error__c: str | None = None
     CreatedDate: datetime
@@ -149,6 +158,7 @@ class CrmOpportunityLineItem(SQLModel, table=True):
     CurrencyIsoCode: str = "USD"
     Billing_Type__c: str | None = None
     Role__c: str | None = None
+    Pssync_Key__c: str | None = Field(default=None, index=True)
     CreatedDate: datetime
     LastModifiedDate: datetime
     SystemModstamp: datetime
@@ -184,6 +194,8 @@ class FieldSpec:
     length: int | None = None
     values: tuple[str, ...] = ()
     refers_to: str | None = None
+    external_id: bool = False
+    """An External ID field (unique here): usable as the key of an upsert."""
 
 
 @dataclass(frozen=True)
@@ -254,6 +266,9 @@ SOBJECTS: dict[str, SObject] = {
             FieldSpec("Delivery_Manager__c", "string", length=40, create=True, update=True),
             FieldSpec("Enterprise_Project_Id__c", "string", length=26, create=True, update=True),
             FieldSpec(
+                "Pssync_Key__c", "string", length=255, create=True, update=True, external_id=True
+            ),
+            FieldSpec(
                 "Provisioning_Status__c",
                 "picklist",
                 values=PROVISIONING_STATUSES,
@@ -288,6 +303,9 @@ SOBJECTS: dict[str, SObject] = {
                 "Billing_Type__c", "picklist", values=BILLING_TYPES, create=True, update=True
             ),
             FieldSpec("Role__c", "string", length=80, create=True, update=True),
+            FieldSpec(
+                "Pssync_Key__c", "string", length=255, create=True, update=True, external_id=True
+            ),
             *_AUDIT,
         ],
     ),
@@ -861,7 +879,7 @@ def create_app(
         )
 
     @router.get("/sobjects/{sobject}/{record_id}", summary="Get a record")
-    def get_record(
+    async def get_record(
         version: str, sobject: str, record_id: str, fields: str | None = None
     ) -> dict[str, Any]:
         _version_ok(version)
@@ -881,6 +899,104 @@ def create_app(
         with state.session() as session:
             return render(sobj, _get(session, sobj, record_id), wanted)
 
+    def update_row(session: Session, sobj: SObject, row: Any, values: dict[str, Any]) -> bool:
+        """Apply an update to `row` (committed); True when it made an opportunity won."""
+        for name, value in values.items():
+            _check_reference(session, sobj.fields[name], value)
+            if value is None and sobj.fields[name].required:
+                raise _fail(
+                    "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{name}]", name
+                )
+        now = _now()
+        became_won = False
+        if isinstance(row, CrmOpportunity):
+            if row.HasOpportunityLineItem:
+                # Amount is a roll-up of the products: never set directly. The currency
+                # may be restated, not changed.
+                for name in ("Amount", "CurrencyIsoCode"):
+                    if name in values and (name == "Amount" or values[name] != getattr(row, name)):
+                        raise _fail(
+                            "FIELD_INTEGRITY_EXCEPTION",
+                            f"field integrity exception: {name} (cannot be changed on an "
+                            "opportunity with products; it follows the line items)",
+                            name,
+                        )
+            was_won = row.IsWon
+            stage = values.pop("StageName", None)
+            for name, value in values.items():
+                setattr(row, name, value)
+            if stage is not None:
+                _apply_stage(row, stage, "Probability" in values)
+            became_won = row.IsWon and not was_won
+        elif isinstance(row, CrmOpportunityLineItem):
+            if {"Quantity", "UnitPrice", "TotalPrice"} & values.keys():
+                _line_prices(values, row)
+            for name, value in values.items():
+                setattr(row, name, value)
+            session.add(row)
+            opp = session.get(CrmOpportunity, row.OpportunityId)
+            if opp is not None:
+                _roll_up(session, opp)  # autoflush: sees the line's new TotalPrice
+                _stamp(opp, now)
+                session.add(opp)
+        else:
+            for name, value in values.items():
+                setattr(row, name, value)
+        _stamp(row, now)
+        session.add(row)
+        session.commit()
+        return became_won
+
+    def insert_row(session: Session, sobj: SObject, values: dict[str, Any]) -> tuple[str, bool]:
+        """Create a record (committed): its Id, and whether it was created won."""
+        now = _now()
+        became_won = False
+        for name, value in values.items():
+            _check_reference(session, sobj.fields[name], value)
+        row: Any
+        if sobj.name == "Account":
+            row = CrmAccount(
+                Id=_next_id(session, sobj.prefix),
+                CreatedDate=now,
+                LastModifiedDate=now,
+                SystemModstamp=now,
+                **values,
+            )
+        elif sobj.name == "Opportunity":
+            stage = values.pop("StageName")
+            row = CrmOpportunity(
+                Id=_next_id(session, sobj.prefix),
+                StageName=stage,
+                CreatedDate=now,
+                LastModifiedDate=now,
+                SystemModstamp=now,
+                **values,
+            )
+            if row.CurrencyIsoCode is None:
+                row.CurrencyIsoCode = "USD"
+            _apply_stage(row, stage, "Probability" in values)
+            became_won = row.IsWon
+        else:
+            opp = session.get(CrmOpportunity, values["OpportunityId"])
+            assert opp is not None  # checked by _check_reference
+            _line_prices(values, None)
+            row = CrmOpportunityLineItem(
+                Id=_next_id(session, sobj.prefix),
+                CurrencyIsoCode=opp.CurrencyIsoCode,
+                CreatedDate=now,
+                LastModifiedDate=now,
+                SystemModstamp=now,
+                **values,
+            )
+            session.add(row)
+            session.flush()
+            _roll_up(session, opp)
+            _stamp(opp, now)
+            session.add(opp)
+        session.add(row)
+        session.commit()
+        return str(row.Id), became_won
+
     @router.patch("/sobjects/{sobject}/{record_id}", status_code=204, summary="Update a record")
     async def patch_record(
         version: str, sobject: str, record_id: str, request: Request
@@ -889,58 +1005,62 @@ def create_app(
         sobj = _sobject_or_404(sobject)
         body = await _json_object(request)
         values = _check_fields(sobj, body, creating=False)
-        became_won = False
         with state.session() as session:
             row = _get(session, sobj, record_id)
-            for name, value in values.items():
-                _check_reference(session, sobj.fields[name], value)
-                if value is None and sobj.fields[name].required:
-                    raise _fail(
-                        "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{name}]", name
-                    )
-            now = _now()
-            if isinstance(row, CrmOpportunity):
-                if row.HasOpportunityLineItem:
-                    # Amount is a roll-up of the products: never set directly. The currency
-                    # may be restated, not changed.
-                    for name in ("Amount", "CurrencyIsoCode"):
-                        if name in values and (
-                            name == "Amount" or values[name] != getattr(row, name)
-                        ):
-                            raise _fail(
-                                "FIELD_INTEGRITY_EXCEPTION",
-                                f"field integrity exception: {name} (cannot be changed on an "
-                                "opportunity with products; it follows the line items)",
-                                name,
-                            )
-                was_won = row.IsWon
-                stage = values.pop("StageName", None)
-                for name, value in values.items():
-                    setattr(row, name, value)
-                if stage is not None:
-                    _apply_stage(row, stage, "Probability" in values)
-                became_won = row.IsWon and not was_won
-            elif isinstance(row, CrmOpportunityLineItem):
-                if {"Quantity", "UnitPrice", "TotalPrice"} & values.keys():
-                    _line_prices(values, row)
-                for name, value in values.items():
-                    setattr(row, name, value)
-                session.add(row)
-                opp = session.get(CrmOpportunity, row.OpportunityId)
-                if opp is not None:
-                    _roll_up(session, opp)  # autoflush: sees the line's new TotalPrice
-                    _stamp(opp, now)
-                    session.add(opp)
-            else:
-                for name, value in values.items():
-                    setattr(row, name, value)
-            _stamp(row, now)
-            session.add(row)
-            session.commit()
+            became_won = update_row(session, sobj, row, values)
             rid = row.Id
         if became_won:
             won(rid)
         return Response(status_code=204)
+
+    @router.patch(
+        "/sobjects/{sobject}/{id_field}/{external_id}",
+        summary="Upsert a record by an external ID field",
+    )
+    async def upsert_record(
+        version: str, sobject: str, id_field: str, external_id: str, request: Request
+    ) -> JSONResponse:
+        _version_ok(version)
+        sobj = _sobject_or_404(sobject)
+        name = sobj.lookup.get(id_field.lower())
+        spec = sobj.fields.get(name or "")
+        if spec is None or not spec.external_id:
+            raise _fail(
+                "NOT_FOUND",
+                f"Provided external ID field does not exist or is not accessible: {id_field}",
+                status=404,
+            )
+        body = await _json_object(request)
+        given = next((v for k, v in body.items() if k.lower() == spec.name.lower()), None)
+        if given is not None and given != external_id:
+            raise _fail(
+                "INVALID_FIELD",
+                f"{spec.name}: the external ID in the body differs from the one in the URL",
+                spec.name,
+            )
+        key = _parse_value(spec, external_id)
+        with state.session() as session:
+            matches = session.exec(
+                select(sobj.table).where(getattr(sobj.table, spec.name) == key)
+            ).all()
+            if len(matches) > 1:  # pragma: no cover - the field is unique
+                raise _fail("MULTIPLE_CHOICES", f"more than one record has {spec.name}", status=300)
+            if matches:
+                row: Any = matches[0]
+                values = _check_fields(sobj, body, creating=False)
+                values.pop(spec.name, None)
+                became_won = update_row(session, sobj, row, values)
+                rid, created = str(row.Id), False
+            else:
+                values = _check_fields(sobj, {**body, spec.name: external_id}, creating=True)
+                rid, became_won = insert_row(session, sobj, values)
+                created = True
+        if became_won:
+            won(rid)
+        return JSONResponse(
+            {"id": rid, "success": True, "errors": [], "created": created},
+            status_code=201 if created else 200,
+        )
 
     @router.post("/sobjects/{sobject}", status_code=201, summary="Create a record")
     async def create_record(version: str, sobject: str, request: Request) -> JSONResponse:
@@ -948,54 +1068,21 @@ def create_app(
         sobj = _sobject_or_404(sobject)
         body = await _json_object(request)
         values = _check_fields(sobj, body, creating=True)
-        now = _now()
-        became_won = False
         with state.session() as session:
-            for name, value in values.items():
-                _check_reference(session, sobj.fields[name], value)
-            row: Any
-            if sobj.name == "Account":
-                row = CrmAccount(
-                    Id=_next_id(session, sobj.prefix),
-                    CreatedDate=now,
-                    LastModifiedDate=now,
-                    SystemModstamp=now,
-                    **values,
-                )
-            elif sobj.name == "Opportunity":
-                stage = values.pop("StageName")
-                row = CrmOpportunity(
-                    Id=_next_id(session, sobj.prefix),
-                    StageName=stage,
-                    CreatedDate=now,
-                    LastModifiedDate=now,
-                    SystemModstamp=now,
-                    **values,
-                )
-                if row.CurrencyIsoCode is None:
-                    row.CurrencyIsoCode = "USD"
-                _apply_stage(row, stage, "Probability" in values)
-                became_won = row.IsWon
-            else:
-                opp = session.get(CrmOpportunity, values["OpportunityId"])
-                assert opp is not None  # checked by _check_reference
-                _line_prices(values, None)
-                row = CrmOpportunityLineItem(
-                    Id=_next_id(session, sobj.prefix),
-                    CurrencyIsoCode=opp.CurrencyIsoCode,
-                    CreatedDate=now,
-                    LastModifiedDate=now,
-                    SystemModstamp=now,
-                    **values,
-                )
-                session.add(row)
-                session.flush()
-                _roll_up(session, opp)
-                _stamp(opp, now)
-                session.add(opp)
-            session.add(row)
-            session.commit()
-            rid = row.Id
+            for spec in sobj.fields.values():
+                key = values.get(spec.name)
+                if spec.external_id and key is not None:
+                    clash = session.exec(
+                        select(sobj.table).where(getattr(sobj.table, spec.name) == key)
+                    ).first()
+                    if clash is not None:
+                        raise _fail(
+                            "DUPLICATE_VALUE",
+                            f"duplicate value found: {spec.name} duplicates value on record "
+                            f"with id: {clash.Id}",  # type: ignore[attr-defined]
+                            spec.name,
+                        )
+            rid, became_won = insert_row(session, sobj, values)
         if became_won:
             won(rid)
         return JSONResponse({"id": rid, "success": True, "errors": []}, status_code=201)
@@ -1019,7 +1106,7 @@ def create_app(
         return body
 
     @router.get("/query", summary="SOQL query (a small subset)")
-    def query(version: str, request: Request, q: str | None = None) -> dict[str, Any]:
+    async def query(version: str, request: Request, q: str | None = None) -> dict[str, Any]:
         _version_ok(version)
         if not q:
             raise _fail("MALFORMED_QUERY", "query parameter q is required", "q")
@@ -1033,7 +1120,7 @@ def create_app(
         return page(version, locator, cursor, 0)
 
     @router.get("/query/{locator_offset}", summary="Next page of a query")
-    def query_more(version: str, locator_offset: str) -> dict[str, Any]:
+    async def query_more(version: str, locator_offset: str) -> dict[str, Any]:
         _version_ok(version)
         locator, _, offset = locator_offset.rpartition("-")
         cursor = cursors.get(locator)

@@ -36,10 +36,10 @@ Business rules answer 400 in NetSuite's error shape (`o:errorDetails` with `o:er
 `INVALID_CONTENT` (wrong type), `USER_ERROR` (missing mandatory field), `DUP_RCRD`; unknown ids
 are 404 `NONEXISTENT_ID`.
 
-Faults: the shared ones (`/_admin/faults`: 5xx, 429, latency, outage, quotas, hangs) plus an
-ERP-only `POST /_admin/erp/lost-responses {"rate", "seed"}`: that fraction of requests is
-processed and then answered 504, as if the response had been lost — what idempotency keys and
-external-ID upserts are for.
+Faults: the shared ones (`/_admin/faults`: 5xx, 429, latency, outage, quotas, hangs) and the
+shared lost-response fault, `POST /_admin/erp/lost-responses {"rate", "seed"}` (or
+`/_admin/lost-responses`): that fraction of requests is processed and then answered 504, as if
+the response had been lost — what idempotency keys and external-ID upserts are for.
 
 Simplifications, said once: currencies are referenced by their ISO code (`{"id": "USD"}`);
 a timebill's `employee` reference is stored as given, not checked (HCM owns who works); cost
@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import copy
 import json
-import random
 import re
 import uuid
 from collections.abc import Callable
@@ -67,12 +66,10 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
-from pydantic import Field as PField
 from pydantic_core import PydanticUndefined
 from sqlalchemy import event
 from sqlalchemy.orm import ORMExecuteState, defer
 from sqlmodel import Field, Session, SQLModel, col, func, select
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from contracts.settings import DEV_WEBHOOK_SECRET
 from sandbox._twin import TwinError, TwinState, create_twin_app, make_twin_engine
@@ -2192,66 +2189,6 @@ def _forecast_json(job: ErpJob, row: ErpLaborForecast, url: Url) -> dict[str, An
 # --------------------------------------------------------------------------- app and seed
 
 
-class LostResponseConfig(BaseModel):
-    """ERP-only fault (`POST /_admin/erp/lost-responses`): this fraction of requests is
-    processed, then answered 504 as if the response had been lost on its way back — the case
-    idempotency keys exist for."""
-
-    rate: float = PField(default=0.0, ge=0, le=1)
-    seed: int | None = None
-
-
-@dataclass
-class LostResponseControl:
-    config: LostResponseConfig = dc_field(default_factory=LostResponseConfig)
-    rng: random.Random = dc_field(default_factory=random.Random)
-    dropped: int = 0
-
-    def configure(self, config: LostResponseConfig) -> None:
-        self.config = config
-        self.rng = random.Random(config.seed)
-
-    def report(self) -> dict[str, Any]:
-        return self.config.model_dump() | {"dropped": self.dropped}
-
-
-class LostResponses:
-    """Pure ASGI middleware applying `LostResponseConfig` (outermost: the work is done, and
-    counted in the twin's stats, before its response is lost)."""
-
-    def __init__(self, app: ASGIApp, control: LostResponseControl) -> None:
-        self.app = app
-        self.control = control
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "") if scope["type"] == "http" else ""
-        root = scope.get("root_path", "")
-        rel = path[len(root) :] if root and path.startswith(root) else path
-        control = self.control
-        if (
-            not rel.startswith("/services/")
-            or not control.config.rate
-            or control.rng.random() >= control.config.rate
-        ):
-            await self.app(scope, receive, send)
-            return
-
-        async def swallow(_message: Any) -> None:
-            return None
-
-        await self.app(scope, receive, swallow)
-        control.dropped += 1
-        body = json.dumps(
-            error_body(504, "GATEWAY_TIMEOUT", "The response was lost (injected fault).")
-        ).encode()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-        ]
-        await send({"type": "http.response.start", "status": 504, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
-
 def create_app(
     db_path: Path | None = None,
     *,
@@ -2264,29 +2201,15 @@ def create_app(
     `async_pending_polls` status polls."""
     del webhook_url, webhook_secret
     state = TwinState(system=SYSTEM, engine=make_twin_engine(db_path, TABLES))
-    lost = LostResponseControl()
-    admin = APIRouter(prefix="/_admin/erp", tags=["admin"])
-
-    @admin.post("/lost-responses", summary="Process, then lose, a fraction of responses")
-    def set_lost(config: LostResponseConfig) -> dict[str, Any]:
-        lost.configure(config)
-        return lost.report()
-
-    @admin.get("/lost-responses")
-    def get_lost() -> dict[str, Any]:
-        return lost.report()
-
-    app = create_twin_app(
+    # The lost-response fault (`/_admin/erp/lost-responses`, also `/_admin/lost-responses`)
+    # lives in the shared frame now; `app.state.lost_responses` is its control, as before.
+    return create_twin_app(
         state=state,
         title="ERP twin (NetSuite REST web services)",
         description=__doc__ or "",
         router=_router(state, async_pending_polls),
         error_body=error_body,
-        extra_routers=[admin],
     )
-    app.add_middleware(LostResponses, control=lost)
-    app.state.lost_responses = lost
-    return app
 
 
 def _state(app_or_state: FastAPI | TwinState) -> TwinState:

@@ -21,6 +21,9 @@ Endpoints:
   `POST .../workers/{id}/rehire {"hireDate", "reason"?}`. Each answers the completed event with
   the worker as it now is.
 
+Handlers are `async def` and touch SQLite synchronously, so no two requests' transactions
+interleave on the twin's connection (an in-memory twin shares one).
+
 Worker status is computed as of the twin's clock date: a termination date is the last day of
 employment, so the worker is `terminated` from the day after it. Refusals (termination before
 hire, last day of work after the termination date, a second termination, ...) answer 400 in a
@@ -295,7 +298,7 @@ def create_app(
             raise _refuse("INVALID_OFFSET", "offset must not be negative", "offset")
 
     @router.get("/workers", summary="Workers, or the workers changed in an entry window")
-    def list_workers(
+    async def list_workers(
         tenant: str,
         limit: int = DEFAULT_LIMIT,
         offset: int = 0,
@@ -344,7 +347,7 @@ def create_app(
             return {"total": len(ordered), "data": data}
 
     @router.get("/workers/{worker}", summary="One worker (WID or Employee_ID=...)")
-    def get_worker(tenant: str, worker: str) -> dict[str, Any]:
+    async def get_worker(tenant: str, worker: str) -> dict[str, Any]:
         check_tenant(tenant)
         with state.session() as session:
             return render_worker(_find(session, worker), tenant, today())
@@ -357,7 +360,7 @@ def create_app(
         return body
 
     @router.post("/workers/{worker}/terminate", summary="Terminate (also future-dated)")
-    def terminate(tenant: str, worker: str, request: TerminateRequest) -> dict[str, Any]:
+    async def terminate(tenant: str, worker: str, request: TerminateRequest) -> dict[str, Any]:
         check_tenant(tenant)
         with state.session() as session:
             w = _find(session, worker)
@@ -434,7 +437,7 @@ def create_app(
             return completed(session, w, event)
 
     @router.post("/workers/{worker}/rehire", summary="Rehire a terminated worker")
-    def rehire(tenant: str, worker: str, request: RehireRequest) -> dict[str, Any]:
+    async def rehire(tenant: str, worker: str, request: RehireRequest) -> dict[str, Any]:
         check_tenant(tenant)
         with state.session() as session:
             w = _find(session, worker)
