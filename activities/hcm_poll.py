@@ -6,7 +6,7 @@ Each Schedule action runs `HcmChangesPoller`, whose one activity `hcm.poll_chang
 window `[cursor - overlap, now)`, and for every event not seen before:
 
 - a termination starts `WorkerTermination` with the ID built from tenant, worker and effective
-  date (`USE_EXISTING`: a re-detected termination joins the run already there);
+  date (`plumbing.temporal.start_or_join`: a re-detected termination joins the run there);
 - a rescind signals that run `rescind`; a rehire signals the worker's latest termination run,
   which treats it as a rescind only while the termination is not yet effective.
 
@@ -23,32 +23,18 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 
 from temporalio import activity
-from temporalio.client import (
-    Client,
-    Schedule,
-    ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
-    ScheduleIntervalSpec,
-    ScheduleOverlapPolicy,
-    SchedulePolicy,
-    ScheduleSpec,
-    ScheduleUpdate,
-    ScheduleUpdateInput,
-)
-from temporalio.common import (
-    SearchAttributeKey,
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-)
+from temporalio.client import Client
+from temporalio.common import SearchAttributePair, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities._errors import translate_errors
 from connectors.hcm import HcmPort, WorkerChange, WorkerEventType
+from contracts.ids import InvalidId, canonical_hcm_id
 from contracts.naming import termination_workflow_id
 from contracts.v1.worker_termination import (
     HCM_CHANGES_POLLER,
     HCM_SCHEDULE_ID,
+    PROCESS_WORKER_TERMINATION,
     RESCIND_SIGNAL,
     RESCIND_UPDATE,
     WORKER_TERMINATION,
@@ -59,10 +45,14 @@ from contracts.v1.worker_termination import (
     RescindSource,
     TerminationInput,
 )
+from plumbing.temporal import (
+    BUSINESS_PROCESS,
+    WORKER_ID,
+    ensure_interval_schedule,
+    start_or_join,
+)
 from store import Store
 
-WORKER_ID = SearchAttributeKey.for_keyword("WorkerId")
-BUSINESS_PROCESS = SearchAttributeKey.for_keyword("BusinessProcess")
 INBOX_SOURCE = "hcm"
 
 
@@ -148,11 +138,20 @@ class HcmPollActivities:
         request: PollerInput,
         result: PollResult,
     ) -> str | None:
-        worker_id = change.worker.external_id
+        # The poller is pssync's edge for HCM events: the worker id is made canonical here
+        # once (a malformed one is reported and skipped, not retried forever).
+        try:
+            worker_id = canonical_hcm_id(change.worker.external_id)
+        except InvalidId as exc:
+            result.ignored.append(f"{change.event_id}: {exc}")
+            return None
         if change.event_type is WorkerEventType.TERMINATE:
             termination = change.termination_date or change.effective_date
             workflow_id = termination_workflow_id(tenant, worker_id, termination.isoformat())
-            await self.client.start_workflow(
+            # A re-detected termination (a crash before the inbox row) joins the run there;
+            # after it closed, the same termination date starts a new run (ALLOW_DUPLICATE).
+            await start_or_join(
+                self.client,
                 WORKER_TERMINATION,
                 TerminationInput(
                     hcm_tenant=tenant,
@@ -166,13 +165,11 @@ class HcmPollActivities:
                 ),
                 id=workflow_id,
                 task_queue=task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(WORKER_ID, worker_id),
-                        SearchAttributePair(BUSINESS_PROCESS, "worker_termination"),
-                    ]
-                ),
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                search_attributes=[
+                    SearchAttributePair(WORKER_ID, worker_id),
+                    SearchAttributePair(BUSINESS_PROCESS, PROCESS_WORKER_TERMINATION),
+                ],
                 static_summary=f"Termination of {change.worker.name or worker_id}, "
                 f"effective {termination.isoformat()}",
             )
@@ -226,24 +223,14 @@ async def ensure_hcm_schedule(
 ) -> None:
     """Create the Schedule that runs `HcmChangesPoller` every `every`, or bring an existing one
     up to date. Overlapping runs are skipped: one poller at a time owns the cursor."""
-    schedule = Schedule(
-        action=ScheduleActionStartWorkflow(
-            HCM_CHANGES_POLLER,
-            poller or PollerInput(),
-            id=f"{schedule_id}-run",
-            task_queue=task_queue,
-        ),
-        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
-        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    await ensure_interval_schedule(
+        client,
+        schedule_id,
+        HCM_CHANGES_POLLER,
+        poller or PollerInput(),
+        every=every,
+        task_queue=task_queue,
     )
-    try:
-        await client.create_schedule(schedule_id, schedule)
-    except ScheduleAlreadyRunningError:
-
-        def replace(_: ScheduleUpdateInput) -> ScheduleUpdate:
-            return ScheduleUpdate(schedule=schedule)
-
-        await client.get_schedule_handle(schedule_id).update(replace)
 
 
 async def rescind_termination(

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from temporalio import activity
 
 from activities._errors import translate_errors
-from store import NewExceptionItem, Store
+from store import AlreadyResolved, NewExceptionItem, Store
 
 
 class ReserveEnterpriseId(BaseModel):
@@ -88,23 +88,19 @@ class StoreActivities:
     @activity.defn(name="store.reserve_enterprise_id")
     @translate_errors
     async def reserve_enterprise_id(self, request: ReserveEnterpriseId) -> str:
-        def reserve() -> str:
-            existing = self.store.find_enterprise_id(
-                request.system, request.tenant, request.object_type, request.external_id
-            )
-            if existing is not None:
-                return existing
-            row = self.store.link_xref(
-                request.candidate,
-                request.entity_type,
-                request.system,
-                request.tenant,
-                request.object_type,
-                request.external_id,
-            )
-            return row.enterprise_id
+        """The source record's enterprise id: the existing one, else the candidate.
 
-        return await asyncio.to_thread(reserve)
+        One store operation, so sagas reserving for the same record at once (two deals of one
+        customer won together) all get the same id instead of all but one failing."""
+        return await asyncio.to_thread(
+            self.store.reserve_enterprise_id,
+            request.candidate,
+            request.entity_type,
+            request.system,
+            request.tenant,
+            request.object_type,
+            request.external_id,
+        )
 
     @activity.defn(name="store.link_xrefs")
     @translate_errors
@@ -143,17 +139,24 @@ class StoreActivities:
     @activity.defn(name="store.resolve_exception")
     @translate_errors
     async def resolve_exception(self, request: ResolveExceptionItem) -> None:
+        """Record the workflow's resolution; returns once the item is resolved, by whomever.
+
+        An item already resolved (a retry whose first attempt committed, or a rescind
+        withdrawing an item a person resolved meanwhile) is left with the resolution recorded
+        first. The store decides atomically; a check before it would race a concurrent one."""
+
         def resolve() -> None:
-            current = self.store.get_exception(request.item_id)
-            if current is not None and current.status == "resolved":
-                return  # a retried activity whose first attempt committed
-            self.store.resolve_exception(request.item_id, request.resolution, request.actor)
+            try:
+                self.store.resolve_exception(request.item_id, request.resolution, request.actor)
+            except AlreadyResolved:
+                pass
 
         await asyncio.to_thread(resolve)
 
     @activity.defn(name="store.escalate_exception")
     @translate_errors
     async def escalate_exception(self, request: EscalateExceptionItem) -> None:
+        """Escalate the item; a no-op if it was resolved meanwhile (the store returns it as is)."""
         await asyncio.to_thread(self.store.escalate_exception, request.item_id, request.owner)
 
     @activity.defn(name="store.add_outbox")

@@ -6,8 +6,10 @@
 Reusable beyond the termination process (the time-to-invoice pipeline can call the function):
 an entry counts as posted when the ERP holds a time posting for it that has not been reversed,
 so a re-run posts only what is missing. Each posting's idempotency key derives from the PSA
-entry's id and version, so a retried batch never posts twice. Postings are priced at the
-worker's ERP cost rate. No business decisions here: what to do about failures is the caller's.
+entry's id and version (`contracts.v1.posting_keys`, which the time-to-invoice pipeline uses
+too), so neither a retried batch nor the other path posts an entry twice. Postings are priced
+at the worker's ERP cost rate. No business decisions here: what to do about failures is the
+caller's.
 """
 
 from __future__ import annotations
@@ -25,11 +27,7 @@ from contracts.errors import NotFoundError
 from contracts.money import Money
 from contracts.systems import System
 from contracts.v1 import CostPosting, PostingKind, TimeEntry
-
-
-def posting_key(entry: TimeEntry) -> str:
-    """The ERP idempotency key of an entry's cost posting (business identity: entry + version)."""
-    return f"psa-time-{entry.external_id}-v{entry.source_version or '1'}"
+from contracts.v1.posting_keys import entry_posting_key
 
 
 class UnpostedEntry(BaseModel):
@@ -145,7 +143,7 @@ def _posting(entry: TimeEntry, erp_project: str, rate: Money, cost_center: str) 
     bill = entry.bill_rate if entry.billable else None
     return CostPosting(
         source_system=System.PSSYNC,
-        idempotency_key=posting_key(entry),
+        idempotency_key=entry_posting_key(entry),
         kind=PostingKind.TIME,
         project_id=erp_project,
         worker_id=entry.worker_id,

@@ -36,19 +36,8 @@ from typing import Any, TypeVar
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, Field
 from temporalio import activity
-from temporalio.client import (
-    Client,
-    Schedule,
-    ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
-    ScheduleIntervalSpec,
-    ScheduleOverlapPolicy,
-    SchedulePolicy,
-    ScheduleSpec,
-    ScheduleUpdate,
-    ScheduleUpdateInput,
-)
-from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.client import Client
+from temporalio.common import SearchAttributePair
 
 from activities._errors import translate_errors
 from connectors.erp import ErpPort, PostingResult, reversal_of
@@ -69,6 +58,7 @@ from contracts.v1 import (
     ProjectStatus,
     TimeEntry,
 )
+from contracts.v1.posting_keys import posting_key
 from contracts.v1.time_to_invoice import (
     BILLING_SIGNAL,
     CORRECTABLE,
@@ -101,6 +91,7 @@ from contracts.v1.time_to_invoice import (
     item_id_for,
     period_of,
 )
+from plumbing.temporal import BUSINESS_PROCESS, ensure_interval_schedule, signal_with_start
 from store import NewExceptionItem, Store, TimePostingRow, TimePostingState
 
 log = logging.getLogger("pssync.time_to_invoice")
@@ -121,7 +112,6 @@ ENTRY_OUTCOMES = Counter(
     "pssync_time_entries_total", "Time and expense entries reconciled, by outcome", ["outcome"]
 )
 
-_PROCESS = SearchAttributeKey.for_keyword("BusinessProcess")
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
@@ -153,11 +143,6 @@ async def _heartbeat_every(seconds: float) -> None:
     while True:
         activity.heartbeat()
         await asyncio.sleep(seconds)
-
-
-def posting_key(kind: EntryKind, entry_id: str, version: str | None) -> str:
-    """The ERP idempotency key of an entry's posting: business identity = entry + version."""
-    return f"psa-{kind.value}-{entry_id}-v{version or '1'}"
 
 
 # --------------------------------------------------------------------------- per-entry work
@@ -873,16 +858,15 @@ async def signal_pipeline(
     """Signal-with-start the project's pipeline; its workflow id. `defaults` carries the
     deployment's batch settings (see `contracts.v1.time_to_invoice.pipeline_input`)."""
     workflow_id = time_pipeline_workflow_id(defaults.psa_tenant, psa_project_id)
-    await client.start_workflow(
+    await signal_with_start(
+        client,
         TIME_TO_INVOICE,
         defaults.model_copy(update={"psa_project_id": psa_project_id, "carry": None}),
         id=workflow_id,
+        signal=signal,
+        signal_arg=arg,
         task_queue=task_queue,
-        start_signal=signal,
-        start_signal_args=[arg],
-        search_attributes=TypedSearchAttributes(
-            [SearchAttributePair(_PROCESS, PROCESS_TIME_TO_INVOICE)]
-        ),
+        search_attributes=[SearchAttributePair(BUSINESS_PROCESS, PROCESS_TIME_TO_INVOICE)],
         static_summary=f"Time and expense of PSA project {psa_project_id} -> ERP and invoices",
     )
     return workflow_id
@@ -893,25 +877,14 @@ async def ensure_time_sweep_schedule(
 ) -> None:
     """Create (or bring up to date) the Schedule that sweeps the PSA every `every` for
     approved entries webhooks missed, and bills closed T&M periods. Overlaps are skipped."""
-    schedule_id = time_sweep_schedule_id(psa_tenant)
-    schedule = Schedule(
-        action=ScheduleActionStartWorkflow(
-            TIME_SWEEP,
-            SweepInput(psa_tenant=psa_tenant),
-            id=f"{schedule_id}-run",
-            task_queue=task_queue,
-        ),
-        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
-        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    await ensure_interval_schedule(
+        client,
+        time_sweep_schedule_id(psa_tenant),
+        TIME_SWEEP,
+        SweepInput(psa_tenant=psa_tenant),
+        every=every,
+        task_queue=task_queue,
     )
-    try:
-        await client.create_schedule(schedule_id, schedule)
-    except ScheduleAlreadyRunningError:
-
-        def replace(_: ScheduleUpdateInput) -> ScheduleUpdate:
-            return ScheduleUpdate(schedule=schedule)
-
-        await client.get_schedule_handle(schedule_id).update(replace)
 
 
 # --------------------------------------------------------------------------- helpers

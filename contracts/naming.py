@@ -2,9 +2,22 @@
 
 Plain strings only, so the gateway, the worker, the CLI and the embedded dev server agree
 without importing Temporal-specific code. No I/O here.
+
+Workflow ids derive only from canonical business keys (`contracts.ids`): every function below
+normalises its tenant and ids first (idempotent), so `DEFAULT`/`default`, or a Salesforce id's
+15- and 18-character forms, name one run whoever computes the id — the gateway, a poller, the
+CLI. A malformed key raises `contracts.ids.InvalidId` (a ValueError) instead of naming a run.
 """
 
 from __future__ import annotations
+
+from contracts.ids import (
+    canonical_date_key,
+    canonical_hcm_id,
+    canonical_psa_id,
+    canonical_salesforce_id,
+    canonical_tenant,
+)
 
 TASK_QUEUE = "pssync"
 """Workflows and most activities."""
@@ -32,25 +45,27 @@ SEARCH_ATTRIBUTES: dict[str, str] = {
 
 def opportunity_workflow_id(crm_tenant: str, opportunity_id: str) -> str:
     """Duplicate won-deal webhooks for one opportunity join the same run."""
-    return f"opp-to-project/{crm_tenant}/{opportunity_id}"
+    tenant, opp = canonical_tenant(crm_tenant), canonical_salesforce_id(opportunity_id)
+    return f"opp-to-project/{tenant}/{opp}"
 
 
 def change_order_workflow_id(psa_tenant: str, change_order_id: str) -> str:
-    return f"change-order/{psa_tenant}/{change_order_id}"
+    return f"change-order/{canonical_tenant(psa_tenant)}/{canonical_psa_id(change_order_id)}"
 
 
 def termination_workflow_id(hcm_tenant: str, worker_id: str, effective_date: str) -> str:
-    return f"termination/{hcm_tenant}/{worker_id}/{effective_date}"
+    tenant, worker = canonical_tenant(hcm_tenant), canonical_hcm_id(worker_id)
+    return f"termination/{tenant}/{worker}/{canonical_date_key(effective_date)}"
 
 
 def assignment_sync_workflow_id(psa_tenant: str, project_id: str) -> str:
-    return f"assignment-sync/{psa_tenant}/{project_id}"
+    return f"assignment-sync/{canonical_tenant(psa_tenant)}/{canonical_psa_id(project_id)}"
 
 
 def time_pipeline_workflow_id(psa_tenant: str, project_id: str) -> str:
     """The time-to-invoice pipeline of one PSA project (one run posts all its entries)."""
-    return f"time-to-invoice/{psa_tenant}/{project_id}"
+    return f"time-to-invoice/{canonical_tenant(psa_tenant)}/{canonical_psa_id(project_id)}"
 
 
 def time_sweep_schedule_id(psa_tenant: str) -> str:
-    return f"time-to-invoice-sweep/{psa_tenant}"
+    return f"time-to-invoice-sweep/{canonical_tenant(psa_tenant)}"

@@ -26,6 +26,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from contracts.ids import canonical_tenant
+
 # Development-only secrets used by the embedded profile; production refuses them.
 DEV_WEBHOOK_SECRET = (
     "whsec_cHNzeW5jLWRldi1vbmx5LXdlYmhvb2stc2VjcmV0"  # "pssync-dev-only-webhook-secret"
@@ -57,6 +59,11 @@ class SystemSettings(BaseModel):
 
     base_url: str
     tenant: str = "default"
+    """The tenant (org, account) pssync connects to; it is always a known tenant."""
+    tenants: list[str] = Field(default_factory=list)
+    """Further tenants of this system whose events pssync accepts (`PSSYNC_CRM__TENANTS=
+    '["acme", "acme-emea"]'`). An event naming any other tenant is refused (4xx, no run).
+    Compared case-insensitively: `known_tenants` holds their canonical, case-folded form."""
     auth: Literal["oauth2", "bearer"] = "oauth2"
     client_id: str = "pssync"
     client_secret: SecretStr = SecretStr("dev-secret")
@@ -72,6 +79,26 @@ class SystemSettings(BaseModel):
     rate_limit_rps: float | None = Field(default=None, gt=0)
     """Requests/s this connector sends at most; set it to the vendor's quota so bulk work runs
     at the quota without 429s. Unset: no limit (and no pacing overhead)."""
+
+    @model_validator(mode="after")
+    def _tenants_are_well_formed(self) -> SystemSettings:
+        for name in (self.tenant, *self.tenants):
+            canonical_tenant(name)  # InvalidId is a ValueError: reported with the setting
+        return self
+
+    @property
+    def known_tenants(self) -> frozenset[str]:
+        """`tenant` and `tenants`, case-folded (`contracts.ids.canonical_tenant`)."""
+        return frozenset(canonical_tenant(name) for name in (self.tenant, *self.tenants))
+
+    def known_tenant(self, name: str) -> str | None:
+        """`name` in its canonical form when it is one of `known_tenants`, else None (a
+        malformed name is not known either)."""
+        try:
+            tenant = canonical_tenant(name)
+        except ValueError:
+            return None
+        return tenant if tenant in self.known_tenants else None
 
 
 class Actor(BaseModel):
@@ -137,6 +164,9 @@ class Settings(BaseSettings):
     actors: dict[str, Actor] = Field(default_factory=_dev_actors)
     """Bearer token -> actor."""
 
+    worker_shutdown_grace_s: float = Field(default=30.0, ge=0)
+    """On SIGTERM (a deploy), activities in flight get this long to finish before they are
+    cancelled: a restart must not leave them to time out and be retried from scratch."""
     erp_quota_rps: float = Field(default=50.0, gt=0)
     """ERP requests/s the ERP task queue may start (max_task_queue_activities_per_second)."""
     escalation_after_s: int = Field(default=4 * 3600, ge=1)

@@ -8,8 +8,10 @@ Routes (every error is `{"error": {"code", "message", "field"?}}`; bad input is 
 - `POST /webhooks/crm`, `POST /webhooks/psa` — Standard Webhooks deliveries (see
   `gateway.webhooks` for verification and dedupe). 202 `accepted` (+ workflow_id, run_id),
   `queued` or `ignored`; 200 `duplicate` / `already_completed`; 401 unsigned, bad signature,
-  stale/future timestamp; 400 not JSON; 422 bad fields; 503 + Retry-After when Temporal or the
-  store is down (the inbox keeps the event unprocessed, so the sender's retry is handled).
+  stale/future timestamp; 400 not JSON; 422 bad fields. When Temporal is down the event is
+  stored and answered 202 `queued`: the inbox relay (`gateway.relay`, run by the app's lifespan)
+  starts or signals its run once Temporal is back. 503 + Retry-After only when the store is down
+  (nothing was stored) or no relay runs.
 - `GET /api/projects/{enterprise_id}` — the project's ids in every system (from xref) and, when
   the CRM opportunity is linked, its saga run (describe + `status` query). 404 if unknown.
 - `GET /api/exceptions?status=&process=&workflow_id=`, `GET /api/exceptions/{item_id}`.
@@ -22,7 +24,15 @@ Routes (every error is `{"error": {"code", "message", "field"?}}`; bad input is 
   the change-order run's `decide` update; refusals as 403/409/422.
 - `POST /api/terminations/{worker_id}/{termination_date}/rescind` (bearer actor) — the
   termination run's `rescind_termination` update.
-- `GET /healthz` — store and Temporal reachable: 200, else 503 with per-check details.
+- `POST /api/projects/{psa_project_id}/billing` (bearer finance/ops),
+  `GET /api/projects/{psa_project_id}/time-to-invoice` — a project pssync does not know (not
+  linked in xref, no pipeline run) is 404 `project_not_found` and nothing is started; a
+  malformed id in a path is 422 `invalid_id`.
+- `GET /healthz` — store and Temporal reachable and the relay running: 200, else 503 with
+  per-check details; `checks.relay` also reports its state (idle, draining, backing_off,
+  stopped), `backlog` (pending inbox events), `oldest_age_s` and `failed`.
+- `GET /api/inbox?state=pending|failed&limit=` — inbox events by state, oldest first (no
+  bodies): the relay's backlog, or the events refused for good with the reason.
 - `GET /metrics` — Prometheus text format (a registry per app).
 
 Must never: import workflows, activities or connectors; write business state other than the
@@ -31,8 +41,11 @@ webhook inbox.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hmac
 import logging
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -41,6 +54,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import Client
 
+from contracts.ids import PsaId
 from contracts.naming import TASK_QUEUE
 from contracts.settings import Actor, Settings
 from contracts.systems import System
@@ -51,6 +65,7 @@ from contracts.v1.worker_termination import RescindRequest
 from gateway.errors import GatewayError, install_error_handlers
 from gateway.metrics import CONTENT_TYPE_LATEST, GatewayMetrics
 from gateway.processes import Processes
+from gateway.relay import InboxRelay
 from gateway.webhooks import (
     EventRoute,
     OpportunityWon,
@@ -60,7 +75,7 @@ from gateway.webhooks import (
     WebhookSource,
     in_thread,
 )
-from store import ExceptionItemRow, ExceptionStatus, Store, XrefRow
+from store import ExceptionItemRow, ExceptionStatus, InboxRow, InboxState, Store, XrefRow
 
 log = logging.getLogger("pssync.gateway")
 
@@ -96,7 +111,7 @@ class BillingBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     period: str | None = Field(default=None, pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
-    milestone_id: str | None = Field(default=None, min_length=1, max_length=64)
+    milestone_id: PsaId | None = None
 
 
 class ResolutionRequest(BaseModel):
@@ -114,7 +129,10 @@ def webhook_routes(processes: Processes) -> dict[str, dict[str, EventRoute]]:
     return {
         "crm": {
             OPPORTUNITY_WON: EventRoute(
-                OpportunityWon, processes.opportunity_won, starts_workflow=True
+                OpportunityWon,
+                processes.opportunity_won,
+                starts_workflow=True,
+                check=processes.check_crm_event,  # an unknown tenant: 422, before the inbox
             ),
         },
         "psa": {
@@ -142,11 +160,22 @@ def create_app(
     *,
     task_queue: str = TASK_QUEUE,
     rpc_timeout_s: float = 10.0,
+    relay_interval_s: float = 2.0,
+    relay_max_backoff_s: float = 30.0,
 ) -> FastAPI:
-    """Build the gateway over the given store and Temporal client (pydantic data converter)."""
+    """Build the gateway over the given store and Temporal client (pydantic data converter).
+
+    The inbox relay (`gateway.relay`) runs during the app's lifespan: it looks for pending
+    inbox events every `relay_interval_s` and backs off up to `relay_max_backoff_s` while
+    Temporal is unavailable."""
     metrics = GatewayMetrics()
     processes = Processes(
-        client, settings, metrics, task_queue=task_queue, rpc_timeout_s=rpc_timeout_s
+        client,
+        settings,
+        metrics,
+        store=store,
+        task_queue=task_queue,
+        rpc_timeout_s=rpc_timeout_s,
     )
     routes = webhook_routes(processes)
     tolerance = settings.webhook_tolerance_s
@@ -165,10 +194,28 @@ def create_app(
         },
     )
 
+    relay = InboxRelay(
+        store,
+        receiver,
+        metrics,
+        interval_s=relay_interval_s,
+        max_backoff_s=max(relay_max_backoff_s, relay_interval_s),
+    )
+    receiver.relay = relay
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await relay.start()
+        try:
+            yield
+        finally:
+            await relay.stop()
+
     app = FastAPI(
         title="pssync gateway",
         description="Signed webhooks in, exception resolutions in, status out.",
         version="1",
+        lifespan=lifespan,
     )
     install_error_handlers(app)
     app.state.settings = settings
@@ -177,6 +224,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.processes = processes
     app.state.webhooks = receiver
+    app.state.relay = relay
 
     # -- webhooks -----------------------------------------------------------------------------
 
@@ -348,7 +396,9 @@ def create_app(
         view = await processes.time_pipeline_status(psa_project_id)
         if view is None:
             raise GatewayError(
-                404, "not_found", f"PSA project {psa_project_id} has no time-to-invoice run"
+                404,
+                "project_not_found",
+                f"PSA project {psa_project_id!r} has no time-to-invoice run",
             )
         return view
 
@@ -363,11 +413,26 @@ def create_app(
         except GatewayError as exc:
             checks["store"] = {"ok": False, "error": exc.message}
         checks["temporal"] = await processes.check_health()
+        checks["relay"] = await relay.status()
         ok = all(check["ok"] for check in checks.values())
         return JSONResponse(
             {"status": "ok" if ok else "unavailable", "checks": checks},
             status_code=200 if ok else 503,
         )
+
+    @app.get("/api/inbox", tags=["operations"])
+    async def list_inbox(
+        state: Annotated[InboxState, Query()] = InboxState.PENDING,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> dict[str, Any]:
+        """Webhook events in the inbox by state, oldest first: `pending` (the relay's backlog)
+        or `failed` (refused for good, with the reason; a sender's retry may still process
+        them). Bodies are not shown."""
+        rows = await in_thread(
+            functools.partial(store.inbox_list, sources=tuple(receiver.sources)), state, limit
+        )
+        now = datetime.now(UTC)
+        return {"items": [_inbox_view(row, now) for row in rows], "count": len(rows)}
 
     @app.get("/metrics", tags=["operations"])
     async def prometheus_metrics() -> Response:
@@ -446,6 +511,20 @@ def _xref_view(row: XrefRow) -> dict[str, Any]:
         "status": row.status,
         "remote_version": row.remote_version,
         "last_synced_at": row.last_synced_at.isoformat(),
+    }
+
+
+def _inbox_view(row: InboxRow, now: datetime) -> dict[str, Any]:
+    return {
+        "source": row.source,
+        "event_id": row.event_id,
+        "event_type": row.event_type,
+        "state": row.state,
+        "received_at": row.received_at.isoformat(),
+        "age_s": round((now - row.received_at).total_seconds(), 3),
+        "attempts": row.attempts,
+        "last_error": row.last_error,
+        "workflow_id": row.workflow_id,
     }
 
 

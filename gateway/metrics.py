@@ -11,7 +11,7 @@ event types the gateway routes, resolution actions and outcomes; never ids.
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import generate_latest as _generate_latest
 
 __all__ = ["CONTENT_TYPE_LATEST", "GatewayMetrics"]
@@ -49,7 +49,7 @@ class GatewayMetrics:
         self.webhooks_accepted = Counter(
             "pssync_gateway_webhooks_accepted",
             "Deliveries processed, by event type and result (started, joined, queued, "
-            "already_completed).",
+            "already_completed, deferred: stored for the relay while Temporal is down).",
             ["source", "event_type", "result"],
             registry=r,
         )
@@ -71,6 +71,41 @@ class GatewayMetrics:
             "Exception resolutions received, by action and outcome (accepted, rejected, "
             "unauthorized, forbidden, not_found, conflict, unavailable, error).",
             ["action", "outcome"],
+            registry=r,
+        )
+
+        self.inbox_backlog = Gauge(
+            "pssync_gateway_inbox_backlog",
+            "Verified webhook events stored in the inbox whose action has not taken effect yet "
+            "(the relay's backlog; grows while Temporal is down).",
+            registry=r,
+        )
+        self.inbox_backlog_age = Gauge(
+            "pssync_gateway_inbox_backlog_oldest_seconds",
+            "Age of the oldest pending inbox event (0 when none is pending).",
+            registry=r,
+        )
+        self.inbox_failed = Gauge(
+            "pssync_gateway_inbox_failed",
+            "Inbox events refused for good (not retried; listed by GET /api/inbox?state=failed).",
+            registry=r,
+        )
+        self.relay_replays = Counter(
+            "pssync_gateway_relay_replays",
+            "Inbox events the relay tried to replay, by result (processed, skipped, "
+            "unavailable, failed, retry).",
+            ["source", "result"],
+            registry=r,
+        )
+        self.relay_errors = Counter(
+            "pssync_gateway_relay_errors",
+            "Relay passes that raised (logged; the relay backs off and goes on).",
+            registry=r,
+        )
+        self.relay_state = Gauge(
+            "pssync_gateway_relay_state",
+            "1 for the relay's current state (stopped, idle, draining, backing_off), else 0.",
+            ["state"],
             registry=r,
         )
 

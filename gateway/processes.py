@@ -6,33 +6,42 @@
     view = await processes.opportunity_run(crm_tenant, opportunity_id)
 
 Workflows are addressed by *name* (`contracts.v1.processes`) and business-key workflow ids
-(`contracts.naming`), never by importing `workflows/`. The client must use pydantic's data
-converter (`temporalio.contrib.pydantic.pydantic_data_converter`), as the worker does.
-Temporal being unreachable becomes `GatewayError` 503 with Retry-After.
+(`contracts.naming`), never by importing `workflows/`; starting, joining and signalling go
+through `plumbing.temporal`. The client must use pydantic's data converter
+(`temporalio.contrib.pydantic.pydantic_data_converter`), as the worker does. Temporal being
+unreachable becomes `GatewayError` 503 with Retry-After.
+
+Identity is canonical here, at the edge: webhook payloads carry canonical tenants and ids (the
+`contracts.ids` types in `gateway.webhooks`), a CRM tenant must be one of the configured ones
+(`SystemSettings.known_tenants`, 422 `unknown_tenant` otherwise), ids in API paths are checked
+the same way (422 `invalid_id`), and a PSA project pssync does not know is a 404 that starts
+nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import BaseModel
 from temporalio.client import (
     Client,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
-from temporalio.common import (
-    SearchAttributeKey,
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
+from temporalio.common import SearchAttributePair
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from contracts.ids import (
+    InvalidId,
+    canonical_date_key,
+    canonical_hcm_id,
+    canonical_psa_id,
+)
 from contracts.naming import (
     TASK_QUEUE,
     assignment_sync_workflow_id,
@@ -42,6 +51,7 @@ from contracts.naming import (
     time_pipeline_workflow_id,
 )
 from contracts.settings import Settings
+from contracts.systems import System
 from contracts.v1.assignment_sync import (
     ASSIGNMENT_CHANGED_SIGNAL,
     ASSIGNMENT_SYNC,
@@ -81,11 +91,18 @@ from contracts.v1.time_to_invoice import STATUS_QUERY as TIME_STATUS_QUERY
 from contracts.v1.worker_termination import RESCIND_UPDATE, RescindRequest
 from gateway.errors import GatewayError
 from gateway.metrics import GatewayMetrics
-from gateway.webhooks import OpportunityWon, Outcome, WebhookEvent
+from gateway.webhooks import OpportunityWon, Outcome, PsaEvent, WebhookEvent, in_thread
+from plumbing.temporal import (
+    BUSINESS_PROCESS,
+    CHANGE_ORDER_ID,
+    CRM_OPPORTUNITY_ID,
+    signal_with_start,
+    start_or_join,
+)
+from store import Store
 
-CRM_OPPORTUNITY_ID = SearchAttributeKey.for_keyword("CrmOpportunityId")
-BUSINESS_PROCESS = SearchAttributeKey.for_keyword("BusinessProcess")
-CHANGE_ORDER_ID = SearchAttributeKey.for_keyword("ChangeOrderId")
+PSA_PROJECT_OBJECT = "workspace"
+"""The xref object type of a PSA project (Kantata workspace), as the saga links it."""
 
 # ApplicationError types an update validator or handler raises, mapped to HTTP statuses; any
 # other type is a 422. The error's type is passed through as the response's error code.
@@ -127,6 +144,20 @@ def unavailable(exc: BaseException) -> GatewayError:
     )
 
 
+def canonical_or_422(canonical: Callable[[str], str], value: str, field: str) -> str:
+    """`canonical(value)`, or a 422 `invalid_id` naming `field` (an id in a path or body)."""
+    try:
+        return canonical(value)
+    except InvalidId as exc:
+        raise GatewayError(422, "invalid_id", str(exc), field=field) from None
+
+
+def project_not_found(psa_project_id: str) -> GatewayError:
+    return GatewayError(
+        404, "project_not_found", f"pssync does not know PSA project {psa_project_id!r}"
+    )
+
+
 class Processes:
     def __init__(
         self,
@@ -134,51 +165,103 @@ class Processes:
         settings: Settings,
         metrics: GatewayMetrics,
         *,
+        store: Store | None = None,
         task_queue: str = TASK_QUEUE,
         rpc_timeout_s: float = 10.0,
     ) -> None:
         self.client = client
         self.settings = settings
         self.metrics = metrics
+        self.store = store
+        """Where the gateway learns which PSA projects pssync knows (xref); without one, a
+        project is known only by its running pipeline."""
         self.task_queue = task_queue
         self.rpc_timeout = timedelta(seconds=rpc_timeout_s)
         self._time_batcher = _SignalBatcher(self._send_entries)
+
+    # -- identity ------------------------------------------------------------------------------
+
+    def crm_tenant(self, tenant: str) -> str:
+        """The canonical form of a CRM tenant pssync serves, or 422 `unknown_tenant`."""
+        known = self.settings.crm.known_tenant(tenant)
+        if known is None:
+            raise GatewayError(
+                422,
+                "unknown_tenant",
+                f"CRM tenant {tenant!r} is not one pssync serves "
+                "(PSSYNC_CRM__TENANT, PSSYNC_CRM__TENANTS)",
+                field="data.tenant",
+            )
+        return known
+
+    def check_crm_event(self, data: BaseModel) -> None:
+        """Refuse a parsed CRM delivery before the inbox: its tenant must be a known one."""
+        tenant = getattr(data, "tenant", None)
+        if isinstance(tenant, str):
+            self.crm_tenant(tenant)
+
+    async def psa_project_linked(self, psa_project_id: str) -> bool:
+        """Whether the store links the PSA project (workspace) to an enterprise id."""
+        if self.store is None:
+            return False
+        tenants = dict.fromkeys((self.settings.psa.tenant, *self.settings.psa.known_tenants))
+        for tenant in tenants:  # the saga links with the configured spelling of the tenant
+            eid = await in_thread(
+                self.store.find_enterprise_id,
+                System.PSA.value,
+                tenant,
+                PSA_PROJECT_OBJECT,
+                psa_project_id,
+            )
+            if eid is not None:
+                return True
+        return False
 
     # -- webhook actions ----------------------------------------------------------------------
 
     async def opportunity_won(self, event: WebhookEvent) -> Outcome:
         """Start (or join) the opportunity-to-project saga for the won deal.
 
-        USE_EXISTING: every copy of the webhook for one opportunity, whatever its event id,
-        joins the running run. ALLOW_DUPLICATE_FAILED_ONLY: once a run has *completed* the
-        opportunity is provisioned and a later webhook starts nothing (200 already_completed);
-        after a failed, terminated or timed-out run a new webhook starts a fresh run.
+        The tenant and opportunity id are canonical (the payload model made them so; the
+        tenant is checked against the configured ones again here), so `DEFAULT`/`default` or
+        a 15-/18-character id name one run. Every copy of the webhook for one opportunity,
+        whatever its event id, joins the running run. ALLOW_DUPLICATE_FAILED_ONLY: once a run
+        has *completed* the opportunity is provisioned and a later webhook starts nothing (200
+        already_completed); after a failed, terminated or timed-out run a new webhook starts a
+        fresh run.
         """
         data = event.data
         assert isinstance(data, OpportunityWon)
+        tenant = self.crm_tenant(data.tenant)
         return await self._start(
             OPPORTUNITY_TO_PROJECT,
             ProvisionProjectInput(
-                crm_tenant=data.tenant,
+                crm_tenant=tenant,
                 opportunity_id=data.id,
                 event_id=event.event_id,
                 escalation_after_s=self.settings.escalation_after_s,
             ),
-            workflow_id=opportunity_workflow_id(data.tenant, data.id),
+            workflow_id=opportunity_workflow_id(tenant, data.id),
             attributes=[
                 SearchAttributePair(CRM_OPPORTUNITY_ID, data.id),
                 SearchAttributePair(BUSINESS_PROCESS, PROCESS_OPPORTUNITY_TO_PROJECT),
             ],
             summary=f"Provision project for opportunity {data.id}",
-            details=f"CRM tenant {data.tenant}, opportunity {data.id}, webhook {event.event_id}",
+            details=f"CRM tenant {tenant}, opportunity {data.id}, webhook {event.event_id}",
         )
 
     async def change_order_submitted(self, event: WebhookEvent) -> Outcome:
         """Start (or join) the change-order saga for a submitted PSA change order."""
         data = event.data
-        change_order_id = str(getattr(data, "change_order_id", "") or "")
+        assert isinstance(data, PsaEvent)
+        change_order_id = data.change_order_id
         if not change_order_id:
-            raise GatewayError(422, "invalid_payload", "data.change_order_id is required")
+            raise GatewayError(
+                422,
+                "invalid_payload",
+                "data.change_order_id is required",
+                field="data.change_order_id",
+            )
         tenant = self.settings.psa.tenant
         return await self._start(
             CHANGE_ORDER,
@@ -206,32 +289,30 @@ class Processes:
         """Signal-with-start the project's assignment sync with the change's version (thin:
         the run re-reads the assignment; stale versions are dropped there)."""
         data = event.data
-        assignment_id = str(getattr(data, "assignment_id", "") or "")
-        version = getattr(data, "version", None)
+        assert isinstance(data, PsaEvent)
+        assignment_id = data.assignment_id
+        version = data.version
         if not assignment_id or version is None:
             raise GatewayError(
                 422, "invalid_payload", "data.assignment_id and data.version are required"
             )
         tenant = self.settings.psa.tenant
-        workspace_id = str(data.workspace_id)  # type: ignore[attr-defined]
+        workspace_id = data.workspace_id
         workflow_id = assignment_sync_workflow_id(tenant, workspace_id)
         try:
-            handle = await self.client.start_workflow(
+            handle = await signal_with_start(
+                self.client,
                 ASSIGNMENT_SYNC,
                 AssignmentSyncInput(psa_tenant=tenant, psa_project_id=workspace_id),
                 id=workflow_id,
-                task_queue=self.task_queue,
-                start_signal=ASSIGNMENT_CHANGED_SIGNAL,
-                start_signal_args=[
-                    AssignmentChange(
-                        assignment_id=assignment_id,
-                        version=int(version),
-                        deleted=getattr(data, "action", None) == "deleted",
-                    )
-                ],
-                search_attributes=TypedSearchAttributes(
-                    [SearchAttributePair(BUSINESS_PROCESS, PROCESS_ASSIGNMENT_SYNC)]
+                signal=ASSIGNMENT_CHANGED_SIGNAL,
+                signal_arg=AssignmentChange(
+                    assignment_id=assignment_id,
+                    version=int(version),
+                    deleted=(data.model_extra or {}).get("action") == "deleted",
                 ),
+                task_queue=self.task_queue,
+                search_attributes=[SearchAttributePair(BUSINESS_PROCESS, PROCESS_ASSIGNMENT_SYNC)],
                 static_summary=f"Staffing of PSA project {workspace_id} -> ERP labor forecast",
                 rpc_timeout=self.rpc_timeout,
             )
@@ -252,45 +333,70 @@ class Processes:
         """PSA `time_entry.approved|unapproved`, `expense.approved`: signal-with-start the
         project's time-to-invoice pipeline with the entry (thin: the batch re-reads it)."""
         data = event.data
-        extra = data.model_extra or {}
+        assert isinstance(data, PsaEvent)
         kind = EntryKind.EXPENSE if event.event_type.startswith("expense.") else EntryKind.TIME
-        entry_id = str(extra.get("time_entry_id" if kind is EntryKind.TIME else "expense_id") or "")
+        entry_id = data.time_entry_id if kind is EntryKind.TIME else data.expense_id
         if not entry_id:
             raise GatewayError(
                 422,
                 "invalid_payload",
                 f"data.{'time_entry_id' if kind is EntryKind.TIME else 'expense_id'} is required",
             )
-        version = getattr(data, "version", None)
+        version = data.version
         ref = EntryRef(
             kind=kind,
             entry_id=entry_id,
             version=str(version) if version is not None else None,
             observed_at=datetime.now(UTC),
         )
-        workspace_id = str(data.workspace_id)  # type: ignore[attr-defined]
-        return await self._time_batcher.submit(workspace_id, ref)
+        return await self._time_batcher.submit(data.workspace_id, ref)
 
     async def milestone_completed(self, event: WebhookEvent) -> Outcome:
         """PSA `billing_milestone.completed`: ask the project's pipeline to bill it."""
         data = event.data
-        extra = data.model_extra or {}
-        milestone_id = str(extra.get("billing_milestone_id") or "")
+        assert isinstance(data, PsaEvent)
+        milestone_id = data.billing_milestone_id
         if not milestone_id:
-            raise GatewayError(422, "invalid_payload", "data.billing_milestone_id is required")
-        workspace_id = str(data.workspace_id)  # type: ignore[attr-defined]
+            raise GatewayError(
+                422,
+                "invalid_payload",
+                "data.billing_milestone_id is required",
+                field="data.billing_milestone_id",
+            )
         return await self._signal_pipeline(
-            workspace_id,
+            data.workspace_id,
             BILLING_SIGNAL,
             BillingRequest(trigger=BillingTrigger.MILESTONE, milestone_id=milestone_id),
         )
 
     async def request_billing(self, psa_project_id: str, request: BillingRequest) -> Outcome:
-        """A person asks to bill a project now (close a T&M period, bill a milestone)."""
-        return await self._signal_pipeline(psa_project_id, BILLING_SIGNAL, request)
+        """A person asks to bill a project now (close a T&M period, bill a milestone).
+
+        Only a project pssync knows: one the store links (the saga provisioned it) gets its
+        pipeline signalled-with-start; one that only has a running pipeline (its time came
+        through the PSA's webhooks) is signalled; any other is 404 `project_not_found` and
+        nothing is started — an id typed wrong must not leave a run behind.
+        """
+        psa_project_id = canonical_or_422(canonical_psa_id, psa_project_id, "psa_project_id")
+        if await self.psa_project_linked(psa_project_id):
+            return await self._signal_pipeline(psa_project_id, BILLING_SIGNAL, request)
+        workflow_id = time_pipeline_workflow_id(self.settings.psa.tenant, psa_project_id)
+        handle = self.client.get_workflow_handle(workflow_id)
+        try:
+            await handle.signal(BILLING_SIGNAL, request, rpc_timeout=self.rpc_timeout)
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise project_not_found(psa_project_id) from exc
+            if temporal_unavailable(exc):
+                raise unavailable(exc) from exc
+            raise GatewayError(502, "temporal_error", str(exc)) from exc
+        except (RuntimeError, TimeoutError, ConnectionError) as exc:
+            raise unavailable(exc) from exc
+        return Outcome(status="accepted", result="signalled", workflow_id=workflow_id)
 
     async def time_pipeline_status(self, psa_project_id: str) -> dict[str, Any] | None:
         """The project's pipeline status (query), or None when it has no run."""
+        psa_project_id = canonical_or_422(canonical_psa_id, psa_project_id, "psa_project_id")
         workflow_id = time_pipeline_workflow_id(self.settings.psa.tenant, psa_project_id)
         handle = self.client.get_workflow_handle(workflow_id)
         try:
@@ -313,16 +419,15 @@ class Processes:
     async def _signal_pipeline(self, psa_project_id: str, signal: str, arg: Any) -> Outcome:
         workflow_id = time_pipeline_workflow_id(self.settings.psa.tenant, psa_project_id)
         try:
-            handle = await self.client.start_workflow(
+            handle = await signal_with_start(
+                self.client,
                 TIME_TO_INVOICE,
                 pipeline_input(self.settings, psa_project_id),
                 id=workflow_id,
+                signal=signal,
+                signal_arg=arg,
                 task_queue=self.task_queue,
-                start_signal=signal,
-                start_signal_args=[arg],
-                search_attributes=TypedSearchAttributes(
-                    [SearchAttributePair(BUSINESS_PROCESS, PROCESS_TIME_TO_INVOICE)]
-                ),
+                search_attributes=[SearchAttributePair(BUSINESS_PROCESS, PROCESS_TIME_TO_INVOICE)],
                 static_summary=(
                     f"Time and expense of PSA project {psa_project_id} -> ERP and invoices"
                 ),
@@ -353,41 +458,46 @@ class Processes:
     ) -> Outcome:
         """Start a process, or join its running run (every copy of a webhook, whatever its
         event id, joins). Once a run has completed, a later event starts nothing (200
-        already_completed); after a failed, terminated or timed-out run it starts afresh."""
+        already_completed); after a failed, terminated or timed-out run it starts afresh.
+        Started or joined is told apart by `plumbing.temporal.start_or_join` (a FAIL-on-
+        conflict start, then a describe), so only a real start counts in the metric."""
         try:
-            handle = await self.client.start_workflow(
+            result = await start_or_join(
+                self.client,
                 workflow,
                 arg,
                 id=workflow_id,
                 task_queue=self.task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-                search_attributes=TypedSearchAttributes(attributes),
+                search_attributes=attributes,
                 static_summary=summary,
                 static_details=details,
                 rpc_timeout=self.rpc_timeout,
             )
         except WorkflowAlreadyStartedError as exc:
+            # Runs under the id kept ending between our start and our look (start_or_join
+            # gave up after a few rounds): the same request will settle later.
+            raise GatewayError.unavailable(
+                "start_contended", f"workflow {workflow_id!r} kept changing while starting"
+            ) from exc
+        except (RPCError, RuntimeError, TimeoutError, ConnectionError) as exc:
+            if temporal_unavailable(exc):
+                raise unavailable(exc) from exc
+            raise GatewayError(502, "temporal_error", f"Temporal refused the start: {exc}") from exc
+        if result.outcome == "already_completed":
             return Outcome(
                 status="already_completed",
                 result="already_completed",
                 http_status=200,
                 workflow_id=workflow_id,
-                run_id=exc.run_id,
+                run_id=result.run_id,
             )
-        except (RPCError, RuntimeError, TimeoutError, ConnectionError) as exc:
-            if temporal_unavailable(exc):
-                raise unavailable(exc) from exc
-            raise GatewayError(502, "temporal_error", f"Temporal refused the start: {exc}") from exc
-        response = getattr(handle, "_start_workflow_response", None)
-        created = bool(getattr(response, "started", True))
-        if created:
+        if result.started:
             self.metrics.workflows_started.labels(workflow=workflow).inc()
         return Outcome(
             status="accepted",
-            result="started" if created else "joined",
+            result=result.outcome,
             workflow_id=workflow_id,
-            run_id=handle.result_run_id,
+            run_id=result.run_id,
         )
 
     # -- resolutions --------------------------------------------------------------------------
@@ -403,6 +513,7 @@ class Processes:
 
     async def decide_change_order(self, change_order_id: str, decision: ChangeOrderDecision) -> Any:
         """An approver's decision on a change order (`decide` update, validated in the run)."""
+        change_order_id = canonical_or_422(canonical_psa_id, change_order_id, "change_order_id")
         workflow_id = change_order_workflow_id(self.settings.psa.tenant, change_order_id)
         return await self.update(workflow_id, DECIDE_UPDATE, decision)
 
@@ -410,6 +521,10 @@ class Processes:
         self, worker_id: str, termination_date: str, request: RescindRequest
     ) -> Any:
         """An operator's rescind of a worker's termination (`rescind_termination` update)."""
+        worker_id = canonical_or_422(canonical_hcm_id, worker_id, "worker_id")
+        termination_date = canonical_or_422(
+            canonical_date_key, termination_date, "termination_date"
+        )
         workflow_id = termination_workflow_id(self.settings.hcm.tenant, worker_id, termination_date)
         return await self.update(workflow_id, RESCIND_UPDATE, request)
 
@@ -448,7 +563,10 @@ class Processes:
         A run that cannot be queried (no worker polling, or it failed) still reports its
         description, with `progress: null` and the reason in `progress_error`.
         """
-        workflow_id = opportunity_workflow_id(crm_tenant, opportunity_id)
+        try:
+            workflow_id = opportunity_workflow_id(crm_tenant, opportunity_id)
+        except InvalidId:  # a link recorded before keys were canonical: it names no run
+            return None
         handle = self.client.get_workflow_handle(workflow_id)
         try:
             desc = await handle.describe(rpc_timeout=self.rpc_timeout)

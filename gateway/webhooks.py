@@ -13,15 +13,30 @@ nothing unparsed reaches Temporal:
 2. JSON (400 `invalid_json`), the envelope `{"type", "timestamp", "data"}` and the route's data
    model (422 `invalid_payload`, naming the field); an event type without a route -> 202
    `{"status": "ignored"}` (vendors send many kinds);
-3. the inbox: `store.inbox_accept(source, webhook-id, sha256(body))`. A delivery whose id was
-   processed before -> 200 `{"status": "duplicate", "workflow_id"}` and *nothing is started*
-   (200, not 409, so a sender stops retrying). The same id with another body -> 422
+3. the inbox: `store.inbox_accept(source, webhook-id, sha256(body), event_type, body)` keeps
+   the verified raw body and the event type (what a replay needs), `pending`. A delivery whose
+   id was processed before -> 200 `{"status": "duplicate", "workflow_id"}` and *nothing is
+   started* (200, not 409, so a sender stops retrying). The same id with another body -> 422
    `event_id_reused`;
-4. the route's action (e.g. start a workflow), then the workflow id is recorded in the inbox.
-   If the action fails because Temporal is down the answer is 503 with Retry-After and the inbox
-   row keeps `workflow_id = NULL`: the sender's retry finds the id seen-but-unprocessed and runs
-   the action again. That is safe because actions are idempotent by business key (workflow id
-   with USE_EXISTING), which is also what makes concurrent copies of one delivery join one run.
+4. the route's action (e.g. start a workflow), then the inbox row is marked `processed` with
+   the workflow id. An action's 4xx (a business refusal) marks the row `failed` and is the
+   answer. If the action finds Temporal down, the event is already stored, so the answer is
+   **202 `{"status": "queued"}`** and the inbox relay (`gateway.relay`) replays the row, in
+   arrival order, once Temporal is back; while the relay knows Temporal is down, deliveries are
+   stored and answered 202 `queued` without calling Temporal at all.
+
+   Why 202 and not 503: a 2xx tells a Standard Webhooks sender "received, durably; stop" and
+   the sender has nothing more to give (the event is stored verbatim). A 503 would make every
+   sender retry for as long as Temporal is down — and senders give up (after a few attempts, or
+   a day) or disable an endpoint that keeps failing — while our answer would depend on whether
+   they retried at all. With the relay, what happens to an accepted event no longer depends on
+   the sender. 503 + Retry-After remains for when nothing could be stored (the store is down)
+   or no relay runs (an app served without its lifespan): then only the sender's retry helps.
+
+   A sender's retry of a `pending` (or `failed`) event runs the action again; the relay re-reads
+   a row before replaying it and skips it once processed. Both are safe because actions are
+   idempotent by business key (workflow id with USE_EXISTING, signal-with-start), which is also
+   what makes concurrent copies of one delivery join one run.
 
 Must never: import workflows, activities or connectors; start anything for a refused or
 duplicate delivery.
@@ -30,6 +45,8 @@ duplicate delivery.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import hashlib
 import hmac
 import json
@@ -37,7 +54,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -45,9 +62,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from standardwebhooks import Webhook
 
+from contracts.ids import PsaId, SalesforceId, Tenant
 from gateway.errors import GatewayError, validation_error
 from gateway.metrics import GatewayMetrics
-from store import Store
+from store import InboxRow, InboxState, Store
 
 T = TypeVar("T")
 
@@ -70,23 +88,33 @@ class WebhookEnvelope(BaseModel):
 
 
 class OpportunityWon(BaseModel):
-    """CRM `opportunity.won`: which deal reached the contracted stage (the saga re-reads it)."""
+    """CRM `opportunity.won`: which deal reached the contracted stage (the saga re-reads it).
+
+    Identity is canonical from here on (`contracts.ids`): the tenant case-folded, the id in its
+    18-character form; control characters, NUL or a malformed id are a 422 naming the field.
+    Whether the tenant is one pssync serves is the route's `check` (it needs the settings)."""
 
     model_config = ConfigDict(extra="ignore")
 
-    tenant: str = Field(min_length=1, max_length=200)
+    tenant: Tenant
     object: Literal["Opportunity"]
-    id: str = Field(min_length=1, max_length=64)
+    id: SalesforceId
     stage: str | None = None
 
 
 class PsaEvent(BaseModel):
-    """PSA events: the workspace, the changed object's id under its own key, its version."""
+    """PSA events: the workspace, the changed object's id under its own key, its version.
+    Every id is a canonical PSA id (`contracts.ids.PsaId`): a malformed one is a 422."""
 
     model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True)
 
-    workspace_id: str = Field(min_length=1, max_length=64)
+    workspace_id: PsaId
     version: int | None = None
+    time_entry_id: PsaId | None = None
+    expense_id: PsaId | None = None
+    billing_milestone_id: PsaId | None = None
+    change_order_id: PsaId | None = None
+    assignment_id: PsaId | None = None
 
 
 # --------------------------------------------------------------------------- routing
@@ -109,7 +137,8 @@ class Outcome:
 
     status: str
     result: str
-    """Metric label: started, joined, queued, already_completed."""
+    """Metric label: started, joined, queued, already_completed; deferred (stored for the
+    relay because Temporal is down)."""
     http_status: int = 202
     workflow_id: str | None = None
     run_id: str | None = None
@@ -142,12 +171,37 @@ class EventRoute:
     data_model: type[BaseModel]
     action: Action = queue_only
     starts_workflow: bool = False
+    check: Callable[[BaseModel], None] | None = None
+    """Refuses a parsed delivery before the inbox by raising `GatewayError` (e.g. 422
+    `unknown_tenant`): what the data model cannot know without the settings."""
 
 
 @dataclass
 class WebhookSource:
     verifier: SignatureVerifier
     routes: dict[str, EventRoute] = field(default_factory=dict)
+
+
+TEMPORAL_UNAVAILABLE = "temporal_unavailable"
+"""The `GatewayError` code of an action that could not reach Temporal (`gateway.processes`)."""
+
+
+class Replayer(Protocol):
+    """What the receiver asks of the relay (`gateway.relay.InboxRelay`)."""
+
+    @property
+    def running(self) -> bool:
+        """The relay is draining the inbox: a stored event will be replayed."""
+        ...
+
+    @property
+    def deferring(self) -> bool:
+        """Temporal was found unavailable and has not answered since: do not even try."""
+        ...
+
+    def temporal_unavailable(self, reason: str) -> None:
+        """An action found Temporal unavailable (the relay backs off and takes over)."""
+        ...
 
 
 # --------------------------------------------------------------------------- verification
@@ -246,6 +300,9 @@ class WebhookReceiver:
         self._store = store
         self._metrics = metrics
         self.sources = dict(sources)
+        self.relay: Replayer | None = None
+        """The relay that replays stored events (`gateway.relay.InboxRelay`); while it runs,
+        a delivery that finds Temporal down is answered 202 `queued` instead of 503."""
 
     async def receive(self, source: str, request: Request) -> JSONResponse:
         started = time.perf_counter()
@@ -271,6 +328,76 @@ class WebhookReceiver:
             raise GatewayError(413, "body_too_large", f"the body exceeds {MAX_BODY_BYTES} bytes")
         event_id = config.verifier.verify(body, request.headers)
 
+        parsed = self._parse(config, body)
+        if parsed is None:
+            self._metrics.webhooks_ignored.labels(source=source).inc()
+            return Outcome(status="ignored", result="ignored")
+        event_type, route, data = parsed
+
+        payload_hash = hashlib.sha256(body).hexdigest()
+        accept = functools.partial(
+            self._store.inbox_accept, event_type=event_type, body=body.decode("utf-8")
+        )
+        first = await in_thread(accept, source, event_id, payload_hash)
+        if not first:
+            row = await in_thread(self._store.inbox_get, source, event_id)
+            if row is not None:
+                if row.payload_hash != payload_hash:
+                    raise GatewayError(
+                        422,
+                        "event_id_reused",
+                        f"event {event_id!r} was received before with a different body",
+                    )
+                if row.state == InboxState.PROCESSED.value or not route.starts_workflow:
+                    self._metrics.webhooks_duplicate.labels(source=source).inc()
+                    return Outcome(
+                        status="duplicate",
+                        result="duplicate",
+                        http_status=200,
+                        workflow_id=row.workflow_id,
+                    )
+            # Seen but not processed: an earlier attempt found Temporal down (the relay has it
+            # too) or is in flight right now. The action is idempotent by business key, so
+            # running it again is safe.
+
+        event = WebhookEvent(source, event_id, event_type, data, payload_hash)
+        relay = self.relay
+        if relay is not None and relay.running and relay.deferring:
+            # Temporal is known to be down: the event is stored, the relay replays it in order.
+            return self._queued(source, event_type)
+        try:
+            outcome = await route.action(event)
+        except GatewayError as exc:
+            if relay is not None and relay.running and exc.code == TEMPORAL_UNAVAILABLE:
+                relay.temporal_unavailable(exc.message)
+                return self._queued(source, event_type)
+            if 400 <= exc.status < 500:
+                # A business refusal: the sender gets it and stops; nothing replays the event.
+                with contextlib.suppress(GatewayError):
+                    await in_thread(
+                        functools.partial(self._store.inbox_record_failure, permanent=True),
+                        source,
+                        event_id,
+                        f"{exc.status} {exc.code}: {exc.message}",
+                    )
+            raise
+        await self.record_processed(source, event_id, outcome)
+        self._metrics.webhooks_accepted.labels(
+            source=source, event_type=event_type, result=outcome.result
+        ).inc()
+        return outcome
+
+    def _queued(self, source: str, event_type: str) -> Outcome:
+        self._metrics.webhooks_accepted.labels(
+            source=source, event_type=event_type, result="deferred"
+        ).inc()
+        return Outcome(status="queued", result="deferred")
+
+    def _parse(
+        self, config: WebhookSource, body: bytes
+    ) -> tuple[str, EventRoute, BaseModel] | None:
+        """The event type, its route and its validated data; None for a type without a route.
+        400 `invalid_json`, 422 `invalid_payload` (naming the field)."""
         try:
             raw = json.loads(body)
         except ValueError as exc:
@@ -281,40 +408,43 @@ class WebhookReceiver:
             raise validation_error(exc.errors(), code="invalid_payload") from None
         route = config.routes.get(envelope.type)
         if route is None:
-            self._metrics.webhooks_ignored.labels(source=source).inc()
-            return Outcome(status="ignored", result="ignored")
+            return None
         try:
             data = route.data_model.model_validate(envelope.data)
         except ValidationError as exc:
             raise validation_error(exc.errors(), code="invalid_payload", prefix="data") from None
+        if route.check is not None:
+            route.check(data)
+        return envelope.type, route, data
 
-        payload_hash = hashlib.sha256(body).hexdigest()
-        first = await in_thread(self._store.inbox_accept, source, event_id, payload_hash)
-        if not first:
-            row = await in_thread(self._store.inbox_get, source, event_id)
-            if row is not None:
-                if row.payload_hash != payload_hash:
-                    raise GatewayError(
-                        422,
-                        "event_id_reused",
-                        f"event {event_id!r} was received before with a different body",
-                    )
-                if row.workflow_id is not None or not route.starts_workflow:
-                    self._metrics.webhooks_duplicate.labels(source=source).inc()
-                    return Outcome(
-                        status="duplicate",
-                        result="duplicate",
-                        http_status=200,
-                        workflow_id=row.workflow_id,
-                    )
-            # Seen but not processed: an earlier attempt failed (503) or is in flight right
-            # now. The action is idempotent by business key, so running it again is safe.
-
-        event = WebhookEvent(source, event_id, envelope.type, data, payload_hash)
-        outcome = await route.action(event)
+    async def record_processed(self, source: str, event_id: str, outcome: Outcome) -> None:
+        """The action took effect: record the workflow id (if any) and mark the event
+        processed, so neither the relay nor a sender's retry runs it again."""
         if outcome.workflow_id is not None:
             await in_thread(self._store.inbox_set_workflow, source, event_id, outcome.workflow_id)
-        self._metrics.webhooks_accepted.labels(
-            source=source, event_type=envelope.type, result=outcome.result
-        ).inc()
+        else:
+            await in_thread(self._store.inbox_mark_processed, source, event_id)
+
+    async def replay(self, row: InboxRow) -> Outcome:
+        """Run a stored event's route action again, as its delivery would have (the relay's
+        path): the body is parsed and validated the same way, the action is the same, and the
+        outcome is recorded the same way. Raises the action's `GatewayError`s; 422
+        `not_replayable` for a row that cannot be replayed (no body, or its source or event
+        type has no route any more)."""
+        config = self.sources.get(row.source)
+        if config is None or row.body is None:
+            raise GatewayError(
+                422,
+                "not_replayable",
+                f"event {row.source}/{row.event_id} has no stored body or no source route",
+            )
+        parsed = self._parse(config, row.body.encode("utf-8"))
+        if parsed is None:
+            raise GatewayError(
+                422, "not_replayable", f"event type {row.event_type!r} has no route any more"
+            )
+        event_type, route, data = parsed
+        event = WebhookEvent(row.source, row.event_id, event_type, data, row.payload_hash)
+        outcome = await route.action(event)
+        await self.record_processed(row.source, row.event_id, outcome)
         return outcome

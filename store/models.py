@@ -27,6 +27,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Numeric,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import registry
@@ -203,16 +204,51 @@ class XrefRow(StoreModel, table=True):
     last_synced_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+class InboxState(StrEnum):
+    """Where a verified webhook event stands: ``pending`` until its action has taken effect
+    (started, joined or signalled its run), then ``processed``; ``failed`` when the action
+    refused it for good (a business refusal), so nothing retries it forever."""
+
+    PENDING = "pending"
+    PROCESSED = "processed"
+    FAILED = "failed"
+
+
 class InboxRow(StoreModel, table=True):
-    """A webhook event already received; the primary key is the dedupe key."""
+    """A webhook event already received; the primary key is the dedupe key.
+
+    It keeps what replaying the event needs: the verified raw body (``body``, the bytes the
+    signature covered, as UTF-8 text) and its ``event_type``, so the gateway's relay can run the
+    same route action the webhook would have run once Temporal is reachable again. Rows written
+    before the inbox kept bodies have ``body`` None and cannot be replayed.
+    """
 
     __tablename__ = "inbox"
+    __table_args__ = (Index("ix_inbox_state_received", "state", "received_at"),)
 
     source: str = Field(primary_key=True)
     event_id: str = Field(primary_key=True)
     received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     payload_hash: str
     workflow_id: str | None = None
+    event_type: str | None = None
+    body: str | None = Field(default=None, sa_type=Text)
+    state: str = InboxState.PENDING.value
+    """An ``InboxState`` value."""
+    attempts: int = 0
+    """Replays that did not take effect (Temporal refused or the action failed)."""
+    last_error: str | None = Field(default=None, sa_type=Text)
+    processed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+@dataclass(frozen=True, slots=True)
+class InboxBacklog:
+    """Verified events whose action has not taken effect yet, and those refused for good."""
+
+    pending: int
+    oldest_pending_at: datetime | None
+    """``received_at`` of the oldest pending event (None when there is none)."""
+    failed: int
 
 
 class NewExceptionItem(StoreModel):

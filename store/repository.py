@@ -14,6 +14,7 @@ business identity), or decide retries (it raises the typed errors of ``store.err
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -41,7 +42,9 @@ from store.models import (
     ExactDecimal,
     ExceptionItemRow,
     ExceptionStatus,
+    InboxBacklog,
     InboxRow,
+    InboxState,
     LineageRow,
     NewExceptionItem,
     OutboxRow,
@@ -171,21 +174,8 @@ class Store:
             if row is None:
                 # Nothing was inserted and no row holds this external key: the other unique
                 # key (enterprise_id, system, object_type) must be taken.
-                other = session.exec(
-                    select(XrefRow).where(
-                        col(XrefRow.enterprise_id) == enterprise_id,
-                        col(XrefRow.system) == system,
-                        col(XrefRow.object_type) == object_type,
-                    )
-                ).one()
-                raise XrefConflict(
-                    system=system,
-                    tenant=tenant,
-                    object_type=object_type,
-                    external_id=external_id,
-                    enterprise_id=enterprise_id,
-                    existing_enterprise_id=other.enterprise_id,
-                    existing_external_id=other.external_id,
+                raise _enterprise_key_conflict(
+                    session, enterprise_id, system, tenant, object_type, external_id
                 )
             if row.enterprise_id != enterprise_id:
                 raise XrefConflict(
@@ -203,6 +193,56 @@ class Store:
                 if remote_version is not None:
                     row.remote_version = remote_version
             return row
+
+    def reserve_enterprise_id(
+        self,
+        candidate: str,
+        entity_type: str,
+        system: str,
+        tenant: str,
+        object_type: str,
+        external_id: str,
+    ) -> str:
+        """The enterprise id of ``system/tenant/object_type/external_id``: the one it already
+        has, else ``candidate``, linked to it now. Every caller gets the same id, whatever the
+        timing; an existing link is returned as it is (status and version untouched).
+
+        One transaction: INSERT of the candidate's link ... ON CONFLICT DO NOTHING, then
+        re-select by the external key. Several sagas may reserve for one source record at once
+        (two deals of one customer won together both reserve the CRM Account's id); a find,
+        then a link, in two transactions would let each find nothing and all but one fail on
+        the link. Here the database decides: PostgreSQL makes a concurrent INSERT wait for the
+        first one's commit and then skip, and the re-select (a new snapshot under READ
+        COMMITTED) sees the winner's row; SQLite's write transactions are serialised.
+
+        Raises ``XrefConflict`` only if ``candidate`` already stands for another object of this
+        system and type (a caller's bug: candidates are freshly minted).
+        """
+        with self._write() as session:
+            self._insert_if_absent(
+                session,
+                XrefRow,
+                {
+                    "enterprise_id": candidate,
+                    "entity_type": entity_type,
+                    "system": system,
+                    "tenant": tenant,
+                    "object_type": object_type,
+                    "external_id": external_id,
+                    "status": XrefStatus.ACTIVE.value,
+                    "last_synced_at": self._clock(),
+                },
+            )
+            row = session.exec(
+                _xref_by_external_key(system, tenant, object_type, external_id)
+            ).one_or_none()
+            if row is not None:
+                return row.enterprise_id
+            # Nothing was inserted and no row holds this external key: the candidate's
+            # (enterprise_id, system, object_type) key is taken by another object.
+            raise _enterprise_key_conflict(
+                session, candidate, system, tenant, object_type, external_id
+            )
 
     def find_enterprise_id(
         self, system: str, tenant: str, object_type: str, external_id: str
@@ -261,8 +301,19 @@ class Store:
 
     # -- inbox --------------------------------------------------------------------------------
 
-    def inbox_accept(self, source: str, event_id: str, payload_hash: str) -> bool:
-        """Record a received event: True the first time, False for any duplicate delivery."""
+    def inbox_accept(
+        self,
+        source: str,
+        event_id: str,
+        payload_hash: str,
+        *,
+        event_type: str | None = None,
+        body: str | None = None,
+    ) -> bool:
+        """Record a received event, ``pending`` until its action has taken effect: True the
+        first time, False for any duplicate delivery (the first row is kept unchanged).
+
+        ``event_type`` and ``body`` (the verified raw body) are what a replay needs."""
         with self._write() as session:
             return self._insert_if_absent(
                 session,
@@ -272,19 +323,134 @@ class Store:
                     "event_id": event_id,
                     "payload_hash": payload_hash,
                     "received_at": self._clock(),
+                    "event_type": event_type,
+                    "body": body,
+                    "state": InboxState.PENDING.value,
+                    "attempts": 0,
                 },
             )
 
     def inbox_set_workflow(self, source: str, event_id: str, workflow_id: str) -> None:
-        """Remember which workflow an accepted event started or joined; raises ``NotFound``."""
+        """Remember which workflow an accepted event started or joined, and mark it processed
+        (``processed_at`` keeps the first time); raises ``NotFound``."""
         with self._write() as session:
             result = session.exec(
                 update(InboxRow)
-                .where(col(InboxRow.source) == source, col(InboxRow.event_id) == event_id)
-                .values(workflow_id=workflow_id)
+                .where(_inbox_key(source, event_id))
+                .values(
+                    workflow_id=workflow_id,
+                    state=InboxState.PROCESSED.value,
+                    processed_at=func.coalesce(col(InboxRow.processed_at), self._clock()),
+                )
+                .returning(literal_column("1"))
             )
-            if result.rowcount == 0:
+            if result.first() is None:
                 raise NotFound("inbox", f"{source}/{event_id}")
+
+    def inbox_mark_processed(
+        self, source: str, event_id: str, workflow_id: str | None = None
+    ) -> bool:
+        """Mark an event's action as taken effect, idempotently: True if this call did it,
+        False if it was already processed (nothing changes then). A failed event can still be
+        processed (a sender's retry succeeded). Raises ``NotFound`` for an unknown event."""
+        values: dict[str, Any] = {
+            "state": InboxState.PROCESSED.value,
+            "processed_at": self._clock(),
+        }
+        if workflow_id is not None:
+            values["workflow_id"] = workflow_id
+        with self._write() as session:
+            marked = session.exec(
+                update(InboxRow)
+                .where(
+                    _inbox_key(source, event_id),
+                    col(InboxRow.state) != InboxState.PROCESSED.value,
+                )
+                .values(**values)
+                .returning(literal_column("1"))
+            ).first()
+            if marked is not None:
+                return True
+            if session.get(InboxRow, (source, event_id)) is None:
+                raise NotFound("inbox", f"{source}/{event_id}")
+            return False
+
+    def inbox_record_failure(
+        self, source: str, event_id: str, error: str, *, permanent: bool = False
+    ) -> int | None:
+        """Count a replay that did not take effect and keep its error; ``permanent`` marks the
+        event ``failed`` (refused for good: nothing retries it). Only a pending event changes:
+        returns its attempts so far, or None if it was not pending (processed meanwhile)."""
+        values: dict[str, Any] = {
+            "attempts": col(InboxRow.attempts) + 1,
+            "last_error": error[:4000],
+        }
+        if permanent:
+            values["state"] = InboxState.FAILED.value
+        with self._write() as session:
+            attempts = session.exec(
+                update(InboxRow)
+                .where(
+                    _inbox_key(source, event_id),
+                    col(InboxRow.state) == InboxState.PENDING.value,
+                )
+                .values(**values)
+                .returning(col(InboxRow.attempts))
+            ).first()
+            return None if attempts is None else int(attempts[0])
+
+    def inbox_pending(
+        self,
+        limit: int = 100,
+        *,
+        received_before: datetime | None = None,
+        sources: Sequence[str] | None = None,
+    ) -> list[InboxRow]:
+        """Verified events whose action has not taken effect, in arrival order (oldest
+        first); ``received_before`` leaves out the newest (their first attempt may still be
+        under way), ``sources`` keeps only those sources' events."""
+        return self.inbox_list(
+            InboxState.PENDING, limit, received_before=received_before, sources=sources
+        )
+
+    def inbox_list(
+        self,
+        state: InboxState | str,
+        limit: int = 100,
+        *,
+        received_before: datetime | None = None,
+        sources: Sequence[str] | None = None,
+    ) -> list[InboxRow]:
+        """Events in ``state`` (of ``sources``, if given), in arrival order (oldest first)."""
+        query = select(InboxRow).where(col(InboxRow.state) == InboxState(state).value)
+        if received_before is not None:
+            query = query.where(col(InboxRow.received_at) < received_before)
+        if sources is not None:
+            query = query.where(col(InboxRow.source).in_(list(sources)))
+        query = query.order_by(
+            col(InboxRow.received_at), col(InboxRow.source), col(InboxRow.event_id)
+        ).limit(limit)
+        with self._read() as session:
+            return list(session.exec(query).all())
+
+    def inbox_backlog(self, sources: Sequence[str] | None = None) -> InboxBacklog:
+        """How many events (of ``sources``, if given) are pending, and since when, and how
+        many failed for good."""
+        query = (
+            core_select(col(InboxRow.state), func.count(), func.min(col(InboxRow.received_at)))
+            .where(col(InboxRow.state).in_((InboxState.PENDING.value, InboxState.FAILED.value)))
+            .group_by(col(InboxRow.state))
+        )
+        if sources is not None:
+            query = query.where(col(InboxRow.source).in_(list(sources)))
+        with self._read() as session:
+            rows = {state: (int(n), oldest) for state, n, oldest in session.execute(query)}
+        pending, oldest = rows.get(InboxState.PENDING.value, (0, None))
+        return InboxBacklog(
+            pending=pending,
+            oldest_pending_at=oldest,
+            failed=rows.get(InboxState.FAILED.value, (0, None))[0],
+        )
 
     def inbox_get(self, source: str, event_id: str) -> InboxRow | None:
         """The recorded event, or None if it was never accepted."""
@@ -310,8 +476,11 @@ class Store:
     ) -> ExceptionItemRow:
         """Resolve an open or escalated item, recording ``resolution`` plus ``actor``.
 
-        Raises ``AlreadyResolved`` (carrying the recorded resolution) if it was resolved
-        before, even by a concurrent caller; ``NotFound`` if there is no such item.
+        Idempotent for the same decision: if the item already carries exactly this resolution
+        by this actor (an activity retried after its first attempt committed), the row is
+        returned unchanged. Raises ``AlreadyResolved`` (carrying the recorded resolution) if it
+        was resolved before with another resolution or by another actor, even by a concurrent
+        caller, so exactly one decision wins; ``NotFound`` if there is no such item.
         """
         recorded = {**resolution, "actor": actor}
         with self._write() as session:
@@ -331,21 +500,25 @@ class Store:
             row = session.get(ExceptionItemRow, item_id, populate_existing=True)
             if row is None:
                 raise NotFound("exception_item", item_id)
-            if result.rowcount == 0:
+            # The stored resolution went through JSON: compare it with ours in that form.
+            if result.rowcount == 0 and row.resolution != json.loads(json.dumps(recorded)):
                 raise AlreadyResolved(item_id, row.resolution)
             return row
 
     def escalate_exception(self, item_id: str, owner: str | None = None) -> ExceptionItemRow:
         """Mark an unresolved item escalated, optionally handing it to ``owner``.
 
-        Escalating an escalated item again is allowed (a further hand-off). Raises
-        ``AlreadyResolved`` or ``NotFound``.
+        Escalating an escalated item again is allowed (a further hand-off). Escalating a
+        resolved item is a no-op that returns the row unchanged (status ``resolved``, owner
+        kept): a workflow's escalation timer may fire just after a person resolved the item,
+        and that must not fail the run. Raises ``NotFound`` if there is no such item.
         """
         values: dict[str, Any] = {"status": ExceptionStatus.ESCALATED.value}
         if owner is not None:
             values["owner"] = owner
         with self._write() as session:
-            result = session.exec(
+            # Conditional on the status, so a resolution committed first is never overwritten.
+            session.exec(
                 update(ExceptionItemRow)
                 .where(
                     col(ExceptionItemRow.id) == item_id,
@@ -357,8 +530,7 @@ class Store:
             row = session.get(ExceptionItemRow, item_id, populate_existing=True)
             if row is None:
                 raise NotFound("exception_item", item_id)
-            if result.rowcount == 0:
-                raise AlreadyResolved(item_id, row.resolution)
+            # Escalated now, or (nothing updated) already resolved and left as it is.
             return row
 
     def get_exception(self, item_id: str) -> ExceptionItemRow | None:
@@ -751,6 +923,35 @@ def _xref_by_external_key(
     )
 
 
+def _enterprise_key_conflict(
+    session: Session,
+    enterprise_id: str,
+    system: str,
+    tenant: str,
+    object_type: str,
+    external_id: str,
+) -> XrefConflict:
+    """The conflict of linking an external object to ``enterprise_id`` when that id already
+    stands for another object of ``system``/``object_type`` (read in the caller's transaction,
+    which found no row for the external key after its INSERT did nothing)."""
+    other = session.exec(
+        select(XrefRow).where(
+            col(XrefRow.enterprise_id) == enterprise_id,
+            col(XrefRow.system) == system,
+            col(XrefRow.object_type) == object_type,
+        )
+    ).one()
+    return XrefConflict(
+        system=system,
+        tenant=tenant,
+        object_type=object_type,
+        external_id=external_id,
+        enterprise_id=enterprise_id,
+        existing_enterprise_id=other.enterprise_id,
+        existing_external_id=other.external_id,
+    )
+
+
 def _chunks(keys: Sequence[str], size: int = _IN_CHUNK) -> Iterator[Sequence[str]]:
     for start in range(0, len(keys), size):
         yield keys[start : start + size]
@@ -796,3 +997,7 @@ def _lineage_values(row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     values["fields"] = list(row["fields"])
     values["recorded_at"] = now
     return values
+
+
+def _inbox_key(source: str, event_id: str) -> Any:
+    return (col(InboxRow.source) == source) & (col(InboxRow.event_id) == event_id)

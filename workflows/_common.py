@@ -1,14 +1,25 @@
 """What every workflow shares: the step retry policy and the typed search-attribute keys.
 
-Deterministic constants only (no I/O). The names match `contracts.naming.SEARCH_ATTRIBUTES`,
-which the embedded dev server and the compose file register.
+Deterministic constants only (no I/O). The keys are defined once, in `plumbing.temporal`, from
+`contracts.naming.SEARCH_ATTRIBUTES` (which the embedded dev server and the compose file
+register); they are re-exported here so workflows import nothing else from `plumbing`.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import RetryPolicy
+
+from plumbing.temporal import (
+    BUSINESS_PROCESS,
+    CHANGE_ORDER_ID,
+    CRM_OPPORTUNITY_ID,
+    CUSTOMER_NAME,
+    ENTERPRISE_PROJECT_ID,
+    EXCEPTION_OPEN,
+    WORKER_ID,
+)
 
 # Transient failures (outages, 429s) retry without limit: the work waits for the system to
 # come back instead of failing the process. Business errors are non-retryable by construction
@@ -20,10 +31,13 @@ RETRY = RetryPolicy(
     non_retryable_error_types=["BusinessRuleViolation", "AuthError", "NotFoundError"],
 )
 
-BUSINESS_PROCESS = SearchAttributeKey.for_keyword("BusinessProcess")
-ENTERPRISE_PROJECT_ID = SearchAttributeKey.for_keyword("EnterpriseProjectId")
-CRM_OPPORTUNITY_ID = SearchAttributeKey.for_keyword("CrmOpportunityId")
-CUSTOMER_NAME = SearchAttributeKey.for_keyword("CustomerName")
-CHANGE_ORDER_ID = SearchAttributeKey.for_keyword("ChangeOrderId")
-WORKER_ID = SearchAttributeKey.for_keyword("WorkerId")
-EXCEPTION_OPEN = SearchAttributeKey.for_bool("ExceptionOpen")
+__all__ = [
+    "BUSINESS_PROCESS",
+    "CHANGE_ORDER_ID",
+    "CRM_OPPORTUNITY_ID",
+    "CUSTOMER_NAME",
+    "ENTERPRISE_PROJECT_ID",
+    "EXCEPTION_OPEN",
+    "RETRY",
+    "WORKER_ID",
+]

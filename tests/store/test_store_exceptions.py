@@ -73,8 +73,8 @@ def test_escalate_then_resolve(store: Store) -> None:
     assert store.escalate_exception("exc-1").owner == "finance-manager"
 
     store.resolve_exception("exc-1", {"action": "skip"}, "fm@acme")
-    with pytest.raises(AlreadyResolved):
-        store.escalate_exception("exc-1")
+    late = store.escalate_exception("exc-1", owner="ops")  # the escalation timer fired late
+    assert (late.status, late.owner) == ("resolved", "finance-manager")
 
 
 def test_unknown_item(store: Store) -> None:
@@ -113,3 +113,57 @@ def test_concurrent_resolutions_exactly_one_wins(
     stored = store.get_exception("exc-1")
     assert stored is not None and stored.resolution == winners[0].resolution
     assert row_count("exception_item", "status = 'resolved'") == 1
+
+
+def test_escalating_a_resolved_item_is_a_no_op(store: Store) -> None:
+    """A workflow's escalation timer can fire just after a person resolved the item: the
+    escalation returns the resolved row unchanged instead of failing the run."""
+    store.open_exception(item())
+    resolved = store.resolve_exception("exc-1", {"action": "skip"}, "fm@acme")
+
+    late = store.escalate_exception("exc-1", owner="ops")
+
+    assert late.status == "resolved"
+    assert late.owner == "finance"
+    assert late.resolution == resolved.resolution == {"action": "skip", "actor": "fm@acme"}
+    assert late.resolved_at == resolved.resolved_at
+    assert store.get_exception("exc-1") == late
+
+
+def test_resolving_again_with_the_same_resolution_returns_the_row(store: Store) -> None:
+    """An activity retried after its first attempt committed records nothing new; only a
+    different resolution (or actor) is refused."""
+    store.open_exception(item())
+    decision = {"action": "retry_with_data", "data": {"role": "Senior Architect"}, "n": [1, 2]}
+    first = store.resolve_exception("exc-1", decision, "dm@acme")
+
+    again = store.resolve_exception("exc-1", dict(decision), "dm@acme")
+
+    assert again.status == "resolved"
+    assert (again.resolution, again.resolved_at) == (first.resolution, first.resolved_at)
+    with pytest.raises(AlreadyResolved) as caught:
+        store.resolve_exception("exc-1", {"action": "abandon"}, "dm@acme")
+    assert caught.value.resolution == first.resolution
+    with pytest.raises(AlreadyResolved):
+        store.resolve_exception("exc-1", decision, "someone-else")
+
+
+def test_concurrent_escalations_and_a_resolution_never_fail(
+    store: Store, row_count: RowCount, together: Together
+) -> None:
+    store.open_exception(item())
+
+    def act(i: int) -> str:
+        if i == 0:
+            return store.resolve_exception("exc-1", {"action": "skip"}, "fm@acme").status
+        return store.escalate_exception("exc-1", owner=f"ops-{i}").status
+
+    outcomes = together(20, act)
+
+    assert not [o for o in outcomes if isinstance(o, BaseException)], outcomes
+    assert outcomes[0] == "resolved"
+    assert set(outcomes[1:]) <= {"escalated", "resolved"}
+    stored = store.get_exception("exc-1")
+    assert stored is not None and stored.status == "resolved"
+    assert stored.resolution == {"action": "skip", "actor": "fm@acme"}
+    assert row_count("exception_item") == 1

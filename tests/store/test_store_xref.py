@@ -136,3 +136,84 @@ def test_concurrent_links_with_different_enterprise_ids_one_wins(
     assert {e.existing_enterprise_id for e in losers} == set(winners)
     assert store.find_enterprise_id("CRM", "acme", "Opportunity", "006A1") == winners[0]
     assert row_count("xref") == 1
+
+
+def reserve(store: Store, candidate: str, external_id: str = "001ACME") -> str:
+    return store.reserve_enterprise_id(candidate, "customer", "CRM", "acme", "Account", external_id)
+
+
+def test_reserve_links_the_candidate_then_returns_it_again(
+    store: Store, row_count: RowCount
+) -> None:
+    first, second = new_eid(), new_eid()
+
+    assert reserve(store, first) == first
+    assert reserve(store, first) == first  # a retried activity with the same candidate
+    assert reserve(store, second) == first  # a later reservation gets the id already there
+
+    row = store.find_xref(first, "CRM", "Account")
+    assert row is not None
+    assert (row.entity_type, row.tenant, row.external_id, row.status) == (
+        "customer",
+        "acme",
+        "001ACME",
+        "active",
+    )
+    assert store.find_xref(second, "CRM", "Account") is None
+    assert row_count("xref") == 1
+
+
+def test_concurrent_reservations_of_one_key_all_get_the_same_id(
+    store: Store, row_count: RowCount, together: Together
+) -> None:
+    """Deals of one customer won at the same moment reserve the customer's id at once: every
+    caller gets the winner's id, none an error, and there is exactly one link."""
+    candidates = [new_eid() for _ in range(40)]
+
+    outcomes = together(40, lambda i: reserve(store, candidates[i]))
+
+    assert not [o for o in outcomes if isinstance(o, BaseException)], outcomes
+    assert len(set(outcomes)) == 1, outcomes
+    [winner] = set(outcomes)
+    assert winner in candidates
+    assert store.find_enterprise_id("CRM", "acme", "Account", "001ACME") == winner
+    assert row_count("xref") == 1
+    assert row_count("xref", "enterprise_id = :e", e=winner) == 1
+
+
+def test_links_after_concurrent_reservations_stay_idempotent(
+    store: Store, row_count: RowCount, together: Together
+) -> None:
+    """Each saga that reserved the customer's id later links it (CRM account and ERP customer)
+    in its `link_xrefs` step; doing so from every saga at once changes nothing but the refresh."""
+    candidates = [new_eid() for _ in range(20)]
+    [winner] = set(together(20, lambda i: reserve(store, candidates[i])))
+
+    def link_customer(_: int) -> tuple[str, str]:
+        account = store.link_xref(winner, "customer", "CRM", "acme", "Account", "001ACME")
+        erp = store.link_xref(winner, "customer", "ERP", "acme", "customer", "C-100")
+        return account.enterprise_id, erp.enterprise_id
+
+    outcomes = together(20, link_customer)
+
+    assert outcomes == [(winner, winner)] * 20
+    assert [(x.system, x.object_type, x.external_id) for x in store.xrefs_for(winner)] == [
+        ("CRM", "Account", "001ACME"),
+        ("ERP", "customer", "C-100"),
+    ]
+    assert row_count("xref") == 2
+
+
+def test_reserve_with_a_candidate_already_linked_elsewhere_conflicts(
+    store: Store, row_count: RowCount
+) -> None:
+    """A candidate already standing for another account is a caller's bug, not a race."""
+    eid = new_eid()
+    reserve(store, eid, external_id="001ACME")
+
+    with pytest.raises(XrefConflict) as caught:
+        reserve(store, eid, external_id="001OTHER")
+
+    assert caught.value.existing_external_id == "001ACME"
+    assert store.find_enterprise_id("CRM", "acme", "Account", "001OTHER") is None
+    assert row_count("xref") == 1

@@ -48,3 +48,27 @@ def test_toml_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     settings = load_settings()
     assert settings.gateway_port == 9001
     assert settings.erp.base_url == "https://erp.example"
+
+
+def test_known_tenants_are_the_tenant_and_the_list_case_folded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PSSYNC_CRM__BASE_URL", "https://acme.my.salesforce.com")
+    monkeypatch.setenv("PSSYNC_CRM__TENANT", "Acme")
+    monkeypatch.setenv("PSSYNC_CRM__TENANTS", '["ACME-EMEA", "globex"]')
+    crm = load_settings().crm
+    assert crm.tenant == "Acme"  # as configured: connectors may need its spelling
+    assert crm.known_tenants == {"acme", "acme-emea", "globex"}
+    assert crm.known_tenant("ACME") == "acme"
+    assert crm.known_tenant("Globex") == "globex"
+    assert crm.known_tenant("initech") is None
+    assert crm.known_tenant("acme\x00") is None
+    assert load_settings().psa.known_tenants == {"default"}
+
+
+def test_a_malformed_tenant_stops_the_process_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PSSYNC_HCM__BASE_URL", "https://wd5-services1.myworkday.com")
+    monkeypatch.setenv("PSSYNC_HCM__TENANTS", '["ok", "bad tenant"]')
+    with pytest.raises(SettingsError) as exc:
+        load_settings()
+    assert "PSSYNC_HCM" in str(exc.value) and "bad tenant" in str(exc.value)
