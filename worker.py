@@ -135,11 +135,12 @@ class Deployment:
 
 
 def build_workers(
-    client: Client, deployment: Deployment, *, task_queue: str = TASK_QUEUE
+    client: Client, deployment: Deployment, *, task_queue: str = TASK_QUEUE, **options: Any
 ) -> list[Worker]:
     """Every workflow and activity of every process, on two workers: the main one (workflows;
     CRM, PSA, HCM and store activities) and the ERP one, whose activities the server starts no
-    faster than the ERP's quota. Tests build the same wiring over in-memory fakes."""
+    faster than the ERP's quota. Tests build the same wiring over in-memory fakes.
+    `options` go to both `Worker`s (e.g. `max_cached_workflows`)."""
     settings = deployment.settings
     crm = CrmActivities(deployment.crm)
     psa = PsaActivities(deployment.psa)
@@ -226,12 +227,17 @@ def build_workers(
         time_to_invoice.create_invoice,
         time_to_invoice.void_invoice,
     ]
+    # A deploy (SIGTERM) lets activities in flight finish instead of abandoning them to their
+    # start-to-close timeouts.
+    grace = timedelta(seconds=settings.worker_shutdown_grace_s)
     return [
         Worker(
             client,
             task_queue=task_queue,
             workflows=list(WORKFLOWS),
             activities=main_activities,
+            graceful_shutdown_timeout=grace,
+            **options,
         ),
         Worker(
             client,
@@ -239,6 +245,8 @@ def build_workers(
             activities=erp_activities,
             max_task_queue_activities_per_second=settings.erp_quota_rps,
             max_concurrent_activities=settings.erp.max_concurrency * 4,
+            graceful_shutdown_timeout=grace,
+            **options,
         ),
     ]
 

@@ -20,7 +20,6 @@ Deterministic: no I/O; exception item IDs are uuid5 of the workflow id, period a
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 from decimal import Decimal
 
@@ -28,7 +27,8 @@ from temporalio import workflow
 from temporalio.client import Client
 from temporalio.exceptions import ActivityError
 
-from workflows._common import BUSINESS_PROCESS, EXCEPTION_OPEN, RETRY
+from workflows._common import BUSINESS_PROCESS, RETRY
+from workflows._desk import ExceptionDesk
 
 with workflow.unsafe.imports_passed_through():
     from activities._errors import business_error_info
@@ -41,7 +41,6 @@ with workflow.unsafe.imports_passed_through():
         ResolveErpProject,
         SyncForecast,
     )
-    from activities.store import OpenExceptionItem, StoreActivities
     from contracts.money import Money
     from contracts.naming import TASK_QUEUE, assignment_sync_workflow_id, erp_task_queue
     from contracts.v1.assignment_sync import (
@@ -59,6 +58,13 @@ with workflow.unsafe.imports_passed_through():
         apply_reread,
         staffing_view,
     )
+    from contracts.v1.processes import (
+        RESOLVE_EXCEPTION_UPDATE,
+        RESOLVER_ROLES,
+        ExceptionResolution,
+        ResolutionAccepted,
+        ResolutionAction,
+    )
 
 
 @workflow.defn(name=ASSIGNMENT_SYNC)
@@ -73,6 +79,14 @@ class AssignmentSyncWorkflow:
         )
         self._erp_queue = erp_task_queue(workflow.info().task_queue)
         self._timeout = timedelta(seconds=self._state.settings.activity_timeout_s)
+        self._desk = ExceptionDesk(
+            process=PROCESS_ASSIGNMENT_SYNC,
+            roles=RESOLVER_ROLES[PROCESS_ASSIGNMENT_SYNC],
+            escalate_to="ops",
+            escalation_after=timedelta(days=1),
+            activity_timeout=self._timeout,
+            state=self._state.desk,
+        )
 
     # ----------------------------------------------------------------------- messages
 
@@ -85,6 +99,20 @@ class AssignmentSyncWorkflow:
     @workflow.query(name=STAFFING_QUERY)
     def staffing(self) -> Staffing:
         return staffing_view(self._state)
+
+    @workflow.update(name=RESOLVE_EXCEPTION_UPDATE)
+    async def resolve_exception(self, resolution: ExceptionResolution) -> ResolutionAccepted:
+        """Finance acknowledges a refused forecast (skip): the run goes on, and the next
+        staffing change tries the forecast again."""
+        accepted = await self._desk.accept(resolution, flag=True)
+        self._state.open_refusals = [
+            r for r in self._state.open_refusals if r.item_id != resolution.item_id
+        ]
+        return accepted
+
+    @resolve_exception.validator
+    def _validate_resolution(self, resolution: ExceptionResolution) -> None:
+        self._desk.validate(resolution)
 
     # ----------------------------------------------------------------------- the loop
 
@@ -104,6 +132,7 @@ class AssignmentSyncWorkflow:
                 # Signals delivered with the last task are already in the state: carry it.
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 self._state.runs += 1
+                self._state.desk = self._desk.snapshot()
                 workflow.continue_as_new(
                     AssignmentSyncInput(
                         psa_tenant=self._state.psa_tenant,
@@ -185,43 +214,42 @@ class AssignmentSyncWorkflow:
         await self._open_refusals(result.refused)
 
     async def _open_refusals(self, refusals: list[ForecastRefusal]) -> None:
-        info = workflow.info()
+        """Each refusal is one item, keyed by what was refused (the same refusal again is the
+        same item); an item whose refusal is gone (the forecast went through) is closed."""
         opened: list[ForecastRefusal] = []
         for refusal in refusals:
-            item_id = (
-                "exc_"
-                + uuid.uuid5(
-                    uuid.NAMESPACE_URL,
-                    f"{info.workflow_id}/forecast/{refusal.period}/{refusal.code}/"
-                    f"{refusal.wanted_hours}/{refusal.wanted_cost}",
-                ).hex
+            scope = (
+                f"forecast/{refusal.period}/{refusal.code}/"
+                f"{refusal.wanted_hours}/{refusal.wanted_cost}"
             )
-            await workflow.execute_activity_method(
-                StoreActivities.open_exception,
-                OpenExceptionItem(
-                    item_id=item_id,
-                    workflow_id=info.workflow_id,
-                    run_id=info.run_id,
-                    process=PROCESS_ASSIGNMENT_SYNC,
-                    cause_code=refusal.code,
-                    field="forecast",
-                    detail=refusal.detail
-                    + f" — staffing now wants {refusal.wanted_hours} h, {refusal.wanted_cost}",
-                    owner="finance_controller",
-                    context={
-                        "psa_project_id": self._state.psa_project_id,
-                        "erp_project": self._state.erp_project,
-                        "period": refusal.period,
-                        "wanted_hours": str(refusal.wanted_hours),
-                        "wanted_cost": refusal.wanted_cost.model_dump(mode="json"),
-                    },
-                ),
-                start_to_close_timeout=self._timeout,
-                retry_policy=RETRY,
+            item = await self._desk.open(
+                item_id=self._desk.content_item_id(scope),
+                cause_code=refusal.code,
+                field="forecast",
+                detail=refusal.detail
+                + f" — staffing now wants {refusal.wanted_hours} h, {refusal.wanted_cost}",
+                owner="finance_controller",
+                actions=[ResolutionAction.SKIP],
+                context={
+                    "psa_project_id": self._state.psa_project_id,
+                    "erp_project": self._state.erp_project,
+                    "period": refusal.period,
+                    "wanted_hours": str(refusal.wanted_hours),
+                    "wanted_cost": refusal.wanted_cost.model_dump(mode="json"),
+                },
+                flag=False,
             )
-            opened.append(refusal.model_copy(update={"item_id": item_id}))
+            opened.append(refusal.model_copy(update={"item_id": item.item_id}))
+        current = {r.item_id for r in opened}
+        for stale in self._desk.open_items:
+            if stale.item_id not in current:
+                await self._desk.close(
+                    stale.item_id,
+                    actor="pssync",
+                    resolution={"action": "superseded", "reason": "the forecast went through"},
+                )
         self._state.open_refusals = opened
-        workflow.upsert_search_attributes([EXCEPTION_OPEN.value_set(bool(opened))])
+        self._desk.flag(force=True)
 
     def _details(self, text: str) -> None:
         s = self._state

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -29,6 +28,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows._common import BUSINESS_PROCESS, CHANGE_ORDER_ID, ENTERPRISE_PROJECT_ID, RETRY
+from workflows._saga import Saga, reason_of
 
 with workflow.unsafe.imports_passed_through():
     from activities.change_order import (
@@ -77,8 +77,6 @@ with workflow.unsafe.imports_passed_through():
 CONCURRENCY_ATTEMPTS = 3
 """Re-read and recompute a budget revision this often when someone else revised it between
 our read and our write (optimistic concurrency)."""
-
-Compensations = list[tuple[str, Callable[[], Awaitable[Any]]]]
 
 
 @workflow.defn(name=CHANGE_ORDER)
@@ -212,30 +210,32 @@ class ChangeOrderWorkflow:
             )
             await self._set_state(state)
             self._step(ChangeOrderStep(outcome.value), f"{outcome.value}: nothing applied")
+            await workflow.wait_condition(workflow.all_handlers_finished)
             return self._result(outcome)
 
         await self._set_state(ChangeOrderStatus.APPROVED)
-        compensations: Compensations = []
+        saga = Saga()
         try:
-            result = await self._apply(ctx, impact, compensations)
+            result = await self._apply(ctx, impact, saga)
         except (ActivityError, ApplicationError, asyncio.CancelledError) as err:
-            reason = _reason(err)
+            reason = reason_of(err)
             self._step(ChangeOrderStep.COMPENSATING, f"undoing: {reason}")
-            failed = await self._compensate(compensations)
+            failed = await saga.compensate()
             self._step(
                 ChangeOrderStep.FAILED,
                 f"failed and compensated: {reason}"
-                + (f"; compensation failed: {'; '.join(failed)}" if failed else ""),
+                + (f"; compensation failed: {'; '.join(map(str, failed))}" if failed else ""),
             )
             if isinstance(err, asyncio.CancelledError):
                 raise
-            raise ApplicationError(
-                f"change order {request.change_order_id} could not be applied: {reason}",
+            raise saga.failure(
+                err,
+                f"change order {request.change_order_id} could not be applied",
                 type="ChangeOrderFailed",
-                non_retryable=True,
             ) from err
         await self._set_state(ChangeOrderStatus.APPLIED)
         self._step(ChangeOrderStep.APPLIED, "applied to ERP and PSA")
+        await workflow.wait_condition(workflow.all_handlers_finished)
         return result
 
     async def _await_decisions(self) -> ChangeOrderOutcome:
@@ -284,25 +284,23 @@ class ChangeOrderWorkflow:
         self._step(ChangeOrderStep.WAITING_FOR_APPROVAL, "ESCALATED — " + self._waiting_text())
 
     async def _apply(
-        self, ctx: ChangeOrderContext, impact: ChangeOrderImpact, compensations: Compensations
+        self, ctx: ChangeOrderContext, impact: ChangeOrderImpact, saga: Saga
     ) -> ChangeOrderResult:
         delta = impact.budget_delta
         erp_project = f"eid:{ctx.enterprise_id}"
         # 1. ERP budget revision, under optimistic concurrency on the budget version.
         self._step(ChangeOrderStep.REVISING_ERP_BUDGET, f"revising the ERP budget by {delta}")
-        erp_after = await self._revise_erp(erp_project, delta, compensations)
+        erp_after = await self._revise_erp(erp_project, delta, saga)
         self._status.ids["erp_budget_version"] = erp_after.version
         # 2. PSA budget.
         self._step(ChangeOrderStep.UPDATING_PSA_BUDGET, "PSA project budget")
-        psa_after = await self._revise_psa(ctx.psa_project_id, delta, compensations)
+        psa_after = await self._revise_psa(ctx.psa_project_id, delta, saga)
         self._status.ids["psa_budget_version"] = psa_after.version
         # 3. Staffing demand: one resource request per role with added hours.
         demands = self._demands(ctx, impact)
         request_ids: list[str] = []
         if demands:
-            compensations.append(
-                ("cancel staffing demand", lambda: self._cancel_demand(ctx, demands))
-            )
+            saga.add("cancel staffing demand", lambda: self._cancel_demand(ctx, demands))
             self._step(ChangeOrderStep.RAISING_DEMAND, f"{len(demands)} resource requests")
             request_ids = await workflow.execute_activity_method(
                 ChangeOrderActivities.raise_demand,
@@ -354,9 +352,7 @@ class ChangeOrderWorkflow:
 
     # ----------------------------------------------------------------------- steps
 
-    async def _revise_erp(
-        self, project: str, delta: Money, compensations: Compensations
-    ) -> ErpBudget:
+    async def _revise_erp(self, project: str, delta: Money, saga: Saga) -> ErpBudget:
         undo: dict[str, RevertErpBudget] = {}
 
         async def revert() -> None:
@@ -372,7 +368,7 @@ class ChangeOrderWorkflow:
                 self._status.completed.append("compensated: ERP budget reverted")
 
         # Registered before the write: a revision whose answer was lost is still reverted.
-        compensations.append(("revert ERP budget", revert))
+        saga.add("revert ERP budget", revert)
         for attempt in range(1, CONCURRENCY_ATTEMPTS + 1):
             before: ErpBudget = await workflow.execute_activity_method(
                 ChangeOrderErpActivities.read_erp_budget,
@@ -401,9 +397,7 @@ class ChangeOrderWorkflow:
                 workflow.logger.info("ERP budget moved under us; re-reading (%d)", attempt)
         raise AssertionError("unreachable")
 
-    async def _revise_psa(
-        self, psa_project_id: str, delta: Money, compensations: Compensations
-    ) -> PsaBudget:
+    async def _revise_psa(self, psa_project_id: str, delta: Money, saga: Saga) -> PsaBudget:
         undo: dict[str, RevertPsaBudget] = {}
 
         async def revert() -> None:
@@ -417,7 +411,7 @@ class ChangeOrderWorkflow:
                 )
                 self._status.completed.append("compensated: PSA budget reverted")
 
-        compensations.append(("revert PSA budget", revert))
+        saga.add("revert PSA budget", revert)
         for attempt in range(1, CONCURRENCY_ATTEMPTS + 1):
             before: PsaBudget = await workflow.execute_activity_method(
                 ChangeOrderActivities.read_psa_budget,
@@ -492,17 +486,6 @@ class ChangeOrderWorkflow:
             summary="compensate: cancel resource requests",
         )
         self._status.completed.append("compensated: staffing demand cancelled")
-
-    async def _compensate(self, compensations: Compensations) -> list[str]:
-        """Run every compensation in reverse; one that fails does not stop the others."""
-        failed: list[str] = []
-        for label, undo in reversed(compensations):
-            workflow.logger.info("compensating: %s", label)
-            try:
-                await undo()
-            except ActivityError as err:
-                failed.append(f"{label}: {_reason(err)}")
-        return failed
 
     async def _notify(
         self,
@@ -586,14 +569,6 @@ def _is_conflict(err: ActivityError) -> bool:
         "StaleVersionError",
         "ConflictError",
     )
-
-
-def _reason(err: BaseException) -> str:
-    if isinstance(err, asyncio.CancelledError):
-        return "cancelled"
-    if isinstance(err, ActivityError) and err.cause is not None:
-        return str(err.cause)
-    return str(err)
 
 
 WORKFLOWS: list[type] = [ChangeOrderWorkflow]

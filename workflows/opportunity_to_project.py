@@ -15,16 +15,17 @@ Deterministic: no I/O; IDs are minted from `workflow.now()` and `workflow.random
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows._common import CUSTOMER_NAME, ENTERPRISE_PROJECT_ID, EXCEPTION_OPEN, RETRY
+from workflows._common import CUSTOMER_NAME, ENTERPRISE_PROJECT_ID, RETRY
+from workflows._desk import ExceptionDesk
+from workflows._saga import Saga, reason_of
 
 with workflow.unsafe.imports_passed_through():
     from activities._errors import business_error_info
@@ -51,12 +52,9 @@ with workflow.unsafe.imports_passed_through():
         SeedStaffingDemand,
     )
     from activities.store import (
-        EscalateExceptionItem,
         LinkXrefs,
-        OpenExceptionItem,
         OutboxEvent,
         ReserveEnterpriseId,
-        ResolveExceptionItem,
         StoreActivities,
         XrefLink,
     )
@@ -70,7 +68,6 @@ with workflow.unsafe.imports_passed_through():
         RESOLVER_ROLES,
         STATUS_QUERY,
         ExceptionResolution,
-        OpenException,
         ProvisioningStatus,
         ProvisioningStep,
         ProvisionProjectInput,
@@ -101,13 +98,17 @@ class OpportunityToProjectWorkflow:
     def __init__(self, request: ProvisionProjectInput) -> None:
         self._request = request
         self._status = ProvisioningStatus(step=ProvisioningStep.READING_CRM)
-        self._open: OpenException | None = None
-        self._resolution: ExceptionResolution | None = None
         self._corrections: dict[str, str] = {}
-        self._exceptions_opened = 0
         self._scope_keys: set[str] = {"*", request.opportunity_id}
         self._erp_queue = erp_task_queue(workflow.info().task_queue)
         self._timeout = timedelta(seconds=request.activity_timeout_s)
+        self._desk = ExceptionDesk(
+            process=PROCESS_OPPORTUNITY_TO_PROJECT,
+            roles=RESOLVER_ROLES[PROCESS_OPPORTUNITY_TO_PROJECT],
+            escalate_to="ops",
+            escalation_after=timedelta(seconds=request.escalation_after_s),
+            activity_timeout=self._timeout,
+        )
 
     # ----------------------------------------------------------------------- messages
 
@@ -117,88 +118,42 @@ class OpportunityToProjectWorkflow:
 
     @workflow.update(name=RESOLVE_EXCEPTION_UPDATE)
     async def resolve_exception(self, resolution: ExceptionResolution) -> ResolutionAccepted:
-        # Two updates validated in the same task both see the item open; only one may win.
-        if self._open is None or self._open.item_id != resolution.item_id:
-            raise ApplicationError(
-                f"exception item {resolution.item_id} is no longer open", type="NoOpenException"
-            )
-        self._open = None
-        self._resolution = resolution
-        await workflow.execute_activity_method(
-            StoreActivities.resolve_exception,
-            ResolveExceptionItem(
-                item_id=resolution.item_id,
-                actor=resolution.actor,
-                resolution=resolution.model_dump(mode="json"),
-            ),
-            start_to_close_timeout=self._timeout,
-            retry_policy=RETRY,
-        )
-        return ResolutionAccepted(
-            item_id=resolution.item_id, action=resolution.action, accepted_at=workflow.now()
-        )
+        return await self._desk.accept(resolution)
 
     @resolve_exception.validator
     def _validate_resolution(self, resolution: ExceptionResolution) -> None:
-        # Typed refusals: the gateway answers NotAuthorized/NotInScope with 403 and
-        # NoOpenException with 409.
-        if self._open is None or self._open.item_id != resolution.item_id:
-            raise ApplicationError(
-                f"exception item {resolution.item_id} is not open in this run",
-                type="NoOpenException",
-            )
-        allowed_roles = RESOLVER_ROLES[PROCESS_OPPORTUNITY_TO_PROJECT]
-        if not allowed_roles.intersection(resolution.actor_roles):
-            needs = ", ".join(sorted(allowed_roles))
-            raise ApplicationError(
-                f"{resolution.actor} may not resolve this item: needs one of {needs}",
-                type="NotAuthorized",
-            )
-        if not self._scope_keys.intersection(resolution.actor_scopes):
-            raise ApplicationError(
-                f"{resolution.actor} has no scope over this deal", type="NotInScope"
-            )
-        if resolution.action not in self._open.allowed_actions:
-            raise ApplicationError(
-                f"{resolution.action} is not allowed for {self._open.cause_code}",
-                type="ActionNotAllowed",
-            )
-        if resolution.action is ResolutionAction.RETRY_WITH_DATA:
-            if not resolution.corrections:
-                raise ApplicationError(
-                    "retry_with_data needs corrections", type="InvalidCorrection"
-                )
-            bad = set(resolution.corrections) - CORRECTABLE_FIELDS
-            if bad:
-                raise ApplicationError(f"cannot correct {sorted(bad)}", type="InvalidCorrection")
+        # Typed refusals: the gateway answers NotAuthorized/NotInScope with 403,
+        # NoOpenException/AlreadyResolved with 409, the rest with 422.
+        self._desk.validate(resolution, scope_keys=self._scope_keys)
 
     # ----------------------------------------------------------------------- the saga
 
     @workflow.run
     async def run(self, request: ProvisionProjectInput) -> ProvisionProjectResult:
-        compensations: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
+        saga = Saga()
         try:
-            return await self._provision(request, compensations)
+            result = await self._provision(request, saga)
         except (ActivityError, ApplicationError, Abandoned, asyncio.CancelledError) as err:
-            reason = _reason(err)
+            reason = reason_of(err)
             self._step(ProvisioningStep.COMPENSATING, f"undoing: {reason}")
-            for label, undo in reversed(compensations):
-                workflow.logger.info("compensating: %s", label)
-                await undo()
+            failures = await saga.compensate()
+            await self._desk.withdraw_all(f"provisioning failed: {reason}")
             await self._mark_crm(request.opportunity_id, "Failed", reason)
-            self._step(ProvisioningStep.FAILED, f"failed and compensated: {reason}")
+            self._step(
+                ProvisioningStep.FAILED,
+                f"failed and compensated: {reason}"
+                + (f"; compensation failed: {'; '.join(map(str, failures))}" if failures else ""),
+            )
             if isinstance(err, asyncio.CancelledError):
                 raise
-            raise ApplicationError(
-                f"provisioning {request.opportunity_id} failed: {reason}",
-                type="ProvisioningFailed",
-                non_retryable=True,
+            raise saga.failure(
+                err, f"provisioning {request.opportunity_id} failed", type="ProvisioningFailed"
             ) from err
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return result
 
     async def _provision(
-        self,
-        request: ProvisionProjectInput,
-        compensations: list[tuple[str, Callable[[], Awaitable[Any]]]],
+        self, request: ProvisionProjectInput, saga: Saga
     ) -> ProvisionProjectResult:
         # 1. Re-read the deal and validate it; a person fixes what is wrong.
         opportunity, customer = await self._valid_deal(request)
@@ -238,7 +193,7 @@ class OpportunityToProjectWorkflow:
         self._status.ids["erp_customer_id"] = customer_erp_id
         # 5. PSA shell; its compensation is registered first, since a crash after the PSA
         # created it but before we heard back still leaves a shell to archive.
-        compensations.append(("archive PSA project", lambda: self._compensate_psa(enterprise_id)))
+        saga.add("archive PSA project", lambda: self._compensate_psa(enterprise_id))
         self._step(ProvisioningStep.PSA_PROJECT, "creating the PSA project shell")
         psa_id: str = await self._business_step(
             ProvisioningStep.PSA_PROJECT,
@@ -252,7 +207,7 @@ class OpportunityToProjectWorkflow:
         )
         self._status.ids["psa_project_id"] = psa_id
         # 6. ERP financial project with its budget.
-        compensations.append(("close ERP project", lambda: self._compensate_erp(enterprise_id)))
+        saga.add("close ERP project", lambda: self._compensate_erp(enterprise_id))
         self._step(ProvisioningStep.ERP_PROJECT, "creating the ERP financial project")
         erp_id: str = await self._business_step(
             ProvisioningStep.ERP_PROJECT,
@@ -320,9 +275,7 @@ class OpportunityToProjectWorkflow:
             summary="enterprise ID -> CRM",
         )
         # 8. Staffing demand: one resource request per role.
-        compensations.append(
-            ("cancel staffing demand", lambda: self._compensate_demand(enterprise_id))
-        )
+        saga.add("cancel staffing demand", lambda: self._compensate_demand(enterprise_id))
         self._step(ProvisioningStep.STAFFING_DEMAND, "raising staffing demand per role")
         demands = staffing_demand(self._project(project), enterprise_id)
         request_ids: list[str] = await workflow.execute_activity_method(
@@ -456,75 +409,32 @@ class OpportunityToProjectWorkflow:
 
     async def _await_resolution(self, step: ProvisioningStep, violation: RuleViolation) -> None:
         """Open an exception item, wait for a person (escalating on time), apply the decision."""
-        info = workflow.info()
-        self._exceptions_opened += 1
-        # Deterministic (replay-safe) and URL-safe: it travels in the gateway's paths.
-        item_id = (
-            "exc_"
-            + uuid.uuid5(
-                uuid.NAMESPACE_URL, f"{info.workflow_id}/{step.value}/{self._exceptions_opened}"
-            ).hex
-        )
         actions = [ResolutionAction.RETRY, ResolutionAction.ABANDON]
         if violation.field in CORRECTABLE_FIELDS:
             actions.insert(1, ResolutionAction.RETRY_WITH_DATA)
-        await workflow.execute_activity_method(
-            StoreActivities.open_exception,
-            OpenExceptionItem(
-                item_id=item_id,
-                workflow_id=info.workflow_id,
-                run_id=info.run_id,
-                process=PROCESS_OPPORTUNITY_TO_PROJECT,
-                cause_code=violation.code,
-                field=violation.field,
-                detail=violation.detail,
-                owner="delivery_manager",
-                context={
-                    "step": step.value,
-                    "opportunity_id": self._request.opportunity_id,
-                    "enterprise_id": self._status.enterprise_id,
-                    "allowed_actions": [a.value for a in actions],
-                },
-            ),
-            start_to_close_timeout=self._timeout,
-            retry_policy=RETRY,
-        )
-        self._resolution = None
-        self._open = OpenException(
-            item_id=item_id,
+        item = await self._desk.open(
+            scope=step.value,
             cause_code=violation.code,
             field=violation.field,
             detail=violation.detail,
-            opened_at=workflow.now(),
-            allowed_actions=actions,
+            owner="delivery_manager",
+            actions=actions,
+            correctable=CORRECTABLE_FIELDS,
+            context={
+                "step": step.value,
+                "opportunity_id": self._request.opportunity_id,
+                "enterprise_id": self._status.enterprise_id,
+            },
         )
-        self._status.open_exception = self._open
-        workflow.upsert_search_attributes([EXCEPTION_OPEN.value_set(True)])
+        self._status.open_exception = item
         self._step(
             ProvisioningStep.WAITING_FOR_RESOLUTION,
             f"exception {violation.code} on {violation.field or step.value}: {violation.detail}"
             f" — waiting for {' / '.join(a.value for a in actions)}",
         )
-        escalate_after = timedelta(seconds=self._request.escalation_after_s)
-        try:
-            await workflow.wait_condition(self._decided, timeout=escalate_after)
-        except TimeoutError:
-            self._open.escalated = True
-            await workflow.execute_activity_method(
-                StoreActivities.escalate_exception,
-                EscalateExceptionItem(item_id=item_id, owner="ops"),
-                start_to_close_timeout=self._timeout,
-                retry_policy=RETRY,
-            )
-            self._step(
-                ProvisioningStep.WAITING_FOR_RESOLUTION,
-                f"ESCALATED to ops after {escalate_after}: {violation.code} — {violation.detail}",
-            )
-            await workflow.wait_condition(self._decided)
-        resolution = self._resolution
-        assert resolution is not None
+        resolution = await self._desk.wait(item.item_id)
         self._status.open_exception = None
-        workflow.upsert_search_attributes([EXCEPTION_OPEN.value_set(False)])
+        assert resolution is not None
         if resolution.action is ResolutionAction.ABANDON:
             raise Abandoned(
                 f"abandoned by {resolution.actor} on {violation.code}: {violation.detail}"
@@ -532,10 +442,6 @@ class OpportunityToProjectWorkflow:
             )
         if resolution.action is ResolutionAction.RETRY_WITH_DATA:
             self._corrections.update(resolution.corrections)
-
-    def _decided(self) -> bool:
-        # Act only once the handler has recorded who decided what in the store.
-        return self._resolution is not None and workflow.all_handlers_finished()
 
     # ----------------------------------------------------------------------- compensations
 
@@ -593,11 +499,3 @@ class OpportunityToProjectWorkflow:
             self._status.completed.append(self._status.step.value)
         self._status.step = step
         workflow.set_current_details(f"**{step.value}** — {details}")
-
-
-def _reason(err: BaseException) -> str:
-    if isinstance(err, asyncio.CancelledError):
-        return "cancelled"
-    if isinstance(err, ActivityError) and err.cause is not None:
-        return str(err.cause)
-    return str(err)

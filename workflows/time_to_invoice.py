@@ -27,17 +27,16 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import NoReturn
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.workflow import ActivityCancellationType
+
+from workflows._desk import ExceptionDesk
 
 with workflow.unsafe.imports_passed_through():
-    from activities.store import (
-        EscalateExceptionItem,
-        OpenExceptionItem,
-        ResolveExceptionItem,
-    )
     from activities.time_to_invoice import (
         InvoicePlan,
         InvoiceRef,
@@ -49,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts.v1.processes import (
         RESOLVE_EXCEPTION_UPDATE,
         ExceptionResolution,
+        OpenException,
         ResolutionAction,
     )
     from contracts.v1.time_to_invoice import (
@@ -77,8 +77,10 @@ with workflow.unsafe.imports_passed_through():
         TimeExceptionCause,
         TimePipelineInput,
         TimeResolutionResult,
+        compact_ref,
+        expand_ref,
     )
-    from workflows._common import BUSINESS_PROCESS, EXCEPTION_OPEN
+    from workflows._common import BUSINESS_PROCESS
 
 # Transient failures retry without limit (an ERP outage must not fail the pipeline), but come
 # back quickly once the ERP does: the longest wait between attempts is 10 s.
@@ -88,18 +90,17 @@ PIPELINE_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=10),
     non_retryable_error_types=["BusinessRuleViolation", "AuthError", "NotFoundError"],
 )
-MARK_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=10),
-    maximum_attempts=5,
-    non_retryable_error_types=["BusinessRuleViolation", "AuthError", "NotFoundError"],
-)
 BATCH_TIMEOUT = timedelta(minutes=10)
 HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 STEP_TIMEOUT = timedelta(minutes=2)
 FAILED_BATCH_BACKOFF = timedelta(seconds=60)
-HISTORY_LIMIT = 20_000
+MAX_CARRIED_REFS = 15_000
+"""Plain pending entries a continuation carries (about 70 bytes each, well under the 2 MB
+payload limit). Beyond it, approved entries are left to the sweep, which finds every approved
+entry the ledger has not posted; the count is in the `deferred_to_sweep` counter."""
+REFUSALS = frozenset({"BusinessRuleViolation", "NotFoundError"})
+"""Failure types that mean the PSA refused to mark an invoice (void it), as opposed to not
+answering (keep it and wait)."""
 
 
 @workflow.defn(name=TIME_TO_INVOICE)
@@ -110,17 +111,53 @@ class TimeToInvoiceWorkflow:
         self._input = request
         self._erp_queue = erp_task_queue(workflow.info().task_queue)
         self._pending: dict[str, BatchEntry] = {e.ref.key: e for e in carry.pending}
+        for text in carry.pending_refs:
+            ref = expand_ref(text)
+            self._pending.setdefault(ref.key, BatchEntry(ref=ref))
         self._in_flight: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._open: dict[str, OpenTimeItem] = {i.item_id: i for i in carry.open_items}
+        self._items: dict[str, OpenTimeItem] = {i.item_id: i for i in carry.open_items}
+        """Entry items' data (what to retry); their lifecycle is the desk's."""
         self._billing: list[BillingRequest] = list(carry.billing)
         self._billing_held: dict[str, BillingRequest] = dict(carry.billing_held)
+        self._marks_held: dict[str, InvoiceRef] = {
+            k: InvoiceRef.model_validate(v) for k, v in carry.marks_held.items()
+        }
+        self._remarks: list[tuple[str, InvoiceRef]] = [
+            (k, InvoiceRef.model_validate(v)) for k, v in carry.remarks.items()
+        ]
+        """Re-marks a person asked for (item id -> the marking), done by the main loop."""
         self._billing_attempts: dict[str, int] = dict(carry.billing_attempts)
         self._billed: list[BillingOutcome] = list(carry.billed)
         self._counters: dict[str, int] = dict(carry.counters)
         self._results: dict[str, TimeResolutionResult | None] = {}
         self._tick = 0
-        self._exception_flag: bool | None = None
+        self._draining = False
+        self._desk = ExceptionDesk(
+            process=PROCESS_TIME_TO_INVOICE,
+            roles=TIME_RESOLVER_ROLES,
+            escalate_to="finance_controller",
+            escalation_after=timedelta(seconds=request.escalation_after_s),
+            activity_timeout=STEP_TIMEOUT,
+            retry_policy=PIPELINE_RETRY,
+            state=carry.desk,
+        )
+        if carry.desk is None:  # carried by a run from before the desk
+            for item in carry.open_items:
+                self._desk.adopt(self._entry_item(item), flag=False)
+            for item_id, held in carry.billing_held.items():
+                self._desk.adopt(
+                    OpenException(
+                        item_id=item_id,
+                        cause_code=TimeExceptionCause.BILLING_FAILED.value,
+                        field="invoice",
+                        detail=f"billing {held.key} failed",
+                        opened_at=workflow.now(),
+                        allowed_actions=[ResolutionAction.RETRY, ResolutionAction.ABANDON],
+                        owner="finance_controller",
+                    ),
+                    flag=False,
+                )
 
     # ------------------------------------------------------------------ messages
 
@@ -138,6 +175,7 @@ class TimeToInvoiceWorkflow:
     @workflow.signal(name=BILLING_SIGNAL)
     def billing_requested(self, request: BillingRequest) -> None:
         waiting = {b.key for b in self._billing} | {b.key for b in self._billing_held.values()}
+        waiting |= {r.plan.request.key for r in self._marks_held.values()}
         waiting |= {b.key for b in self._billed if b.status == "not_applicable"}
         if request.key not in waiting:
             self._billing.append(request)
@@ -145,21 +183,34 @@ class TimeToInvoiceWorkflow:
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> PipelineStatus:
+        open_items = [
+            self._items[i.item_id].model_copy(update={"escalated": i.escalated})
+            for i in self._desk.open_items
+            if i.item_id in self._items
+        ]
         return PipelineStatus(
             psa_project_id=self._input.psa_project_id,
             pending=len(self._pending),
             in_flight=len(self._in_flight),
             counters=dict(self._counters),
-            open_items=list(self._open.values()),
+            open_items=open_items,
             billed=list(self._billed),
         )
 
     @workflow.update(name=RESOLVE_EXCEPTION_UPDATE)
     async def resolve_exception(self, resolution: ExceptionResolution) -> TimeResolutionResult:
         item_id = resolution.item_id
-        if item_id in self._billing_held:
+        if item_id in self._billing_held or item_id in self._marks_held:
             return await self._resolve_billing(resolution)
-        item = self._open[item_id]
+        # Claimed before any await: of two resolutions validated together, one wins and the
+        # other is refused (AlreadyResolved) instead of failing the workflow task.
+        claimed = self._desk.claim(resolution)
+        item = self._items.pop(item_id, None)
+        if item is None:  # not an entry item (nothing else is resolved here)
+            self._desk.release(claimed)
+            raise ApplicationError(
+                f"exception item {item_id} is not open in this run", type="NoOpenException"
+            )
         if resolution.action is ResolutionAction.REJECT:
             try:
                 rejected: ResolvedRow = await workflow.execute_activity(
@@ -177,23 +228,23 @@ class TimeToInvoiceWorkflow:
                 )
             except ActivityError as err:
                 # The item stays open: the person learns why and can choose again.
+                self._desk.release(claimed)
+                self._items[item_id] = item
                 raise ApplicationError(
                     f"the PSA refused to take {item.key} back: {_cause_text(err)}",
                     type="RejectRefused",
                 ) from err
-            self._open.pop(item_id, None)
-            await self._record_resolution(resolution)
+            await self._desk.record(resolution)
             self._bump(EntryOutcomeKind.REJECTED.value)
-            self._flag_exceptions()
+            self._desk.flag()
             return TimeResolutionResult(
                 item_id=item_id,
                 action=resolution.action,
                 outcome=rejected.outcome,
                 detail=rejected.detail,
             )
-        self._open.pop(item_id, None)
         self._tick += 1
-        await self._record_resolution(resolution)
+        await self._desk.record(resolution)
         corrections = (
             resolution.corrections if resolution.action is ResolutionAction.RETRY_WITH_DATA else {}
         )
@@ -202,69 +253,35 @@ class TimeToInvoiceWorkflow:
             ref=item.ref, corrections=dict(corrections), fresh=True, item_id=item_id
         )
         self._tick += 1
-        await workflow.wait_condition(lambda: self._results.get(item_id) is not None)
-        result = self._results.pop(item_id)
-        assert result is not None
+        await workflow.wait_condition(
+            lambda: self._results.get(item_id) is not None or self._draining
+        )
+        result = self._results.pop(item_id, None) or self._queued(item_id)
         return result.model_copy(update={"action": resolution.action})
 
     @resolve_exception.validator
     def _validate_resolution(self, resolution: ExceptionResolution) -> None:
-        billing = resolution.item_id in self._billing_held
-        item = self._open.get(resolution.item_id)
-        if item is None and not billing:
-            raise ApplicationError(
-                f"exception item {resolution.item_id} is not open in this run",
-                type="NoOpenException",
-            )
-        if not TIME_RESOLVER_ROLES.intersection(resolution.actor_roles):
-            needs = ", ".join(sorted(TIME_RESOLVER_ROLES))
-            raise ApplicationError(
-                f"{resolution.actor} may not resolve this item: needs one of {needs}",
-                type="NotAuthorized",
-            )
-        if billing:
-            if resolution.action not in (ResolutionAction.RETRY, ResolutionAction.ABANDON):
-                raise ApplicationError(
-                    "a billing item takes retry or abandon", type="ActionNotAllowed"
-                )
-            return
-        assert item is not None
-        if resolution.action not in ALLOWED_ACTIONS:
-            raise ApplicationError(
-                f"{resolution.action.value} is not allowed for {item.cause.value} "
-                f"(allowed: {', '.join(a.value for a in ALLOWED_ACTIONS)})",
-                type="ActionNotAllowed",
-            )
-        if resolution.action is ResolutionAction.RETRY_WITH_DATA:
-            allowed = CORRECTABLE[item.cause]
-            given = set(resolution.corrections)
-            if not given or not given <= allowed:
-                raise ApplicationError(
-                    f"{item.cause.value} takes corrections of "
-                    f"{', '.join(sorted(allowed)) or 'nothing (retry or reject it)'}; "
-                    f"got {', '.join(sorted(given)) or 'none'}",
-                    type="InvalidCorrection",
-                )
+        self._desk.validate(resolution)
 
     # ------------------------------------------------------------------ the run
 
     @workflow.run
     async def run(self, request: TimePipelineInput) -> PipelineStatus:
         workflow.upsert_search_attributes([BUSINESS_PROCESS.value_set(PROCESS_TIME_TO_INVOICE)])
-        self._flag_exceptions()
+        self._desk.flag()
         while True:
             self._details()
+            if self._should_continue_as_new():
+                await self._drain_and_continue_as_new()
             if self._dispatch():
+                continue
+            if self._remarks and not self._tasks:
+                item_id, ref = self._remarks.pop(0)
+                await self._mark(ref, item_id=item_id)
                 continue
             if self._billing and not self._pending and not self._tasks:
                 await self._bill(self._billing.pop(0))
                 continue
-            if (
-                self._should_continue_as_new()
-                and not self._tasks
-                and workflow.all_handlers_finished()
-            ):
-                workflow.continue_as_new(self._carry())
             if self._ready() and len(self._tasks) < request.max_batches_in_flight:
                 # A part-full batch lingers briefly for company (fewer, fuller ERP jobs).
                 try:
@@ -287,39 +304,40 @@ class TimeToInvoiceWorkflow:
                 continue
             await self._next_change()
 
+    async def _drain_and_continue_as_new(self) -> NoReturn:
+        """Continue as new with a bounded carry, also while the ERP is down.
+
+        Nothing new goes out. Batches in flight get `drain_grace_s` to finish, then are
+        cancelled (each is idempotent by its posting keys and the ledger, so the continuation
+        sends its entries again safely). People waiting on a retry are answered `queued`."""
+        self._draining = True
+        self._details("continuing as new: draining")
+        if self._tasks:
+            try:
+                await workflow.wait_condition(
+                    lambda: not self._tasks,
+                    timeout=timedelta(seconds=self._input.drain_grace_s),
+                )
+            except TimeoutError:
+                for task in list(self._tasks):
+                    task.cancel()
+                await workflow.wait_condition(lambda: not self._tasks)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        workflow.continue_as_new(self._carry())
+
     async def _next_change(self) -> None:
         """Wait for a signal, an update or a batch; escalate items left open too long."""
         seen = self._tick
-        due = [
-            i.opened_at + timedelta(seconds=self._input.escalation_after_s)
-            for i in self._open.values()
-            if not i.escalated
-        ]
-        if not due:
+        due = self._desk.next_escalation()
+        if due is None:
             await workflow.wait_condition(lambda: self._tick != seen)
             return
-        wait = max(min(due) - workflow.now(), timedelta(seconds=1))
+        wait = max(due - workflow.now(), timedelta(seconds=1))
         try:
             await workflow.wait_condition(lambda: self._tick != seen, timeout=wait)
         except TimeoutError:
-            await self._escalate()
-
-    async def _escalate(self) -> None:
-        now = workflow.now()
-        for item in list(self._open.values()):
-            deadline = item.opened_at + timedelta(seconds=self._input.escalation_after_s)
-            if item.escalated or deadline > now:
-                continue
-            await workflow.execute_activity(
-                "store.escalate_exception",
-                EscalateExceptionItem(item_id=item.item_id, owner="finance_controller"),
-                start_to_close_timeout=STEP_TIMEOUT,
-                retry_policy=PIPELINE_RETRY,
-                summary=f"escalate {item.item_id}",
-            )
-            if item.item_id in self._open:
-                self._open[item.item_id] = item.model_copy(update={"escalated": True})
-        self._bump("escalations")
+            await self._desk.escalate_due()
+            self._bump("escalations")
 
     def _ready(self) -> list[str]:
         return [k for k in self._pending if k not in self._in_flight]
@@ -329,17 +347,16 @@ class TimeToInvoiceWorkflow:
         return any(self._pending[k].item_id for k in self._ready())
 
     def _idle(self) -> bool:
-        return not (self._pending or self._tasks or self._billing or self._open)
+        return not (
+            self._pending or self._tasks or self._billing or self._remarks or self._desk.has_open
+        )
 
     def _dispatch(self, *, force: bool = False) -> bool:
         """Start every batch that is full (or, with `force`, any batch) while slots are free."""
         started = False
         size = self._input.batch_size
-        draining = self._should_continue_as_new()
-        while len(self._tasks) < self._input.max_batches_in_flight:
+        while not self._draining and len(self._tasks) < self._input.max_batches_in_flight:
             ready = self._ready()
-            if draining:  # about to continue as new: only what a person waits for goes out
-                ready = [k for k in ready if self._pending[k].item_id]
             if not ready or (len(ready) < size and not force and not self._urgent()):
                 break
             keys = ready[:size]
@@ -368,26 +385,36 @@ class TimeToInvoiceWorkflow:
                 start_to_close_timeout=BATCH_TIMEOUT,
                 heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 retry_policy=PIPELINE_RETRY,
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                 result_type=BatchResult,
                 summary=f"batch {batch_id}: {len(entries)} entries",
             )
+        except asyncio.CancelledError:
+            # Cancelled to continue as new (the ERP kept it too long): carry the entries.
+            self._requeue(entries, keys)
+            return
         except ActivityError as err:
+            if self._draining or isinstance(err.cause, CancelledError):
+                self._requeue(entries, keys)
+                return
             # Only a non-retryable failure lands here (e.g. the ERP refused our credentials):
             # keep the entries and try again later rather than lose them.
             workflow.logger.warning("batch %s failed: %s; retrying later", batch_id, err)
             self._bump("batches_failed")
             self._in_flight.difference_update(keys)
-            await workflow.sleep(FAILED_BATCH_BACKOFF)
-            for e in entries:
-                self._pending.setdefault(e.ref.key, e)
-            self._tick += 1
+            try:
+                await workflow.sleep(FAILED_BATCH_BACKOFF)
+            finally:
+                for e in entries:
+                    self._pending.setdefault(e.ref.key, e)
+                self._tick += 1
             return
         by_key = {e.ref.key: e for e in entries}
         for outcome in result.outcomes.values():
             self._bump(outcome.value)
         for exc in result.exceptions:
             entry = by_key[exc.key]
-            self._open[exc.item_id] = OpenTimeItem(
+            item = OpenTimeItem(
                 item_id=exc.item_id,
                 key=exc.key,
                 ref=entry.ref,
@@ -396,26 +423,31 @@ class TimeToInvoiceWorkflow:
                 detail=exc.detail,
                 opened_at=workflow.now(),
             )
+            self._items[exc.item_id] = item
+            self._desk.adopt(self._entry_item(item), flag=False)
         new_items = {exc.key: exc.item_id for exc in result.exceptions}
         retried = {e.item_id for e in entries if e.item_id}
         superseded = [
             item
-            for item in self._open.values()
+            for item in self._items.values()
             if item.key in result.outcomes
             and item.item_id != new_items.get(item.key)
             and item.item_id not in retried
+            and self._desk.is_open(item.item_id)
         ]
         for item in superseded:
             # The entry changed in the PSA and was reconciled anew: the old item is moot.
-            del self._open[item.item_id]
-            await self._record_resolution(
-                ExceptionResolution(
+            del self._items[item.item_id]
+            await self._desk.close(
+                item.item_id,
+                actor="pssync",
+                resolution=ExceptionResolution(
                     item_id=item.item_id,
                     action=ResolutionAction.SKIP,
                     actor="pssync",
                     note=f"superseded: the entry was {result.outcomes[item.key].value} "
                     "after a change in the PSA",
-                )
+                ).model_dump(mode="json"),
             )
         for entry in entries:
             if entry.item_id is not None and entry.item_id in self._results:
@@ -427,8 +459,39 @@ class TimeToInvoiceWorkflow:
                     new_item_id=new_items.get(key),
                 )
         self._in_flight.difference_update(keys)
-        self._flag_exceptions()
+        self._desk.flag()
         self._tick += 1
+
+    def _requeue(self, entries: list[BatchEntry], keys: list[str]) -> None:
+        """A batch that did not finish: its entries wait again (a newer event for the same
+        entry, already pending, wins); a person waiting on one of them hears `queued`."""
+        self._in_flight.difference_update(keys)
+        for e in entries:
+            self._pending.setdefault(e.ref.key, e)
+            if e.item_id is not None and self._results.get(e.item_id, 0) is None:
+                self._results[e.item_id] = self._queued(e.item_id)
+        self._bump("batches_requeued")
+
+    def _queued(self, item_id: str) -> TimeResolutionResult:
+        return TimeResolutionResult(
+            item_id=item_id,
+            action=ResolutionAction.RETRY,
+            outcome=EntryOutcomeKind.QUEUED,
+            detail="queued: the ERP is not answering now; the entry posts when it does",
+        )
+
+    def _entry_item(self, item: OpenTimeItem) -> OpenException:
+        return OpenException(
+            item_id=item.item_id,
+            cause_code=item.cause.value,
+            field=item.field,
+            detail=item.detail,
+            opened_at=item.opened_at,
+            escalated=item.escalated,
+            allowed_actions=list(ALLOWED_ACTIONS),
+            correctable=sorted(CORRECTABLE[item.cause]),
+            owner="finance_controller",
+        )
 
     # ------------------------------------------------------------------ billing
 
@@ -445,7 +508,7 @@ class TimeToInvoiceWorkflow:
             await self._open_item(item_id, TimeExceptionCause.BILLING_FAILED, detail, request)
             self._billing_held[item_id] = request
             self._billed.append(BillingOutcome(key=request.key, status="failed", detail=detail))
-            self._flag_exceptions()
+            self._desk.flag()
 
     async def _bill_once(self, request: BillingRequest) -> None:
         attempt = self._billing_attempts.get(request.key, 0)
@@ -473,48 +536,91 @@ class TimeToInvoiceWorkflow:
             result_type=str,
             summary=f"ERP invoice {invoice.idempotency_key}",
         )
+        await self._mark(InvoiceRef(plan=plan, invoice_erp_id=erp_id))
+
+    async def _mark(self, ref: InvoiceRef, *, item_id: str | None = None) -> None:
+        """Mark the invoice's entries invoiced in the PSA. A PSA that does not answer is
+        waited for (`billing_psa_wait_s`), then a person is asked and the invoice stands; only
+        a refusal voids the ERP invoice (the compensation)."""
+        plan = ref.plan
+        request = plan.request
+        invoice = plan.invoice
+        assert invoice is not None
+        attempt = self._billing_attempts.get(request.key, 0)
+        project = self._input.psa_project_id
         try:
             psa_invoice: str = await workflow.execute_activity(
                 "time.mark_invoiced",
-                InvoiceRef(plan=plan, invoice_erp_id=erp_id),
+                ref,
                 start_to_close_timeout=STEP_TIMEOUT,
-                retry_policy=MARK_RETRY,
+                schedule_to_close_timeout=timedelta(seconds=self._input.billing_psa_wait_s),
+                retry_policy=PIPELINE_RETRY,
                 result_type=str,
                 summary=f"mark {len(plan.entry_keys)} entries invoiced in the PSA",
             )
         except ActivityError as err:
+            cause = err.cause
+            refused = isinstance(cause, ApplicationError) and cause.type in REFUSALS
+            if not refused:
+                reason = (
+                    f"the PSA did not mark the entries of invoice {invoice.idempotency_key} "
+                    f"invoiced: {_cause_text(err)}; the ERP invoice stands"
+                )
+                # A person's retry that stalled again asks again, under a new item.
+                stalled_id = (
+                    f"{item_id}.r{self._bump('billing_remarks')}"
+                    if item_id
+                    else f"tti.{project}.billing-{request.key}.s{attempt}"
+                )
+                await self._open_item(
+                    stalled_id, TimeExceptionCause.BILLING_STALLED, reason, request
+                )
+                self._marks_held[stalled_id] = ref
+                self._billed.append(
+                    BillingOutcome(
+                        key=request.key,
+                        status="stalled",
+                        invoice_key=invoice.idempotency_key,
+                        invoice_erp_id=ref.invoice_erp_id,
+                        total=invoice.total,
+                        entries=len(plan.entry_keys),
+                        detail=reason,
+                    )
+                )
+                self._desk.flag()
+                return
             reason = f"the PSA did not mark the entries invoiced: {_cause_text(err)}"
             await workflow.execute_activity(
                 "time.void_invoice",
-                VoidInvoice(plan=plan, invoice_erp_id=erp_id, reason=reason),
+                VoidInvoice(plan=plan, invoice_erp_id=ref.invoice_erp_id, reason=reason),
                 task_queue=self._erp_queue,
                 start_to_close_timeout=STEP_TIMEOUT,
                 retry_policy=PIPELINE_RETRY,
-                summary=f"void ERP invoice {erp_id} (compensation)",
+                summary=f"void ERP invoice {ref.invoice_erp_id} (compensation)",
             )
             self._billing_attempts[request.key] = attempt + 1
-            item_id = f"tti.{project}.billing-{request.key}.a{attempt}"
-            await self._open_item(item_id, TimeExceptionCause.BILLING_FAILED, reason, request)
-            self._billing_held[item_id] = request
+            failed_id = f"tti.{project}.billing-{request.key}.a{attempt}"
+            await self._open_item(failed_id, TimeExceptionCause.BILLING_FAILED, reason, request)
+            self._billing_held[failed_id] = request
             self._billed.append(
                 BillingOutcome(
                     key=request.key,
                     status="voided",
                     invoice_key=invoice.idempotency_key,
-                    invoice_erp_id=erp_id,
+                    invoice_erp_id=ref.invoice_erp_id,
                     total=invoice.total,
                     entries=len(plan.entry_keys),
                     detail=reason,
                 )
             )
-            self._flag_exceptions()
+            self._desk.flag()
             return
         self._billed.append(
             BillingOutcome(
                 key=request.key,
                 status="invoiced",
                 invoice_key=invoice.idempotency_key,
-                invoice_erp_id=erp_id,
+                invoice_erp_id=ref.invoice_erp_id,
                 psa_invoice_id=psa_invoice,
                 total=invoice.total,
                 entries=len(plan.entry_keys),
@@ -525,55 +631,55 @@ class TimeToInvoiceWorkflow:
         self._bump("invoices")
 
     async def _resolve_billing(self, resolution: ExceptionResolution) -> TimeResolutionResult:
-        request = self._billing_held.pop(resolution.item_id)
-        await self._record_resolution(resolution)
-        if resolution.action is ResolutionAction.RETRY:
+        self._desk.claim(resolution)
+        item_id = resolution.item_id
+        request = self._billing_held.pop(item_id, None)
+        ref = self._marks_held.pop(item_id, None)
+        await self._desk.record(resolution)
+        retry = resolution.action is ResolutionAction.RETRY
+        if ref is not None:
+            # The invoice stands in the ERP: a retry marks it again; abandoning voids it.
+            if retry:
+                self._remarks.append((item_id, ref))
+            else:
+                assert ref.plan.invoice is not None
+                await workflow.execute_activity(
+                    "time.void_invoice",
+                    VoidInvoice(
+                        plan=ref.plan,
+                        invoice_erp_id=ref.invoice_erp_id,
+                        reason=f"billing abandoned by {resolution.actor}",
+                    ),
+                    task_queue=self._erp_queue,
+                    start_to_close_timeout=STEP_TIMEOUT,
+                    retry_policy=PIPELINE_RETRY,
+                    summary=f"void ERP invoice {ref.invoice_erp_id} (abandoned)",
+                )
+                key = ref.plan.request.key
+                self._billing_attempts[key] = self._billing_attempts.get(key, 0) + 1
+        elif request is not None and retry:
             self._billing.append(request)
-        self._flag_exceptions()
+        self._desk.flag()
         self._tick += 1
         return TimeResolutionResult(
             item_id=resolution.item_id,
             action=resolution.action,
             outcome=EntryOutcomeKind.NOT_APPROVED,
-            detail="billing queued again"
-            if resolution.action is ResolutionAction.RETRY
-            else "billing abandoned",
+            detail="billing queued again" if retry else "billing abandoned",
         )
 
     async def _open_item(
         self, item_id: str, cause: TimeExceptionCause, detail: str, request: BillingRequest
     ) -> None:
-        info = workflow.info()
-        await workflow.execute_activity(
-            "store.open_exception",
-            OpenExceptionItem(
-                item_id=item_id,
-                workflow_id=info.workflow_id,
-                run_id=info.run_id,
-                process=PROCESS_TIME_TO_INVOICE,
-                cause_code=cause.value,
-                field="invoice",
-                detail=detail,
-                owner="finance_controller",
-                context={
-                    "billing": request.model_dump(mode="json"),
-                    "actions": ["retry", "abandon"],
-                },
-            ),
-            start_to_close_timeout=STEP_TIMEOUT,
-            retry_policy=PIPELINE_RETRY,
-        )
-
-    async def _record_resolution(self, resolution: ExceptionResolution) -> None:
-        await workflow.execute_activity(
-            "store.resolve_exception",
-            ResolveExceptionItem(
-                item_id=resolution.item_id,
-                actor=resolution.actor,
-                resolution=resolution.model_dump(mode="json"),
-            ),
-            start_to_close_timeout=STEP_TIMEOUT,
-            retry_policy=PIPELINE_RETRY,
+        await self._desk.open(
+            item_id=item_id,
+            cause_code=cause.value,
+            field="invoice",
+            detail=detail,
+            owner="finance_controller",
+            actions=[ResolutionAction.RETRY, ResolutionAction.ABANDON],
+            context={"billing": request.model_dump(mode="json"), "actions": ["retry", "abandon"]},
+            flag=False,
         )
 
     # ------------------------------------------------------------------ bookkeeping
@@ -583,36 +689,46 @@ class TimeToInvoiceWorkflow:
         self._tick += 1
         return self._counters[name]
 
-    def _flag_exceptions(self) -> None:
-        has_open = bool(self._open or self._billing_held)
-        if has_open != self._exception_flag:
-            workflow.upsert_search_attributes([EXCEPTION_OPEN.value_set(has_open)])
-            self._exception_flag = has_open
-
-    def _details(self) -> None:
+    def _details(self, headline: str | None = None) -> None:
         c = self._counters
         workflow.set_current_details(
-            f"pending {len(self._pending)}, in flight {len(self._in_flight)}; "
+            (f"**{headline}** — " if headline else "")
+            + f"pending {len(self._pending)}, in flight {len(self._in_flight)}; "
             f"posted {c.get('posted', 0) + c.get('reposted', 0)}, "
-            f"reversed {c.get('reversed', 0)}, open items {len(self._open)}, "
+            f"reversed {c.get('reversed', 0)}, open items {len(self._desk.open_items)}, "
             f"invoices {c.get('invoices', 0)}"
         )
 
     def _should_continue_as_new(self) -> bool:
         info = workflow.info()
         return info.is_continue_as_new_suggested() or info.get_current_history_length() > (
-            HISTORY_LIMIT
+            self._input.max_history_events
         )
 
     def _carry(self) -> TimePipelineInput:
+        """What the continuation needs, bounded: entries with a person's retry in full, the
+        rest as compact refs (up to `MAX_CARRIED_REFS`; the sweep finds any beyond)."""
+        full = [e for e in self._pending.values() if e.item_id or e.corrections or e.fresh]
+        plain = [compact_ref(e.ref) for e in self._pending.values() if e not in full]
+        counters = dict(self._counters)
+        if len(plain) > MAX_CARRIED_REFS:
+            deferred = len(plain) - MAX_CARRIED_REFS
+            counters["deferred_to_sweep"] = counters.get("deferred_to_sweep", 0) + deferred
+            workflow.logger.warning("%d pending entries left to the sweep", deferred)
+            plain = plain[-MAX_CARRIED_REFS:]
+        open_ids = {i.item_id for i in self._desk.open_items}
         carry = PipelineCarry(
-            pending=list(self._pending.values()),
-            open_items=list(self._open.values()),
+            pending=full,
+            pending_refs=plain,
+            open_items=[i for i in self._items.values() if i.item_id in open_ids],
             billing=list(self._billing),
             billing_attempts=dict(self._billing_attempts),
             billing_held=dict(self._billing_held),
-            counters=dict(self._counters),
+            marks_held={k: v.model_dump(mode="json") for k, v in self._marks_held.items()},
+            remarks={k: v.model_dump(mode="json") for k, v in self._remarks},
+            counters=counters,
             billed=self._billed[-20:],
+            desk=self._desk.snapshot(),
         )
         return self._input.model_copy(update={"carry": carry})
 

@@ -34,7 +34,6 @@ Deterministic: no I/O; item IDs are uuid5 of the workflow ID and the step.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TypeVar
@@ -43,18 +42,14 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows._common import BUSINESS_PROCESS, EXCEPTION_OPEN, RETRY, WORKER_ID
+from workflows._common import BUSINESS_PROCESS, RETRY, WORKER_ID
+from workflows._desk import ExceptionDesk
+from workflows._saga import Saga
 
 with workflow.unsafe.imports_passed_through():
     from activities._errors import business_error_info
     from activities.hcm_poll import HcmPollActivities
-    from activities.store import (
-        EscalateExceptionItem,
-        OpenExceptionItem,
-        OutboxEvent,
-        ResolveExceptionItem,
-        StoreActivities,
-    )
+    from activities.store import OutboxEvent, StoreActivities
     from activities.time_posting import (
         PostApprovedTime,
         TimePostingActivities,
@@ -77,7 +72,6 @@ with workflow.unsafe.imports_passed_through():
         RESOLVE_EXCEPTION_UPDATE,
         STATUS_QUERY,
         ExceptionResolution,
-        OpenException,
         ResolutionAccepted,
         ResolutionAction,
     )
@@ -130,20 +124,24 @@ class WorkerTerminationWorkflow:
         )
         self._rescind: RescindRequest | None = None
         self._effective = False
-        self._open: dict[str, OpenException] = {}
-        self._resolutions: dict[str, ExceptionResolution] = {}
-        self._items_opened = 0
         self._all_items: list[str] = []
-        self._compensations: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
+        self._saga = Saga()
         self._project_managers: dict[str, str | None] = {}
         self._erp_queue = erp_task_queue(workflow.info().task_queue)
         self._timeout = timedelta(seconds=request.activity_timeout_s)
+        self._desk = ExceptionDesk(
+            process=PROCESS_WORKER_TERMINATION,
+            roles=TERMINATION_RESOLVER_ROLES,
+            escalate_to="ops",
+            escalation_after=timedelta(seconds=request.escalation_after_s),
+            activity_timeout=self._timeout,
+        )
 
     # ----------------------------------------------------------------------- messages
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> TerminationStatus:
-        self._status.open_items = list(self._open.values())
+        self._status.open_items = self._desk.open_items
         return self._status
 
     @workflow.signal(name=RESCIND_SIGNAL)
@@ -185,47 +183,11 @@ class WorkerTerminationWorkflow:
 
     @workflow.update(name=RESOLVE_EXCEPTION_UPDATE)
     async def resolve_exception(self, resolution: ExceptionResolution) -> ResolutionAccepted:
-        # Two updates validated in the same task both see the item open; only one may win.
-        if resolution.item_id not in self._open:
-            raise ApplicationError(
-                f"exception item {resolution.item_id} is no longer open", type="NoOpenException"
-            )
-        del self._open[resolution.item_id]
-        self._resolutions[resolution.item_id] = resolution
-        workflow.upsert_search_attributes([EXCEPTION_OPEN.value_set(bool(self._open))])
-        await workflow.execute_activity_method(
-            StoreActivities.resolve_exception,
-            ResolveExceptionItem(
-                item_id=resolution.item_id,
-                actor=resolution.actor,
-                resolution=resolution.model_dump(mode="json"),
-            ),
-            start_to_close_timeout=self._timeout,
-            retry_policy=RETRY,
-        )
-        return ResolutionAccepted(
-            item_id=resolution.item_id, action=resolution.action, accepted_at=workflow.now()
-        )
+        return await self._desk.accept(resolution)
 
     @resolve_exception.validator
     def _validate_resolution(self, resolution: ExceptionResolution) -> None:
-        item = self._open.get(resolution.item_id)
-        if item is None:
-            raise ApplicationError(
-                f"exception item {resolution.item_id} is not open in this run",
-                type="NoOpenException",
-            )
-        if not TERMINATION_RESOLVER_ROLES.intersection(resolution.actor_roles):
-            needs = ", ".join(sorted(TERMINATION_RESOLVER_ROLES))
-            raise ApplicationError(
-                f"{resolution.actor} may not resolve this item: needs one of {needs}",
-                type="NotAuthorized",
-            )
-        if resolution.action not in item.allowed_actions:
-            raise ApplicationError(
-                f"{resolution.action} is not allowed for {item.cause_code}",
-                type="ActionNotAllowed",
-            )
+        self._desk.validate(resolution)
 
     # ----------------------------------------------------------------------- the process
 
@@ -240,11 +202,14 @@ class WorkerTerminationWorkflow:
         try:
             await self._terminate(request)
         except _Rescinded:
-            return await self._undo()
+            result = await self._undo()
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            return result
         except asyncio.CancelledError:
             await self._undo()
             raise
         self._step(TerminationStep.DONE, "termination carried out")
+        await workflow.wait_condition(workflow.all_handlers_finished)
         return self._result(TerminationOutcome.COMPLETED)
 
     async def _terminate(self, request: TerminationInput) -> None:
@@ -291,9 +256,7 @@ class WorkerTerminationWorkflow:
             retry_policy=RETRY,
         )
         if snapshots:
-            self._compensations.append(
-                ("restore assignments", lambda: self._restore_assignments(snapshots))
-            )
+            self._saga.add("restore assignments", lambda: self._restore_assignments(snapshots))
             ended: list[EndedAssignment] = await self._business_step(
                 TerminationStep.ENDING_ASSIGNMENTS,
                 lambda: workflow.execute_activity_method(
@@ -311,7 +274,7 @@ class WorkerTerminationWorkflow:
         if snapshots:
             self._step(TerminationStep.RAISING_BACKFILL, "raising backfill resource requests")
             backfill = Backfill(worker_id=worker, last_day_worked=last_day, assignments=snapshots)
-            self._compensations.append(("cancel backfill", lambda: self._cancel(backfill)))
+            self._saga.add("cancel backfill", lambda: self._cancel(backfill))
             self._status.backfill_request_ids = await self._business_step(
                 TerminationStep.RAISING_BACKFILL,
                 lambda: workflow.execute_activity_method(
@@ -326,7 +289,7 @@ class WorkerTerminationWorkflow:
         self._check_rescind()
         # 5. No time after the last day.
         self._step(TerminationStep.CLOSING_TIME_ENTRY, f"closing time entry after {last_day}")
-        self._compensations.append(("reopen time entry", self._reopen))
+        self._saga.add("reopen time entry", self._reopen)
         await self._business_step(
             TerminationStep.CLOSING_TIME_ENTRY,
             lambda: workflow.execute_activity_method(
@@ -512,79 +475,35 @@ class WorkerTerminationWorkflow:
         actions: list[ResolutionAction],
         context: dict[str, Any],
     ) -> str:
-        info = workflow.info()
-        self._items_opened += 1
-        item_id = (
-            "exc_"
-            + uuid.uuid5(uuid.NAMESPACE_URL, f"{info.workflow_id}/{code}/{self._items_opened}").hex
-        )
-        await workflow.execute_activity_method(
-            StoreActivities.open_exception,
-            OpenExceptionItem(
-                item_id=item_id,
-                workflow_id=info.workflow_id,
-                run_id=info.run_id,
-                process=PROCESS_WORKER_TERMINATION,
-                cause_code=code,
-                field=field,
-                detail=detail,
-                owner=owner,
-                context={
-                    "worker_id": self._request.worker_id,
-                    "termination_date": self._request.termination_date.isoformat(),
-                    "last_day_worked": self._request.last_day_worked.isoformat(),
-                    "allowed_actions": [a.value for a in actions],
-                    **context,
-                },
-            ),
-            start_to_close_timeout=self._timeout,
-            retry_policy=RETRY,
-        )
-        self._open[item_id] = OpenException(
-            item_id=item_id,
+        item = await self._desk.open(
             cause_code=code,
-            field=field,
             detail=detail,
-            opened_at=workflow.now(),
-            allowed_actions=actions,
+            owner=owner,
+            field=field,
+            actions=actions,
+            context={
+                "worker_id": self._request.worker_id,
+                "termination_date": self._request.termination_date.isoformat(),
+                "last_day_worked": self._request.last_day_worked.isoformat(),
+                **context,
+            },
         )
-        self._all_items.append(item_id)
-        workflow.upsert_search_attributes([EXCEPTION_OPEN.value_set(True)])
-        return item_id
+        self._all_items.append(item.item_id)
+        return item.item_id
 
     async def _await_resolution(self, step: TerminationStep, item_id: str) -> ExceptionResolution:
-        item = self._open[item_id]
+        item = self._desk.get(item_id)
+        assert item is not None
         self._step(
             TerminationStep.WAITING_FOR_RESOLUTION,
             f"exception {item.cause_code}: {item.detail} — waiting for "
             + " / ".join(a.value for a in item.allowed_actions),
         )
-
-        def decided() -> bool:
-            return self._rescind is not None or (
-                item_id in self._resolutions and workflow.all_handlers_finished()
-            )
-
-        try:
-            await workflow.wait_condition(
-                decided, timeout=timedelta(seconds=self._request.escalation_after_s)
-            )
-        except TimeoutError:
-            item.escalated = True
-            await workflow.execute_activity_method(
-                StoreActivities.escalate_exception,
-                EscalateExceptionItem(item_id=item_id, owner="ops"),
-                start_to_close_timeout=self._timeout,
-                retry_policy=RETRY,
-            )
-            self._step(
-                TerminationStep.WAITING_FOR_RESOLUTION,
-                f"ESCALATED to ops: {item.cause_code} — {item.detail}",
-            )
-            await workflow.wait_condition(decided)
+        resolution = await self._desk.wait(item_id, interrupted=lambda: self._rescind is not None)
         self._check_rescind()
+        assert resolution is not None
         self._step(step, f"{item.cause_code} resolved")
-        return self._resolutions[item_id]
+        return resolution
 
     # ----------------------------------------------------------------------- rescind
 
@@ -607,30 +526,19 @@ class WorkerTerminationWorkflow:
         by = rescind.actor if rescind else "cancellation"
         self._status.rescinded_by = by
         self._step(TerminationStep.RESCINDING, f"rescinded by {by}: undoing completed steps")
-        for label, undo in reversed(self._compensations):
-            workflow.logger.info("compensating: %s", label)
-            await undo()
-        for item_id in list(self._open):
-            # Withdrawn: a person has nothing left to decide.
-            del self._open[item_id]
-            await workflow.execute_activity_method(
-                StoreActivities.resolve_exception,
-                ResolveExceptionItem(
-                    item_id=item_id,
-                    actor="pssync",
-                    resolution={"action": "withdrawn", "reason": "termination rescinded"},
-                ),
-                start_to_close_timeout=self._timeout,
-                retry_policy=RETRY,
-            )
-        workflow.upsert_search_attributes([EXCEPTION_OPEN.value_set(False)])
+        undone = self._saga.labels
+        failures = await self._saga.compensate()
+        self._status.compensation_failures = [str(f) for f in failures]
+        # Withdrawn: a person has nothing left to decide.
+        await self._desk.withdraw_all("termination rescinded", always_flag=True)
         await self._notify(
             "termination.rescinded",
             f"the termination of {self._who()} was rescinded ({by})",
             {
                 "source": rescind.source.value if rescind else "cancellation",
                 "reason": rescind.reason if rescind else "",
-                "undone": [label for label, _ in reversed(self._compensations)],
+                "undone": undone,
+                "compensation_failures": [str(f) for f in failures],
             },
         )
         self._step(TerminationStep.RESCINDED, f"rescinded by {by}; PSA restored")
@@ -721,6 +629,7 @@ class WorkerTerminationWorkflow:
             posted_entry_ids=self._status.posted_entry_ids,
             exception_items=list(self._all_items),
             rescinded_by=self._status.rescinded_by,
+            compensation_failures=list(self._status.compensation_failures),
         )
 
     def _step(self, step: TerminationStep, details: str) -> None:

@@ -20,6 +20,7 @@ from decimal import Decimal
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.money import Money
+from contracts.v1.processes import DeskState
 
 ASSIGNMENT_SYNC = "AssignmentSync"
 """Workflow type name."""
@@ -29,7 +30,12 @@ PROCESS_ASSIGNMENT_SYNC = "assignment_sync"
 
 
 class Message(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A workflow input, signal, update, query answer or carried state.
+
+    Unknown fields are ignored, not refused: during a rolling deploy an older worker must
+    still accept a message that a newer gateway or workflow sent with a field it added."""
+
+    model_config = ConfigDict(extra="ignore")
 
 
 class AssignmentFacts(Message):
@@ -107,6 +113,8 @@ class AssignmentSyncState(Message):
     """How many forecast updates were applied (the last applied one's number)."""
     last_forecast: list[PeriodForecast] = Field(default_factory=list)
     open_refusals: list[ForecastRefusal] = Field(default_factory=list)
+    desk: DeskState | None = None
+    """The exception desk's open and recently closed refusal items."""
     changes_received: int = 0
     changes_applied: int = 0
     changes_dropped: int = 0

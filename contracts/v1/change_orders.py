@@ -46,7 +46,12 @@ _MARGIN_PLACES = Decimal("0.0001")
 
 
 class Message(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A workflow input, signal, update, query answer or carried state.
+
+    Unknown fields are ignored, not refused: during a rolling deploy an older worker must
+    still accept a message that a newer gateway or workflow sent with a field it added."""
+
+    model_config = ConfigDict(extra="ignore")
 
 
 # --------------------------------------------------------------------------- impact

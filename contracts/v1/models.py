@@ -7,7 +7,7 @@ and validation errors name the offending field. Money is `Money`; no floats. No 
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Self
@@ -31,7 +31,10 @@ class Entity(CanonicalModel):
     enterprise_id: EnterpriseId | None = None
     source_system: System
     source_version: str | None = None
-    updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    updated_at: datetime | None = None
+    """When the source system last changed it, as that system says. No default reads the
+    clock: canonical entities are built inside workflows, where only `workflow.now()` is
+    deterministic, so whoever knows the time sets it."""
 
 
 def _currency_of(values: list[Money | None], expected: str, where: str) -> None:

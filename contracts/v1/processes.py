@@ -25,12 +25,18 @@ RESOLVER_ROLES: dict[str, frozenset[str]] = {
     PROCESS_OPPORTUNITY_TO_PROJECT: frozenset({"ops", "delivery_manager"}),
     "worker_termination": frozenset({"ops", "resource_manager", "payroll"}),
     "time_to_invoice": frozenset({"ops", "delivery_manager", "finance_controller"}),
+    "assignment_sync": frozenset({"ops", "finance_controller"}),
 }
 """Roles that may resolve a process's exception items."""
 
 
 class Message(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A workflow input, signal, update, query answer or carried state.
+
+    Unknown fields are ignored, not refused: during a rolling deploy an older worker must
+    still accept a message that a newer gateway or workflow sent with a field it added."""
+
+    model_config = ConfigDict(extra="ignore")
 
 
 class ProvisionProjectInput(Message):
@@ -113,6 +119,28 @@ class OpenException(Message):
     opened_at: datetime
     escalated: bool = False
     allowed_actions: list[ResolutionAction] = Field(default_factory=list)
+    correctable: list[str] = Field(default_factory=list)
+    """Fields a `retry_with_data` may correct (empty: none)."""
+    owner: str | None = None
+    """The role the item is with (after escalation: the escalation role)."""
+
+
+class ClosedException(Message):
+    """An item a run no longer holds open: who closed it and how (for typed refusals)."""
+
+    item_id: str
+    action: str
+    actor: str
+
+
+class DeskState(Message):
+    """What a run's exception desk hands to its continuation (continue-as-new)."""
+
+    opened: int = 0
+    """Items opened so far (part of the deterministic item id)."""
+    open: dict[str, OpenException] = Field(default_factory=dict)
+    closed: list[ClosedException] = Field(default_factory=list)
+    """The most recent closed items, so a late second resolution gets `AlreadyResolved`."""
 
 
 class ProvisioningStatus(Message):

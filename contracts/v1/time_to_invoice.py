@@ -12,17 +12,19 @@ typed `TimeExceptionCause` while the rest of the batch goes on. No I/O here.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 from pydantic import Field
 
 from contracts.money import Money
 from contracts.settings import Settings
 from contracts.v1.models import ProjectStatus
-from contracts.v1.processes import RESOLVER_ROLES, Message, ResolutionAction
+from contracts.v1.processes import RESOLVER_ROLES, DeskState, Message, ResolutionAction
 
 TIME_TO_INVOICE = "TimeToInvoice"
 TIME_SWEEP = "TimeToInvoiceSweep"
@@ -65,6 +67,9 @@ class TimeExceptionCause(StrEnum):
     """The ERP refused the posting for another business reason (e.g. a closed period)."""
     BILLING_FAILED = "BillingFailed"
     """The PSA refused to mark an invoice's entries invoiced; the ERP invoice was voided."""
+    BILLING_STALLED = "BillingStalled"
+    """The PSA did not answer while marking an invoice's entries invoiced, for longer than
+    the pipeline waits: the ERP invoice stands (not voided); a retry marks it again."""
 
 
 CORRECTABLE: dict[TimeExceptionCause, frozenset[str]] = {
@@ -75,6 +80,7 @@ CORRECTABLE: dict[TimeExceptionCause, frozenset[str]] = {
     TimeExceptionCause.PROJECT_CLOSED: frozenset(),
     TimeExceptionCause.POSTING_REFUSED: frozenset({"cost_center"}),
     TimeExceptionCause.BILLING_FAILED: frozenset(),
+    TimeExceptionCause.BILLING_STALLED: frozenset(),
 }
 """Corrections a person may send with `retry_with_data`, per cause. Only ERP-side dimensions
 (cost center, billing role) and a duplicate confirmation: the hours, date and project belong to
@@ -168,6 +174,8 @@ class EntryOutcomeKind(StrEnum):
     """Already invoiced in the PSA at another version: left for a person (never edited)."""
     EXCEPTION = "exception"
     REJECTED = "rejected"
+    QUEUED = "queued"
+    """The retry is queued: the ERP did not answer in time; it goes out when it does."""
 
 
 class EntryException(Message):
@@ -242,6 +250,34 @@ class PipelineCarry(Message):
     """Billing waiting for a person (exception item id -> request)."""
     counters: dict[str, int] = Field(default_factory=dict)
     billed: list[BillingOutcome] = Field(default_factory=list)
+    desk: DeskState | None = None
+    """The exception desk (open and recently closed items); None from runs before it."""
+    pending_refs: list[str] = Field(default_factory=list)
+    """Pending entries with nothing but their ref, compact (`compact_ref`): an outage can
+    leave many thousands waiting, and the carry must stay far below the payload limit."""
+    marks_held: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Invoices standing in the ERP whose PSA marking stalled (item id -> the marking's
+    input, as JSON): a retry marks them again, never invoices again."""
+    remarks: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Re-marks a person asked for and the run had not yet done (item id -> input, JSON)."""
+
+
+def compact_ref(ref: EntryRef) -> str:
+    """An `EntryRef` in a few dozen bytes: `["kind","id","version","observed_at"]`."""
+    observed = ref.observed_at.isoformat() if ref.observed_at else ""
+    return json.dumps(
+        [ref.kind.value, ref.entry_id, ref.version or "", observed], separators=(",", ":")
+    )
+
+
+def expand_ref(text: str) -> EntryRef:
+    kind, entry_id, version, observed = json.loads(text)
+    return EntryRef(
+        kind=EntryKind(kind),
+        entry_id=entry_id,
+        version=version or None,
+        observed_at=datetime.fromisoformat(observed) if observed else None,
+    )
 
 
 class TimePipelineInput(Message):
@@ -254,6 +290,14 @@ class TimePipelineInput(Message):
     escalation_after_s: float = Field(default=86_400, gt=0)
     idle_close_s: float = Field(default=3_600, gt=0)
     """A run with nothing pending and nothing open completes after this long idle."""
+    max_history_events: int = Field(default=20_000, ge=100, le=50_000)
+    """Continue as new past this many history events (or when the server suggests it)."""
+    drain_grace_s: float = Field(default=30, gt=0)
+    """Before continuing as new, batches in flight get this long to finish; then they are
+    cancelled and their entries carried (an ERP outage must not keep history growing)."""
+    billing_psa_wait_s: float = Field(default=3_600, gt=0)
+    """How long marking an invoice in the PSA is retried through an outage before a person
+    is asked (the ERP invoice stands meanwhile; only a PSA refusal voids it)."""
     carry: PipelineCarry | None = None
 
 

@@ -132,6 +132,7 @@ class TerminationStatus(Message):
     posted_entry_ids: list[str] = Field(default_factory=list)
     rescinded_by: str | None = None
     notes: list[str] = Field(default_factory=list)
+    compensation_failures: list[str] = Field(default_factory=list)
 
 
 class TerminationOutcome(StrEnum):
@@ -148,6 +149,8 @@ class TerminationResult(Message):
     posted_entry_ids: list[str] = Field(default_factory=list)
     exception_items: list[str] = Field(default_factory=list)
     rescinded_by: str | None = None
+    compensation_failures: list[str] = Field(default_factory=list)
+    """Undos that failed during a rescind ("label: reason"): a person must finish them."""
 
 
 class PollerInput(Message):

@@ -121,6 +121,7 @@ class World:
     store: store.Store
     log: list[str] = field(default_factory=list)
     recorders: dict[str, Recording] = field(default_factory=dict)
+    deployment: Any = None
 
     def workflow_id(self) -> str:
         return f"opp-to-project/test/{OPPORTUNITY}/{uuid.uuid4().hex[:8]}"
@@ -133,7 +134,10 @@ async def provisioning_world(
     *,
     opportunity: Opportunity | None = None,
     prepare: Callable[[World], Awaitable[None] | None] | None = None,
+    run_workers: bool = True,
 ) -> AsyncIterator[World]:
+    """`run_workers=False`: the test runs `worker.build_workers(client, world.deployment)`
+    itself (to stop them mid-run, say)."""
     log: list[str] = []
     crm = FakeCrm(tenant="test")
     crm.add_account(Customer(external_id=ACCOUNT, name="Acme Corp", source_system=System.CRM))
@@ -176,7 +180,10 @@ async def provisioning_world(
         erp=world.recorders["erp"],  # type: ignore[arg-type]
         hcm=FakeHcm(),
     )
-    workers = worker.build_workers(client, deployment, task_queue=world.task_queue)
+    world.deployment = deployment
+    workers = (
+        worker.build_workers(client, deployment, task_queue=world.task_queue) if run_workers else []
+    )
     async with contextlib.AsyncExitStack() as stack:
         for w in workers:
             await stack.enter_async_context(w)

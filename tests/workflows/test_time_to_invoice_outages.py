@@ -1,0 +1,168 @@
+"""Time to invoice through outages, on the time-skipping server over the in-memory fakes.
+
+- A long ERP outage while approvals keep coming: the pipeline continues as new (its history
+  must not grow without bound), carrying what waits, and posts everything exactly once when
+  the ERP is back. Before, a run could never continue as new while batches were in flight, and
+  with a free batch slot it spun inside one activation until the deadlock detector failed it.
+- A PSA that does not answer while an invoice is being marked: the ERP invoice stands and the
+  marking waits (before, five quick attempts and the invoice was voided); past the configured
+  bound a person is asked, and a retry marks the same invoice, never a second one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.testing import WorkflowEnvironment
+
+from activities.time_to_invoice import signal_pipeline
+from contracts import System
+from contracts.errors import TransientError
+from contracts.v1 import InvoiceStatus, PostingKind, TimeEntry
+from contracts.v1.time_to_invoice import (
+    BILLING_SIGNAL,
+    ENTRIES_CHANGED_SIGNAL,
+    BillingRequest,
+    BillingTrigger,
+    EntriesChanged,
+    EntryKind,
+    EntryRef,
+    pipeline_input,
+)
+from tests.workflows import test_time_to_invoice as tti
+
+ts_env = tti.ts_env  # this module's own time-skipping server
+
+
+async def send(world: tti.World, entries: list[TimeEntry], **overrides: Any) -> None:
+    """Signal-with-start the `tm` pipeline with input `overrides` (used if it starts)."""
+    pid = world.projects["tm"]
+    await signal_pipeline(
+        world.client,
+        pipeline_input(world.settings, pid).model_copy(update=overrides),
+        pid,
+        ENTRIES_CHANGED_SIGNAL,
+        EntriesChanged(
+            refs=[
+                EntryRef(kind=EntryKind.TIME, entry_id=e.external_id, version=e.source_version)
+                for e in entries
+            ]
+        ),
+        task_queue=world.task_queue,
+    )
+
+
+def erp_outage(world: tti.World) -> dict[str, bool]:
+    """The ERP refuses every posting (a transient error) while `state["down"]`."""
+    state = {"down": True}
+    original = world.erp.post_time
+
+    async def post_time(postings: Any) -> Any:
+        if state["down"]:
+            raise TransientError("ERP unavailable", system=System.ERP)
+        return await original(postings)
+
+    world.erp.post_time = post_time  # type: ignore[method-assign]
+    return state
+
+
+async def test_a_long_erp_outage_continues_as_new_and_posts_everything_once(
+    ts_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    async with tti.tti_world(ts_env, tmp_path) as world:
+        outage = erp_outage(world)
+        entries = tti._approved(world, "tm", 320)
+        overrides = {"max_history_events": 100, "drain_grace_s": 2.0, "max_batches_in_flight": 3}
+        # Two full batches go out (and fail on and on); approvals keep coming one by one.
+        await send(world, entries[:250], **overrides)
+        first = await world.client.get_workflow_handle(world.workflow_id("tm")).describe()
+        for entry in entries[250:]:
+            await send(world, [entry], **overrides)
+        old_run = world.client.get_workflow_handle(world.workflow_id("tm"), run_id=first.run_id)
+        deadline = asyncio.get_running_loop().time() + 60
+        while (await old_run.describe()).status is not WorkflowExecutionStatus.CONTINUED_AS_NEW:
+            assert asyncio.get_running_loop().time() < deadline, "never continued as new"
+            await asyncio.sleep(0.2)
+        history = [e.event_type for e in (await old_run.fetch_history()).events]
+        assert EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED not in history
+        assert len(history) < 400  # it drained, not grew on
+        assert world.postings("tm") == []  # still down: nothing posted, nothing lost
+
+        outage["down"] = False
+        await world.settled("tm", done=320, timeout_s=90)
+        postings = [p for p in world.postings("tm") if p.kind is PostingKind.TIME]
+        assert len(postings) == 320
+        assert len({p.source_entry_id for p in postings}) == 320
+        assert world.erp_by_period("tm") == world.psa_by_period("tm", tti.RATE)
+
+
+async def _bill(world: tti.World, period: str, **overrides: Any) -> None:
+    pid = world.projects["tm"]
+    await signal_pipeline(
+        world.client,
+        pipeline_input(world.settings, pid).model_copy(update=overrides),
+        pid,
+        BILLING_SIGNAL,
+        BillingRequest(trigger=BillingTrigger.PERIOD_CLOSE, period=period),
+        task_queue=world.task_queue,
+    )
+
+
+async def test_a_psa_outage_while_marking_an_invoice_does_not_void_it(
+    ts_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    async with tti.tti_world(ts_env, tmp_path) as world:
+        entries = tti._approved(world, "tm", 6)
+        await send(world, entries)
+        await world.settled("tm", done=6)
+        period = f"{entries[0].date_performed:%Y-%m}"
+        # Six failed attempts in a row: about 25 s of a PSA that does not answer.
+        world.psa.fail_next("mark_invoiced", TransientError("PSA 503", system=System.PSA), times=6)
+        await _bill(world, period)
+        await world.settled("tm", done=6, key="invoices", timeout_s=90)
+        (invoice,) = world.erp.invoices.values()
+        assert invoice.status is not InvoiceStatus.VOID
+        in_period = [
+            e for e in world.psa.time_entries.values() if f"{e.date_performed:%Y-%m}" == period
+        ]
+        assert in_period and all(e.invoiced for e in in_period)
+        assert not tti._open_items(world, "tm")
+
+
+async def test_a_psa_outage_past_the_bound_asks_a_person_and_keeps_the_invoice(
+    ts_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    async with tti.tti_world(ts_env, tmp_path) as world:
+        entries = tti._approved(world, "tm", 6)
+        await send(world, entries, billing_psa_wait_s=3.0)
+        await world.settled("tm", done=6)
+        period = f"{entries[0].date_performed:%Y-%m}"
+        world.psa.fail_next(
+            "mark_invoiced", TransientError("PSA 503", system=System.PSA), times=100
+        )
+        await _bill(world, period)
+        deadline = asyncio.get_running_loop().time() + 60
+        while "BillingStalled" not in tti._open_items(world, "tm"):
+            assert asyncio.get_running_loop().time() < deadline, await world.status("tm")
+            await asyncio.sleep(0.1)
+        (invoice,) = world.erp.invoices.values()
+        assert invoice.status is not InvoiceStatus.VOID  # the invoice stands
+        status = await world.status("tm")
+        assert [b.status for b in status.billed] == ["stalled"]
+
+        world.psa.failures["mark_invoiced"] = []  # the PSA is back
+        item = tti._open_items(world, "tm")["BillingStalled"]
+        response = await tti._resolve(world, item.id, "retry")
+        assert response.status_code == 200, response.text
+        await world.settled("tm", done=6, key="invoices", timeout_s=60)
+        assert len(world.erp.invoices) == 1  # marked again, not invoiced again
+        (invoice,) = world.erp.invoices.values()
+        assert invoice.status is not InvoiceStatus.VOID
+        in_period = [
+            e for e in world.psa.time_entries.values() if f"{e.date_performed:%Y-%m}" == period
+        ]
+        assert in_period and all(e.invoiced for e in in_period)
