@@ -576,59 +576,32 @@ class TimeToInvoiceWorkflow:
                     stalled_id, TimeExceptionCause.BILLING_STALLED, reason, request
                 )
                 self._marks_held[stalled_id] = ref
-                self._billed.append(
-                    BillingOutcome(
-                        key=request.key,
-                        status="stalled",
-                        invoice_key=invoice.idempotency_key,
-                        invoice_erp_id=ref.invoice_erp_id,
-                        total=invoice.total,
-                        entries=len(plan.entry_keys),
-                        detail=reason,
-                    )
-                )
+                self._billed.append(_outcome(ref, "stalled", detail=reason))
                 self._desk.flag()
                 return
             reason = f"the PSA did not mark the entries invoiced: {_cause_text(err)}"
-            await workflow.execute_activity(
-                "time.void_invoice",
-                VoidInvoice(plan=plan, invoice_erp_id=ref.invoice_erp_id, reason=reason),
-                task_queue=self._erp_queue,
-                start_to_close_timeout=STEP_TIMEOUT,
-                retry_policy=PIPELINE_RETRY,
-                summary=f"void ERP invoice {ref.invoice_erp_id} (compensation)",
-            )
+            await self._void(ref, reason, "compensation")
             self._billing_attempts[request.key] = attempt + 1
             failed_id = f"tti.{project}.billing-{request.key}.a{attempt}"
             await self._open_item(failed_id, TimeExceptionCause.BILLING_FAILED, reason, request)
             self._billing_held[failed_id] = request
-            self._billed.append(
-                BillingOutcome(
-                    key=request.key,
-                    status="voided",
-                    invoice_key=invoice.idempotency_key,
-                    invoice_erp_id=ref.invoice_erp_id,
-                    total=invoice.total,
-                    entries=len(plan.entry_keys),
-                    detail=reason,
-                )
-            )
+            self._billed.append(_outcome(ref, "voided", detail=reason))
             self._desk.flag()
             return
-        self._billed.append(
-            BillingOutcome(
-                key=request.key,
-                status="invoiced",
-                invoice_key=invoice.idempotency_key,
-                invoice_erp_id=ref.invoice_erp_id,
-                psa_invoice_id=psa_invoice,
-                total=invoice.total,
-                entries=len(plan.entry_keys),
-            )
-        )
+        self._billed.append(_outcome(ref, "invoiced", psa_invoice_id=psa_invoice))
         # A later billing of the same key (late entries of a closed period) is a new invoice.
         self._billing_attempts[request.key] = attempt + 1
         self._bump("invoices")
+
+    async def _void(self, ref: InvoiceRef, reason: str, why: str) -> None:
+        await workflow.execute_activity(
+            "time.void_invoice",
+            VoidInvoice(plan=ref.plan, invoice_erp_id=ref.invoice_erp_id, reason=reason),
+            task_queue=self._erp_queue,
+            start_to_close_timeout=STEP_TIMEOUT,
+            retry_policy=PIPELINE_RETRY,
+            summary=f"void ERP invoice {ref.invoice_erp_id} ({why})",
+        )
 
     async def _resolve_billing(self, resolution: ExceptionResolution) -> TimeResolutionResult:
         self._desk.claim(resolution)
@@ -642,19 +615,7 @@ class TimeToInvoiceWorkflow:
             if retry:
                 self._remarks.append((item_id, ref))
             else:
-                assert ref.plan.invoice is not None
-                await workflow.execute_activity(
-                    "time.void_invoice",
-                    VoidInvoice(
-                        plan=ref.plan,
-                        invoice_erp_id=ref.invoice_erp_id,
-                        reason=f"billing abandoned by {resolution.actor}",
-                    ),
-                    task_queue=self._erp_queue,
-                    start_to_close_timeout=STEP_TIMEOUT,
-                    retry_policy=PIPELINE_RETRY,
-                    summary=f"void ERP invoice {ref.invoice_erp_id} (abandoned)",
-                )
+                await self._void(ref, f"billing abandoned by {resolution.actor}", "abandoned")
                 key = ref.plan.request.key
                 self._billing_attempts[key] = self._billing_attempts.get(key, 0) + 1
         elif request is not None and retry:
@@ -731,6 +692,20 @@ class TimeToInvoiceWorkflow:
             desk=self._desk.snapshot(),
         )
         return self._input.model_copy(update={"carry": carry})
+
+
+def _outcome(ref: InvoiceRef, status: str, **extra: str) -> BillingOutcome:
+    invoice = ref.plan.invoice
+    assert invoice is not None
+    return BillingOutcome(
+        key=ref.plan.request.key,
+        status=status,
+        invoice_key=invoice.idempotency_key,
+        invoice_erp_id=ref.invoice_erp_id,
+        total=invoice.total,
+        entries=len(ref.plan.entry_keys),
+        **extra,
+    )
 
 
 def _cause_text(err: ActivityError) -> str:
