@@ -97,6 +97,16 @@ async def post_approved_time(
                 report.failed.append(
                     _unposted(entry, "NO_COST_RATE", f"the ERP has no cost rate for {worker_id}")
                 )
+            elif entry.billable and entry.bill_rate and entry.bill_rate.currency != rate.currency:
+                # One posting carries one currency: a person fixes the cost rate or the rate
+                # card (the same rule as the time-to-invoice pipeline's CurrencyMismatch).
+                report.failed.append(
+                    _unposted(
+                        entry,
+                        "CURRENCY_MISMATCH",
+                        f"labor cost in {rate.currency}, bill rate in {entry.bill_rate.currency}",
+                    )
+                )
             else:
                 todo.append(
                     (entry, _posting(entry, erp_project, rate, cost_center or project.cost_center))

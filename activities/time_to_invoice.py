@@ -553,6 +553,9 @@ class TimeToInvoiceActivities:
         async def load_rate() -> Money | None:
             return await self.erp.get_cost_rate(worker_id)
 
+        rate: Money | None = None
+        if isinstance(cur, TimeEntry) and worker_id:
+            rate = await self._cost_rates.get(worker_id, load_rate, fresh=fresh)
         facts = EntryFacts(
             kind=e.kind,
             work_date=work_date,
@@ -568,12 +571,12 @@ class TimeToInvoiceActivities:
             bill_rate=bill_rate,
             duplicate_of=duplicate_of,
             not_duplicate=corrections.get("not_duplicate", "").lower() in ("1", "true", "yes"),
+            cost_currency=rate.currency if rate is not None else None,
         )
         if check_entry(facts) is not None or ctx.erp_project is None:
             return facts, None
         on = work_date
         if isinstance(cur, TimeEntry):
-            rate = await self._cost_rates.get(worker_id, load_rate, fresh=fresh)
             if rate is None:
                 return facts, None
             hours = cur.hours.quantize(HOURS)

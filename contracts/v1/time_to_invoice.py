@@ -67,6 +67,9 @@ class TimeExceptionCause(StrEnum):
     """The ERP refused the posting for another business reason (e.g. a closed period)."""
     BILLING_FAILED = "BillingFailed"
     """The PSA refused to mark an invoice's entries invoiced; the ERP invoice was voided."""
+    CURRENCY_MISMATCH = "CurrencyMismatch"
+    """The worker's labor cost and the project's bill rate are in different currencies: the
+    ERP takes one currency per posting (fix the cost rate or the rate card, then retry)."""
     BILLING_STALLED = "BillingStalled"
     """The PSA did not answer while marking an invoice's entries invoiced, for longer than
     the pipeline waits: the ERP invoice stands (not voided); a retry marks it again."""
@@ -81,6 +84,7 @@ CORRECTABLE: dict[TimeExceptionCause, frozenset[str]] = {
     TimeExceptionCause.POSTING_REFUSED: frozenset({"cost_center"}),
     TimeExceptionCause.BILLING_FAILED: frozenset(),
     TimeExceptionCause.BILLING_STALLED: frozenset(),
+    TimeExceptionCause.CURRENCY_MISMATCH: frozenset(),
 }
 """Corrections a person may send with `retry_with_data`, per cause. Only ERP-side dimensions
 (cost center, billing role) and a duplicate confirmation: the hours, date and project belong to
@@ -367,6 +371,8 @@ class EntryFacts:
     """Entry key of an already-posted twin of this entry, if any."""
     not_duplicate: bool = False
     """A person confirmed it is not a duplicate."""
+    cost_currency: str | None = None
+    """The currency of the worker's labor cost in the ERP (None: not known)."""
 
 
 @dataclass(frozen=True)
@@ -420,6 +426,17 @@ def check_entry(facts: EntryFacts) -> Violation | None:
             TimeExceptionCause.MISSING_RATE_CARD,
             "role",
             f"no bill rate for role {facts.role or '(none)'} on {facts.work_date.isoformat()}",
+        )
+    if (
+        facts.bill_rate is not None
+        and facts.cost_currency is not None
+        and facts.cost_currency != facts.bill_rate.currency
+    ):
+        return Violation(
+            TimeExceptionCause.CURRENCY_MISMATCH,
+            "role",
+            f"the worker's labor cost is in {facts.cost_currency} and the project bills in "
+            f"{facts.bill_rate.currency}: one posting cannot carry both",
         )
     if facts.duplicate_of is not None and not facts.not_duplicate:
         return Violation(

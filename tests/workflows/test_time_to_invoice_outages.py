@@ -20,7 +20,7 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from activities.time_to_invoice import signal_pipeline
-from contracts import System
+from contracts import Money, System
 from contracts.errors import TransientError
 from contracts.v1 import InvoiceStatus, PostingKind, TimeEntry
 from contracts.v1.time_to_invoice import (
@@ -166,3 +166,32 @@ async def test_a_psa_outage_past_the_bound_asks_a_person_and_keeps_the_invoice(
             e for e in world.psa.time_entries.values() if f"{e.date_performed:%Y-%m}" == period
         ]
         assert in_period and all(e.invoiced for e in in_period)
+
+
+async def test_a_cost_in_another_currency_is_held_for_a_person_not_retried_forever(
+    ts_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    """A worker whose labor cost is kept in EUR, on a project that bills in USD: the ERP takes
+    one currency per posting. Before, building the posting raised a validation error that the
+    batch retried without end, holding every other entry of the batch back."""
+    async with tti.tti_world(ts_env, tmp_path) as world:
+        world.erp.cost_rates[tti.W1] = Money("75.00", "EUR")
+        entries = tti._approved(world, "tm", 6)  # three by W1, three by W2
+        await send(world, entries)
+        await world.settled("tm", done=6)
+        items = [
+            i
+            for i in world.store.list_exceptions(workflow_id=world.workflow_id("tm"))
+            if i.status != "resolved"
+        ]
+        assert {i.cause_code for i in items} == {"CurrencyMismatch"}
+        assert len(items) == 3
+        assert len(world.postings("tm")) == 3  # the rest of the batch posted
+
+        world.erp.cost_rates[tti.W1] = Money("80.00", "USD")  # finance fixes the cost rate
+        for item in items:
+            response = await tti._resolve(world, item.id, "retry")
+            assert response.status_code == 200, response.text
+            assert response.json()["result"]["outcome"] == "posted"
+        assert len(world.postings("tm")) == 6
+        assert world.erp_by_period("tm") == world.psa_by_period("tm", tti.RATE)
