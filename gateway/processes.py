@@ -104,6 +104,9 @@ from store import Store
 PSA_PROJECT_OBJECT = "workspace"
 """The xref object type of a PSA project (Kantata workspace), as the saga links it."""
 
+OPENING_GRACE_S = 10.0
+"""How long a resolution waits for a run to take in an item the store already shows."""
+
 # ApplicationError types an update validator or handler raises, mapped to HTTP statuses; any
 # other type is a 422. The error's type is passed through as the response's error code.
 FORBIDDEN_UPDATE_ERRORS = frozenset({"NotAuthorized", "NotInScope", "Forbidden", "AuthError"})
@@ -508,8 +511,24 @@ class Processes:
         Raises GatewayError: 403/409/422 when the workflow's validator or handler refuses it
         (code = the ApplicationError type), 409 when the workflow is not running, 503/504 when
         Temporal cannot be reached or the update does not complete in time.
+
+        The store shows an item as soon as it is written, a moment before the owning run has
+        taken it in (its opening activity's result is still on its way). A `NoOpenException`
+        in that moment is asked again, for up to `OPENING_GRACE_S`, instead of telling a
+        person that the item they see is not open.
         """
-        return await self.update(workflow_id, RESOLVE_EXCEPTION_UPDATE, resolution)
+        deadline = asyncio.get_running_loop().time() + OPENING_GRACE_S
+        delay = 0.1
+        while True:
+            try:
+                return await self.update(workflow_id, RESOLVE_EXCEPTION_UPDATE, resolution)
+            except GatewayError as exc:
+                if exc.code != "NoOpenException" or (
+                    asyncio.get_running_loop().time() + delay > deadline
+                ):
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
     async def decide_change_order(self, change_order_id: str, decision: ChangeOrderDecision) -> Any:
         """An approver's decision on a change order (`decide` update, validated in the run)."""
