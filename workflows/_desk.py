@@ -92,7 +92,6 @@ class ExceptionDesk:
         activity_timeout: timedelta,
         retry_policy: RetryPolicy = RETRY,
         state: DeskState | None = None,
-        on_change: Callable[[], None] | None = None,
     ) -> None:
         self.process = process
         self.roles = roles
@@ -103,7 +102,6 @@ class ExceptionDesk:
         self._state = state.model_copy(deep=True) if state is not None else DeskState()
         self._accepted: dict[str, ExceptionResolution] = {}
         self._waiting: set[str] = set()
-        self._on_change = on_change
         self._flagged: bool | None = None
 
     # ------------------------------------------------------------------ reading
@@ -195,7 +193,6 @@ class ExceptionDesk:
         self._accepted.pop(item.item_id, None)
         if flag:
             self.flag(force=True)
-        self._changed()
 
     # ------------------------------------------------------------------ resolving
 
@@ -250,7 +247,6 @@ class ExceptionDesk:
         assert item is not None
         self._accepted[resolution.item_id] = resolution
         self._remember(resolution.item_id, resolution.action.value, resolution.actor)
-        self._changed()
         return item
 
     def release(self, item: OpenException) -> None:
@@ -258,7 +254,6 @@ class ExceptionDesk:
         self._state.open[item.item_id] = item
         self._accepted.pop(item.item_id, None)
         self._state.closed = [c for c in self._state.closed if c.item_id != item.item_id]
-        self._changed()
 
     async def record(self, resolution: ExceptionResolution) -> ResolutionAccepted:
         """Record a claimed item's resolution in the store."""
@@ -290,7 +285,6 @@ class ExceptionDesk:
         if self._state.open.pop(item_id, None) is None:
             return
         self._remember(item_id, str(resolution.get("action", "closed")), actor)
-        self._changed()
         await self._resolve_in_store(item_id, actor, resolution)
 
     # ------------------------------------------------------------------ waiting
@@ -372,7 +366,6 @@ class ExceptionDesk:
             retry_policy=self._retry,
             summary=f"escalate {item.cause_code} to {self.escalate_to}",
         )
-        self._changed()
         return True
 
     # ------------------------------------------------------------------ ending
@@ -421,7 +414,3 @@ class ExceptionDesk:
             start_to_close_timeout=self._timeout,
             retry_policy=self._retry,
         )
-
-    def _changed(self) -> None:
-        if self._on_change is not None:
-            self._on_change()
