@@ -12,7 +12,8 @@
 - a per-tenant concurrency limit (NetSuite-style governance is account-wide);
 - optionally a request-rate limit (`SystemSettings.rate_limit_rps`): smooth client-side pacing,
   so bulk work runs at the vendor's quota instead of bouncing off it with 429s;
-- responses mapped to the `contracts.errors` taxonomy.
+- responses mapped to the `contracts.errors` taxonomy;
+- `VendorClient`, the base of every vendor client: its `VendorHttp` and its lifecycle.
 
 No Temporal imports here: activities decide what a failure means for a workflow.
 """
@@ -25,7 +26,7 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, TypeVar
+from typing import Any, Self, TypedDict, TypeVar
 
 import httpx
 from tenacity import (
@@ -407,3 +408,27 @@ class VendorHttp:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+class Backoff(TypedDict, total=False):
+    """The retry backoff a vendor client passes on to its `VendorHttp` (defaults there)."""
+
+    backoff_base_s: float
+    backoff_cap_s: float
+
+
+class VendorClient:
+    """The base of every vendor client: its `VendorHttp` for the tenant (`self.http`), closed
+    by `aclose` or on leaving `async with client:`."""
+
+    def __init__(self, http: VendorHttp) -> None:
+        self.http = http
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.aclose()

@@ -9,27 +9,15 @@ the store's outbox, where operators and the demo see it, and posts the ones abou
 (`psa_project_id`) to that workspace's activity feed in the PSA
 (`activities.change_order.OutboxNotifier`). Each notification carries a deterministic id,
 so a retried send is one notification (and one post).
+`Notification` itself is a canonical model (`contracts.v1.notifications`), re-exported here.
 No Temporal imports.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
-
-
-class Notification(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    notification_id: str = Field(min_length=1)
-    audience: str
-    """A role (resource_managers, delivery_manager, finance_controller) or a person."""
-    subject: str
-    body: str = ""
-    context: dict[str, Any] = Field(default_factory=dict)
-    psa_project_id: str | None = None
-    """The PSA workspace it is about: it is also posted to that workspace's activity feed."""
+from contracts.v1.notifications import Notification
 
 
 class NotifierPort(Protocol):
@@ -53,3 +41,6 @@ class FakeNotifier:
 
 def _check_port() -> NotifierPort:  # pragma: no cover - a static check for mypy
     return FakeNotifier()
+
+
+__all__ = ["FakeNotifier", "Notification", "NotifierPort"]

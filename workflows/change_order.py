@@ -48,8 +48,6 @@ with workflow.unsafe.imports_passed_through():
         UpdatePsaBudget,
     )
     from activities.store import OutboxEvent, StoreActivities
-    from connectors.erp import ErpBudget
-    from connectors.notifications import Notification
     from contracts.money import Money
     from contracts.naming import erp_task_queue
     from contracts.systems import System
@@ -67,11 +65,13 @@ with workflow.unsafe.imports_passed_through():
         ChangeOrderResult,
         ChangeOrderStep,
         DecisionAccepted,
+        ErpBudget,
         RecordedDecision,
         compute_impact,
         required_approvals,
     )
     from contracts.v1.models import Assignment, AssignmentKind, ChangeOrderStatus
+    from contracts.v1.notifications import Notification
 
 
 CONCURRENCY_ATTEMPTS = 3

@@ -3,6 +3,7 @@
 from pydantic import BaseModel
 
 from contracts.money import CurrencyMismatchError, Money
+from contracts.v1.change_orders import ErpBudget
 from contracts.v1.models import (
     Assignment,
     AssignmentKind,
@@ -35,6 +36,7 @@ from contracts.v1.models import (
     Worker,
     WorkerStatus,
 )
+from contracts.v1.notifications import Notification
 
 VERSION = "v1"
 
@@ -77,6 +79,7 @@ __all__ = [
     "CurrencyMismatchError",
     "Customer",
     "Entity",
+    "ErpBudget",
     "ExpenseEntry",
     "Forecast",
     "ForecastStatus",
@@ -87,6 +90,7 @@ __all__ = [
     "Milestone",
     "MilestoneStatus",
     "Money",
+    "Notification",
     "Opportunity",
     "OpportunityLine",
     "PostingKind",

@@ -54,6 +54,21 @@ class Message(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+# --------------------------------------------------------------------------- ERP budget
+
+
+class ErpBudget(BaseModel):
+    """A project's budget as the ERP holds it, with the version its optimistic concurrency
+    checks (what `ErpPort.get_budget` / `revise_budget` answer; the change-order saga carries
+    it between its activities)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    project_erp_id: str
+    amount: Money
+    version: int
+
+
 # --------------------------------------------------------------------------- impact
 
 

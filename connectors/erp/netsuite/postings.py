@@ -1,0 +1,110 @@
+"""NetSuite cost postings (`timebill` records in async batches, read back over SuiteQL) and
+the reference data they are checked against: departments, accounting periods, cost rates."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from connectors.erp.mapping import (
+    _PERIOD,
+    _money,
+    _ref_id,
+    batch_idempotency_key,
+    posting_from_timebill,
+    timebill_body,
+)
+from connectors.erp.netsuite._base import _NetSuiteBase
+from connectors.erp.port import CostCenterStatus, ErpPostingsPort, PostingResult
+from contracts.errors import BusinessRuleViolation, NotFoundError
+from contracts.money import Money
+from contracts.v1.models import CostPosting
+
+
+class _PostingsMixin(_NetSuiteBase, ErpPostingsPort):
+    # -- cost postings --------------------------------------------------------------------
+
+    async def _timebill(self, posting: CostPosting) -> dict[str, Any]:
+        customer = await self._reference("job", posting.project_id, field="customer")
+        department = await self._department_ref(posting.cost_center)
+        reverses = None
+        if posting.reverses is not None:
+            reverses = await self._reference(
+                "timebill", posting.reverses, field="reverses", external=True
+            )
+        return timebill_body(posting, customer=customer, department=department, reverses=reverses)
+
+    async def _post_batch(self, batch: list[CostPosting]) -> dict[str, PostingResult]:
+        results: dict[str, PostingResult] = {}
+        bodies = []
+        for posting in batch:
+            try:
+                bodies.append(await self._timebill(posting))
+            except BusinessRuleViolation as exc:
+                results[posting.idempotency_key] = PostingResult(
+                    idempotency_key=posting.idempotency_key, error=exc.info()
+                )
+        if bodies:
+            key = batch_idempotency_key(str(b["externalId"]) for b in bodies)
+            for ext, outcome in (await self._async_upsert("timebill", bodies, key)).items():
+                results[ext] = PostingResult(
+                    idempotency_key=ext, erp_id=outcome.erp_id, error=outcome.error
+                )
+        return results
+
+    async def post_time(self, postings: Sequence[CostPosting]) -> list[PostingResult]:
+        unique: dict[str, CostPosting] = {}
+        for posting in postings:
+            unique.setdefault(posting.idempotency_key, posting)
+        todo = list(unique.values())
+        batches = [todo[i : i + self.batch_size] for i in range(0, len(todo), self.batch_size)]
+        results: dict[str, PostingResult] = {}
+        for done in await asyncio.gather(*(self._post_batch(b) for b in batches)):
+            results |= done
+        return [results[p.idempotency_key] for p in postings]
+
+    async def list_postings(self, project: str) -> list[CostPosting]:
+        job_id = await self._internal_id("job", project)
+        rows = await self._suiteql(f"SELECT * FROM timebill WHERE customer = {int(job_id)}")
+        departments = {
+            str(r["id"]): str(r.get("externalid") or r["id"])
+            for r in await self._suiteql("SELECT id, externalid FROM department")
+        }
+        keys = {str(r["id"]): str(r.get("externalid") or f"timebill-{r['id']}") for r in rows}
+        missing = {str(r["reverses"]) for r in rows if r.get("reverses")} - set(keys)
+        if missing:
+            ids = ", ".join(str(int(i)) for i in sorted(missing))
+            for r in await self._suiteql(
+                f"SELECT id, externalid FROM timebill WHERE id IN ({ids})"
+            ):
+                keys[str(r["id"])] = str(r.get("externalid") or f"timebill-{r['id']}")
+        return [
+            posting_from_timebill(row, job_id=job_id, keys=keys, departments=departments)
+            for row in rows
+        ]
+
+    async def cost_center_status(self, code: str) -> CostCenterStatus:
+        try:
+            body = await self._get(self._path("department", code, external=True))
+        except NotFoundError:
+            return CostCenterStatus.UNKNOWN
+        return CostCenterStatus.INACTIVE if body.get("isInactive") else CostCenterStatus.ACTIVE
+
+    async def period_open(self, period: str) -> bool:
+        if not _PERIOD.match(period):
+            return False
+        rows = await self._suiteql(
+            "SELECT id, periodname, closed, alllocked FROM accountingperiod "
+            f"WHERE periodname = '{period}'"
+        )
+        return any(r.get("closed") == "F" and r.get("alllocked", "F") == "F" for r in rows)
+
+    async def get_cost_rate(self, worker_id: str) -> Money | None:
+        try:
+            body = await self._get(self._path("employee", worker_id, external=True))
+        except NotFoundError:
+            return None
+        if body.get("laborCost") is None:
+            return None
+        return _money(body["laborCost"], _ref_id(body.get("currency")) or "USD")

@@ -1,0 +1,75 @@
+"""NetSuite customers and financial projects (`job` records), upserted by external ID."""
+
+from __future__ import annotations
+
+from connectors.erp.mapping import (
+    JOB_STATUS_CLOSED,
+    _ref_id,
+    _tail_id,
+    customer_body,
+    project_body,
+    project_from_netsuite,
+)
+from connectors.erp.netsuite.budgets import _BudgetsMixin
+from connectors.erp.port import ErpProject
+from contracts.errors import NotFoundError, StaleVersionError
+from contracts.money import Money
+from contracts.v1.models import Customer, Project
+
+
+class _ProjectsMixin(_BudgetsMixin):
+    # -- customers and projects ---------------------------------------------------------------
+
+    async def upsert_customer(self, customer: Customer, *, enterprise_id: str) -> str:
+        body = customer_body(customer, enterprise_id=enterprise_id)
+        response = await self._send(
+            "PUT", self._path("customer", customer.external_id, external=True), body
+        )
+        erp_id = _tail_id(response.headers["location"])
+        self._ids[("customer", customer.external_id)] = erp_id
+        return erp_id
+
+    async def upsert_project(
+        self, project: Project, *, enterprise_id: str, customer_erp_id: str, budget: Money
+    ) -> str:
+        department = await self._department_ref(project.cost_center)
+        customer = await self._reference("customer", customer_erp_id, field="customer")
+        body = project_body(
+            project, enterprise_id=enterprise_id, customer=customer, department=department
+        )
+        response = await self._send("PUT", self._path("job", enterprise_id, external=True), body)
+        erp_id = _tail_id(response.headers["location"])
+        self._ids[("job", enterprise_id)] = erp_id
+        current = await self.get_budget(erp_id)
+        if current.version == 0:
+            # Only the first provisioning sets the budget; change orders revise it later.
+            try:
+                await self.revise_budget(erp_id, amount=budget, expected_version=0)
+            except StaleVersionError:
+                pass
+        return erp_id
+
+    async def close_project(self, erp_id: str, *, reason: str) -> None:
+        try:
+            await self._send(
+                "PATCH",
+                self._path("job", erp_id),
+                {"entityStatus": {"id": JOB_STATUS_CLOSED}, "comments": reason},
+            )
+        except NotFoundError:
+            return
+
+    async def _department_code(self, department_id: str | None) -> str | None:
+        if department_id is None:
+            return None
+        key = ("department-code", department_id)
+        if key not in self._ids:
+            body = await self._get(self._path("department", department_id, external=False))
+            self._ids[key] = str(body.get("externalId") or department_id)
+        return self._ids[key]
+
+    async def get_project(self, erp_id_or_eid: str) -> ErpProject:
+        body = await self._get(self._path("job", erp_id_or_eid))
+        budget = await self.get_budget(str(body["id"]))
+        cost_center = await self._department_code(_ref_id(body.get("department")))
+        return project_from_netsuite(body, budget=budget, cost_center=cost_center)
