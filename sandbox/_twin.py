@@ -1,11 +1,12 @@
 """What every twin shares: fault injection (including lost responses), request stats, OAuth2
 client credentials, vendor-shaped errors, signed outbound webhooks, and the FastAPI app factory.
 
-A twin module (`crm.py`, `psa.py`, `erp.py`, `hcm.py`) defines its own sqlmodel tables
+A twin package (`crm/`, `psa/`, `erp/`, `hcm/`) defines its own sqlmodel tables
 (table names prefixed with the system, e.g. `erp_job`), an `APIRouter` of vendor-shaped
 endpoints, and an `error_body(status, code, message, field)` that renders the vendor's error
-shape; `create_twin_app` wraps them with everything below. Twins never import pssync's
-contracts: they imitate the vendors, not us.
+shape; `create_twin_app` wraps them with everything below (`twin_state` and `seed_session`
+serve each twin's `load_firm`). Twins never import pssync's contracts: they imitate the
+vendors, not us.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import random
 import secrets
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -201,6 +203,28 @@ class TwinState:
         return Session(self.engine, expire_on_commit=False)
 
 
+def twin_state(app_or_state: FastAPI | TwinState) -> TwinState:
+    """The state of a twin given as its app or as the state itself."""
+    if isinstance(app_or_state, TwinState):
+        return app_or_state
+    state: TwinState = app_or_state.state.twin
+    return state
+
+
+@contextmanager
+def seed_session(app_or_state: FastAPI | TwinState) -> Iterator[Session]:
+    """A session on a twin (its app or its state) committed when the block ends: what each
+    twin's `load_firm` writes the seeded firm in."""
+    with twin_state(app_or_state).session() as session:
+        yield session
+        session.commit()
+
+
+def table_list(*models: type[SQLModel]) -> list[Table]:
+    """The tables of a twin's SQLModel table classes, in order (for `make_twin_engine`)."""
+    return [model.__table__ for model in models]  # type: ignore[attr-defined]
+
+
 def make_twin_engine(path: Path | str | None, tables: Iterable[Table]) -> Engine:
     """SQLite engine for one twin (a file, or in-memory shared when `path` is None)."""
     if path is None:
@@ -248,6 +272,27 @@ def _add_missing_columns(engine: Engine, tables: list[Table]) -> None:
 _EXEMPT = ("/_admin", "/docs", "/openapi.json", "/redoc")
 
 
+def _relative_path(scope: Scope) -> str:
+    """The request's path below the twin's mount point (`root_path`)."""
+    path: str = scope.get("path", "")
+    root = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+async def _send_error(
+    send: Callable[[Any], Awaitable[None]],
+    body: Any,
+    status: int,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """Answer with a vendor-shaped error `body` straight from an ASGI middleware."""
+    data = json.dumps(body).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": data})
+
+
 class FaultMiddleware:
     """Pure ASGI middleware: counts every request and injects the configured faults."""
 
@@ -260,10 +305,7 @@ class FaultMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = scope.get("path", "")
-        root = scope.get("root_path", "")
-        rel = path[len(root) :] if root and path.startswith(root) else path
-        if rel.startswith(_EXEMPT):
+        if _relative_path(scope).startswith(_EXEMPT):
             await self.app(scope, receive, send)
             return
         st = self.state
@@ -281,7 +323,7 @@ class FaultMiddleware:
         refusal = self._refusal(f)
         if refusal is not None:
             status, code, msg, headers = refusal
-            await self._answer(status, code, msg, headers, counting_send)
+            await _send_error(counting_send, self.error_body(status, code, msg), status, headers)
         else:
             st.in_flight += 1
             st.in_flight_max = max(st.in_flight_max, st.in_flight)
@@ -314,29 +356,12 @@ class FaultMiddleware:
             return 429, "REQUEST_LIMIT_EXCEEDED", "request rate limit exceeded", retry
         return None
 
-    async def _answer(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        headers: dict[str, str],
-        send: Callable[[Any], Awaitable[None]],
-    ) -> None:
-        body = json.dumps(self.error_body(status, code, message)).encode()
-        raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
-        await send({"type": "http.response.start", "status": status, "headers": raw})
-        await send({"type": "http.response.body", "body": body})
-
 
 def _vendor_path(scope: Scope) -> bool:
     """Is this an HTTP request to the twin's vendor API (not admin, docs or the token)?"""
     if scope["type"] != "http":
         return False
-    path = scope.get("path", "")
-    root = scope.get("root_path", "")
-    rel = path[len(root) :] if root and path.startswith(root) else path
-    return not rel.startswith((*_EXEMPT, "/oauth2/"))
+    return not _relative_path(scope).startswith((*_EXEMPT, "/oauth2/"))
 
 
 class LostResponses:
@@ -361,15 +386,8 @@ class LostResponses:
         await self.app(scope, receive, swallow)
         self.state.lost.dropped += 1
         self.state.lost_since_reset += 1
-        body = json.dumps(
-            self.error_body(504, "GATEWAY_TIMEOUT", "The response was lost (injected fault).")
-        ).encode()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-        ]
-        await send({"type": "http.response.start", "status": 504, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        lost = self.error_body(504, "GATEWAY_TIMEOUT", "The response was lost (injected fault).")
+        await _send_error(send, lost, 504)
 
 
 # --------------------------------------------------------------------------- outbound webhooks

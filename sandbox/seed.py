@@ -16,9 +16,11 @@ and do not import pssync's contracts. No I/O here.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 from sandbox._ids import salesforce_id, workday_id
 
@@ -50,6 +52,16 @@ FIRM_CURRENCY = "USD"
 # --------------------------------------------------------------------------- the dataclasses
 
 
+class _Keyed:
+    """A record other systems reference by its id (its external ID there)."""
+
+    id: str
+
+    @property
+    def external_id(self) -> str:
+        return self.id
+
+
 @dataclass(frozen=True)
 class CostCenter:
     id: str
@@ -66,7 +78,7 @@ class Practice:
 
 
 @dataclass(frozen=True)
-class Worker:
+class Worker(_Keyed):
     id: str
     """Employee ID (Workday `workerId`): what PSA and ERP reference."""
     wid: str
@@ -94,10 +106,6 @@ class Worker:
     def name(self) -> str:
         return f"{self.first_name} {self.last_name}"
 
-    @property
-    def external_id(self) -> str:
-        return self.id
-
 
 @dataclass(frozen=True)
 class RateCardLine:
@@ -112,16 +120,12 @@ class RateCardLine:
 
 
 @dataclass(frozen=True)
-class RateCard:
+class RateCard(_Keyed):
     id: str
     name: str
     currency: str
     lines: tuple[RateCardLine, ...]
     public_sector: bool = False
-
-    @property
-    def external_id(self) -> str:
-        return self.id
 
     def rate_for(self, role: str, on: date) -> Decimal | None:
         for line in self.lines:
@@ -131,7 +135,7 @@ class RateCard:
 
 
 @dataclass(frozen=True)
-class Customer:
+class Customer(_Keyed):
     id: str
     """Salesforce Account Id (18 characters, `001` prefix)."""
     name: str
@@ -140,10 +144,6 @@ class Customer:
     industry: str
     public_sector: bool = False
     credit_hold: bool = False
-
-    @property
-    def external_id(self) -> str:
-        return self.id
 
 
 @dataclass(frozen=True)
@@ -164,7 +164,7 @@ class OpportunityLine:
 
 
 @dataclass(frozen=True)
-class Opportunity:
+class Opportunity(_Keyed):
     id: str
     """Salesforce Opportunity Id (18 characters, `006` prefix)."""
     name: str
@@ -181,10 +181,6 @@ class Opportunity:
     """A worker id with a Manager-or-above role."""
     lines: tuple[OpportunityLine, ...]
     probability: int = 50
-
-    @property
-    def external_id(self) -> str:
-        return self.id
 
 
 @dataclass(frozen=True)
@@ -475,6 +471,49 @@ def _customers(rng: random.Random) -> tuple[Customer, ...]:
     return tuple(customers)
 
 
+def _opportunity_lines(
+    rng: random.Random, model: str, card: RateCard, close: date, offer: str, ids: Iterator[int]
+) -> list[OpportunityLine]:
+    """The lines of a deal billed by `model`: hours per role at the card's rates, one fixed fee,
+    or two to four milestones after the close date. `ids` numbers the lines."""
+
+    def line(
+        code: str, description: str, quantity: Decimal, unit: Decimal, total: Decimal, **extra: Any
+    ) -> OpportunityLine:
+        return OpportunityLine(
+            id=salesforce_id("00k", next(ids)),
+            product_code=code,
+            description=description,
+            line_type=model,
+            quantity=quantity,
+            unit_price=unit,
+            total_price=total,
+            **extra,
+        )
+
+    lines: list[OpportunityLine] = []
+    if model == LINE_TIME_AND_MATERIALS:
+        for role in sorted(rng.sample(ROLES[1:], rng.randint(2, 4)), key=ROLES.index):
+            rate = card.rate_for(role, close)
+            assert rate is not None
+            hours = Decimal(rng.randrange(40, 640, 8))
+            description = f"{role} time and materials"
+            code = f"PS-TM-{_ROLE_CODES[role]}"
+            lines.append(line(code, description, hours, rate, _money(hours * rate), role=role))
+    elif model == LINE_FIXED_FEE:
+        fee = _money(Decimal(rng.randrange(20_000, 400_000, 500)))
+        lines.append(line("PS-FF", f"{offer} (fixed fee)", Decimal(1), fee, fee))
+    else:
+        target = close
+        for label in ("Discovery", "Design", "Build", "Deploy")[: rng.randint(2, 4)]:
+            target = target + timedelta(days=rng.randint(21, 60))
+            fee = _money(Decimal(rng.randrange(10_000, 150_000, 250)))
+            lines.append(
+                line("PS-MS", f"Milestone: {label}", Decimal(1), fee, fee, service_date=target)
+            )
+    return lines
+
+
 def _opportunities(
     rng: random.Random,
     today: date,
@@ -517,55 +556,7 @@ def _opportunities(
         stage, probability = rng.choice(_OPEN_STAGES)
         model = models[n]
         offer = rng.choice(_OFFERS[practice.code])
-        lines: list[OpportunityLine] = []
-        if model == LINE_TIME_AND_MATERIALS:
-            for role in sorted(rng.sample(ROLES[1:], rng.randint(2, 4)), key=ROLES.index):
-                rate = card.rate_for(role, close)
-                assert rate is not None
-                hours = Decimal(rng.randrange(40, 640, 8))
-                lines.append(
-                    OpportunityLine(
-                        id=salesforce_id("00k", next(line_numbers)),
-                        product_code=f"PS-TM-{_ROLE_CODES[role]}",
-                        description=f"{role} time and materials",
-                        line_type=LINE_TIME_AND_MATERIALS,
-                        quantity=hours,
-                        unit_price=rate,
-                        total_price=_money(hours * rate),
-                        role=role,
-                    )
-                )
-        elif model == LINE_FIXED_FEE:
-            fee = Decimal(rng.randrange(20_000, 400_000, 500))
-            lines.append(
-                OpportunityLine(
-                    id=salesforce_id("00k", next(line_numbers)),
-                    product_code="PS-FF",
-                    description=f"{offer} (fixed fee)",
-                    line_type=LINE_FIXED_FEE,
-                    quantity=Decimal(1),
-                    unit_price=_money(fee),
-                    total_price=_money(fee),
-                )
-            )
-        else:
-            names = ("Discovery", "Design", "Build", "Deploy")[: rng.randint(2, 4)]
-            target = close
-            for label in names:
-                target = target + timedelta(days=rng.randint(21, 60))
-                fee = Decimal(rng.randrange(10_000, 150_000, 250))
-                lines.append(
-                    OpportunityLine(
-                        id=salesforce_id("00k", next(line_numbers)),
-                        product_code="PS-MS",
-                        description=f"Milestone: {label}",
-                        line_type=LINE_MILESTONE,
-                        quantity=Decimal(1),
-                        unit_price=_money(fee),
-                        total_price=_money(fee),
-                        service_date=target,
-                    )
-                )
+        lines = _opportunity_lines(rng, model, card, close, offer, line_numbers)
         amount = _money(sum((line.total_price for line in lines), Decimal(0)))
         opportunities.append(
             Opportunity(

@@ -1,0 +1,209 @@
+"""ERP twin: a subset of NetSuite's REST web services (record, async and SuiteQL services).
+
+Mount it anywhere; its paths are NetSuite's, relative to the app's root:
+
+- `GET|POST /services/rest/record/v1/{type}` — list (`limit` <= 1000, `offset`, `q`) and create
+  (204 + `Location`). Types: `customer`, `job`, `department` (cost center), `employee` (with
+  its `laborCost`), `accountingPeriod`, `timebill`, `invoice`.
+- `GET|PATCH|PUT /services/rest/record/v1/{type}/{id}` — `{id}` is an internal id or
+  `eid:VALUE`; `PUT .../eid:VALUE` is an upsert (create or update, never a second record).
+- `Prefer: respond-async` on a create or upsert -> 202 + `Location: /services/rest/async/v1/job/
+  {id}`; `X-NetSuite-Idempotency-Key` (a UUID) makes a repeated request answer 400
+  `IDEMPOTENCY_ERROR` with a `Location` of the earlier job. A POST body `{"items": [...]}` (at
+  most 200 records, each with an `externalId`) is a batch upsert, one task per record, the way
+  SOAP's asyncUpsertList reports one write response per record.
+- `GET /services/rest/async/v1/job/{id}`, `.../task`, `.../task/{t}`, `.../task/{t}/result`.
+  Twin extension: `.../task?expandSubResources=true` embeds each task's result, so a batch is
+  read back in one request.
+- `POST /services/rest/query/v1/suiteql` — `SELECT cols FROM table [WHERE col = v [AND ..]]
+  [ORDER BY col [ASC|DESC]]` over the twin's records; values are text, like SuiteQL's.
+- `GET|PATCH /services/rest/record/v1/job/{id}/budget` — the project budget with a
+  `budgetVersion`; writes need `If-Match` (or `budgetVersion` in the body); a stale one is
+  answered 412 `RCRD_HAS_BEEN_CHANGED`.
+- `GET|PUT /services/rest/record/v1/job/{id}/laborForecast/{YYYY-MM}` — labor forecast per
+  period (draft / approved / locked); approved or locked ones are never overwritten.
+- `POST /services/rest/record/v1/invoice/{id}/!transform/void` `{"memo": reason}` — voids an
+  invoice, styled as a NetSuite record transform (204 + `Location` of the invoice, which
+  stays: the ledger is append-only). Its status becomes `Voided` and `Voided: <reason>` is
+  added to its memo. Voiding a voided invoice changes nothing (204 again); a `Paid In Full`
+  one is refused (`INVALID_TRANSACTION_STATE`). A voided invoice is final: an edit is refused
+  with `INVALID_TRANSACTION_STATE`, and an upsert by its externalId finds it as it is (a new
+  invoice needs a new externalId).
+
+Business rules answer 400 in NetSuite's error shape (`o:errorDetails` with `o:errorCode` and
+`o:errorPath`): `PROJECT_CLOSED`, `INVALID_COST_CENTER`, `PERIOD_CLOSED`,
+`CUSTOMER_CREDIT_HOLD`, `ALREADY_REVERSED`, `INVALID_KEY_OR_REF`, `INVALID_FIELD` (unknown field),
+`INVALID_CONTENT` (wrong type), `USER_ERROR` (missing mandatory field), `DUP_RCRD`; unknown ids
+are 404 `NONEXISTENT_ID`.
+
+Faults: the shared ones (`/_admin/faults`: 5xx, 429, latency, outage, quotas, hangs) and the
+shared lost-response fault, `POST /_admin/erp/lost-responses {"rate", "seed"}` (or
+`/_admin/lost-responses`): that fraction of requests is processed and then answered 504, as if
+the response had been lost — what idempotency keys and external-ID upserts are for.
+
+Simplifications, said once: currencies are referenced by their ISO code (`{"id": "USD"}`);
+a timebill's `employee` reference is stored as given, not checked (HCM owns who works); cost
+postings of every kind are timebills; async jobs run when they are submitted and report
+`pending` on their first poll(s) (`async_pending_polls`), which keeps tests deterministic.
+Handlers are `async def` and touch SQLite synchronously, so writes never interleave.
+"""
+
+# The package, module by module: `common` (constants, error shape, value helpers), `tables`
+# (SQLite), `bodies` (request bodies), `lookups` (row lookups, batch memo), `records/` (one
+# module per record type: rules and rendering), `write` (`write_record`), `query` (`q` filter,
+# SuiteQL), `async_jobs` (tasks, batch upserts), `web` (HTTP helpers), `context` (what the routes
+# share), `routes/` (one module per NetSuite resource), `load` (the seeded firm).
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from contracts.settings import DEV_WEBHOOK_SECRET
+from sandbox._twin import TwinState, create_twin_app, make_twin_engine
+from sandbox.erp.bodies import (
+    AccountingPeriodBody,
+    BudgetBody,
+    CustomerBody,
+    DepartmentBody,
+    EmployeeBody,
+    ForecastBody,
+    InvoiceBody,
+    InvoiceItems,
+    InvoiceLineBody,
+    JobBody,
+    Ref,
+    SuiteQLBody,
+    TimebillBody,
+    VoidBody,
+)
+from sandbox.erp.common import (
+    ASYNC,
+    IDEMPOTENCY_HEADER,
+    INVOICE_OPEN,
+    INVOICE_PAID,
+    INVOICE_VOIDED,
+    JOB_STATUS_CLOSED,
+    JOB_STATUS_IN_PROGRESS,
+    JOB_STATUSES,
+    MAX_BATCH,
+    MAX_LIMIT,
+    RECORD,
+    SYSTEM,
+    Row,
+    Url,
+    error_body,
+)
+from sandbox.erp.context import ErpContext
+from sandbox.erp.load import load_firm
+from sandbox.erp.query import suiteql
+from sandbox.erp.records import (
+    RECORD_TYPES,
+    AccountingPeriodType,
+    CustomerType,
+    DepartmentType,
+    EmployeeType,
+    InvoiceType,
+    JobType,
+    RecordType,
+    TimebillType,
+)
+from sandbox.erp.routes import build_router
+from sandbox.erp.tables import (
+    TABLES,
+    ErpAccountingPeriod,
+    ErpAsyncJob,
+    ErpCustomer,
+    ErpDepartment,
+    ErpEmployee,
+    ErpIdempotencyKey,
+    ErpInvoice,
+    ErpJob,
+    ErpJobBudget,
+    ErpLaborForecast,
+    ErpTimebill,
+)
+from sandbox.erp.write import write_record
+
+__all__ = [
+    "ASYNC",
+    "IDEMPOTENCY_HEADER",
+    "INVOICE_OPEN",
+    "INVOICE_PAID",
+    "INVOICE_VOIDED",
+    "JOB_STATUSES",
+    "JOB_STATUS_CLOSED",
+    "JOB_STATUS_IN_PROGRESS",
+    "MAX_BATCH",
+    "MAX_LIMIT",
+    "RECORD",
+    "RECORD_TYPES",
+    "SYSTEM",
+    "TABLES",
+    "AccountingPeriodBody",
+    "AccountingPeriodType",
+    "BudgetBody",
+    "CustomerBody",
+    "CustomerType",
+    "DepartmentBody",
+    "DepartmentType",
+    "EmployeeBody",
+    "EmployeeType",
+    "ErpAccountingPeriod",
+    "ErpAsyncJob",
+    "ErpContext",
+    "ErpCustomer",
+    "ErpDepartment",
+    "ErpEmployee",
+    "ErpIdempotencyKey",
+    "ErpInvoice",
+    "ErpJob",
+    "ErpJobBudget",
+    "ErpLaborForecast",
+    "ErpTimebill",
+    "ForecastBody",
+    "InvoiceBody",
+    "InvoiceItems",
+    "InvoiceLineBody",
+    "InvoiceType",
+    "JobBody",
+    "JobType",
+    "RecordType",
+    "Ref",
+    "Row",
+    "SuiteQLBody",
+    "TimebillBody",
+    "TimebillType",
+    "Url",
+    "VoidBody",
+    "build_router",
+    "create_app",
+    "error_body",
+    "load_firm",
+    "suiteql",
+    "write_record",
+]
+
+
+def create_app(
+    db_path: Path | None = None,
+    *,
+    webhook_url: str | None = None,
+    webhook_secret: str = DEV_WEBHOOK_SECRET,
+    async_pending_polls: int = 1,
+) -> FastAPI:
+    """The ERP twin. NetSuite pushes nothing to pssync, so the webhook arguments are accepted
+    for a uniform signature and unused. An async job reports `pending` on its first
+    `async_pending_polls` status polls."""
+    del webhook_url, webhook_secret
+    state = TwinState(system=SYSTEM, engine=make_twin_engine(db_path, TABLES))
+    # The lost-response fault (`/_admin/erp/lost-responses`, also `/_admin/lost-responses`)
+    # lives in the shared frame now; `app.state.lost_responses` is its control, as before.
+    return create_twin_app(
+        state=state,
+        title="ERP twin (NetSuite REST web services)",
+        description=__doc__ or "",
+        router=build_router(ErpContext(state, async_pending_polls)),
+        error_body=error_body,
+    )
