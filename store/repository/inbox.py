@@ -1,0 +1,185 @@
+"""The webhook inbox: accept once per event, the relay's backlog and outcomes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    func,
+    literal_column,
+    update,
+)
+from sqlalchemy import select as core_select
+from sqlmodel import col, select
+
+from store.errors import NotFound
+from store.models import (
+    InboxBacklog,
+    InboxRow,
+    InboxState,
+)
+from store.repository._base import StoreBase
+
+
+class InboxOps(StoreBase):
+    def inbox_accept(
+        self,
+        source: str,
+        event_id: str,
+        payload_hash: str,
+        *,
+        event_type: str | None = None,
+        body: str | None = None,
+    ) -> bool:
+        """Record a received event, ``pending`` until its action has taken effect: True the
+        first time, False for any duplicate delivery (the first row is kept unchanged).
+
+        ``event_type`` and ``body`` (the verified raw body) are what a replay needs."""
+        with self._write() as session:
+            return self._insert_if_absent(
+                session,
+                InboxRow,
+                {
+                    "source": source,
+                    "event_id": event_id,
+                    "payload_hash": payload_hash,
+                    "received_at": self._clock(),
+                    "event_type": event_type,
+                    "body": body,
+                    "state": InboxState.PENDING.value,
+                    "attempts": 0,
+                },
+            )
+
+    def inbox_set_workflow(self, source: str, event_id: str, workflow_id: str) -> None:
+        """Remember which workflow an accepted event started or joined, and mark it processed
+        (``processed_at`` keeps the first time); raises ``NotFound``."""
+        with self._write() as session:
+            result = session.exec(
+                update(InboxRow)
+                .where(_inbox_key(source, event_id))
+                .values(
+                    workflow_id=workflow_id,
+                    state=InboxState.PROCESSED.value,
+                    processed_at=func.coalesce(col(InboxRow.processed_at), self._clock()),
+                )
+                .returning(literal_column("1"))
+            )
+            if result.first() is None:
+                raise NotFound("inbox", f"{source}/{event_id}")
+
+    def inbox_mark_processed(
+        self, source: str, event_id: str, workflow_id: str | None = None
+    ) -> bool:
+        """Mark an event's action as taken effect, idempotently: True if this call did it,
+        False if it was already processed (nothing changes then). A failed event can still be
+        processed (a sender's retry succeeded). Raises ``NotFound`` for an unknown event."""
+        values: dict[str, Any] = {
+            "state": InboxState.PROCESSED.value,
+            "processed_at": self._clock(),
+        }
+        if workflow_id is not None:
+            values["workflow_id"] = workflow_id
+        with self._write() as session:
+            marked = session.exec(
+                update(InboxRow)
+                .where(
+                    _inbox_key(source, event_id),
+                    col(InboxRow.state) != InboxState.PROCESSED.value,
+                )
+                .values(**values)
+                .returning(literal_column("1"))
+            ).first()
+            if marked is not None:
+                return True
+            if session.get(InboxRow, (source, event_id)) is None:
+                raise NotFound("inbox", f"{source}/{event_id}")
+            return False
+
+    def inbox_record_failure(
+        self, source: str, event_id: str, error: str, *, permanent: bool = False
+    ) -> int | None:
+        """Count a replay that did not take effect and keep its error; ``permanent`` marks the
+        event ``failed`` (refused for good: nothing retries it). Only a pending event changes:
+        returns its attempts so far, or None if it was not pending (processed meanwhile)."""
+        values: dict[str, Any] = {
+            "attempts": col(InboxRow.attempts) + 1,
+            "last_error": error[:4000],
+        }
+        if permanent:
+            values["state"] = InboxState.FAILED.value
+        with self._write() as session:
+            attempts = session.exec(
+                update(InboxRow)
+                .where(
+                    _inbox_key(source, event_id),
+                    col(InboxRow.state) == InboxState.PENDING.value,
+                )
+                .values(**values)
+                .returning(col(InboxRow.attempts))
+            ).first()
+            return None if attempts is None else int(attempts[0])
+
+    def inbox_pending(
+        self,
+        limit: int = 100,
+        *,
+        received_before: datetime | None = None,
+        sources: Sequence[str] | None = None,
+    ) -> list[InboxRow]:
+        """Verified events whose action has not taken effect, in arrival order (oldest
+        first); ``received_before`` leaves out the newest (their first attempt may still be
+        under way), ``sources`` keeps only those sources' events."""
+        return self.inbox_list(
+            InboxState.PENDING, limit, received_before=received_before, sources=sources
+        )
+
+    def inbox_list(
+        self,
+        state: InboxState | str,
+        limit: int = 100,
+        *,
+        received_before: datetime | None = None,
+        sources: Sequence[str] | None = None,
+    ) -> list[InboxRow]:
+        """Events in ``state`` (of ``sources``, if given), in arrival order (oldest first)."""
+        query = select(InboxRow).where(col(InboxRow.state) == InboxState(state).value)
+        if received_before is not None:
+            query = query.where(col(InboxRow.received_at) < received_before)
+        if sources is not None:
+            query = query.where(col(InboxRow.source).in_(list(sources)))
+        query = query.order_by(
+            col(InboxRow.received_at), col(InboxRow.source), col(InboxRow.event_id)
+        ).limit(limit)
+        with self._read() as session:
+            return list(session.exec(query).all())
+
+    def inbox_backlog(self, sources: Sequence[str] | None = None) -> InboxBacklog:
+        """How many events (of ``sources``, if given) are pending, and since when, and how
+        many failed for good."""
+        query = (
+            core_select(col(InboxRow.state), func.count(), func.min(col(InboxRow.received_at)))
+            .where(col(InboxRow.state).in_((InboxState.PENDING.value, InboxState.FAILED.value)))
+            .group_by(col(InboxRow.state))
+        )
+        if sources is not None:
+            query = query.where(col(InboxRow.source).in_(list(sources)))
+        with self._read() as session:
+            rows = {state: (int(n), oldest) for state, n, oldest in session.execute(query)}
+        pending, oldest = rows.get(InboxState.PENDING.value, (0, None))
+        return InboxBacklog(
+            pending=pending,
+            oldest_pending_at=oldest,
+            failed=rows.get(InboxState.FAILED.value, (0, None))[0],
+        )
+
+    def inbox_get(self, source: str, event_id: str) -> InboxRow | None:
+        """The recorded event, or None if it was never accepted."""
+        with self._read() as session:
+            return session.get(InboxRow, (source, event_id))
+
+
+def _inbox_key(source: str, event_id: str) -> Any:
+    return (col(InboxRow.source) == source) & (col(InboxRow.event_id) == event_id)

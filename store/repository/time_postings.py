@@ -1,0 +1,292 @@
+"""The time-posting ledger: keys posting/posted, billed marks, totals."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    bindparam,
+    func,
+    update,
+)
+from sqlalchemy import select as core_select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import col, select
+
+from store.errors import NotFound
+from store.models import (
+    TimePostingRow,
+    TimePostingState,
+    TimeTotal,
+)
+from store.repository._base import (
+    _TIME_POSTING,
+    _TIME_POSTING_COLUMNS,
+    _TIME_POSTING_DECIMALS,
+    _TIME_POSTING_KINDS,
+    _TIME_POSTING_REQUIRED,
+    StoreBase,
+    _chunks,
+)
+
+
+class TimePostingOps(StoreBase):
+    def time_postings(self, entry_keys: Iterable[str]) -> dict[str, TimePostingRow]:
+        """The ledger rows of ``entry_keys`` that exist, by entry key (missing keys are absent)."""
+        keys = list(dict.fromkeys(entry_keys))
+        found: dict[str, TimePostingRow] = {}
+        with self._read() as session:
+            for chunk in _chunks(keys):
+                rows = session.exec(
+                    select(TimePostingRow).where(col(TimePostingRow.entry_key).in_(chunk))
+                )
+                found.update((row.entry_key, row) for row in rows)
+        return found
+
+    def record_time_postings(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Upsert ledger rows by ``entry_key`` in one transaction; returns the rows written.
+
+        Each mapping holds ``entry_key`` and any other columns of ``TimePostingRow`` but
+        ``updated_at`` (set to the store's clock). An existing row gets exactly the given columns
+        and keeps the others, so ``{"entry_key": k, "state": "posted", "erp_id": "9"}`` is a
+        valid update. A new row takes the given columns and the model's defaults for the others,
+        but ``kind``, ``entry_id``, ``psa_project_id``, ``entry_version``, ``state``, ``hours``
+        and ``billable`` have none: a row without all of them must already exist (else
+        ``NotFound``, and nothing is written). Rows may give different columns; one key given
+        twice acts as two upserts in order (and counts once).
+
+        Hours are rounded half-up to 6 places; amounts must have at most 2 (round them first).
+        Raises ``ValueError`` (unknown column, state or kind; an amount with more decimals or a
+        number too large for its column) or ``TypeError`` (a float) before writing anything.
+        """
+        merged: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            values = _time_posting_values(row)
+            key = values["entry_key"]
+            merged[key] = {**merged.get(key, {}), **values}
+        if not merged:
+            return 0
+        now = self._clock()
+        upserts: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        # Rows in key order, so concurrent batches over the same entries lock them in the same
+        # order (PostgreSQL) instead of deadlocking.
+        for _, values in sorted(merged.items()):
+            values["updated_at"] = now
+            columns = tuple(sorted(values))
+            target = upserts if _TIME_POSTING_REQUIRED.issubset(values) else updates
+            target.setdefault(columns, []).append(values)
+        insert_ = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
+        table = _TIME_POSTING
+        with self._write_conn() as conn:
+            # Partial rows can only update: an INSERT ... ON CONFLICT still checks NOT NULL on
+            # the row it proposes, on both backends. Check they all exist before writing.
+            partial = [v["entry_key"] for params in updates.values() for v in params]
+            existing: set[str] = set()
+            for chunk in _chunks(partial):
+                existing.update(
+                    conn.execute(
+                        core_select(table.c.entry_key).where(table.c.entry_key.in_(chunk))
+                    ).scalars()
+                )
+            for key in partial:
+                if key not in existing:
+                    raise NotFound("time_posting", key)
+            for columns, params in updates.items():
+                stmt = (
+                    update(table)
+                    .where(table.c.entry_key == bindparam("b_entry_key"))
+                    .values({c: bindparam(c) for c in columns if c != "entry_key"})
+                )
+                conn.execute(stmt, [{**p, "b_entry_key": p["entry_key"]} for p in params])
+            for columns, params in upserts.items():
+                ins = insert_(table)
+                stmt_ins = ins.on_conflict_do_update(
+                    index_elements=[table.c.entry_key],
+                    set_={c: ins.excluded[c] for c in columns if c != "entry_key"},
+                )
+                conn.execute(stmt_ins, params)  # executemany: one statement, many rows
+        return len(merged)
+
+    def posted_fingerprints(
+        self, fingerprints: Iterable[str], exclude: Iterable[str] = ()
+    ) -> dict[str, str]:
+        """Which of ``fingerprints`` a live entry (state posted or posting) already carries:
+        fingerprint -> that entry's key (the smallest, if several do). Entries whose keys are in
+        ``exclude`` (typically the ones being checked) do not count."""
+        prints = list(dict.fromkeys(fingerprints))
+        excluded = set(exclude)
+        live = (TimePostingState.POSTED.value, TimePostingState.POSTING.value)
+        t = _TIME_POSTING.c
+        found: dict[str, str] = {}
+        with self._reader.connect() as conn:
+            for chunk in _chunks(prints):
+                rows = conn.execute(
+                    core_select(t.fingerprint, t.entry_key).where(
+                        t.fingerprint.in_(chunk), t.state.in_(live)
+                    )
+                ).all()
+                for fingerprint, key in rows:
+                    if key not in excluded and (
+                        fingerprint not in found or key < found[fingerprint]
+                    ):
+                        found[fingerprint] = key
+        return found
+
+    def unbilled_time(self, psa_project_id: str, period: str | None = None) -> list[TimePostingRow]:
+        """Posted, billable entries of a project with a bill amount and no invoice yet (of
+        ``period`` if given), ordered by entry key."""
+        query = select(TimePostingRow).where(
+            col(TimePostingRow.psa_project_id) == psa_project_id,
+            col(TimePostingRow.state) == TimePostingState.POSTED.value,
+            col(TimePostingRow.billable).is_(True),
+            col(TimePostingRow.invoice_ref).is_(None),
+            col(TimePostingRow.bill_amount).is_not(None),
+        )
+        if period is not None:
+            query = query.where(col(TimePostingRow.period) == period)
+        with self._read() as session:
+            return list(session.exec(query.order_by(col(TimePostingRow.entry_key))).all())
+
+    def unbilled_periods(self, before: str) -> list[tuple[str, str]]:
+        """``(psa_project_id, period)`` of every period earlier than ``before`` (``"YYYY-MM"``,
+        i.e. closed when ``before`` is the current month) that still has unbilled time or
+        expense, as ``unbilled_time`` defines it; ordered by project then period."""
+        t = _TIME_POSTING.c
+        query = (
+            core_select(t.psa_project_id, t.period)
+            .where(
+                t.state == TimePostingState.POSTED.value,
+                t.billable.is_(True),
+                t.invoice_ref.is_(None),
+                t.bill_amount.is_not(None),
+                t.period.is_not(None),
+                t.period < before,
+            )
+            .distinct()
+            .order_by(t.psa_project_id, t.period)
+        )
+        with self._reader.connect() as conn:
+            return [(project, period) for project, period in conn.execute(query).all()]
+
+    def mark_time_billed(self, entry_keys: Sequence[str], invoice_ref: str) -> int:
+        """Put ``invoice_ref`` on those of ``entry_keys`` that carry no invoice yet; idempotent.
+
+        Rows already billed on another invoice keep it. Returns how many of ``entry_keys`` carry
+        ``invoice_ref`` afterwards (marked now or before), so a repeat returns the same count.
+        """
+        keys = list(dict.fromkeys(entry_keys))
+        if not keys:
+            return 0
+        now = self._clock()
+        carrying = 0
+        with self._write_conn() as conn:
+            for chunk in _chunks(keys):
+                in_chunk = _TIME_POSTING.c.entry_key.in_(chunk)
+                conn.execute(
+                    update(_TIME_POSTING)
+                    .where(in_chunk, _TIME_POSTING.c.invoice_ref.is_(None))
+                    .values(invoice_ref=invoice_ref, updated_at=now)
+                )
+                carrying += conn.execute(
+                    core_select(func.count())
+                    .select_from(_TIME_POSTING)
+                    .where(in_chunk, _TIME_POSTING.c.invoice_ref == invoice_ref)
+                ).scalar_one()
+        return carrying
+
+    def unmark_time_billed(self, invoice_ref: str) -> int:
+        """Take ``invoice_ref`` off every row carrying it (the invoice was voided); returns how
+        many rows carried it."""
+        with self._write_conn() as conn:
+            result = conn.execute(
+                update(_TIME_POSTING)
+                .where(_TIME_POSTING.c.invoice_ref == invoice_ref)
+                .values(invoice_ref=None, updated_at=self._clock())
+            )
+            return result.rowcount
+
+    def time_totals(self, psa_project_id: str | None = None) -> list[TimeTotal]:
+        """Posted hours, bill and cost amounts and entry counts per project, period, kind and
+        currency (amounts of different currencies are never added up), ordered by those."""
+        t = _TIME_POSTING.c
+        query = (
+            core_select(
+                t.psa_project_id,
+                t.period,
+                t.kind,
+                t.currency,
+                func.sum(t.hours),
+                func.sum(t.bill_amount),
+                func.sum(t.cost_amount),
+                func.count(),
+            )
+            .where(t.state == TimePostingState.POSTED.value)
+            .group_by(t.psa_project_id, t.period, t.kind, t.currency)
+        )
+        if psa_project_id is not None:
+            query = query.where(t.psa_project_id == psa_project_id)
+        with self._reader.connect() as conn:
+            result = conn.execute(query).all()
+        zero_hours, zero_amount = Decimal("0.000000"), Decimal("0.00")
+        totals = [
+            TimeTotal(
+                psa_project_id=project,
+                period=period,
+                kind=kind,
+                currency=currency,
+                hours=hours if hours is not None else zero_hours,
+                bill_amount=bill if bill is not None else zero_amount,
+                cost_amount=cost if cost is not None else zero_amount,
+                entries=entries,
+            )
+            for project, period, kind, currency, hours, bill, cost, entries in result
+        ]
+        # NULLs sort differently on each backend: order in Python, None first.
+        return sorted(
+            totals,
+            key=lambda x: (
+                x.psa_project_id, x.period or "", x.period is not None, x.kind,
+                x.currency or "", x.currency is not None,
+            ),
+        )  # fmt: skip
+
+    def time_posting_counts(self, psa_project_id: str | None = None) -> dict[str, int]:
+        """Ledger rows per state (every ``TimePostingState`` is present, zero if none)."""
+        t = _TIME_POSTING.c
+        query = core_select(t.state, func.count()).group_by(t.state)
+        if psa_project_id is not None:
+            query = query.where(t.psa_project_id == psa_project_id)
+        counts = {state.value: 0 for state in TimePostingState}
+        with self._reader.connect() as conn:
+            counts.update((state, count) for state, count in conn.execute(query).all())
+        return counts
+
+
+def _time_posting_values(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A ledger row's column values, checked; enum members become their plain values."""
+    unknown = set(row) - _TIME_POSTING_COLUMNS
+    if unknown:
+        raise ValueError(f"unknown time_posting columns: {sorted(unknown)}")
+    values = dict(row)
+    if not isinstance(values.get("entry_key"), str) or not values["entry_key"]:
+        raise ValueError(f"a time_posting row needs an entry_key: {dict(row)!r}")
+    if "state" in values:
+        try:
+            values["state"] = TimePostingState(values["state"]).value
+        except ValueError:
+            raise ValueError(f"{values['entry_key']}: unknown state {values['state']!r}") from None
+    if "kind" in values:
+        kind = str(getattr(values["kind"], "value", values["kind"]))
+        if kind not in _TIME_POSTING_KINDS:
+            raise ValueError(f"{values['entry_key']}: unknown kind {values['kind']!r}")
+        values["kind"] = kind
+    for name, type_ in _TIME_POSTING_DECIMALS.items():
+        if name in values:
+            try:
+                values[name] = type_.coerce(values[name])
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"{values['entry_key']}: {name}: {exc}") from None
+    return values
