@@ -16,7 +16,7 @@ from temporalio import activity
 
 from activities._errors import translate_errors
 from connectors.erp import ErpPort
-from connectors.psa import PsaPort
+from connectors.psa import PsaStaffingPort
 from contracts.errors import BusinessRuleViolation, NotFoundError, StaleVersionError
 from contracts.money import Money
 from contracts.systems import System
@@ -78,7 +78,7 @@ def facts_of(assignment: Assignment) -> AssignmentFacts:
 
 
 class AssignmentSyncActivities:
-    def __init__(self, psa: PsaPort, store: Store) -> None:
+    def __init__(self, psa: PsaStaffingPort, store: Store) -> None:
         self.psa = psa
         self.store = store
 

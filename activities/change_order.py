@@ -16,8 +16,8 @@ from pydantic import BaseModel
 from temporalio import activity
 
 from activities._errors import translate_errors
-from connectors.erp import ErpBudget, ErpPort
-from connectors.notifications import Notification, NotifierPort
+from connectors.erp import ErpBudgetPort
+from connectors.notifications import NotifierPort
 from connectors.psa import PsaPort
 from contracts.errors import (
     BusinessRuleViolation,
@@ -27,7 +27,9 @@ from contracts.errors import (
 )
 from contracts.money import Money
 from contracts.v1 import Assignment, ChangeOrder, Project, RateCard
+from contracts.v1.change_orders import ErpBudget
 from contracts.v1.models import ChangeOrderStatus
+from contracts.v1.notifications import Notification
 from store import Store
 
 log = logging.getLogger(__name__)
@@ -271,7 +273,7 @@ class ChangeOrderActivities:
 
 
 class ChangeOrderErpActivities:
-    def __init__(self, erp: ErpPort) -> None:
+    def __init__(self, erp: ErpBudgetPort) -> None:
         self.erp = erp
 
     @activity.defn(name="change_order.read_erp_budget")

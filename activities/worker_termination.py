@@ -99,8 +99,7 @@ class TerminationActivities:
     @activity.defn(name="termination.find_conflicts")
     @translate_errors
     async def find_conflicts(self, request: FindConflicts) -> Conflicts:
-        assignments = await self.psa.list_assignments(worker_id=request.worker_id)
-        after = [a for a in assignments if a.end_date > request.last_day_worked]
+        after = await self._running_past(request.worker_id, request.last_day_worked)
         unapproved = await self.psa.list_worker_time(
             request.worker_id, performed_through=request.last_day_worked, approved=False
         )
@@ -129,8 +128,12 @@ class TerminationActivities:
     @translate_errors
     async def assignments_after(self, request: AssignmentsAfter) -> list[Assignment]:
         """Read-only snapshot of the assignments running past the last day."""
-        assignments = await self.psa.list_assignments(worker_id=request.worker_id)
-        return [a for a in assignments if a.end_date > request.last_day_worked]
+        return await self._running_past(request.worker_id, request.last_day_worked)
+
+    async def _running_past(self, worker_id: str, last_day: date) -> list[Assignment]:
+        """The worker's assignments that end after `last_day`."""
+        assignments = await self.psa.list_assignments(worker_id=worker_id)
+        return [a for a in assignments if a.end_date > last_day]
 
     @activity.defn(name="termination.end_assignments")
     @translate_errors

@@ -162,6 +162,51 @@ class OpportunityToProjectWorkflow:
         opportunity = apply_corrections(opportunity, self._corrections)
         project = project_from_opportunity(opportunity, customer)
         # 3. Enterprise IDs: minted here, kept if the source record already has one.
+        enterprise_id, customer_eid = await self._mint_ids(request, opportunity, customer)
+        # 4. ERP customer (an upsert: nothing to compensate, it may serve other projects).
+        customer_erp_id = await self._erp_customer(customer, customer_eid)
+        # 5. PSA shell; its compensation is registered first, since a crash after the PSA
+        # created it but before we heard back still leaves a shell to archive.
+        psa_id = await self._psa_shell(saga, project, enterprise_id)
+        # 6. ERP financial project with its budget.
+        erp_id = await self._erp_project(saga, project, enterprise_id, customer_erp_id)
+        # 7. Link every system's ID and write the enterprise ID back to the CRM.
+        self._step(ProvisioningStep.LINKING, "linking IDs and writing the enterprise ID back")
+        await self._link_project(request, opportunity, enterprise_id, psa_id, erp_id)
+        await self._link_customer(request, customer, customer_eid, customer_erp_id)
+        await workflow.execute_activity_method(
+            CrmActivities.write_back_enterprise_id,
+            WriteBackEnterpriseId(
+                opportunity_id=opportunity.external_id, enterprise_id=enterprise_id
+            ),
+            start_to_close_timeout=self._timeout,
+            retry_policy=RETRY,
+            summary="enterprise ID -> CRM",
+        )
+        # 8. Staffing demand: one resource request per role.
+        request_ids = await self._staffing_demand(saga, project, enterprise_id, psa_id)
+        # 9. Publish and tell the CRM.
+        self._step(ProvisioningStep.PUBLISHING, "publishing project.provisioned")
+        result = ProvisionProjectResult(
+            enterprise_id=enterprise_id,
+            opportunity_id=opportunity.external_id,
+            customer_enterprise_id=customer_eid,
+            erp_customer_id=customer_erp_id,
+            psa_project_id=psa_id,
+            erp_project_id=erp_id,
+            resource_request_ids=request_ids,
+        )
+        await self._publish(request, result)
+        await self._mark_crm(opportunity.external_id, "Provisioned", None)
+        self._step(ProvisioningStep.DONE, f"project {enterprise_id} provisioned")
+        return result
+
+    # ----------------------------------------------------------------------- provisioning steps
+
+    async def _mint_ids(
+        self, request: ProvisionProjectInput, opportunity: Opportunity, customer: Customer
+    ) -> tuple[str, str]:
+        """The project's and the customer's enterprise IDs, recorded on the run."""
         self._step(ProvisioningStep.MINTING_ID, "minting the enterprise project ID")
         enterprise_id = await self._reserve_id(
             "project", "CRM", request.crm_tenant, "Opportunity", opportunity.external_id
@@ -177,7 +222,9 @@ class OpportunityToProjectWorkflow:
                 CUSTOMER_NAME.value_set(customer.name),
             ]
         )
-        # 4. ERP customer (an upsert: nothing to compensate, it may serve other projects).
+        return enterprise_id, customer_eid
+
+    async def _erp_customer(self, customer: Customer, customer_eid: str) -> str:
         self._step(ProvisioningStep.ERP_CUSTOMER, f"upserting ERP customer {customer.name}")
         customer_erp_id: str = await self._business_step(
             ProvisioningStep.ERP_CUSTOMER,
@@ -191,8 +238,9 @@ class OpportunityToProjectWorkflow:
             ),
         )
         self._status.ids["erp_customer_id"] = customer_erp_id
-        # 5. PSA shell; its compensation is registered first, since a crash after the PSA
-        # created it but before we heard back still leaves a shell to archive.
+        return customer_erp_id
+
+    async def _psa_shell(self, saga: Saga, project: Project, enterprise_id: str) -> str:
         saga.add("archive PSA project", lambda: self._compensate_psa(enterprise_id))
         self._step(ProvisioningStep.PSA_PROJECT, "creating the PSA project shell")
         psa_id: str = await self._business_step(
@@ -206,7 +254,11 @@ class OpportunityToProjectWorkflow:
             ),
         )
         self._status.ids["psa_project_id"] = psa_id
-        # 6. ERP financial project with its budget.
+        return psa_id
+
+    async def _erp_project(
+        self, saga: Saga, project: Project, enterprise_id: str, customer_erp_id: str
+    ) -> str:
         saga.add("close ERP project", lambda: self._compensate_erp(enterprise_id))
         self._step(ProvisioningStep.ERP_PROJECT, "creating the ERP financial project")
         erp_id: str = await self._business_step(
@@ -226,8 +278,16 @@ class OpportunityToProjectWorkflow:
             ),
         )
         self._status.ids["erp_project_id"] = erp_id
-        # 7. Link every system's ID and write the enterprise ID back to the CRM.
-        self._step(ProvisioningStep.LINKING, "linking IDs and writing the enterprise ID back")
+        return erp_id
+
+    async def _link_project(
+        self,
+        request: ProvisionProjectInput,
+        opportunity: Opportunity,
+        enterprise_id: str,
+        psa_id: str,
+        erp_id: str,
+    ) -> None:
         await workflow.execute_activity_method(
             StoreActivities.link_xrefs,
             LinkXrefs(
@@ -247,6 +307,14 @@ class OpportunityToProjectWorkflow:
             start_to_close_timeout=self._timeout,
             retry_policy=RETRY,
         )
+
+    async def _link_customer(
+        self,
+        request: ProvisionProjectInput,
+        customer: Customer,
+        customer_eid: str,
+        customer_erp_id: str,
+    ) -> None:
         await workflow.execute_activity_method(
             StoreActivities.link_xrefs,
             LinkXrefs(
@@ -265,16 +333,10 @@ class OpportunityToProjectWorkflow:
             start_to_close_timeout=self._timeout,
             retry_policy=RETRY,
         )
-        await workflow.execute_activity_method(
-            CrmActivities.write_back_enterprise_id,
-            WriteBackEnterpriseId(
-                opportunity_id=opportunity.external_id, enterprise_id=enterprise_id
-            ),
-            start_to_close_timeout=self._timeout,
-            retry_policy=RETRY,
-            summary="enterprise ID -> CRM",
-        )
-        # 8. Staffing demand: one resource request per role.
+
+    async def _staffing_demand(
+        self, saga: Saga, project: Project, enterprise_id: str, psa_id: str
+    ) -> list[str]:
         saga.add("cancel staffing demand", lambda: self._compensate_demand(enterprise_id))
         self._step(ProvisioningStep.STAFFING_DEMAND, "raising staffing demand per role")
         demands = staffing_demand(self._project(project), enterprise_id)
@@ -285,31 +347,22 @@ class OpportunityToProjectWorkflow:
             retry_policy=RETRY,
             summary=f"{len(demands)} resource requests",
         )
-        # 9. Publish and tell the CRM.
-        self._step(ProvisioningStep.PUBLISHING, "publishing project.provisioned")
-        result = ProvisionProjectResult(
-            enterprise_id=enterprise_id,
-            opportunity_id=opportunity.external_id,
-            customer_enterprise_id=customer_eid,
-            erp_customer_id=customer_erp_id,
-            psa_project_id=psa_id,
-            erp_project_id=erp_id,
-            resource_request_ids=request_ids,
-        )
+        return request_ids
+
+    async def _publish(
+        self, request: ProvisionProjectInput, result: ProvisionProjectResult
+    ) -> None:
         await workflow.execute_activity_method(
             StoreActivities.add_outbox,
             OutboxEvent(
                 event_type="project.provisioned",
-                key=enterprise_id,
+                key=result.enterprise_id,
                 payload=result.model_dump(mode="json")
                 | {"crm_tenant": request.crm_tenant, "provisioned_at": workflow.now().isoformat()},
             ),
             start_to_close_timeout=self._timeout,
             retry_policy=RETRY,
         )
-        await self._mark_crm(opportunity.external_id, "Provisioned", None)
-        self._step(ProvisioningStep.DONE, f"project {enterprise_id} provisioned")
-        return result
 
     # ----------------------------------------------------------------------- steps
 

@@ -35,6 +35,20 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 from temporalio.workflow import ActivityCancellationType
 
 from workflows._desk import ExceptionDesk
+from workflows._time_to_invoice_state import MAX_CARRIED_REFS as MAX_CARRIED_REFS
+from workflows._time_to_invoice_state import (
+    billing_outcome,
+    build_status,
+    cause_text,
+    compact_pending,
+    details_text,
+    entry_item,
+    held_billing_item,
+    opened_items,
+    pending_from_carry,
+    queued,
+    superseded_resolution,
+)
 
 with workflow.unsafe.imports_passed_through():
     from activities.time_to_invoice import (
@@ -48,13 +62,10 @@ with workflow.unsafe.imports_passed_through():
     from contracts.v1.processes import (
         RESOLVE_EXCEPTION_UPDATE,
         ExceptionResolution,
-        OpenException,
         ResolutionAction,
     )
     from contracts.v1.time_to_invoice import (
-        ALLOWED_ACTIONS,
         BILLING_SIGNAL,
-        CORRECTABLE,
         ENTRIES_CHANGED_SIGNAL,
         PROCESS_TIME_TO_INVOICE,
         STATUS_QUERY,
@@ -77,8 +88,6 @@ with workflow.unsafe.imports_passed_through():
         TimeExceptionCause,
         TimePipelineInput,
         TimeResolutionResult,
-        compact_ref,
-        expand_ref,
     )
     from workflows._common import BUSINESS_PROCESS
 
@@ -94,10 +103,6 @@ BATCH_TIMEOUT = timedelta(minutes=10)
 HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 STEP_TIMEOUT = timedelta(minutes=2)
 FAILED_BATCH_BACKOFF = timedelta(seconds=60)
-MAX_CARRIED_REFS = 15_000
-"""Plain pending entries a continuation carries (about 70 bytes each, well under the 2 MB
-payload limit). Beyond it, approved entries are left to the sweep, which finds every approved
-entry the ledger has not posted; the count is in the `deferred_to_sweep` counter."""
 REFUSALS = frozenset({"BusinessRuleViolation", "NotFoundError"})
 """Failure types that mean the PSA refused to mark an invoice (void it), as opposed to not
 answering (keep it and wait)."""
@@ -110,10 +115,7 @@ class TimeToInvoiceWorkflow:
         carry = request.carry or PipelineCarry()
         self._input = request
         self._erp_queue = erp_task_queue(workflow.info().task_queue)
-        self._pending: dict[str, BatchEntry] = {e.ref.key: e for e in carry.pending}
-        for text in carry.pending_refs:
-            ref = expand_ref(text)
-            self._pending.setdefault(ref.key, BatchEntry(ref=ref))
+        self._pending: dict[str, BatchEntry] = pending_from_carry(carry)
         self._in_flight: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._items: dict[str, OpenTimeItem] = {i.item_id: i for i in carry.open_items}
@@ -144,20 +146,9 @@ class TimeToInvoiceWorkflow:
         )
         if carry.desk is None:  # carried by a run from before the desk
             for item in carry.open_items:
-                self._desk.adopt(self._entry_item(item), flag=False)
+                self._desk.adopt(entry_item(item), flag=False)
             for item_id, held in carry.billing_held.items():
-                self._desk.adopt(
-                    OpenException(
-                        item_id=item_id,
-                        cause_code=TimeExceptionCause.BILLING_FAILED.value,
-                        field="invoice",
-                        detail=f"billing {held.key} failed",
-                        opened_at=workflow.now(),
-                        allowed_actions=[ResolutionAction.RETRY, ResolutionAction.ABANDON],
-                        owner="finance_controller",
-                    ),
-                    flag=False,
-                )
+                self._desk.adopt(held_billing_item(item_id, held), flag=False)
 
     # ------------------------------------------------------------------ messages
 
@@ -183,18 +174,14 @@ class TimeToInvoiceWorkflow:
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> PipelineStatus:
-        open_items = [
-            self._items[i.item_id].model_copy(update={"escalated": i.escalated})
-            for i in self._desk.open_items
-            if i.item_id in self._items
-        ]
-        return PipelineStatus(
-            psa_project_id=self._input.psa_project_id,
+        return build_status(
+            self._input.psa_project_id,
             pending=len(self._pending),
             in_flight=len(self._in_flight),
-            counters=dict(self._counters),
-            open_items=open_items,
-            billed=list(self._billed),
+            counters=self._counters,
+            items=self._items,
+            desk_open=self._desk.open_items,
+            billed=self._billed,
         )
 
     @workflow.update(name=RESOLVE_EXCEPTION_UPDATE)
@@ -231,7 +218,7 @@ class TimeToInvoiceWorkflow:
                 self._desk.release(claimed)
                 self._items[item_id] = item
                 raise ApplicationError(
-                    f"the PSA refused to take {item.key} back: {_cause_text(err)}",
+                    f"the PSA refused to take {item.key} back: {cause_text(err)}",
                     type="RejectRefused",
                 ) from err
             await self._desk.record(resolution)
@@ -256,7 +243,7 @@ class TimeToInvoiceWorkflow:
         await workflow.wait_condition(
             lambda: self._results.get(item_id) is not None or self._draining
         )
-        result = self._results.pop(item_id, None) or self._queued(item_id)
+        result = self._results.pop(item_id, None) or queued(item_id)
         return result.model_copy(update={"action": resolution.action})
 
     @resolve_exception.validator
@@ -409,22 +396,19 @@ class TimeToInvoiceWorkflow:
                     self._pending.setdefault(e.ref.key, e)
                 self._tick += 1
             return
+        await self._apply_result(entries, keys, result)
+
+    async def _apply_result(
+        self, entries: list[BatchEntry], keys: list[str], result: BatchResult
+    ) -> None:
+        """Take in a finished batch: count its outcomes, hold its new exception items, close
+        the items its entries' changes superseded, answer the people waiting on a retry."""
         by_key = {e.ref.key: e for e in entries}
         for outcome in result.outcomes.values():
             self._bump(outcome.value)
-        for exc in result.exceptions:
-            entry = by_key[exc.key]
-            item = OpenTimeItem(
-                item_id=exc.item_id,
-                key=exc.key,
-                ref=entry.ref,
-                cause=exc.cause,
-                field=exc.field,
-                detail=exc.detail,
-                opened_at=workflow.now(),
-            )
-            self._items[exc.item_id] = item
-            self._desk.adopt(self._entry_item(item), flag=False)
+        for item in opened_items(result, by_key):
+            self._items[item.item_id] = item
+            self._desk.adopt(entry_item(item), flag=False)
         new_items = {exc.key: exc.item_id for exc in result.exceptions}
         retried = {e.item_id for e in entries if e.item_id}
         superseded = [
@@ -441,13 +425,9 @@ class TimeToInvoiceWorkflow:
             await self._desk.close(
                 item.item_id,
                 actor="pssync",
-                resolution=ExceptionResolution(
-                    item_id=item.item_id,
-                    action=ResolutionAction.SKIP,
-                    actor="pssync",
-                    note=f"superseded: the entry was {result.outcomes[item.key].value} "
-                    "after a change in the PSA",
-                ).model_dump(mode="json"),
+                resolution=superseded_resolution(item, result.outcomes[item.key]).model_dump(
+                    mode="json"
+                ),
             )
         for entry in entries:
             if entry.item_id is not None and entry.item_id in self._results:
@@ -469,29 +449,8 @@ class TimeToInvoiceWorkflow:
         for e in entries:
             self._pending.setdefault(e.ref.key, e)
             if e.item_id is not None and self._results.get(e.item_id, 0) is None:
-                self._results[e.item_id] = self._queued(e.item_id)
+                self._results[e.item_id] = queued(e.item_id)
         self._bump("batches_requeued")
-
-    def _queued(self, item_id: str) -> TimeResolutionResult:
-        return TimeResolutionResult(
-            item_id=item_id,
-            action=ResolutionAction.RETRY,
-            outcome=EntryOutcomeKind.QUEUED,
-            detail="queued: the ERP is not answering now; the entry posts when it does",
-        )
-
-    def _entry_item(self, item: OpenTimeItem) -> OpenException:
-        return OpenException(
-            item_id=item.item_id,
-            cause_code=item.cause.value,
-            field=item.field,
-            detail=item.detail,
-            opened_at=item.opened_at,
-            escalated=item.escalated,
-            allowed_actions=list(ALLOWED_ACTIONS),
-            correctable=sorted(CORRECTABLE[item.cause]),
-            owner="finance_controller",
-        )
 
     # ------------------------------------------------------------------ billing
 
@@ -502,7 +461,7 @@ class TimeToInvoiceWorkflow:
             # E.g. the milestone does not exist, or the ERP refused the invoice: a person
             # decides (retry once fixed, or abandon); the pipeline goes on posting.
             attempt = self._billing_attempts.get(request.key, 0)
-            detail = f"billing {request.key} failed: {_cause_text(err)}"
+            detail = f"billing {request.key} failed: {cause_text(err)}"
             item_id = f"tti.{self._input.psa_project_id}.billing-{request.key}.f{attempt}"
             self._billing_attempts[request.key] = attempt + 1
             await self._open_item(item_id, TimeExceptionCause.BILLING_FAILED, detail, request)
@@ -564,7 +523,7 @@ class TimeToInvoiceWorkflow:
             if not refused:
                 reason = (
                     f"the PSA did not mark the entries of invoice {invoice.idempotency_key} "
-                    f"invoiced: {_cause_text(err)}; the ERP invoice stands"
+                    f"invoiced: {cause_text(err)}; the ERP invoice stands"
                 )
                 # A person's retry that stalled again asks again, under a new item.
                 stalled_id = (
@@ -576,19 +535,19 @@ class TimeToInvoiceWorkflow:
                     stalled_id, TimeExceptionCause.BILLING_STALLED, reason, request
                 )
                 self._marks_held[stalled_id] = ref
-                self._billed.append(_outcome(ref, "stalled", detail=reason))
+                self._billed.append(billing_outcome(ref, "stalled", detail=reason))
                 self._desk.flag()
                 return
-            reason = f"the PSA did not mark the entries invoiced: {_cause_text(err)}"
+            reason = f"the PSA did not mark the entries invoiced: {cause_text(err)}"
             await self._void(ref, reason, "compensation")
             self._billing_attempts[request.key] = attempt + 1
             failed_id = f"tti.{project}.billing-{request.key}.a{attempt}"
             await self._open_item(failed_id, TimeExceptionCause.BILLING_FAILED, reason, request)
             self._billing_held[failed_id] = request
-            self._billed.append(_outcome(ref, "voided", detail=reason))
+            self._billed.append(billing_outcome(ref, "voided", detail=reason))
             self._desk.flag()
             return
-        self._billed.append(_outcome(ref, "invoiced", psa_invoice_id=psa_invoice))
+        self._billed.append(billing_outcome(ref, "invoiced", psa_invoice_id=psa_invoice))
         # A later billing of the same key (late entries of a closed period) is a new invoice.
         self._billing_attempts[request.key] = attempt + 1
         self._bump("invoices")
@@ -651,13 +610,14 @@ class TimeToInvoiceWorkflow:
         return self._counters[name]
 
     def _details(self, headline: str | None = None) -> None:
-        c = self._counters
         workflow.set_current_details(
-            (f"**{headline}** — " if headline else "")
-            + f"pending {len(self._pending)}, in flight {len(self._in_flight)}; "
-            f"posted {c.get('posted', 0) + c.get('reposted', 0)}, "
-            f"reversed {c.get('reversed', 0)}, open items {len(self._desk.open_items)}, "
-            f"invoices {c.get('invoices', 0)}"
+            details_text(
+                headline,
+                pending=len(self._pending),
+                in_flight=len(self._in_flight),
+                counters=self._counters,
+                open_items=len(self._desk.open_items),
+            )
         )
 
     def _should_continue_as_new(self) -> bool:
@@ -669,14 +629,7 @@ class TimeToInvoiceWorkflow:
     def _carry(self) -> TimePipelineInput:
         """What the continuation needs, bounded: entries with a person's retry in full, the
         rest as compact refs (up to `MAX_CARRIED_REFS`; the sweep finds any beyond)."""
-        full = [e for e in self._pending.values() if e.item_id or e.corrections or e.fresh]
-        plain = [compact_ref(e.ref) for e in self._pending.values() if e not in full]
-        counters = dict(self._counters)
-        if len(plain) > MAX_CARRIED_REFS:
-            deferred = len(plain) - MAX_CARRIED_REFS
-            counters["deferred_to_sweep"] = counters.get("deferred_to_sweep", 0) + deferred
-            workflow.logger.warning("%d pending entries left to the sweep", deferred)
-            plain = plain[-MAX_CARRIED_REFS:]
+        full, plain, counters = compact_pending(self._pending, self._counters)
         open_ids = {i.item_id for i in self._desk.open_items}
         carry = PipelineCarry(
             pending=full,
@@ -692,25 +645,6 @@ class TimeToInvoiceWorkflow:
             desk=self._desk.snapshot(),
         )
         return self._input.model_copy(update={"carry": carry})
-
-
-def _outcome(ref: InvoiceRef, status: str, **extra: str) -> BillingOutcome:
-    invoice = ref.plan.invoice
-    assert invoice is not None
-    return BillingOutcome(
-        key=ref.plan.request.key,
-        status=status,
-        invoice_key=invoice.idempotency_key,
-        invoice_erp_id=ref.invoice_erp_id,
-        total=invoice.total,
-        entries=len(ref.plan.entry_keys),
-        **extra,
-    )
-
-
-def _cause_text(err: ActivityError) -> str:
-    cause = err.cause
-    return str(cause.message if isinstance(cause, ApplicationError) else cause or err)
 
 
 @workflow.defn(name=TIME_SWEEP)

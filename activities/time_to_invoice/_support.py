@@ -1,0 +1,29 @@
+"""Small helpers every seam of the time-to-invoice activities shares: the heartbeat ticker,
+the calling workflow, today's date."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, date, datetime
+
+from temporalio import activity
+
+HEARTBEAT_EVERY_S = 2.0
+
+
+async def _heartbeat_every(seconds: float) -> None:
+    while True:
+        activity.heartbeat()
+        await asyncio.sleep(seconds)
+
+
+def _activity_info() -> tuple[str, str | None]:
+    try:
+        info = activity.info()
+    except RuntimeError:  # called outside an activity (unit tests)
+        return "local", None
+    return info.workflow_id or "local", info.workflow_run_id
+
+
+def _today() -> date:
+    return datetime.now(UTC).date()

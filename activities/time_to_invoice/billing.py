@@ -1,0 +1,190 @@
+"""Billing of the time-to-invoice pipeline: what to bill (`time.prepare_invoice`), the ERP
+invoice (`time.create_invoice`), the PSA marked invoiced (`time.mark_invoiced`) and the
+compensation that voids the invoice (`time.void_invoice`)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from decimal import Decimal
+
+from pydantic import BaseModel, Field
+from temporalio import activity
+
+from activities._errors import translate_errors
+from activities.time_to_invoice._support import _today
+from activities.time_to_invoice.caches import _Base
+from contracts.errors import NotFoundError
+from contracts.money import Money
+from contracts.systems import System
+from contracts.v1 import BillingRule, Invoice, InvoiceLine
+from contracts.v1.time_to_invoice import (
+    BillingRequest,
+    BillingTrigger,
+    EntryKind,
+    invoice_key,
+)
+from store import TimePostingRow
+
+
+class InvoicePlan(BaseModel):
+    psa_project_id: str
+    request: BillingRequest
+    attempt: int = 0
+    invoice: Invoice | None = None
+    entry_keys: list[str] = Field(default_factory=list)
+    time_entry_ids: list[str] = Field(default_factory=list)
+    expense_ids: list[str] = Field(default_factory=list)
+    milestone_codes: list[str] = Field(default_factory=list)
+    status: str = "ready"
+    """ready | nothing_to_bill | not_applicable"""
+    detail: str = ""
+
+
+class InvoiceRef(BaseModel):
+    plan: InvoicePlan
+    invoice_erp_id: str
+
+
+class VoidInvoice(BaseModel):
+    plan: InvoicePlan
+    invoice_erp_id: str
+    reason: str
+
+
+class PrepareInvoice(BaseModel):
+    psa_project_id: str
+    request: BillingRequest
+    attempt: int = 0
+
+
+class _BillingMixin(_Base):
+    # ------------------------------------------------------------------ billing
+
+    @activity.defn(name="time.prepare_invoice")
+    @translate_errors
+    async def prepare_invoice(self, request: PrepareInvoice) -> InvoicePlan:
+        """What to bill: posted, billable, not yet invoiced entries (and the milestone)."""
+        plan = InvoicePlan(
+            psa_project_id=request.psa_project_id,
+            request=request.request,
+            attempt=request.attempt,
+        )
+        project = await self.psa.get_project(request.psa_project_id)
+        if not project.enterprise_id:
+            plan.status, plan.detail = "not_applicable", "the PSA project has no ERP project"
+            return plan
+        trigger = request.request
+        lines: list[InvoiceLine] = []
+        period: str | None = None
+        milestone_code: str | None = None
+        if trigger.trigger is BillingTrigger.MILESTONE:
+            milestones = await self.psa.list_milestones(request.psa_project_id)
+            ms = next(
+                (m for m in milestones if trigger.milestone_id in (m.external_id, m.code)), None
+            )
+            if ms is None:
+                raise NotFoundError(
+                    f"no billing milestone {trigger.milestone_id} in project "
+                    f"{request.psa_project_id}",
+                    system=System.PSA,
+                )
+            milestone_code = ms.code
+            plan.milestone_codes = [ms.code]
+            if project.billing_rule is not BillingRule.TIME_AND_MATERIALS:
+                lines.append(
+                    InvoiceLine(
+                        description=f"Milestone {ms.code}: {ms.name}",
+                        quantity=Decimal(1),
+                        amount=ms.amount,
+                    )
+                )
+            rows = await asyncio.to_thread(self.store.unbilled_time, request.psa_project_id, None)
+        else:
+            if project.billing_rule is not BillingRule.TIME_AND_MATERIALS:
+                plan.status = "not_applicable"
+                plan.detail = f"{project.billing_rule.value} projects are billed by milestone"
+                return plan
+            period = trigger.period
+            rows = await asyncio.to_thread(self.store.unbilled_time, request.psa_project_id, period)
+        if project.billing_rule is BillingRule.TIME_AND_MATERIALS:
+            lines += _tm_lines(rows, project.currency)
+        plan.entry_keys = [r.entry_key for r in rows]
+        plan.time_entry_ids = [r.entry_id for r in rows if r.kind == EntryKind.TIME.value]
+        plan.expense_ids = [r.entry_id for r in rows if r.kind == EntryKind.EXPENSE.value]
+        if not lines:
+            plan.status, plan.detail = "nothing_to_bill", "no billable, unbilled entries"
+            return plan
+        plan.invoice = Invoice(
+            source_system=System.PSSYNC,
+            idempotency_key=invoice_key(request.psa_project_id, trigger, request.attempt),
+            project_id=f"eid:{project.enterprise_id}",
+            customer_id=project.customer_id,
+            period=period,
+            milestone_code=milestone_code,
+            invoice_date=_today(),
+            lines=lines,
+        )
+        return plan
+
+    @activity.defn(name="time.create_invoice")
+    @translate_errors
+    async def create_invoice(self, plan: InvoicePlan) -> str:
+        assert plan.invoice is not None
+        return await self.erp.create_invoice(plan.invoice)
+
+    @activity.defn(name="time.mark_invoiced")
+    @translate_errors
+    async def mark_invoiced(self, ref: InvoiceRef) -> str:
+        """Mark the entries (and milestone) invoiced in the PSA, then in the ledger."""
+        plan = ref.plan
+        assert plan.invoice is not None
+        psa_invoice = await self.psa.mark_invoiced(
+            plan.time_entry_ids,
+            invoice_ref=plan.invoice.idempotency_key,
+            expense_ids=plan.expense_ids,
+            project_id=plan.psa_project_id,
+            milestone_codes=plan.milestone_codes,
+        )
+        await asyncio.to_thread(
+            self.store.mark_time_billed, plan.entry_keys, plan.invoice.idempotency_key
+        )
+        return psa_invoice
+
+    @activity.defn(name="time.void_invoice")
+    @translate_errors
+    async def void_invoice(self, request: VoidInvoice) -> None:
+        """Compensation: the PSA could not be marked, so the ERP invoice must not stand."""
+        assert request.plan.invoice is not None
+        await self.erp.void_invoice(request.invoice_erp_id, reason=request.reason)
+        try:
+            await self.psa.unmark_invoiced(invoice_ref=request.plan.invoice.idempotency_key)
+        finally:
+            await asyncio.to_thread(
+                self.store.unmark_time_billed, request.plan.invoice.idempotency_key
+            )
+
+
+def _tm_lines(rows: Sequence[TimePostingRow], currency: str) -> list[InvoiceLine]:
+    """T&M invoice lines: one per period and kind, with the entries they cover."""
+    grouped: dict[tuple[str, str], list[TimePostingRow]] = {}
+    for r in rows:
+        grouped.setdefault((r.period or "", r.kind), []).append(r)
+    lines = []
+    for (period, kind), group in sorted(grouped.items()):
+        amount = sum((r.bill_amount or Decimal(0) for r in group), Decimal(0))
+        quantity = (
+            sum((r.hours for r in group), Decimal(0))
+            if kind == EntryKind.TIME.value
+            else Decimal(len(group))
+        )
+        label = "Time and materials" if kind == EntryKind.TIME.value else "Billable expenses"
+        lines.append(
+            InvoiceLine(
+                description=f"{label} {period}".strip(),
+                quantity=quantity,
+                amount=Money(amount=amount, currency=currency),
+                source_entry_ids=[r.entry_id for r in group],
+            )
+        )
+    return lines
