@@ -91,6 +91,7 @@ from contracts.v1.time_to_invoice import STATUS_QUERY as TIME_STATUS_QUERY
 from contracts.v1.worker_termination import RESCIND_UPDATE, RescindRequest
 from gateway.errors import GatewayError
 from gateway.metrics import GatewayMetrics
+from gateway.signal_batcher import SignalBatcher
 from gateway.webhooks import OpportunityWon, Outcome, PsaEvent, WebhookEvent, in_thread
 from plumbing.temporal import (
     BUSINESS_PROCESS,
@@ -180,7 +181,7 @@ class Processes:
         project is known only by its running pipeline."""
         self.task_queue = task_queue
         self.rpc_timeout = timedelta(seconds=rpc_timeout_s)
-        self._time_batcher = _SignalBatcher(self._send_entries)
+        self._time_batcher = SignalBatcher(self._send_entries)
 
     # -- identity ------------------------------------------------------------------------------
 
@@ -302,34 +303,18 @@ class Processes:
         tenant = self.settings.psa.tenant
         workspace_id = data.workspace_id
         workflow_id = assignment_sync_workflow_id(tenant, workspace_id)
-        try:
-            handle = await signal_with_start(
-                self.client,
-                ASSIGNMENT_SYNC,
-                AssignmentSyncInput(psa_tenant=tenant, psa_project_id=workspace_id),
-                id=workflow_id,
-                signal=ASSIGNMENT_CHANGED_SIGNAL,
-                signal_arg=AssignmentChange(
-                    assignment_id=assignment_id,
-                    version=int(version),
-                    deleted=(data.model_extra or {}).get("action") == "deleted",
-                ),
-                task_queue=self.task_queue,
-                search_attributes=[SearchAttributePair(BUSINESS_PROCESS, PROCESS_ASSIGNMENT_SYNC)],
-                static_summary=f"Staffing of PSA project {workspace_id} -> ERP labor forecast",
-                rpc_timeout=self.rpc_timeout,
-            )
-        except (RPCError, RuntimeError, TimeoutError, ConnectionError) as exc:
-            if temporal_unavailable(exc):
-                raise unavailable(exc) from exc
-            raise GatewayError(
-                502, "temporal_error", f"Temporal refused the signal: {exc}"
-            ) from exc
-        return Outcome(
-            status="accepted",
-            result="signalled",
+        return await self._signal_with_start(
+            ASSIGNMENT_SYNC,
+            AssignmentSyncInput(psa_tenant=tenant, psa_project_id=workspace_id),
             workflow_id=workflow_id,
-            run_id=handle.result_run_id,
+            signal=ASSIGNMENT_CHANGED_SIGNAL,
+            signal_arg=AssignmentChange(
+                assignment_id=assignment_id,
+                version=int(version),
+                deleted=(data.model_extra or {}).get("action") == "deleted",
+            ),
+            process=PROCESS_ASSIGNMENT_SYNC,
+            summary=f"Staffing of PSA project {workspace_id} -> ERP labor forecast",
         )
 
     async def time_changed(self, event: WebhookEvent) -> Outcome:
@@ -420,20 +405,39 @@ class Processes:
         )
 
     async def _signal_pipeline(self, psa_project_id: str, signal: str, arg: Any) -> Outcome:
-        workflow_id = time_pipeline_workflow_id(self.settings.psa.tenant, psa_project_id)
+        return await self._signal_with_start(
+            TIME_TO_INVOICE,
+            pipeline_input(self.settings, psa_project_id),
+            workflow_id=time_pipeline_workflow_id(self.settings.psa.tenant, psa_project_id),
+            signal=signal,
+            signal_arg=arg,
+            process=PROCESS_TIME_TO_INVOICE,
+            summary=f"Time and expense of PSA project {psa_project_id} -> ERP and invoices",
+        )
+
+    async def _signal_with_start(
+        self,
+        workflow: str,
+        arg: Any,
+        *,
+        workflow_id: str,
+        signal: str,
+        signal_arg: Any,
+        process: str,
+        summary: str,
+    ) -> Outcome:
+        """Signal the entity run of `workflow_id`, starting it with `arg` if it is not running."""
         try:
             handle = await signal_with_start(
                 self.client,
-                TIME_TO_INVOICE,
-                pipeline_input(self.settings, psa_project_id),
+                workflow,
+                arg,
                 id=workflow_id,
                 signal=signal,
-                signal_arg=arg,
+                signal_arg=signal_arg,
                 task_queue=self.task_queue,
-                search_attributes=[SearchAttributePair(BUSINESS_PROCESS, PROCESS_TIME_TO_INVOICE)],
-                static_summary=(
-                    f"Time and expense of PSA project {psa_project_id} -> ERP and invoices"
-                ),
+                search_attributes=[SearchAttributePair(BUSINESS_PROCESS, process)],
+                static_summary=summary,
                 rpc_timeout=self.rpc_timeout,
             )
         except (RPCError, RuntimeError, TimeoutError, ConnectionError) as exc:
@@ -624,68 +628,6 @@ class Processes:
         except Exception as exc:  # any failure to answer is "unreachable" for a health check
             return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         return {"ok": bool(ok)} if ok else {"ok": False, "error": "service not serving"}
-
-
-class _SignalBatcher:
-    """Coalesces the time events of one project that arrive within `window_s` into one
-    signal-with-start. Each webhook request still waits for *its* signal to be accepted by
-    Temporal before it is answered (202), so nothing is acknowledged that is not durable; a
-    burst of approvals costs the pipeline one workflow task instead of one per entry (at 100
-    approvals/s that is the difference between keeping up and falling behind)."""
-
-    def __init__(
-        self,
-        send: Any,
-        *,
-        window_s: float = 0.05,
-        max_refs: int = 500,
-    ) -> None:
-        self._send = send
-        self.window_s = window_s
-        self.max_refs = max_refs
-        self._pending: dict[str, list[tuple[EntryRef, asyncio.Future[Outcome]]]] = {}
-        self._flushers: dict[str, asyncio.Task[None]] = {}
-        self._running: set[asyncio.Task[None]] = set()
-
-    async def submit(self, psa_project_id: str, ref: EntryRef) -> Outcome:
-        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        batch = self._pending.setdefault(psa_project_id, [])
-        batch.append((ref, future))
-        if len(batch) >= self.max_refs:
-            self._flush_now(psa_project_id)
-        elif psa_project_id not in self._flushers:
-            self._flushers[psa_project_id] = asyncio.create_task(self._flush_later(psa_project_id))
-        return await asyncio.shield(future)
-
-    async def _flush_later(self, psa_project_id: str) -> None:
-        await asyncio.sleep(self.window_s)
-        self._flushers.pop(psa_project_id, None)
-        await self._flush(psa_project_id)
-
-    def _flush_now(self, psa_project_id: str) -> None:
-        task = self._flushers.pop(psa_project_id, None)
-        if task is not None:
-            task.cancel()
-        flush = asyncio.create_task(self._flush(psa_project_id))
-        self._running.add(flush)  # the loop keeps only a weak reference
-        flush.add_done_callback(self._running.discard)
-
-    async def _flush(self, psa_project_id: str) -> None:
-        batch = self._pending.pop(psa_project_id, [])
-        if not batch:
-            return
-        try:
-            outcome = await self._send(psa_project_id, [ref for ref, _ in batch])
-        except BaseException as exc:  # every waiting request learns of the failure
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        for _, future in batch:
-            if not future.done():
-                future.set_result(outcome)
 
 
 def update_refused(exc: WorkflowUpdateFailedError) -> GatewayError:

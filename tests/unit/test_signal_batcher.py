@@ -6,7 +6,7 @@ import asyncio
 
 from contracts.v1.time_to_invoice import EntryRef
 from gateway.errors import GatewayError
-from gateway.processes import _SignalBatcher
+from gateway.signal_batcher import SignalBatcher
 from gateway.webhooks import Outcome
 
 
@@ -17,7 +17,7 @@ async def test_a_burst_for_one_project_is_one_signal_and_every_request_gets_its_
         sent.append((project, [r.entry_id for r in refs]))
         return Outcome(status="accepted", result="signalled", workflow_id=f"wf-{project}")
 
-    batcher = _SignalBatcher(send, window_s=0.02)
+    batcher = SignalBatcher(send, window_s=0.02)
     outcomes = await asyncio.gather(
         *(batcher.submit("P1", EntryRef(entry_id=str(i))) for i in range(50)),
         *(batcher.submit("P2", EntryRef(entry_id=str(i))) for i in range(3)),
@@ -38,7 +38,7 @@ async def test_a_full_batch_goes_at_once_and_a_failure_reaches_every_request() -
         calls += 1
         raise GatewayError(503, "temporal_unavailable", "Temporal is down")
 
-    batcher = _SignalBatcher(send, window_s=60, max_refs=5)
+    batcher = SignalBatcher(send, window_s=60, max_refs=5)
     results = await asyncio.wait_for(
         asyncio.gather(
             *(batcher.submit("P1", EntryRef(entry_id=str(i))) for i in range(5)),

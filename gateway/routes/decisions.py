@@ -1,0 +1,67 @@
+"""People's decisions on running processes: a change order's approval, a termination's rescind."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.v1.change_orders import ChangeOrderDecision
+from contracts.v1.worker_termination import RescindRequest
+from gateway.routes._deps import ActorDep, ProcessesDep
+
+log = logging.getLogger("pssync.gateway")
+
+router = APIRouter()
+
+
+class DecisionRequest(BaseModel):
+    """An approver's decision on a change order (the actor comes from the bearer token)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    approve: bool
+    as_role: str | None = None
+    note: str = Field(default="", max_length=4000)
+
+
+class RescindBody(BaseModel):
+    """An operator's rescind of a termination (the actor comes from the bearer token)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="", max_length=4000)
+
+
+@router.post("/api/change-orders/{change_order_id}/decision", tags=["change orders"])
+async def decide_change_order(
+    change_order_id: str, body: DecisionRequest, actor: ActorDep, processes: ProcessesDep
+) -> dict[str, Any]:
+    """Approve or reject; the run's validator checks role, scope and what is still needed."""
+    decision = ChangeOrderDecision(
+        actor=actor.name,
+        roles=list(actor.roles),
+        scopes=list(actor.scopes),
+        approve=body.approve,
+        as_role=body.as_role,
+        note=body.note,
+    )
+    result = await processes.decide_change_order(change_order_id, decision)
+    log.info("change order %s: %s by %s", change_order_id, body.approve, actor.name)
+    return {"status": "accepted", "change_order_id": change_order_id, "result": result}
+
+
+@router.post("/api/terminations/{worker_id}/{termination_date}/rescind", tags=["terminations"])
+async def rescind_termination(
+    worker_id: str,
+    termination_date: str,
+    body: RescindBody,
+    actor: ActorDep,
+    processes: ProcessesDep,
+) -> dict[str, Any]:
+    """Undo a worker's termination: the run reverses its completed steps."""
+    request = RescindRequest(actor=actor.name, actor_roles=list(actor.roles), reason=body.reason)
+    result = await processes.rescind_termination(worker_id, termination_date, request)
+    return {"status": "accepted", "worker_id": worker_id, "result": result}

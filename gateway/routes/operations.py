@@ -1,0 +1,58 @@
+"""For operators: `/healthz`, the inbox backlog, `/metrics`."""
+
+from __future__ import annotations
+
+import functools
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import JSONResponse
+
+from gateway.errors import GatewayError
+from gateway.metrics import CONTENT_TYPE_LATEST
+from gateway.routes._deps import MetricsDep, ProcessesDep, ReceiverDep, RelayDep, StoreDep
+from gateway.views import inbox_view
+from gateway.webhooks import in_thread
+from store import InboxState
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+async def healthz(store: StoreDep, processes: ProcessesDep, relay: RelayDep) -> JSONResponse:
+    checks: dict[str, Any] = {}
+    try:
+        await in_thread(store.inbox_get, "healthz", "probe")
+        checks["store"] = {"ok": True}
+    except GatewayError as exc:
+        checks["store"] = {"ok": False, "error": exc.message}
+    checks["temporal"] = await processes.check_health()
+    checks["relay"] = await relay.status()
+    ok = all(check["ok"] for check in checks.values())
+    return JSONResponse(
+        {"status": "ok" if ok else "unavailable", "checks": checks},
+        status_code=200 if ok else 503,
+    )
+
+
+@router.get("/api/inbox")
+async def list_inbox(
+    store: StoreDep,
+    receiver: ReceiverDep,
+    state: Annotated[InboxState, Query()] = InboxState.PENDING,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """Webhook events in the inbox by state, oldest first: `pending` (the relay's backlog)
+    or `failed` (refused for good, with the reason; a sender's retry may still process
+    them). Bodies are not shown."""
+    rows = await in_thread(
+        functools.partial(store.inbox_list, sources=tuple(receiver.sources)), state, limit
+    )
+    now = datetime.now(UTC)
+    return {"items": [inbox_view(row, now) for row in rows], "count": len(rows)}
+
+
+@router.get("/metrics")
+async def prometheus_metrics(metrics: MetricsDep) -> Response:
+    return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
