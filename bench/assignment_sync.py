@@ -27,9 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -47,6 +44,7 @@ from temporalio.client import Client, WorkflowHandle  # noqa: E402
 import store  # noqa: E402
 import worker  # noqa: E402
 from activities.assignment_sync import AssignmentForecastActivities  # noqa: E402
+from bench._harness import add_options, log, machine, print_json  # noqa: E402
 from connectors.crm import FakeCrm  # noqa: E402
 from connectors.erp import FakeErp  # noqa: E402
 from connectors.hcm import FakeHcm  # noqa: E402
@@ -69,10 +67,6 @@ ASSIGNMENTS_PER_PROJECT = 20
 WORKERS = ("W-1", "W-2", None)
 RATES = {"W-1": Money(90, "USD"), "W-2": Money(110, "USD")}
 STANDARD = {"Consultant": Money(80, "USD")}
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 class CountingErp:
@@ -276,14 +270,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "hundred_projects": many,
         "naive": naive,
         "erp_call_ratio_vs_naive": round(per_1000 / naive["erp_calls_per_1000_changes"], 4),
-        "machine": {
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "cpus_usable": len(os.sched_getaffinity(0))
-            if hasattr(os, "sched_getaffinity")
-            else None,
-            "python": platform.python_version(),
-        },
+        "machine": machine(load=False),
         "config": {
             "debounce_s": args.debounce_s,
             "assignments_per_project": ASSIGNMENTS_PER_PROJECT,
@@ -295,9 +282,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--changes", type=int, default=5000)
-    parser.add_argument("--projects", type=int, default=100)
-    parser.add_argument("--per-project", type=int, default=100)
-    parser.add_argument("--debounce-s", type=float, default=0.5)
-    parser.add_argument("--naive-changes", type=int, default=1000)
-    print(json.dumps(asyncio.run(main(parser.parse_args()))))
+    add_options(
+        parser,
+        [
+            ("--changes", int, 5000),
+            ("--projects", int, 100),
+            ("--per-project", int, 100),
+            ("--debounce-s", float, 0.5),
+            ("--naive-changes", int, 1000),
+        ],
+    )
+    print_json(asyncio.run(main(parser.parse_args())))

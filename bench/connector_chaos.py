@@ -43,15 +43,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import json
-import os
-import platform
 import random
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -60,9 +57,10 @@ from typing import Any, TypeVar
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
-import uvicorn
 from sqlmodel import select
 
+from bench._harness import add_options, log, machine, marked, print_json, serve_app, tally
+from bench._harness import kinds_summary as summary
 from connectors.crm import NewOpportunity, NewOpportunityLine, SalesforceCrm
 from connectors.erp import NetSuiteErp
 from connectors.hcm import WorkdayHcm
@@ -89,37 +87,18 @@ from sandbox import psa as psa_twin
 from sandbox._twin import TwinState
 from sandbox.seed import STATUS_ACTIVE, Firm, build_firm
 
+__all__ = ["Activity", "main", "run", "summary", "tally"]
+
 TODAY = date(2025, 6, 15)
 PROJECTS = 5
 ACTIVITY_ATTEMPTS = 5
 RECORD = "/services/rest/record/v1"
 AUTH = {"Authorization": "Bearer dev-static-token"}
 T = TypeVar("T")
+C = TypeVar("C", KantataPsa, SalesforceCrm, WorkdayHcm)
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-@contextlib.asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[str]:
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="error", lifespan="off", access_log=False
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("the ERP twin did not start")
-            await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, timeout=10)
+# --------------------------------------------------------------------------- the ERP
 
 
 async def provision(erp: NetSuiteErp, firm: Firm) -> list[tuple[str, str]]:
@@ -234,24 +213,20 @@ async def read_back(erp: NetSuiteErp, projects: list[tuple[str, str]], prefix: s
     return keys
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
-    firm = build_firm(args.seed, workers=40, today=TODAY)
+async def erp_phase(args: argparse.Namespace, firm: Firm) -> dict[str, Any]:
+    """The baseline, then the same number of postings under the faults; the ERP read back.
+    The top-level report's ERP figures, `system` among them (`systems.erp`)."""
     app = erp_twin.create_app(async_pending_polls=1)
     erp_twin.load_firm(app, firm)
-    async with serve(app) as base_url:
-        settings = SystemSettings(
-            base_url=base_url,
-            max_concurrency=args.max_concurrency,
-            timeout_s=10,
-            retry_budget_s=30,
-        )
+    async with serve_app(app) as base_url:
         async with (
             NetSuiteErp(
-                settings, backoff_base_s=0.02, backoff_cap_s=1.0, poll_interval_s=0.01
+                connector_settings(base_url, args),
+                backoff_base_s=0.02,
+                backoff_cap_s=1.0,
+                poll_interval_s=0.01,
             ) as erp,
-            httpx.AsyncClient(
-                base_url=base_url, headers={"Authorization": "Bearer dev-static-token"}
-            ) as admin,
+            httpx.AsyncClient(base_url=base_url, headers=AUTH) as admin,
         ):
             projects = await provision(erp, firm)
             log(f"provisioned {len(projects)} projects; baseline: {args.postings} postings")
@@ -263,24 +238,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             log(f"baseline took {baseline_seconds:.2f}s ({base_failed} refused)")
 
             (await admin.post("/_admin/stats/reset")).raise_for_status()
-            faults = {
-                "error_rate": args.error_rate,
-                "rate_limit_rate": args.rate_limit_rate,
-                "seed": args.seed,
-            }
-            (await admin.post("/_admin/faults", json=faults)).raise_for_status()
-            lost = {"rate": args.lost_response_rate, "seed": args.seed}
-            (await admin.post("/_admin/erp/lost-responses", json=lost)).raise_for_status()
+            await chaos_on(admin, "erp", args)
             retries_before = erp.retries
             chaos = make_postings("chaos", args.postings, firm, projects, args.seed + 1)
+            faults, lost = fault_config(args)
             log(f"chaos: {args.postings} postings with {faults}, lost responses {lost}")
             started = time.perf_counter()
             failed, call_retries = await post_all(erp, chaos, args.batch_size)
             seconds = time.perf_counter() - started
             retries = erp.retries - retries_before
-            stats = (await admin.get("/_admin/stats")).json()
-            (await admin.post("/_admin/faults", json={})).raise_for_status()
-            dropped = (await admin.post("/_admin/erp/lost-responses", json={})).json()["dropped"]
+            stats, dropped = await chaos_off(admin, "erp")
             log(f"chaos took {seconds:.2f}s with {retries} connector retries")
 
             found = await read_back(erp, projects, "chaos")
@@ -294,8 +261,22 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     extra = max(0, total_timebills - requested - len(baseline))
     missing = requested - len(found)
     ok = records == requested and duplicates == 0 and extra == 0 and failed == 0
-    systems: dict[str, Any] = {
-        "erp": {
+    return {
+        "requested": requested,
+        "records_in_erp": records,
+        "duplicates": duplicates + extra,
+        "missing": missing,
+        "failed_results": failed,
+        "retries": retries,
+        "activity_retries": call_retries,
+        "seconds": round(seconds, 3),
+        "baseline_seconds": round(baseline_seconds, 3),
+        "chaos_over_baseline": round(seconds / baseline_seconds, 2) if baseline_seconds else None,
+        "timebills_in_erp": total_timebills,
+        "lost_responses": dropped,
+        "idempotency_replays": stats["by_status"].get("400", 0),
+        "erp_stats": stats,
+        "system": {
             "requested": requested,
             "duplicates": duplicates + extra,
             "missing": missing,
@@ -305,8 +286,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "lost_responses": dropped,
             "seconds": round(seconds, 3),
             "ok": ok,
-        }
+        },
     }
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    firm = build_firm(args.seed, workers=40, today=TODAY)
+    report = await erp_phase(args, firm)
+    systems: dict[str, Any] = {"erp": report.pop("system")}
+    faults, lost = fault_config(args)
     others = [name for name in args.systems.split(",") if name and name != "erp"]
     for name in others:
         log(f"{name}: connector creates with {faults}, lost responses {lost}")
@@ -324,27 +312,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             f"{systems[name]['lost_responses']} lost responses, "
             f"{systems[name]['recovered']} found again after a lost answer"
         )
-    return {
-        "requested": requested,
-        "records_in_erp": records,
-        "duplicates": duplicates + extra,
-        "missing": missing,
-        "failed_results": failed,
-        "retries": retries,
-        "activity_retries": call_retries,
-        "seconds": round(seconds, 3),
-        "baseline_seconds": round(baseline_seconds, 3),
-        "chaos_over_baseline": round(seconds / baseline_seconds, 2) if baseline_seconds else None,
-        "timebills_in_erp": total_timebills,
-        "lost_responses": dropped,
-        "idempotency_replays": stats["by_status"].get("400", 0),
-        "erp_stats": stats,
+    return report | {
         "systems": systems,
-        "machine": {
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "python": platform.python_version(),
-        },
+        "machine": machine(usable=False, load=False),
         "config": {
             "error_rate": args.error_rate,
             "rate_limit_rate": args.rate_limit_rate,
@@ -365,15 +335,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the other twins
 
 
-async def chaos_on(admin: httpx.AsyncClient, system: str, args: argparse.Namespace) -> None:
-    """The ERP's faults, on another twin: 5xx, 429 and lost responses at the same rates."""
+def fault_config(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The faults (5xx, 429) and the lost responses every twin gets."""
     faults = {
         "error_rate": args.error_rate,
         "rate_limit_rate": args.rate_limit_rate,
         "seed": args.seed,
     }
+    return faults, {"rate": args.lost_response_rate, "seed": args.seed}
+
+
+async def chaos_on(admin: httpx.AsyncClient, system: str, args: argparse.Namespace) -> None:
+    """The ERP's faults, on another twin: 5xx, 429 and lost responses at the same rates."""
+    faults, lost = fault_config(args)
     (await admin.post("/_admin/faults", json=faults)).raise_for_status()
-    lost = {"rate": args.lost_response_rate, "seed": args.seed}
     (await admin.post(f"/_admin/{system}/lost-responses", json=lost)).raise_for_status()
 
 
@@ -405,31 +380,61 @@ class Activity:
         return None  # pragma: no cover
 
 
-def tally(expected: list[Any], found: list[Any]) -> dict[str, int]:
-    """Business keys asked for vs. records found per key."""
-    counts = Counter(found)
-    wanted = set(expected)
-    return {
-        "requested": len(wanted),
-        "records": sum(counts.values()),
-        "duplicates": sum(n - 1 for n in counts.values() if n > 1),
-        "missing": len(wanted - set(counts)),
-        "unexpected": len(set(counts) - wanted),
-    }
+@dataclass
+class ChaosRun:
+    """One connector's work under the faults: the connector, how long, the twin's stats and
+    how many answers it lost, and the whole-call retries."""
+
+    connector: Any
+    activity: Activity
+    seconds: float = 0.0
+    stats: dict[str, Any] | None = None
+    dropped: int = 0
+
+    def summary(
+        self, kinds: dict[str, dict[str, int]], *, failed: int = 0, **extra: Any
+    ) -> dict[str, Any]:
+        """`summary` of the kinds with what the run counted."""
+        return summary(
+            kinds,
+            failed=self.activity.failed + failed,
+            **extra,
+            activity_retries=self.activity.retries,
+            retries=self.connector.http.retries,
+            recovered=self.connector.http.recovered,
+            lost_responses=self.dropped,
+            seconds=round(self.seconds, 3),
+            stats=self.stats,
+        )
 
 
-def summary(kinds: dict[str, dict[str, int]], **extra: Any) -> dict[str, Any]:
-    duplicates = sum(k["duplicates"] + k["unexpected"] for k in kinds.values())
-    missing = sum(k["missing"] for k in kinds.values())
-    failed = int(extra.get("failed", 0))
-    return {
-        "requested": sum(k["requested"] for k in kinds.values()),
-        "duplicates": duplicates,
-        "missing": missing,
-        "by_kind": kinds,
-        **extra,
-        "ok": duplicates == 0 and missing == 0 and failed == 0,
-    }
+async def under_chaos(
+    app: Any,
+    system: str,
+    args: argparse.Namespace,
+    connector: type[C],
+    work: Callable[[C, Activity], Awaitable[Any]],
+    **settings: Any,
+) -> ChaosRun:
+    """`app` served, its faults on, `work` done with a `connector` to it (each call retried
+    whole by an `Activity`), the faults off; the connector is closed."""
+    async with (
+        serve_app(app) as base_url,
+        httpx.AsyncClient(base_url=base_url, headers=AUTH) as admin,
+    ):
+        conn = connector(
+            connector_settings(base_url, args, **settings), backoff_base_s=0.02, backoff_cap_s=1.0
+        )
+        done = ChaosRun(conn, Activity())
+        try:
+            await chaos_on(admin, system, args)
+            started = time.perf_counter()
+            await work(done.connector, done.activity)
+            done.seconds = time.perf_counter() - started
+            done.stats, done.dropped = await chaos_off(admin, system)
+        finally:
+            await done.connector.aclose()
+    return done
 
 
 def bench_eid(tag: str, n: int) -> str:
@@ -445,13 +450,6 @@ def connector_settings(base_url: str, args: argparse.Namespace, **extra: Any) ->
         retry_budget_s=30,
         **extra,
     )
-
-
-def _marked(text: str | None, marker: str) -> str | None:
-    for line in (text or "").splitlines():
-        if line.startswith(marker):
-            return line[len(marker) :]
-    return None
 
 
 def psa_project(n: int) -> Project:
@@ -495,63 +493,45 @@ async def psa_phase(args: argparse.Namespace) -> dict[str, Any]:
     """Project shells and their staffing demand through `KantataPsa`, as the provisioning
     activities make them."""
     app = psa_twin.create_app()
-    activity = Activity()
-    async with serve(app) as base_url, httpx.AsyncClient(base_url=base_url, headers=AUTH) as admin:
-        psa = KantataPsa(connector_settings(base_url, args), backoff_base_s=0.02, backoff_cap_s=1.0)
-        try:
-            await chaos_on(admin, "psa", args)
-            started = time.perf_counter()
 
-            async def one(n: int) -> None:
-                eid, project = bench_eid("PSA", n), psa_project(n)
-                ws = await activity.run(
-                    lambda: psa.create_project_shell(project, enterprise_id=eid)
-                )
-                if ws is not None:
-                    demands = staffing_demand(project, eid)
-                    await activity.run(lambda: psa.create_resource_requests(ws, demands))
+    async def work(psa: KantataPsa, activity: Activity) -> None:
+        async def one(n: int) -> None:
+            eid, project = bench_eid("PSA", n), psa_project(n)
+            ws = await activity.run(lambda: psa.create_project_shell(project, enterprise_id=eid))
+            if ws is not None:
+                demands = staffing_demand(project, eid)
+                await activity.run(lambda: psa.create_resource_requests(ws, demands))
 
-            await asyncio.gather(*(one(n) for n in range(args.projects)))
-            seconds = time.perf_counter() - started
-            stats, dropped = await chaos_off(admin, "psa")
-        finally:
-            await psa.aclose()
+        await asyncio.gather(*(one(n) for n in range(args.projects)))
+
+    done = await under_chaos(app, "psa", args, KantataPsa, work)
     state: TwinState = app.state.twin
     with state.session() as s:
         workspaces = s.exec(select(psa_twin.PsaWorkspace)).all()
         stories = s.exec(select(psa_twin.PsaStory)).all()
         milestones = s.exec(select(psa_twin.PsaBillingMilestone)).all()
         requests = s.exec(select(psa_twin.PsaResourceRequest)).all()
-    eid_of = {w.id: _marked(w.description, PROJECT_MARKER) for w in workspaces}
+    eid_of = {w.id: marked(w.description, PROJECT_MARKER) for w in workspaces}
     projects = [(bench_eid("PSA", n), psa_project(n)) for n in range(args.projects)]
     kinds = {
         "workspaces": tally([e for e, _ in projects], list(eid_of.values())),
         "stories": tally(
             [(e, node.code) for e, p in projects for node in p.wbs],
-            [(eid_of.get(x.workspace_id), _marked(x.description, WBS_MARKER)) for x in stories],
+            [(eid_of.get(x.workspace_id), marked(x.description, WBS_MARKER)) for x in stories],
         ),
         "billing_milestones": tally(
             [(e, m.code) for e, p in projects for m in p.milestones],
             [
-                (eid_of.get(x.workspace_id), _marked(x.description, MILESTONE_MARKER))
+                (eid_of.get(x.workspace_id), marked(x.description, MILESTONE_MARKER))
                 for x in milestones
             ],
         ),
         "resource_requests": tally(
             [(e, d.external_id) for e, p in projects for d in staffing_demand(p, e)],
-            [(eid_of.get(x.workspace_id), _marked(x.notes, DEMAND_MARKER)) for x in requests],
+            [(eid_of.get(x.workspace_id), marked(x.notes, DEMAND_MARKER)) for x in requests],
         ),
     }
-    return summary(
-        kinds,
-        failed=activity.failed,
-        activity_retries=activity.retries,
-        retries=psa.http.retries,
-        recovered=psa.http.recovered,
-        lost_responses=dropped,
-        seconds=round(seconds, 3),
-        stats=stats,
-    )
+    return done.summary(kinds)
 
 
 async def crm_phase(args: argparse.Namespace, firm: Firm) -> dict[str, Any]:
@@ -560,45 +540,34 @@ async def crm_phase(args: argparse.Namespace, firm: Firm) -> dict[str, Any]:
     app = crm_twin.create_app(None, tenant="bench")
     crm_twin.load_firm(app, firm)
     accounts = [c.id for c in firm.customers if not c.credit_hold]
-    activity = Activity()
     written: dict[str, str] = {}
-    async with serve(app) as base_url, httpx.AsyncClient(base_url=base_url, headers=AUTH) as admin:
-        crm = SalesforceCrm(
-            connector_settings(base_url, args, tenant="bench"),
-            backoff_base_s=0.02,
-            backoff_cap_s=1.0,
-        )
-        try:
-            await chaos_on(admin, "crm", args)
-            started = time.perf_counter()
 
-            async def one(n: int) -> None:
-                new = NewOpportunity(
-                    name=f"Chaos bench deal {n}",
-                    account_id=accounts[n % len(accounts)],
-                    close_date=TODAY + timedelta(days=30),
-                    key=f"bench-deal-{n:04d}",
-                    lines=[
-                        NewOpportunityLine(
-                            product_code=f"SVC-{k}",
-                            role="Consultant",
-                            quantity=Decimal(10 * k),
-                            unit_price=Decimal("150"),
-                        )
-                        for k in (1, 2, 3)
-                    ],
-                )
-                opp_id = await activity.run(lambda: crm.create_opportunity(new))
-                if opp_id is not None:
-                    eid = bench_eid("CRM", n)
-                    await activity.run(lambda: crm.write_back_enterprise_id(opp_id, eid))
-                    written[opp_id] = eid
+    async def work(crm: SalesforceCrm, activity: Activity) -> None:
+        async def one(n: int) -> None:
+            new = NewOpportunity(
+                name=f"Chaos bench deal {n}",
+                account_id=accounts[n % len(accounts)],
+                close_date=TODAY + timedelta(days=30),
+                key=f"bench-deal-{n:04d}",
+                lines=[
+                    NewOpportunityLine(
+                        product_code=f"SVC-{k}",
+                        role="Consultant",
+                        quantity=Decimal(10 * k),
+                        unit_price=Decimal("150"),
+                    )
+                    for k in (1, 2, 3)
+                ],
+            )
+            opp_id = await activity.run(lambda: crm.create_opportunity(new))
+            if opp_id is not None:
+                eid = bench_eid("CRM", n)
+                await activity.run(lambda: crm.write_back_enterprise_id(opp_id, eid))
+                written[opp_id] = eid
 
-            await asyncio.gather(*(one(n) for n in range(args.deals)))
-            seconds = time.perf_counter() - started
-            stats, dropped = await chaos_off(admin, "crm")
-        finally:
-            await crm.aclose()
+        await asyncio.gather(*(one(n) for n in range(args.deals)))
+
+    done = await under_chaos(app, "crm", args, SalesforceCrm, work, tenant="bench")
     state: TwinState = app.state.twin
     with state.session() as s:
         opps = [o for o in s.exec(select(crm_twin.CrmOpportunity)).all() if o.Pssync_Key__c]
@@ -613,17 +582,7 @@ async def crm_phase(args: argparse.Namespace, firm: Firm) -> dict[str, Any]:
             [f"{k}:{i}" for k in keys for i in (1, 2, 3)], [li.Pssync_Key__c for li in lines]
         ),
     }
-    return summary(
-        kinds,
-        failed=activity.failed + wrong_eid,
-        wrong_enterprise_id=wrong_eid,
-        activity_retries=activity.retries,
-        retries=crm.http.retries,
-        recovered=crm.http.recovered,
-        lost_responses=dropped,
-        seconds=round(seconds, 3),
-        stats=stats,
-    )
+    return done.summary(kinds, failed=wrong_eid, wrong_enterprise_id=wrong_eid)
 
 
 async def hcm_phase(args: argparse.Namespace, firm: Firm) -> dict[str, Any]:
@@ -637,30 +596,19 @@ async def hcm_phase(args: argparse.Namespace, firm: Firm) -> dict[str, Any]:
         for w in firm.workers
         if w.status == STATUS_ACTIVE and w.termination_date is None and w.hire_date < TODAY
     ][: args.terminations]
-    activity = Activity()
-    async with serve(app) as base_url, httpx.AsyncClient(base_url=base_url, headers=AUTH) as admin:
-        hcm = WorkdayHcm(
-            connector_settings(base_url, args, tenant="bench"),
-            backoff_base_s=0.02,
-            backoff_cap_s=1.0,
-        )
-        try:
-            await chaos_on(admin, "hcm", args)
-            started = time.perf_counter()
+    first, second = TODAY + timedelta(days=45), TODAY + timedelta(days=60)
 
-            async def one(worker_id: str) -> None:
-                first, second = TODAY + timedelta(days=45), TODAY + timedelta(days=60)
-                if await activity.run(lambda: hcm.terminate(worker_id, first)) is None:
-                    return
-                if await activity.run(lambda: hcm.rescind_termination(worker_id)) is None:
-                    return
-                await activity.run(lambda: hcm.terminate(worker_id, second))
+    async def work(hcm: WorkdayHcm, activity: Activity) -> None:
+        async def one(worker_id: str) -> None:
+            if await activity.run(lambda: hcm.terminate(worker_id, first)) is None:
+                return
+            if await activity.run(lambda: hcm.rescind_termination(worker_id)) is None:
+                return
+            await activity.run(lambda: hcm.terminate(worker_id, second))
 
-            await asyncio.gather(*(one(w) for w in workers))
-            seconds = time.perf_counter() - started
-            stats, dropped = await chaos_off(admin, "hcm")
-        finally:
-            await hcm.aclose()
+        await asyncio.gather(*(one(w) for w in workers))
+
+    done = await under_chaos(app, "hcm", args, WorkdayHcm, work, tenant="bench")
     state: TwinState = app.state.twin
     with state.session() as s:
         wids = {w.wid: w.worker_id for w in s.exec(select(hcm_twin.HcmWorker)).all()}
@@ -673,40 +621,36 @@ async def hcm_phase(args: argparse.Namespace, firm: Firm) -> dict[str, Any]:
         event
         for w in workers
         for event in (
-            (w, "terminate", (TODAY + timedelta(days=45)).isoformat()),
-            (w, "rescind", (TODAY + timedelta(days=45)).isoformat()),
-            (w, "terminate", (TODAY + timedelta(days=60)).isoformat()),
+            (w, "terminate", first.isoformat()),
+            (w, "rescind", first.isoformat()),
+            (w, "terminate", second.isoformat()),
         )
     ]
-    return summary(
-        {"events": tally(expected, events)},
-        failed=activity.failed,
-        activity_retries=activity.retries,
-        retries=hcm.http.retries,
-        recovered=hcm.http.recovered,
-        lost_responses=dropped,
-        seconds=round(seconds, 3),
-        stats=stats,
-    )
+    return done.summary({"events": tally(expected, events)})
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--postings", type=int, default=500)
-    parser.add_argument("--batch-size", type=int, default=20)
-    parser.add_argument("--max-concurrency", type=int, default=8)
-    parser.add_argument("--error-rate", type=float, default=0.2)
-    parser.add_argument("--rate-limit-rate", type=float, default=0.1)
-    parser.add_argument(
-        "--lost-response-rate",
-        type=float,
-        default=0.05,
-        help="requests processed whose response is then lost (504), on every twin; 0: off",
+    add_options(
+        parser,
+        [
+            ("--postings", int, 500),
+            ("--batch-size", int, 20),
+            ("--max-concurrency", int, 8),
+            ("--error-rate", float, 0.2),
+            ("--rate-limit-rate", float, 0.1),
+            (
+                "--lost-response-rate",
+                float,
+                0.05,
+                "requests processed whose response is then lost (504), on every twin; 0: off",
+            ),
+            ("--seed", int, 42),
+            ("--projects", int, 20, "PSA project shells"),
+            ("--deals", int, 20, "CRM opportunities"),
+            ("--terminations", int, 10, "HCM workers"),
+        ],
     )
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--projects", type=int, default=20, help="PSA project shells")
-    parser.add_argument("--deals", type=int, default=20, help="CRM opportunities")
-    parser.add_argument("--terminations", type=int, default=10, help="HCM workers")
     parser.add_argument(
         "--systems",
         default="erp,psa,crm,hcm",
@@ -714,7 +658,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     result = asyncio.run(run(args))
-    print(json.dumps(result, sort_keys=True))
+    print_json(result, sort_keys=True)
     return 0 if result["ok"] else 1
 
 

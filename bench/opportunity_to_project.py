@@ -4,7 +4,7 @@ floor measured in the same run.
     python bench/opportunity_to_project.py [--deals 200] [--concurrency 20] [--rounds 2]
         [--erp-quota-rps 50] [--worker-process] [--warmup 5] [--history-sample 40]
 
-What it runs on 127.0.0.1 (OS-assigned ports), in a fresh temp home: `starter.running_stack`
+What it runs on 127.0.0.1 (OS-assigned ports), in a fresh temp home: `running_stack`
 (embedded Temporal dev server with its SQLite file, gateway, the seeded twins with zero latency
 and their webhooks pointed at the gateway, the worker: in this process, or as `pssync worker`
 in a child process with `--worker-process`). Then:
@@ -13,7 +13,7 @@ in a child process with `--worker-process`). Then:
    shape of the floor: its ActivityTaskScheduled events, grouped by the workflow task that
    scheduled them (the master-data check schedules 2 at once, the rest go one by one).
 2. the saga: `--deals` won deals, `--concurrency` in flight. Each deal is created in the CRM
-   twin and moved to Closed Won (as `starter.win_deal` does, with one shared CRM client so the
+   twin and moved to Closed Won (as `win_deal` does, with one shared CRM client so the
    won moment can be timed); the twin's signed webhook reaches the gateway, which starts the
    saga. Latency = the workflow's close time (server clock, same machine) minus the wall clock
    taken just before `set_stage("Closed Won")`: deal won -> project usable in PSA and ERP.
@@ -27,7 +27,7 @@ in a child process with `--worker-process`). Then:
 
 Progress goes to stderr; the last line of stdout is one JSON object (deals, p50_s, p95_s,
 floor_p50_s, floor_p95_s, ratio_p50, activities_per_deal, throughputs, breakdown, machine,
-config, ...). No sleeps tune anything: the only waits are the ones `starter.wait_for_workflow`
+config, ...). No sleeps tune anything: the only waits are the ones `wait_for_workflow`
 polls with while a webhook is on its way.
 """
 
@@ -36,18 +36,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
-import json
 import logging
-import os
-import platform
-import signal
-import socket
-import statistics
 import sys
-import tempfile
 import time
-from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -60,25 +51,52 @@ if not workflow.unsafe.in_sandbox():  # the sandbox re-imports this module to ru
     sys.path.insert(0, str(ROOT))
 
 with workflow.unsafe.imports_passed_through():
-    from temporalio.api.enums.v1 import EventType
     from temporalio.client import Client, WorkflowHistory
     from temporalio.worker import Worker
 
-    import starter
+    from bench._harness import (
+        SYSTEMS,
+        TempHome,
+        Twins,
+        add_flags,
+        add_options,
+        bounded,
+        gather_limited,
+        log,
+        machine,
+        percentile,
+        print_json,
+        start_worker_process,
+        stop_worker_process,
+    )
+    from bench._harness import brief_summary as summary
+    from bench._harness.histories import aggregate_breakdowns as aggregate
+    from bench._harness.histories import breakdown, shape_of
     from connectors.crm import SalesforceCrm
     from contracts.naming import opportunity_workflow_id
     from contracts.settings import load_settings
     from contracts.v1.processes import ProvisionProjectResult
+    from demo import deal_from_template, provisionable_templates, wait_for_workflow
     from sandbox.seed import build_firm
+    from stack import Stack, running_stack
 
 FLOOR_QUEUE = "bench-floor"
 FLOOR_TIMEOUT = timedelta(seconds=60)
 SEED = 7
-SYSTEMS = ("crm", "psa", "erp", "hcm")
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+__all__ = [
+    "SYSTEMS",
+    "BenchFloor",
+    "aggregate",
+    "bounded",
+    "breakdown",
+    "main",
+    "measure",
+    "noop",
+    "percentile",
+    "run",
+    "shape_of",
+    "summary",
+]
 
 
 # --------------------------------------------------------------------------- the floor
@@ -108,173 +126,34 @@ class BenchFloor:
         return done
 
 
-# --------------------------------------------------------------------------- statistics
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank-interpolated percentile (q in 0..100)."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100
-    lo, hi = int(pos), min(int(pos) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
-
-
-def summary(values: Sequence[float]) -> dict[str, float]:
-    return {
-        "p50_s": round(percentile(values, 50), 4),
-        "p95_s": round(percentile(values, 95), 4),
-        "max_s": round(max(values), 4) if values else float("nan"),
-        "mean_s": round(statistics.fmean(values), 4) if values else float("nan"),
-    }
-
-
-async def bounded(
-    count: int, concurrency: int, job: Callable[[int], Awaitable[Any]]
-) -> tuple[list[Any], float]:
-    """Run job(0..count-1) with at most `concurrency` in flight; results and wall seconds."""
-    sem = asyncio.Semaphore(concurrency)
-    done = 0
-
-    async def one(i: int) -> Any:
-        nonlocal done
-        async with sem:
-            result = await job(i)
-        done += 1
-        if done % max(1, count // 10) == 0:
-            log(f"  {done}/{count}")
-        return result
-
-    start = time.perf_counter()
-    results = await asyncio.gather(*[one(i) for i in range(count)], return_exceptions=True)
-    return list(results), time.perf_counter() - start
-
-
-# --------------------------------------------------------------------------- histories
-
-
-def _ts(event: Any) -> float:
-    return float(event.event_time.ToDatetime(tzinfo=UTC).timestamp())
-
-
-def shape_of(history: WorkflowHistory) -> list[int]:
-    """Activities scheduled per workflow task, in order."""
-    batches: dict[int, int] = {}
-    for event in history.events:
-        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            wtc = event.activity_task_scheduled_event_attributes.workflow_task_completed_event_id
-            batches[wtc] = batches.get(wtc, 0) + 1
-    return [batches[k] for k in sorted(batches)]
-
-
-def breakdown(history: WorkflowHistory) -> dict[str, Any]:
-    """Per-activity queue wait and run time, and workflow-task time, of one run."""
-    scheduled: dict[int, tuple[str, str, float]] = {}
-    started: dict[int, float] = {}
-    activities: list[dict[str, Any]] = []
-    wft_scheduled: dict[int, float] = {}
-    wft_started: dict[int, float] = {}
-    wft_queue = wft_run = 0.0
-    first = last = None
-    for event in history.events:
-        t = _ts(event)
-        first = t if first is None else first
-        last = t
-        kind = event.event_type
-        if kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            sched = event.activity_task_scheduled_event_attributes
-            scheduled[event.event_id] = (sched.activity_type.name, sched.task_queue.name, t)
-        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
-            started[event.activity_task_started_event_attributes.scheduled_event_id] = t
-        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
-            sched_id = event.activity_task_completed_event_attributes.scheduled_event_id
-            name, queue, t_sched = scheduled[sched_id]
-            t_start = started.get(sched_id, t)
-            activities.append(
-                {"name": name, "queue": queue, "wait": t_start - t_sched, "run": t - t_start}
-            )
-        elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
-            wft_scheduled[event.event_id] = t
-        elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
-            wft_sched_id = event.workflow_task_started_event_attributes.scheduled_event_id
-            wft_started[event.event_id] = t
-            wft_queue += t - wft_scheduled.get(wft_sched_id, t)
-        elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
-            wft_start_id = event.workflow_task_completed_event_attributes.started_event_id
-            wft_run += t - wft_started.get(wft_start_id, t)
-    return {
-        "activities": activities,
-        "workflow_task_queue_s": wft_queue,
-        "workflow_task_run_s": wft_run,
-        "history_s": (last or 0.0) - (first or 0.0),
-    }
-
-
-def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Medians per run of where its time went, and per activity type."""
-    per_type: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    totals: dict[str, list[float]] = defaultdict(list)
-    for run in runs:
-        wait = run_s = 0.0
-        by_queue: dict[str, float] = defaultdict(float)
-        for a in run["activities"]:
-            per_type[a["name"]]["wait"].append(a["wait"])
-            per_type[a["name"]]["run"].append(a["run"])
-            wait += a["wait"]
-            run_s += a["run"]
-            by_queue[a["queue"]] += a["wait"]
-        totals["activity_queue_wait_s"].append(wait)
-        totals["activity_run_s"].append(run_s)
-        totals["workflow_task_queue_s"].append(run["workflow_task_queue_s"])
-        totals["workflow_task_run_s"].append(run["workflow_task_run_s"])
-        totals["history_s"].append(run["history_s"])
-        for queue, seconds in by_queue.items():
-            totals[f"queue_wait_s[{queue}]"].append(seconds)
-    return {
-        "runs_sampled": len(runs),
-        "per_run_p50": {k: round(percentile(v, 50), 4) for k, v in sorted(totals.items())},
-        "per_activity_p50": {
-            name: {
-                "queue_wait_s": round(percentile(v["wait"], 50), 4),
-                "queue_wait_p95_s": round(percentile(v["wait"], 95), 4),
-                "run_s": round(percentile(v["run"], 50), 4),
-                "run_p95_s": round(percentile(v["run"], 95), 4),
-            }
-            for name, v in sorted(per_type.items())
-        },
-    }
-
-
 # --------------------------------------------------------------------------- the bench
 
 
 class Bench:
-    def __init__(self, stack: starter.Stack, args: argparse.Namespace) -> None:
+    def __init__(self, stack: Stack, args: argparse.Namespace) -> None:
         self.stack = stack
         self.args = args
         self.firm = build_firm(SEED)
-        self.templates = starter.provisionable_templates(self.firm)
+        self.templates = provisionable_templates(self.firm)
         # One CRM client for the bench's own writes, wide enough not to queue the won moment.
         self.crm = SalesforceCrm(
             stack.settings.crm.model_copy(update={"max_concurrency": args.concurrency * 2})
         )
+        self.twins = Twins(stack)
         self.counter = 0
 
     async def win_one(self, label: str) -> dict[str, Any]:
-        """`starter.win_deal`, timing the moment the deal is won."""
+        """`win_deal`, timing the moment the deal is won."""
         self.counter += 1
         index = self.templates[self.counter % len(self.templates)]
         template = self.firm.opportunities[index]
-        new = starter.deal_from_template(
-            self.firm, index, name=f"{template.name} ({label} {self.counter})"
-        )
+        new = deal_from_template(self.firm, index, name=f"{template.name} ({label} {self.counter})")
         opp_id = await self.crm.create_opportunity(new)
         won_wall = time.time()
         won_mono = time.perf_counter()
         await self.crm.set_stage(opp_id, "Closed Won")
         wf_id = opportunity_workflow_id(self.stack.settings.crm.tenant, opp_id)
-        handle = await starter.wait_for_workflow(
+        handle = await wait_for_workflow(
             self.stack.client,
             wf_id,
             timeout_s=self.args.deal_timeout_s,
@@ -297,38 +176,20 @@ class Bench:
         return {"workflow_id": wf_id, "client_s": time.perf_counter() - start}
 
     async def describe_all(self, ids: list[str]) -> list[Any]:
-        sem = asyncio.Semaphore(20)
-
-        async def one(wf_id: str) -> Any:
-            async with sem:
-                return await self.stack.client.get_workflow_handle(wf_id).describe()
-
-        return list(await asyncio.gather(*[one(w) for w in ids]))
+        client = self.stack.client
+        return await gather_limited(ids, 20, lambda w: client.get_workflow_handle(w).describe())
 
     async def histories(self, ids: list[str]) -> list[WorkflowHistory]:
-        sem = asyncio.Semaphore(10)
-
-        async def one(wf_id: str) -> WorkflowHistory:
-            async with sem:
-                return await self.stack.client.get_workflow_handle(wf_id).fetch_history()
-
-        return list(await asyncio.gather(*[one(w) for w in ids]))
+        client = self.stack.client
+        return await gather_limited(
+            ids, 10, lambda w: client.get_workflow_handle(w).fetch_history()
+        )
 
     async def twin_stats(self) -> dict[str, Any]:
         """Requests each twin served, and the CRM's webhook deliveries, through the twins'
         admin API (they may run in another process)."""
-        import httpx  # not at module level: the floor workflow's sandbox imports this file
-
-        base = self.stack.urls["sandbox"]
-        out: dict[str, Any] = {}
-        async with httpx.AsyncClient(timeout=30) as http:
-            for system in SYSTEMS:
-                stats = (await http.get(f"{base}/{system}/_admin/stats")).json()
-                out[system] = {
-                    "requests": stats["requests"],
-                    "in_flight_max": stats["in_flight_max"],
-                }
-            deliveries = (await http.get(f"{base}/crm/_admin/webhooks/deliveries")).json()
+        out: dict[str, Any] = await self.twins.pick_stats("requests", "in_flight_max")
+        deliveries = await self.twins.webhook_deliveries("crm")
         out["crm_webhooks"] = {
             "sent": len(deliveries),
             "retried": sum(1 for d in deliveries if d["attempts"] > 1),
@@ -336,65 +197,19 @@ class Bench:
         }
         return out
 
-    async def reset_twin_stats(self) -> None:
-        import httpx
-
-        async with httpx.AsyncClient(timeout=30) as http:
-            for system in SYSTEMS:
-                await http.post(f"{self.stack.urls['sandbox']}/{system}/_admin/stats/reset")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def start_worker_process(stack: starter.Stack) -> asyncio.subprocess.Process:
-    """`pssync worker` in a child process, configured like the in-process one would be (the
-    deployed topology: the worker does not share a GIL with the twins and the gateway)."""
-    s = stack.settings
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PSSYNC_")}
-    env.update(
-        {
-            "PSSYNC_HOME": str(s.home),
-            "PSSYNC_TEMPORAL__ADDRESS": s.temporal.address,
-            "PSSYNC_ERP_QUOTA_RPS": str(s.erp_quota_rps),
-            "PSSYNC_WORKER_METRICS_PORT": str(_free_port()),
-            **{f"PSSYNC_{n.upper()}__BASE_URL": getattr(s, n).base_url for n in SYSTEMS},
-        }
-    )
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        # `pssync worker` logs at INFO, which makes httpx log every vendor request; the
-        # in-process worker does not, so neither does this one.
-        "import logging, worker; logging.getLogger('httpx').setLevel(logging.WARNING); "
-        "worker.main()",
-        cwd=ROOT,
-        env=env,
-        stdout=sys.stderr.fileno(),
-    )
-
-
-async def stop_worker_process(proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), 30)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+    async def aclose(self) -> None:
+        await self.crm.aclose()
+        await self.twins.aclose()
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     wall_start = time.perf_counter()
-    tmp = tempfile.TemporaryDirectory(prefix="pssync-bench-", ignore_cleanup_errors=True)
-    home = Path(tmp.name) / ".pssync"
+    tmp = TempHome("pssync-bench-")
+    home = tmp.home
     settings = load_settings(home=home, erp_quota_rps=args.erp_quota_rps)
     where = "its own process" if args.worker_process else "this process"
     log(f"home {home}; starting the stack (dev server, gateway, twins; the worker in {where})")
-    async with starter.running_stack(
+    async with running_stack(
         settings,
         seed=SEED,
         ephemeral_ports=True,
@@ -406,40 +221,46 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         floor_worker = Worker(
             client, task_queue=FLOOR_QUEUE, workflows=[BenchFloor], activities=[noop]
         )
-        worker_proc = await start_worker_process(stack) if args.worker_process else None
+        worker_proc = (
+            await start_worker_process(stack.settings, stdout=sys.stderr.fileno())
+            if args.worker_process
+            else None
+        )
         try:
             async with floor_worker:
                 result = await measure(bench, args)
         finally:
-            await bench.crm.aclose()
+            await bench.aclose()
             if worker_proc is not None:
-                await stop_worker_process(worker_proc)
+                await stop_worker_process(worker_proc, 30)
     result["wall_s"] = round(time.perf_counter() - wall_start, 2)
     if args.keep_home:
         log(f"kept {home}")
     else:
-        tmp.cleanup()
+        tmp.remove()
     return result
 
 
-async def measure(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
-    client = bench.stack.client
+async def warm_up(bench: Bench, args: argparse.Namespace) -> list[int]:
+    """A few deals and floor runs, not counted; the saga's shape, from a warm-up history."""
     log(f"warm-up: {args.warmup} deals, then {args.warmup} floor runs")
     warm, _ = await bounded(args.warmup, args.concurrency, lambda i: bench.win_one("warm-up"))
     failed = [w for w in warm if isinstance(w, BaseException)]
     if failed:
         raise RuntimeError(f"warm-up deal failed: {failed[0]!r}") from failed[0]
-    probe = await client.get_workflow_handle(warm[0]["workflow_id"]).fetch_history()
+    probe = await bench.stack.client.get_workflow_handle(warm[0]["workflow_id"]).fetch_history()
     shape = shape_of(probe)
-    activities_per_deal = sum(shape)
-    log(f"the saga ran {activities_per_deal} activities per deal, shape {shape}")
+    log(f"the saga ran {sum(shape)} activities per deal, shape {shape}")
     await bounded(args.warmup, args.concurrency, lambda i: bench.floor_one(shape, "warm-up", i))
+    return shape
 
-    # Saga and floor alternate in rounds, so drift (a busy neighbour on the machine, the dev
-    # server's database growing) does not all land on one side.
-    rounds = max(1, min(args.rounds, args.deals))
+
+async def rounds_of(
+    bench: Bench, args: argparse.Namespace, shape: list[int], rounds: int
+) -> tuple[list[Any], list[Any], float, float]:
+    """Saga and floor phases in turn: every deal and floor run (or its error), and the summed
+    wall time of each side."""
     sizes = [args.deals // rounds + (1 if r < args.deals % rounds else 0) for r in range(rounds)]
-    await bench.reset_twin_stats()
     deals: list[Any] = []
     floors: list[Any] = []
     saga_wall = floor_wall = 0.0
@@ -455,6 +276,17 @@ async def measure(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
         )
         floors += got
         floor_wall += wall
+    return deals, floors, saga_wall, floor_wall
+
+
+async def measure(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
+    shape = await warm_up(bench, args)
+    activities_per_deal = sum(shape)
+    # Saga and floor alternate in rounds, so drift (a busy neighbour on the machine, the dev
+    # server's database growing) does not all land on one side.
+    rounds = max(1, min(args.rounds, args.deals))
+    await bench.twins.reset_stats()
+    deals, floors, saga_wall, floor_wall = await rounds_of(bench, args, shape, rounds)
     twins = await bench.twin_stats()  # the floor never calls a twin
     ok = [d for d in deals if not isinstance(d, BaseException)]
     errors = [repr(d) for d in deals if isinstance(d, BaseException)]
@@ -480,7 +312,6 @@ async def measure(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     step_saga, step_floor = max(1, len(ok) // sample), max(1, len(floor_ok) // sample)
     saga_hist = await bench.histories([d["workflow_id"] for d in ok[::step_saga][:sample]])
     floor_hist = await bench.histories([f["workflow_id"] for f in floor_ok[::step_floor][:sample]])
-    saga_shapes = {tuple(shape_of(h)) for h in saga_hist}
 
     p50, floor_p50 = percentile(latencies, 50), percentile(floor_latencies, 50)
     exec_p50, floor_exec_p50 = percentile(execution, 50), percentile(floor_execution, 50)
@@ -513,7 +344,7 @@ async def measure(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
             "ingress_won_to_workflow_start": summary(ingress),
             "workflow_start_to_close": summary(execution),
             "breakdown": aggregate([breakdown(h) for h in saga_hist]),
-            "shapes_seen_in_sample": [list(s) for s in saga_shapes],
+            "shapes_seen_in_sample": [list(s) for s in {tuple(shape_of(h)) for h in saga_hist}],
         },
         "floor": {
             "client_start_to_result": summary(floor_latencies),
@@ -523,32 +354,8 @@ async def measure(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
         "ratio_p50_execution_only": round(exec_p50 / floor_exec_p50, 3),
         "twins_during_saga_phases": twins,
         "errors": errors[:5] + floor_errors[:5],
-        "notes": [
-            "The saga's latency includes the CRM set_stage call, the twin's signed webhook "
-            "delivery, the gateway (signature check, SQLite inbox, start_workflow) and then the "
-            "workflow; the floor is started by the client directly. "
-            "ratio_p50_execution_only compares server-side start->close of both.",
-            (
-                "The pssync worker runs in its own process (`pssync worker`); the twins, the "
-                "gateway, the floor worker and the bench client share this one."
-                if args.worker_process
-                else "Everything (twins, gateway, pssync worker, floor worker, bench client) "
-                "shares one Python process and event loop (one GIL)."
-            )
-            + " The Temporal dev server (SQLite file) is a child process.",
-            f"After a warm-up of both, saga and floor phases alternate in {rounds} rounds "
-            "(never at the same time); throughputs are over the summed phase times.",
-            f"ERP task queue quota erp_quota_rps={args.erp_quota_rps}/s "
-            "(max_task_queue_activities_per_second; the ERP twin itself has no quota here).",
-        ],
-        "machine": {
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "cpus_usable": len(os.sched_getaffinity(0))
-            if hasattr(os, "sched_getaffinity")
-            else None,
-            "python": platform.python_version(),
-        },
+        "notes": notes(args, rounds),
+        "machine": machine(load=False),
         "config": {
             "deals": args.deals,
             "concurrency": args.concurrency,
@@ -567,43 +374,60 @@ async def measure(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def notes(args: argparse.Namespace, rounds: int) -> list[str]:
+    return [
+        "The saga's latency includes the CRM set_stage call, the twin's signed webhook "
+        "delivery, the gateway (signature check, SQLite inbox, start_workflow) and then the "
+        "workflow; the floor is started by the client directly. "
+        "ratio_p50_execution_only compares server-side start->close of both.",
+        (
+            "The pssync worker runs in its own process (`pssync worker`); the twins, the "
+            "gateway, the floor worker and the bench client share this one."
+            if args.worker_process
+            else "Everything (twins, gateway, pssync worker, floor worker, bench client) "
+            "shares one Python process and event loop (one GIL)."
+        )
+        + " The Temporal dev server (SQLite file) is a child process.",
+        f"After a warm-up of both, saga and floor phases alternate in {rounds} rounds "
+        "(never at the same time); throughputs are over the summed phase times.",
+        f"ERP task queue quota erp_quota_rps={args.erp_quota_rps}/s "
+        "(max_task_queue_activities_per_second; the ERP twin itself has no quota here).",
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--deals", type=int, default=200)
-    parser.add_argument(
-        "--concurrency", type=int, default=20, help="deals (and floor runs) in flight"
+    add_options(
+        parser,
+        [
+            ("--deals", int, 200),
+            ("--concurrency", int, 20, "deals (and floor runs) in flight"),
+            ("--warmup", int, 5),
+            ("--rounds", int, 2, "alternate saga and floor phases this many times"),
+            (
+                "--erp-quota-rps",
+                float,
+                50.0,
+                "settings.erp_quota_rps: the ERP task queue's activities/s (default as shipped)",
+            ),
+        ],
     )
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument(
-        "--rounds", type=int, default=2, help="alternate saga and floor phases this many times"
+    add_flags(
+        parser,
+        {
+            "--worker-process": "run the pssync worker as `pssync worker` in its own process "
+            "(the deployed topology) instead of inside the stack's process",
+            "--twins-in-process": "serve the twins inside the stack's process (charges the "
+            "vendors' CPU to pssync); default: their own process, as remote vendors would be",
+        },
     )
-    parser.add_argument(
-        "--erp-quota-rps",
-        type=float,
-        default=50.0,
-        help="settings.erp_quota_rps: the ERP task queue's activities/s (default as shipped)",
-    )
-    parser.add_argument(
-        "--worker-process",
-        action="store_true",
-        help="run the pssync worker as `pssync worker` in its own process (the deployed "
-        "topology) instead of inside the stack's process",
-    )
-    parser.add_argument(
-        "--twins-in-process",
-        action="store_true",
-        help="serve the twins inside the stack's process (charges the vendors' CPU to pssync); "
-        "default: their own process, as remote vendors would be",
-    )
-    parser.add_argument("--history-sample", type=int, default=40)
-    parser.add_argument(
-        "--keep-home", action="store_true", help="keep the temp home (dev server DB, twins)"
-    )
-    parser.add_argument("--deal-timeout-s", type=float, default=120.0)
+    add_options(parser, [("--history-sample", int, 40)])
+    add_flags(parser, {"--keep-home": "keep the temp home (dev server DB, twins)"})
+    add_options(parser, [("--deal-timeout-s", float, 120.0)])
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     result = asyncio.run(run(args))
-    print(json.dumps(result))
+    print_json(result)
     return 0 if result["deals_failed"] == 0 and result["floor_failed"] == 0 else 1
 
 

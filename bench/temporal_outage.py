@@ -45,15 +45,12 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
-import platform
 import random
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -76,13 +73,15 @@ from temporalio.runtime import (  # noqa: E402
 
 import store as store_module  # noqa: E402
 import worker  # noqa: E402
+from bench._harness import eventually, machine, print_json, run_cancellable  # noqa: E402
+from bench._harness import log_stamped as log  # noqa: E402
+from bench._harness.linking import link_projects as shared_link_projects  # noqa: E402
 from connectors.crm import SalesforceCrm  # noqa: E402
 from connectors.erp import NetSuiteErp  # noqa: E402
 from connectors.psa import KantataPsa  # noqa: E402
-from contracts import Money, System  # noqa: E402
+from contracts import System  # noqa: E402
 from contracts.naming import SEARCH_ATTRIBUTES, opportunity_workflow_id  # noqa: E402
 from contracts.settings import Settings, load_settings  # noqa: E402
-from contracts.v1 import BillingRule, Customer, Project  # noqa: E402
 from gateway import create_app  # noqa: E402
 from sandbox.app import Sandbox, seeded_sandbox  # noqa: E402
 from sandbox.seed import build_firm  # noqa: E402
@@ -91,7 +90,6 @@ from tests._servers import free_port, serve, start_worker_process, stop_process 
 
 SEED = 7
 FIRM = build_firm(SEED)
-RATE_CARD = "RC-STD-USD"
 TWIN_AUTH = {"Authorization": "Bearer dev-static-token"}
 WORKER_ENV = {
     # Webhooks (replayed by the relay) must do the work: the time sweep, which would find
@@ -100,10 +98,6 @@ WORKER_ENV = {
     "PSSYNC_HCM_POLL_INTERVAL_S": "86400",
 }
 RELAY = {"interval_s": 0.5, "max_backoff_s": 2.0}
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- the dev server
@@ -278,58 +272,30 @@ async def outage_stack(home: Path) -> AsyncIterator[Stack]:
 
 async def link_projects(stack: Stack, count: int) -> None:
     """`count` projects linked in PSA and ERP as the saga leaves them, with four active
-    people each and the standard rate card (as the time-to-invoice e2e test sets them up)."""
+    people each and the standard rate card (as the time-to-invoice e2e test sets them up),
+    and linked in the store as the saga links them."""
     deployment = worker.Deployment.from_settings(stack.settings)
     psa, erp = deployment.psa, deployment.erp
     assert isinstance(psa, KantataPsa) and isinstance(erp, NetSuiteErp)
-    today = date.today()
-    first = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
-    people = [
-        w
-        for w in FIRM.workers
-        if w.status == "active"
-        and w.termination_date is None
-        and w.hire_date < first - timedelta(days=7)
-    ]
     try:
-        for n in range(count):
-            staff = people[n * 4 : n * 4 + 4]
-            eid = f"01JTW1{n:020d}"
-            project = Project(
-                name=f"Temporal outage {n}",
-                customer_id=f"ACC-TO-{n}",
-                billing_rule=BillingRule.TIME_AND_MATERIALS,
-                contract_value=Money("500000.00", "USD"),
-                start_date=first - timedelta(days=30),
-                end_date=today + timedelta(days=180),
-                cost_center=staff[0].cost_center,
-                rate_card_id=RATE_CARD,
-                delivery_manager=staff[0].id,
-                source_system=System.CRM,
-            )
-            psa_id = await psa.create_project_shell(project, enterprise_id=eid)
-            customer = await erp.upsert_customer(
-                Customer(external_id=f"ACC-TO-{n}", name=f"TO {n}", source_system=System.CRM),
-                enterprise_id=f"01JTW2{n:020d}",
-            )
-            job = await erp.upsert_project(
-                project, enterprise_id=eid, customer_erp_id=customer, budget=Money("500000", "USD")
-            )
+        linked = await shared_link_projects(
+            psa, erp, FIRM.workers, count, name="Temporal outage", tag="TO", ulid_prefix="01JTW"
+        )
+        for p in linked:
             for system, object_type, external_id in (
-                (System.PSA, "workspace", str(psa_id)),
-                (System.ERP, "job", str(job)),
+                (System.PSA, "workspace", str(p.psa_id)),
+                (System.ERP, "job", str(p.job_id)),
             ):
                 await asyncio.to_thread(
                     stack.store.link_xref,
-                    eid,
+                    p.enterprise_id,
                     "project",
                     system.value,
                     getattr(stack.settings, system.value.lower()).tenant,
                     object_type,
                     external_id,
                 )
-            users = [int(await psa._require_user(w.id)) for w in staff]
-            stack.projects.append(Proj(psa_id=int(psa_id), job_id=int(job), users=users))
+            stack.projects.append(Proj(psa_id=p.psa_id, job_id=p.job_id, users=p.users))
     finally:
         await deployment.aclose()
 
@@ -386,14 +352,14 @@ async def approve(stack: Stack, per_project: int) -> list[int]:
 async def win_deals(stack: Stack, count: int, offset: int) -> list[str]:
     """Create deals shaped like the seeded firm's provisionable ones and move them to Closed
     Won: each sends one signed `opportunity.won` webhook."""
-    import starter
+    from demo import deal_from_template, provisionable_templates
 
-    templates = starter.provisionable_templates(FIRM)
+    templates = provisionable_templates(FIRM)
     crm = SalesforceCrm(stack.settings.crm)
     won: list[str] = []
     try:
         for i in range(count):
-            new = starter.deal_from_template(FIRM, templates[(offset + i) % len(templates)])
+            new = deal_from_template(FIRM, templates[(offset + i) % len(templates)])
             opp_id = await crm.create_opportunity(new)
             await crm.set_stage(opp_id, "Closed Won")
             won.append(opp_id)
@@ -438,19 +404,6 @@ def projects_of(stack: Stack, deals: list[str]) -> dict[str, tuple[int, int]]:
     return out
 
 
-async def eventually(check: Callable[[], Any], timeout_s: float, every_s: float = 0.25) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return True
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(every_s)
-
-
 # --------------------------------------------------------------------------- the scenario
 
 
@@ -467,10 +420,69 @@ async def run_outage(
     warm = await approve(stack, 1)
     if not await eventually(lambda: all(postings_of(stack, warm).values()), 60):
         raise AssertionError(f"warm-up entries not posted: {postings_of(stack, warm)}")
-    before = {s: set(stack.deliveries(s)) for s in ("crm", "psa")}
     log(f"warm-up posted {len(warm)} entries; stopping Temporal for {outage_s:g} s")
 
     # 2. the outage
+    outage = await during_outage(stack, outage_s=outage_s, deals=deals, approvals=approvals)
+    won, approved = outage.won, outage.approved
+
+    # 3. Temporal is back: nobody retries, the relay replays the inbox
+    await stack.temporal.start()
+    back = time.monotonic()
+    log(f"Temporal back after {outage.seconds:.1f} s; waiting for every event to take effect")
+
+    def settled() -> bool:
+        done = all(p == 1 and e == 1 for p, e in projects_of(stack, won).values())
+        return done and all(n >= 1 for n in postings_of(stack, approved + warm).values())
+
+    await eventually(settled, settle_s, every_s=0.5)
+    recovery_s = time.monotonic() - back
+    statuses_of = await saga_statuses(stack, won)
+    projects = projects_of(stack, won)
+    postings = postings_of(stack, approved + warm)
+    relay_view: dict[str, Any] = {}
+    async with httpx.AsyncClient(base_url=stack.urls["gateway"], timeout=30) as gw:
+        health = (await gw.get("/healthz")).json()
+        relay_view = health.get("checks", {}).get("relay", {})
+    lost = sum(1 for p, e in projects.values() if p == 0 or e == 0) + sum(
+        1 for n in postings.values() if n == 0
+    )
+    duplicates = sum(max(0, p - 1) + max(0, e - 1) for p, e in projects.values()) + sum(
+        max(0, n - 1) for n in postings.values()
+    )
+    report = {
+        "deals": len(won),
+        "projects": sum(1 for p, e in projects.values() if p >= 1 and e >= 1),
+        "approvals": len(approved) + len(warm),
+        "approvals_during_outage": len(approved),
+        "postings": sum(1 for n in postings.values() if n >= 1),
+        "lost": lost,
+        "duplicates": duplicates,
+        "outage_s": round(outage.seconds, 1),
+        "recovery_s": round(recovery_s, 1),
+        "deliveries": outage.deliveries,
+        "saga_status": sorted(set(statuses_of.values())),
+        "relay": {k: relay_view.get(k) for k in ("state", "backlog", "failed", "replayed")},
+    }
+    log(f"report: {json.dumps(report)}")
+    return report
+
+
+@dataclass
+class Outage:
+    """What happened while Temporal was down: deals won, entries approved, the webhook
+    deliveries they made (`report["deliveries"]`) and how long it lasted."""
+
+    won: list[str]
+    approved: list[int]
+    deliveries: dict[str, Any]
+    seconds: float
+
+
+async def during_outage(stack: Stack, *, outage_s: float, deals: int, approvals: int) -> Outage:
+    """Temporal stopped for `outage_s`; deals won and time approved at its start and in its
+    middle, each sending one webhook once; what the gateway answered and stored."""
+    before = {s: set(stack.deliveries(s)) for s in ("crm", "psa")}
     stack.temporal.stop()
     began = time.monotonic()
     won: list[str] = []
@@ -506,20 +518,22 @@ async def run_outage(
         log(f"inbox: {backlog.pending} pending, {backlog.failed} failed")
     remaining = outage_s - (time.monotonic() - began)
     await asyncio.sleep(max(0.0, remaining))
-    during_s = time.monotonic() - began
+    return Outage(
+        won=won,
+        approved=approved,
+        deliveries={
+            "during_outage": len(sent),
+            "attempts_per_delivery": sorted(attempts),
+            "answers": statuses,
+            "stored_in_inbox": sum(1 for row in stored if row is not None),
+        },
+        seconds=time.monotonic() - began,
+    )
 
-    # 3. Temporal is back: nobody retries, the relay replays the inbox
-    await stack.temporal.start()
-    back = time.monotonic()
-    log(f"Temporal back after {during_s:.1f} s; waiting for every event to take effect")
 
-    def settled() -> bool:
-        done = all(p == 1 and e == 1 for p, e in projects_of(stack, won).values())
-        return done and all(n >= 1 for n in postings_of(stack, approved + warm).values())
-
-    await eventually(settled, settle_s, every_s=0.5)
-    recovery_s = time.monotonic() - back
-    # The sagas finish what they started (write-back, staffing) before their runs complete.
+async def saga_statuses(stack: Stack, won: list[str]) -> dict[str, str]:
+    """The sagas finish what they started (write-back, staffing) before their runs complete:
+    each deal's saga status once its result is in (or 30 s passed)."""
     statuses_of: dict[str, str] = {}
     for opp in won:
         wid = opportunity_workflow_id(stack.settings.crm.tenant, opp)
@@ -529,57 +543,14 @@ async def run_outage(
         with contextlib.suppress(Exception):
             desc = await stack.client.get_workflow_handle(wid).describe()
             statuses_of[opp] = desc.status.name if desc.status else "?"
-    projects = projects_of(stack, won)
-    postings = postings_of(stack, approved + warm)
-    relay_view: dict[str, Any] = {}
-    async with httpx.AsyncClient(base_url=stack.urls["gateway"], timeout=30) as gw:
-        health = (await gw.get("/healthz")).json()
-        relay_view = health.get("checks", {}).get("relay", {})
-    lost = sum(1 for p, e in projects.values() if p == 0 or e == 0) + sum(
-        1 for n in postings.values() if n == 0
-    )
-    duplicates = sum(max(0, p - 1) + max(0, e - 1) for p, e in projects.values()) + sum(
-        max(0, n - 1) for n in postings.values()
-    )
-    report = {
-        "deals": len(won),
-        "projects": sum(1 for p, e in projects.values() if p >= 1 and e >= 1),
-        "approvals": len(approved) + len(warm),
-        "approvals_during_outage": len(approved),
-        "postings": sum(1 for n in postings.values() if n >= 1),
-        "lost": lost,
-        "duplicates": duplicates,
-        "outage_s": round(during_s, 1),
-        "recovery_s": round(recovery_s, 1),
-        "deliveries": {
-            "during_outage": len(sent),
-            "attempts_per_delivery": sorted(attempts),
-            "answers": statuses,
-            "stored_in_inbox": sum(1 for row in stored if row is not None),
-        },
-        "saga_status": sorted(set(statuses_of.values())),
-        "relay": {k: relay_view.get(k) for k in ("state", "backlog", "failed", "replayed")},
-    }
-    log(f"report: {json.dumps(report)}")
-    return report
+    return statuses_of
 
 
 # --------------------------------------------------------------------------- main
 
 
-def machine() -> dict[str, Any]:
-    return {
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()]
-        if hasattr(os, "getloadavg")
-        else None,
-    }
-
-
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    mach = machine()
+    mach = machine(usable=False)
     started = time.monotonic()
     home = Path(tempfile.mkdtemp(prefix="pssync-bench-outage-"))
     async with outage_stack(home) as stack:
@@ -627,15 +598,8 @@ def main() -> None:
     parser.add_argument("--settle-s", type=float, default=180.0)
     args = parser.parse_args()
     # A signal ends the run through the context managers, so every child process is stopped.
-    loop = asyncio.new_event_loop()
-    task = loop.create_task(main_async(args))
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, task.cancel)
-    try:
-        report = loop.run_until_complete(task)
-    finally:
-        loop.close()
-    print(json.dumps(report))
+    report = run_cancellable(main_async(args))
+    print_json(report)
     sys.exit(0 if report["ok"] else 1)
 
 

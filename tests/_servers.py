@@ -14,15 +14,17 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
 
 @contextlib.asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[str]:
+async def serve(
+    app: Any, *, log_level: str = "warning", lifespan: Literal["auto", "on", "off"] = "on"
+) -> AsyncIterator[str]:
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", access_log=False
+        app, host="127.0.0.1", port=0, log_level=log_level, lifespan=lifespan, access_log=False
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

@@ -12,20 +12,29 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-import starter
 from contracts.settings import load_settings
 from contracts.v1.processes import ProvisionProjectResult
+from demo import (
+    DealOutcome,
+    change_order_scene,
+    deal_from_template,
+    provisionable_templates,
+    termination_scene,
+    wait_for_workflow,
+    win_deal,
+)
 from sandbox.seed import build_firm
+from stack import Stack, running_stack
 
 pytestmark = pytest.mark.e2e
 
 FIRM = build_firm(7)
 
 
-async def provisioned(stack: starter.Stack, index: int) -> starter.DealOutcome:
-    template = starter.provisionable_templates(FIRM)[index]
-    deal = await starter.win_deal(stack, starter.deal_from_template(FIRM, template))
-    handle = await starter.wait_for_workflow(
+async def provisioned(stack: Stack, index: int) -> DealOutcome:
+    template = provisionable_templates(FIRM)[index]
+    deal = await win_deal(stack, deal_from_template(FIRM, template))
+    handle = await wait_for_workflow(
         stack.client, deal.workflow_id, result_type=ProvisionProjectResult
     )
     result = await asyncio.wait_for(handle.result(), 60)
@@ -37,7 +46,7 @@ async def provisioned(stack: starter.Stack, index: int) -> starter.DealOutcome:
 
 async def test_change_order_and_termination_through_the_gateway(tmp_path: Path) -> None:
     settings = load_settings(home=tmp_path / ".pssync")
-    async with starter.running_stack(settings, ephemeral_ports=True) as stack:
+    async with running_stack(settings, ephemeral_ports=True) as stack:
         deal = await provisioned(stack, 0)
         async with httpx.AsyncClient(timeout=30) as http:
             unauthenticated = await http.post(
@@ -45,10 +54,10 @@ async def test_change_order_and_termination_through_the_gateway(tmp_path: Path) 
             )
         assert unauthenticated.status_code == 401
 
-        checks = await starter.change_order_scene(stack, deal, say=lambda _m: None)
+        checks = await change_order_scene(stack, deal, say=lambda _m: None)
         assert all(c.held for c in checks), [c for c in checks if not c.held]
 
-        left = await starter.termination_scene(stack, deal, say=lambda _m: None)
+        left = await termination_scene(stack, deal, say=lambda _m: None)
         assert all(c.held for c in left.checks), [c for c in left.checks if not c.held]
         worker_id = left.worker_id
         today = date.today().isoformat()

@@ -14,29 +14,38 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-import starter
 from connectors.crm import SalesforceCrm
 from contracts.naming import TASK_QUEUE
 from contracts.settings import load_settings
 from contracts.v1.processes import ProvisionProjectInput, ProvisionProjectResult
+from demo import (
+    DealOutcome,
+    deal_from_template,
+    provisionable_templates,
+    redeliver_webhook,
+    systems_hold,
+    wait_for_workflow,
+    win_deal,
+)
 from sandbox.seed import build_firm
+from stack import Stack, running_stack
 from tests._servers import start_worker_process, stop_process
 
 pytestmark = pytest.mark.e2e
 
 FIRM = build_firm(7)
-TEMPLATES = starter.provisionable_templates(FIRM)
+TEMPLATES = provisionable_templates(FIRM)
 
 
-def count(stack: starter.Stack, system: str, table: str, where: str = "1=1") -> int:
+def count(stack: Stack, system: str, table: str, where: str = "1=1") -> int:
     with stack.sandbox.state(system).engine.connect() as conn:
         return int(conn.execute(text(f"SELECT count(*) FROM {table} WHERE {where}")).scalar_one())
 
 
 @contextlib.asynccontextmanager
-async def stack_for(tmp_path: Path, **kwargs: object) -> AsyncIterator[starter.Stack]:
+async def stack_for(tmp_path: Path, **kwargs: object) -> AsyncIterator[Stack]:
     settings = load_settings(home=tmp_path / ".pssync")
-    async with starter.running_stack(settings, ephemeral_ports=True, **kwargs) as stack:  # type: ignore[arg-type]
+    async with running_stack(settings, ephemeral_ports=True, **kwargs) as stack:  # type: ignore[arg-type]
         yield stack
 
 
@@ -44,8 +53,8 @@ async def test_won_deal_ends_in_one_psa_and_one_erp_project_linked_everywhere(
     tmp_path: Path,
 ) -> None:
     async with stack_for(tmp_path) as stack:
-        deal = await starter.win_deal(stack, starter.deal_from_template(FIRM, TEMPLATES[0]))
-        handle = await starter.wait_for_workflow(
+        deal = await win_deal(stack, deal_from_template(FIRM, TEMPLATES[0]))
+        handle = await wait_for_workflow(
             stack.client, deal.workflow_id, result_type=ProvisionProjectResult
         )
         result: ProvisionProjectResult = await asyncio.wait_for(handle.result(), 60)
@@ -71,9 +80,9 @@ async def test_won_deal_ends_in_one_psa_and_one_erp_project_linked_everywhere(
         finally:
             await crm.aclose()
         # the demo's cross-system checks agree
-        checks = await starter.systems_hold(
+        checks = await systems_hold(
             stack,
-            starter.DealOutcome(
+            DealOutcome(
                 opportunity_id=deal.opportunity_id,
                 name="deal",
                 workflow_id=deal.workflow_id,
@@ -91,10 +100,10 @@ async def test_fifty_concurrent_copies_of_a_webhook_make_one_run_and_one_project
     async with stack_for(tmp_path) as stack:
         # stop the CRM twin's own delivery so every copy below races from the same start
         stack.sandbox.state("crm").webhooks.configure(None)
-        deal = await starter.win_deal(stack, starter.deal_from_template(FIRM, TEMPLATES[1]))
-        codes = await starter.redeliver_webhook(stack, deal.opportunity_id, 50)
+        deal = await win_deal(stack, deal_from_template(FIRM, TEMPLATES[1]))
+        codes = await redeliver_webhook(stack, deal.opportunity_id, 50)
         assert all(c < 300 for c in codes), codes
-        handle = await starter.wait_for_workflow(
+        handle = await wait_for_workflow(
             stack.client, deal.workflow_id, result_type=ProvisionProjectResult
         )
         await asyncio.wait_for(handle.result(), 60)
@@ -154,7 +163,7 @@ async def test_sigkill_of_the_worker_at_each_step_duplicates_nothing(tmp_path: P
         stack.sandbox.state("crm").webhooks.configure(None)  # started directly below
         crm = SalesforceCrm(stack.settings.crm)
         try:
-            new = starter.deal_from_template(FIRM, TEMPLATES[2])
+            new = deal_from_template(FIRM, TEMPLATES[2])
             opp_id = await crm.create_opportunity(new)
             await crm.set_stage(opp_id, "Closed Won")
         finally:

@@ -19,7 +19,7 @@ import signal
 import subprocess
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -31,22 +31,22 @@ import pytest
 from sqlalchemy import text
 from temporalio.client import WorkflowExecutionStatus
 
-import starter
 import worker
+from bench._harness.linking import LinkedProject as Proj
+from bench._harness.linking import link_projects
+from bench._harness.waiting import must_eventually as eventually
 from connectors.erp import NetSuiteErp
 from connectors.psa import KantataPsa
-from contracts import Money, System
 from contracts.naming import time_pipeline_workflow_id
 from contracts.settings import load_settings
-from contracts.v1 import BillingRule, Customer, Project
 from contracts.v1.time_to_invoice import TIME_TO_INVOICE, period_of
 from sandbox.seed import build_firm
+from stack import Stack, running_stack
 from tests._servers import start_worker_process, stop_process
 
 pytestmark = pytest.mark.e2e
 
 FIRM = build_firm(7)
-RATE_CARD = "RC-STD-USD"
 OPS = {"Authorization": "Bearer dev-ops-token"}
 TWIN_AUTH = {"Authorization": "Bearer dev-static-token"}
 WORKER_ENV = {
@@ -70,16 +70,8 @@ BAD_STATUSES = {
 
 
 @dataclass
-class Proj:
-    psa_id: int
-    job_id: int
-    enterprise_id: str
-    users: list[int]
-
-
-@dataclass
 class World:
-    stack: starter.Stack
+    stack: Stack
     deployment: worker.Deployment
     projects: list[Proj]
     twins: httpx.AsyncClient
@@ -364,19 +356,6 @@ def reconcile(world: World) -> Reconciliation:
     )
 
 
-async def eventually(check: Callable[[], Any], timeout_s: float, every_s: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(every_s)
-
-
 async def reconciled(world: World, timeout_s: float) -> Reconciliation:
     """Wait until the ERP agrees with the PSA. A duplicate is never allowed, not even for a
     moment: every snapshot on the way is checked for one."""
@@ -414,51 +393,20 @@ async def pipeline_world(
     # The gateway starts each project's run with these (`pipeline_input`).
     settings.time_batch_size = batch_size
     settings.time_linger_ms = 100
-    async with starter.running_stack(settings, ephemeral_ports=True, run_worker=False) as stack:
+    async with running_stack(settings, ephemeral_ports=True, run_worker=False) as stack:
         deployment = worker.Deployment.from_settings(stack.settings)
         psa, erp = deployment.psa, deployment.erp
         assert isinstance(psa, KantataPsa) and isinstance(erp, NetSuiteErp)
-        today = date.today()
-        first = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
-        people = [
-            w
-            for w in FIRM.workers
-            if w.status == "active"
-            and w.termination_date is None
-            and w.hire_date < first - timedelta(days=7)
-        ]
-        made: list[Proj] = []
         try:
-            for n in range(projects):
-                staff = people[n * 4 : n * 4 + 4]
-                eid = f"01JTT1{n:020d}"
-                project = Project(
-                    name=f"Time to invoice e2e {n}",
-                    customer_id=f"ACC-TTI-{n}",
-                    billing_rule=BillingRule.TIME_AND_MATERIALS,
-                    contract_value=Money("500000.00", "USD"),
-                    start_date=first - timedelta(days=30),
-                    end_date=today + timedelta(days=180),
-                    cost_center=staff[0].cost_center,
-                    rate_card_id=RATE_CARD,
-                    delivery_manager=staff[0].id,
-                    source_system=System.CRM,
-                )
-                psa_id = await psa.create_project_shell(project, enterprise_id=eid)
-                customer = await erp.upsert_customer(
-                    Customer(external_id=f"ACC-TTI-{n}", name=f"TTI {n}", source_system=System.CRM),
-                    enterprise_id=f"01JTT2{n:020d}",
-                )
-                job = await erp.upsert_project(
-                    project,
-                    enterprise_id=eid,
-                    customer_erp_id=customer,
-                    budget=Money("500000", "USD"),
-                )
-                users = [int(await psa._require_user(w.id)) for w in staff]
-                made.append(
-                    Proj(psa_id=int(psa_id), job_id=int(job), enterprise_id=eid, users=users)
-                )
+            made = await link_projects(
+                psa,
+                erp,
+                FIRM.workers,
+                projects,
+                name="Time to invoice e2e",
+                tag="TTI",
+                ulid_prefix="01JTT",
+            )
             async with (
                 # A connection per request: a pooled one the server has just closed (its
                 # keep-alive ran out) would fail the test's own request, not pssync.

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,8 @@ import pytest
 from sqlalchemy import text
 from temporalio.client import Client
 
-import starter
 import worker
+from bench._harness.waiting import must_eventually as eventually
 from connectors.erp import NetSuiteErp
 from connectors.hcm import WorkdayHcm
 from connectors.psa import KantataPsa
@@ -27,6 +26,7 @@ from contracts.settings import load_settings
 from contracts.v1 import BillingRule, Customer, Project
 from contracts.v1.worker_termination import TerminationResult
 from sandbox.seed import build_firm
+from stack import Stack, running_stack
 from tests._servers import start_worker_process, stop_process
 
 pytestmark = pytest.mark.e2e
@@ -37,32 +37,19 @@ FIRM = build_firm(7)
 EID = "01JTERM0000000000000000001"
 
 
-def count(stack: starter.Stack, system: str, table: str, where: str = "1=1") -> int:
+def count(stack: Stack, system: str, table: str, where: str = "1=1") -> int:
     with stack.sandbox.state(system).engine.connect() as conn:
         return int(conn.execute(text(f"SELECT count(*) FROM {table} WHERE {where}")).scalar_one())
 
 
-def rows(stack: starter.Stack, system: str, sql: str) -> list[Any]:
+def rows(stack: Stack, system: str, sql: str) -> list[Any]:
     with stack.sandbox.state(system).engine.connect() as conn:
         return list(conn.execute(text(sql)).all())
 
 
-async def eventually(check: Callable[[], Any], timeout_s: float = 30) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.2)
-
-
 async def test_termination_reaches_psa_and_erp_and_survives_restarts(tmp_path: Path) -> None:
     settings = load_settings(home=tmp_path / ".pssync")
-    async with starter.running_stack(settings, ephemeral_ports=True, run_worker=False) as stack:
+    async with running_stack(settings, ephemeral_ports=True, run_worker=False) as stack:
         today = date.today()
         active = [w for w in FIRM.workers if w.status == "active" and w.termination_date is None]
         leaver, second = active[0], active[1]
