@@ -8,13 +8,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, TypedDict, Unpack
 
 import httpx
 from fastapi import FastAPI
 
 from connectors._http import classify
-from connectors.psa import FakePsa, KantataPsa, PsaPort, parse_error
+from connectors.psa import FakePsa, KantataPsa, parse_error
 from contracts.money import Money
 from contracts.settings import SystemSettings
 from contracts.systems import System
@@ -23,12 +23,11 @@ from contracts.v1 import (
     ChangeOrderLine,
     Milestone,
     Project,
-    RateCard,
-    RateCardLine,
     WbsNode,
     WbsNodeType,
 )
 from sandbox import psa as twin
+from tests._builders import rate, rate_card
 from tests._servers import serve
 
 AUTH = {"Authorization": "Bearer dev-static-token"}
@@ -82,49 +81,32 @@ def make_project(*, rate_card_id: str | None = "RC-STD", currency: str = "USD") 
     )
 
 
-RATE_CARD = RateCard(
+RATE_CARD = rate_card(
+    rate("Consultant", Money("150.00", "USD"), date(2024, 1, 1)),
+    rate("Analyst", Money("95.50", "USD"), date(2024, 1, 1), date(2025, 12, 31)),
     external_id="RC-STD",
     name="Standard",
-    currency="USD",
-    lines=[
-        RateCardLine(
-            role="Consultant", bill_rate=Money("150.00", "USD"), effective_from=date(2024, 1, 1)
-        ),
-        RateCardLine(
-            role="Analyst",
-            bill_rate=Money("95.50", "USD"),
-            effective_from=date(2024, 1, 1),
-            effective_to=date(2025, 12, 31),
-        ),
-    ],
-    source_system=System.PSA,
 )
 
 
-class Harness(Protocol):
-    """Seeds a PSA (twin or fake) the way its own users would."""
+class UserOptions(TypedDict, total=False):
+    """How a harness's user is set up; `user_options` fills in what is left out."""
 
-    port: PsaPort
+    role: str | None
+    active: bool
+    start_date: date | None
+    closed_after: date | None
 
-    async def add_user(
-        self,
-        worker_id: str,
-        *,
-        role: str | None = "Consultant",
-        active: bool = True,
-        start_date: date | None = None,
-        closed_after: date | None = None,
-    ) -> None: ...
-    async def add_time(
-        self, project_id: str, worker_id: str, on: date, minutes: int, *, approve: bool = False
-    ) -> str: ...
-    async def add_expense(self, project_id: str, worker_id: str, on: date, cents: int) -> str: ...
-    async def add_assignment(
-        self, project_id: str, worker_id: str | None, role: str, start: date, end: date
-    ) -> str: ...
-    async def add_change_order(
-        self, project_id: str, title: str, delta: Money, lines: list[ChangeOrderLine]
-    ) -> str: ...
+
+def user_options(options: UserOptions) -> UserOptions:
+    """A consultant, active, with no start date and no time-entry cutoff, unless told."""
+    defaults: UserOptions = {
+        "role": "Consultant",
+        "active": True,
+        "start_date": None,
+        "closed_after": None,
+    }
+    return defaults | options  # type: ignore[return-value]
 
 
 @dataclass
@@ -134,22 +116,15 @@ class TwinHarness:
     client: httpx.AsyncClient
     users: dict[str, int] = field(default_factory=dict)
 
-    async def add_user(
-        self,
-        worker_id: str,
-        *,
-        role: str | None = "Consultant",
-        active: bool = True,
-        start_date: date | None = None,
-        closed_after: date | None = None,
-    ) -> None:
+    async def add_user(self, worker_id: str, **options: Unpack[UserOptions]) -> None:
+        user = user_options(options)
         self.users[worker_id] = twin.add_user(
             self.app,
             full_name=f"Worker {worker_id}",
-            role=role,
-            active=active,
-            start_date=start_date,
-            time_entry_closed_after=closed_after,
+            role=user["role"],
+            active=user["active"],
+            start_date=user["start_date"],
+            time_entry_closed_after=user["closed_after"],
             worker_id=worker_id,
         )
 
@@ -168,35 +143,36 @@ class TwinHarness:
             raise classify("PSA", r, parse_error)
         return r
 
+    async def record(
+        self, path: str, key: str, project_id: str, worker_id: str, **fields: Any
+    ) -> dict[str, Any]:
+        """What a worker records on a workspace (time, an expense), POSTed as `key`."""
+        body = {"workspace_id": project_id, "user_id": self.users[worker_id], **fields}
+        return await self.post(path, {key: body})
+
     async def add_time(
         self, project_id: str, worker_id: str, on: date, minutes: int, *, approve: bool = False
     ) -> str:
-        entry = await self.post(
+        entry = await self.record(
             "time_entries.json",
-            {
-                "time_entry": {
-                    "workspace_id": project_id,
-                    "user_id": self.users[worker_id],
-                    "date_performed": on.isoformat(),
-                    "time_in_minutes": minutes,
-                }
-            },
+            "time_entry",
+            project_id,
+            worker_id,
+            date_performed=on.isoformat(),
+            time_in_minutes=minutes,
         )
         if approve:
             await self.put(f"time_entries/{entry['id']}.json", {"time_entry": {"approved": True}})
         return str(entry["id"])
 
     async def add_expense(self, project_id: str, worker_id: str, on: date, cents: int) -> str:
-        expense = await self.post(
+        expense = await self.record(
             "expenses.json",
-            {
-                "expense": {
-                    "workspace_id": project_id,
-                    "user_id": self.users[worker_id],
-                    "date": on.isoformat(),
-                    "amount_in_cents": cents,
-                }
-            },
+            "expense",
+            project_id,
+            worker_id,
+            date=on.isoformat(),
+            amount_in_cents=cents,
         )
         await self.put(f"expenses/{expense['id']}.json", {"expense": {"approved": True}})
         return str(expense["id"])
@@ -248,18 +224,8 @@ class TwinHarness:
 class FakeHarness:
     port: FakePsa
 
-    async def add_user(
-        self,
-        worker_id: str,
-        *,
-        role: str | None = "Consultant",
-        active: bool = True,
-        start_date: date | None = None,
-        closed_after: date | None = None,
-    ) -> None:
-        self.port.add_user(
-            worker_id, role=role, active=active, start_date=start_date, closed_after=closed_after
-        )
+    async def add_user(self, worker_id: str, **options: Unpack[UserOptions]) -> None:
+        self.port.add_user(worker_id, **user_options(options))
 
     async def add_time(
         self, project_id: str, worker_id: str, on: date, minutes: int, *, approve: bool = False
@@ -285,6 +251,10 @@ class FakeHarness:
         return self.port.add_change_order(
             project_id, title, delta, lines, requested_by="dana.manager"
         ).external_id
+
+
+Harness = TwinHarness | FakeHarness
+"""Seeds a PSA (twin or fake) the way its own users would."""
 
 
 def psa_settings(url: str, **overrides: Any) -> SystemSettings:

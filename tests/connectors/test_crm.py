@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from pydantic import SecretStr
 
 from connectors.crm import (
@@ -32,14 +31,14 @@ from contracts.errors import (
 )
 from contracts.money import Money
 from contracts.ownership import check_write
-from contracts.settings import SystemSettings
 from contracts.systems import System
 from contracts.v1 import Customer, LineType
 from sandbox import crm as crm_twin
 from sandbox._ids import salesforce_id
-from sandbox._twin import FaultConfig, TwinState
-from sandbox.seed import Firm, build_firm
+from sandbox._twin import FaultConfig
+from sandbox.seed import build_firm
 from tests._servers import serve
+from tests._twins import ConnectedTwin, until
 
 TODAY = date(2025, 6, 15)
 ENTERPRISE_ID = "01JZ0K3M9QW8R5T2V7X4Y6B1CD"
@@ -47,25 +46,7 @@ UNKNOWN_OPP = salesforce_id("006", 31337, pod="zz")
 
 
 @dataclass
-class Twin:
-    app: FastAPI
-    base_url: str
-    firm: Firm
-
-    @property
-    def state(self) -> TwinState:
-        state: TwinState = self.app.state.twin
-        return state
-
-    def settings(self, **overrides: Any) -> SystemSettings:
-        values: dict[str, Any] = {
-            "base_url": self.base_url,
-            "tenant": "acme",
-            "retry_budget_s": 5,
-            **overrides,
-        }
-        return SystemSettings(**values)
-
+class Twin(ConnectedTwin):
     async def raw(self, opportunity_id: str) -> dict[str, Any]:
         async with httpx.AsyncClient(
             base_url=self.base_url, headers={"Authorization": "Bearer dev-static-token"}
@@ -88,8 +69,7 @@ async def twin() -> AsyncIterator[Twin]:
 
 @pytest.fixture(autouse=True)
 def _calm(twin: Twin) -> None:
-    twin.state.set_faults(FaultConfig())
-    twin.state.reset_stats()
+    twin.calm()
 
 
 @pytest.fixture
@@ -238,7 +218,7 @@ async def test_outage_then_recovery(twin: Twin) -> None:
     twin.state.set_faults(FaultConfig(outage=True))
     async with SalesforceCrm(twin.settings(), backoff_base_s=0.005) as crm:
         call = asyncio.create_task(crm.get_account(twin.firm.customers[1].id))
-        await _until(lambda: twin.state.stats().errors_5xx >= 3)
+        await until(lambda: twin.state.stats().errors_5xx >= 3)
         assert not call.done()
         twin.state.set_faults(FaultConfig())
         customer = await asyncio.wait_for(call, 10)
@@ -264,13 +244,6 @@ async def test_revoked_token_is_refreshed(salesforce: SalesforceCrm, twin: Twin)
         assert (await admin.post("/_admin/tokens/revoke")).status_code == 200
     customer = await salesforce.get_account(twin.firm.customers[0].id)
     assert customer.external_id == twin.firm.customers[0].id
-
-
-async def _until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.005)
 
 
 # --------------------------------------------------------------------------- the port, both ways

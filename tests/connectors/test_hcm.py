@@ -4,66 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
 from pydantic import SecretStr
 
 from connectors.hcm import FakeHcm, HcmHrActions, WorkdayHcm, WorkerEventType
 from contracts.errors import AuthError, BusinessRuleViolation, NotFoundError, TransientError
-from contracts.settings import SystemSettings
 from contracts.systems import System
 from contracts.v1 import WorkerStatus
 from sandbox import hcm as hcm_twin
-from sandbox._twin import FaultConfig, TwinState
-from sandbox.seed import STATUS_ACTIVE, Firm, build_firm
+from sandbox._twin import FaultConfig
 from sandbox.seed import Worker as SeedWorker
+from sandbox.seed import build_firm
 from tests._servers import serve
+from tests._twins import Clock, ConnectedTwin, employee, until
 
 TODAY = date(2025, 6, 15)
 NOON = datetime(2025, 6, 15, 12, 0, tzinfo=UTC)
 
 
 @dataclass
-class Clock:
-    now: datetime
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@dataclass
-class Twin:
-    app: FastAPI
-    base_url: str
-    firm: Firm
+class Twin(ConnectedTwin):
     clock: Clock
 
-    @property
-    def state(self) -> TwinState:
-        state: TwinState = self.app.state.twin
-        return state
-
-    def settings(self, **overrides: Any) -> SystemSettings:
-        values: dict[str, Any] = {
-            "base_url": self.base_url,
-            "tenant": "acme",
-            "retry_budget_s": 5,
-            **overrides,
-        }
-        return SystemSettings(**values)
-
     def employee(self, n: int) -> SeedWorker:
-        plain = [
-            w
-            for w in self.firm.workers
-            if w.status == STATUS_ACTIVE and w.termination_date is None and w.hire_date < TODAY
-        ]
-        return plain[n]
+        return employee(self.firm, n, TODAY)
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +48,7 @@ async def twin() -> AsyncIterator[Twin]:
 @pytest.fixture(autouse=True)
 def _calm(twin: Twin) -> None:
     twin.clock.now = NOON
-    twin.state.set_faults(FaultConfig())
-    twin.state.reset_stats()
+    twin.calm()
 
 
 @pytest.fixture
@@ -259,7 +227,7 @@ async def test_outage_then_recovery(twin: Twin) -> None:
     twin.state.set_faults(FaultConfig(outage=True))
     async with WorkdayHcm(twin.settings(), backoff_base_s=0.005) as hcm:
         call = asyncio.create_task(hcm.get_worker(twin.employee(0).id))
-        await _until(lambda: twin.state.stats().errors_5xx >= 3)
+        await until(lambda: twin.state.stats().errors_5xx >= 3)
         assert not call.done()
         twin.state.set_faults(FaultConfig())
         worker = await asyncio.wait_for(call, 10)
@@ -283,13 +251,6 @@ async def test_wrong_tenant_is_not_found(twin: Twin) -> None:
     async with WorkdayHcm(twin.settings(tenant="someone-else")) as hcm:
         with pytest.raises(NotFoundError):
             await hcm.get_worker(twin.employee(0).id)
-
-
-async def _until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.005)
 
 
 # --------------------------------------------------------------------------- the port, both ways

@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlmodel import select
 from temporalio.exceptions import ApplicationError
 
@@ -42,6 +41,7 @@ from sandbox import psa as psa_twin
 from sandbox._twin import TwinState
 from sandbox.seed import STATUS_ACTIVE, build_firm
 from tests._servers import serve
+from tests._twins import TwinApp
 from tests.connectors._psa_fixtures import EID, TwinHarness, make_project, twin_harness
 from tests.connectors.test_erp import posting, project, settings
 from tests.twins._erp_fixtures import CUSTOMER, ErpTwin, erp_twin
@@ -351,15 +351,9 @@ CRM_FIRM = build_firm(21, workers=12, today=date(2025, 6, 15))
 
 
 @dataclass
-class CrmTwin:
-    app: FastAPI
+class CrmTwin(TwinApp):
     client: httpx.AsyncClient
     crm: SalesforceCrm
-
-    @property
-    def state(self) -> TwinState:
-        state: TwinState = self.app.state.twin
-        return state
 
 
 @pytest.fixture
@@ -459,15 +453,9 @@ HCM_FIRM = build_firm(5, workers=20, today=date(2025, 6, 15))
 
 
 @dataclass
-class HcmTwin:
-    app: FastAPI
+class HcmTwin(TwinApp):
     client: httpx.AsyncClient
     hcm: WorkdayHcm
-
-    @property
-    def state(self) -> TwinState:
-        state: TwinState = self.app.state.twin
-        return state
 
     def events(self, worker_id: str, kind: str) -> list[Any]:
         (worker,) = rows(self.state, hcm_twin.HcmWorker, hcm_twin.HcmWorker.worker_id == worker_id)

@@ -55,17 +55,16 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from contracts import AuthError, BusinessRuleViolation
+from contracts import AuthError
 from contracts.settings import load_settings
 from contracts.v1.processes import (
     ExceptionResolution,
     ProvisioningStatus,
     ProvisioningStep,
-    ProvisionProjectInput,
     ResolutionAction,
 )
 from sandbox.temporal import embedded_temporal
-from tests.workflows._provisioning import OPPORTUNITY, provisioning_world, won_opportunity
+from tests.workflows import _provisioning as otp
 from workflows.opportunity_to_project import OpportunityToProjectWorkflow
 
 HERE = Path(__file__).parent / "histories"
@@ -159,6 +158,43 @@ async def _run_status(handle: WorkflowHandle[Any, Any]) -> WorkflowExecutionStat
     return (await handle.describe()).status
 
 
+async def _continued(
+    env: WorkflowEnvironment,
+    first: WorkflowHandle[Any, Any],
+    push: Callable[[], Awaitable[None]],
+    tries: int,
+    what: str,
+    max_history_events: int,
+) -> WorkflowHandle[Any, Any]:
+    """`push` the first run (at most `tries` times) until it has continued as new; a handle
+    on the continuation, the run that followed."""
+    for _ in range(tries):
+        if await _run_status(first) is WorkflowExecutionStatus.CONTINUED_AS_NEW:
+            break
+        await push()
+    else:
+        events = len((await first.fetch_history()).events)
+        raise RuntimeError(
+            f"the {what} never continued as new: {events} events in its first run "
+            f"(max_history_events={max_history_events})"
+        )
+    current = env.client.get_workflow_handle(first.id)
+    second_run = (await current.describe()).run_id
+    assert second_run != first.run_id
+    return env.client.get_workflow_handle(first.id, run_id=second_run)
+
+
+def _write_both_runs(
+    workflow_id: str, first: WorkflowHistory, second: WorkflowHistory
+) -> list[Path]:
+    """The histories of a run that continued as new and of its continuation."""
+    assert first.events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+    return [
+        _write(first, _stem(workflow_id, "continued_as_new")),
+        _write(second, _stem(workflow_id, "continuation")),
+    ]
+
+
 # --------------------------------------------------------------------------- OpportunityToProject
 
 
@@ -166,14 +202,7 @@ async def _otp_step(
     handle: WorkflowHandle[Any, Any],
     step: ProvisioningStep = ProvisioningStep.WAITING_FOR_RESOLUTION,
 ) -> ProvisioningStatus:
-    async def reached() -> ProvisioningStatus | None:
-        status: ProvisioningStatus = await handle.query(
-            OpportunityToProjectWorkflow.status, result_type=ProvisioningStatus
-        )
-        return status if status.step is step else None
-
-    found: ProvisioningStatus = await _until(reached, f"{handle.id} at {step.value}")
-    return found
+    return await otp.wait_for_step(handle, step, timeout_s=30)
 
 
 def _otp_basic(name: str) -> Recorder:
@@ -181,22 +210,16 @@ def _otp_basic(name: str) -> Recorder:
 
     async def record(env: WorkflowEnvironment) -> list[Path]:
         opp, path = {
-            "clean": (won_opportunity(), None),
-            "corrected_cost_center": (won_opportunity(cost_center="CC-404"), "correct"),
-            "abandoned_after_erp_refusal": (won_opportunity(), "abandon"),
+            "clean": (otp.won_opportunity(), None),
+            "corrected_cost_center": (otp.won_opportunity(cost_center="CC-404"), "correct"),
+            "abandoned_after_erp_refusal": (otp.won_opportunity(), "abandon"),
         }[name]
         with tempfile.TemporaryDirectory() as tmp:
-            async with provisioning_world(env.client, Path(tmp), opportunity=opp) as world:
+            async with otp.provisioning_world(env.client, Path(tmp), opportunity=opp) as world:
                 if path == "abandon":
-                    world.recorders["erp"].failures["upsert_project"] = BusinessRuleViolation(
-                        "CUSTOMER_CREDIT_HOLD", "credit hold", field="customer", system="ERP"
-                    )
-                handle = await env.client.start_workflow(
-                    OpportunityToProjectWorkflow.run,
-                    ProvisionProjectInput(crm_tenant="test", opportunity_id=OPPORTUNITY),
-                    id=f"opportunity_to_project_{name}",  # = the file stem
-                    task_queue=world.task_queue,
-                )
+                    world.erp_refuses_the_project(otp.credit_hold())
+                # the id = the file stem
+                handle = await otp.start_saga(world, workflow_id=f"opportunity_to_project_{name}")
                 if path is not None:
                     status = await _otp_step(handle)
                     assert status.open_exception is not None
@@ -207,11 +230,9 @@ def _otp_basic(name: str) -> Recorder:
                     )
                     await handle.execute_update(
                         OpportunityToProjectWorkflow.resolve_exception,
-                        ExceptionResolution(
-                            item_id=status.open_exception.item_id,
-                            action=action,
-                            actor="dana.manager",
-                            actor_roles=["delivery_manager"],
+                        otp.resolution(
+                            status.open_exception.item_id,
+                            action,
                             corrections={"cost_center": "CC-120"} if path == "correct" else {},
                         ),
                     )
@@ -229,16 +250,13 @@ async def record_otp_escalated_then_corrected(env: WorkflowEnvironment) -> list[
     """An unknown cost center waits for a person; nobody answers within `escalation_after_s`,
     so the item escalates to ops (recorded in the store); ops then corrects the cost center
     and the saga completes."""
-    opp = won_opportunity(cost_center="CC-404")
+    opp = otp.won_opportunity(cost_center="CC-404")
     with tempfile.TemporaryDirectory() as tmp:
-        async with provisioning_world(env.client, Path(tmp), opportunity=opp) as world:
-            handle = await env.client.start_workflow(
-                OpportunityToProjectWorkflow.run,
-                ProvisionProjectInput(
-                    crm_tenant="test", opportunity_id=OPPORTUNITY, escalation_after_s=1
-                ),
-                id="opportunity_to_project_escalated_then_corrected",
-                task_queue=world.task_queue,
+        async with otp.provisioning_world(env.client, Path(tmp), opportunity=opp) as world:
+            handle = await otp.start_saga(
+                world,
+                workflow_id="opportunity_to_project_escalated_then_corrected",
+                escalation_after_s=1,
             )
             status = await _otp_step(handle)
             item = status.open_exception
@@ -255,13 +273,7 @@ async def record_otp_escalated_then_corrected(env: WorkflowEnvironment) -> list[
             )
             await handle.execute_update(
                 OpportunityToProjectWorkflow.resolve_exception,
-                ExceptionResolution(
-                    item_id=item.item_id,
-                    action=ResolutionAction.RETRY_WITH_DATA,
-                    actor="olga.ops",
-                    actor_roles=["ops"],
-                    corrections={"cost_center": "CC-120"},
-                ),
+                otp.cost_center_corrected(item.item_id, actor="olga.ops", actor_roles=["ops"]),
             )
             result = await handle.result()
             assert result.enterprise_id
@@ -275,46 +287,21 @@ async def record_otp_resolution_races_escalation(env: WorkflowEnvironment) -> li
     """A person's resolution is accepted and its store record is in flight (the store held)
     when the escalation timer fires: the escalation finds the item claimed and does nothing;
     once the record is written the run goes on and completes. As tests/workflows/test_races."""
-    from tests.workflows.test_races import held_resolutions
+    from tests.workflows.test_races import resolved_as_the_timer_fires
 
-    opp = won_opportunity(cost_center="CC-404")
+    opp = otp.won_opportunity(cost_center="CC-404")
     with tempfile.TemporaryDirectory() as tmp:
-        async with provisioning_world(env.client, Path(tmp), opportunity=opp) as world:
-            handle = await env.client.start_workflow(
-                OpportunityToProjectWorkflow.run,
-                ProvisionProjectInput(
-                    crm_tenant="test",
-                    opportunity_id=OPPORTUNITY,
-                    escalation_after_s=2,
-                    activity_timeout_s=3600,  # the held store call must not time out
-                ),
-                id="opportunity_to_project_resolution_races_escalation",
-                task_queue=world.task_queue,
+        async with otp.provisioning_world(env.client, Path(tmp), opportunity=opp) as world:
+            handle = await otp.start_saga(
+                world,
+                workflow_id="opportunity_to_project_resolution_races_escalation",
+                escalation_after_s=2,
+                activity_timeout_s=3600,  # the held store call must not time out
             )
             status = await _otp_step(handle)
             assert status.open_exception is not None
             item_id = status.open_exception.item_id
-            with held_resolutions(world.store) as (entered, release):
-                update = asyncio.create_task(
-                    handle.execute_update(
-                        OpportunityToProjectWorkflow.resolve_exception,
-                        ExceptionResolution(
-                            item_id=item_id,
-                            action=ResolutionAction.RETRY_WITH_DATA,
-                            actor="dana.manager",
-                            actor_roles=["delivery_manager"],
-                            corrections={"cost_center": "CC-120"},
-                        ),
-                    )
-                )
-                assert await asyncio.to_thread(entered.wait, 20), "the record never started"
-                # The escalation timer fires while the decision's record is in flight.
-                await _until(
-                    lambda: _history_has(handle, EventType.EVENT_TYPE_TIMER_FIRED),
-                    "the escalation timer to fire",
-                )
-                release.set()
-                accepted = await update
+            accepted = await resolved_as_the_timer_fires(handle, world.store, item_id)
             assert accepted.action is ResolutionAction.RETRY_WITH_DATA
             result = await handle.result()
             assert result.enterprise_id
@@ -332,30 +319,21 @@ async def record_otp_compensation_failed(env: WorkflowEnvironment) -> list[Path]
     shell is refused with a non-retryable AuthError. The run fails with ProvisioningFailed
     naming the failed compensation."""
     with tempfile.TemporaryDirectory() as tmp:
-        async with provisioning_world(env.client, Path(tmp)) as world:
-            world.recorders["erp"].failures["upsert_project"] = BusinessRuleViolation(
-                "CUSTOMER_CREDIT_HOLD", "credit hold", field="customer", system="ERP"
-            )
+        async with otp.provisioning_world(env.client, Path(tmp)) as world:
+            world.erp_refuses_the_project(otp.credit_hold())
             world.recorders["psa"].failures["archive_project"] = AuthError(
                 "PSA 401: the integration user may not archive projects", system="PSA"
             )
-            handle = await env.client.start_workflow(
-                OpportunityToProjectWorkflow.run,
-                ProvisionProjectInput(crm_tenant="test", opportunity_id=OPPORTUNITY),
-                id="opportunity_to_project_compensation_failed",
-                task_queue=world.task_queue,
+            handle = await otp.start_saga(
+                world, workflow_id="opportunity_to_project_compensation_failed"
             )
             status = await _otp_step(handle)
             assert status.open_exception is not None
             assert status.open_exception.cause_code == "CUSTOMER_CREDIT_HOLD"
             await handle.execute_update(
                 OpportunityToProjectWorkflow.resolve_exception,
-                ExceptionResolution(
-                    item_id=status.open_exception.item_id,
-                    action=ResolutionAction.ABANDON,
-                    actor="dana.manager",
-                    actor_roles=["delivery_manager"],
-                    note="lost deal",
+                otp.resolution(
+                    status.open_exception.item_id, ResolutionAction.ABANDON, note="lost deal"
                 ),
             )
             try:
@@ -367,7 +345,7 @@ async def record_otp_compensation_failed(env: WorkflowEnvironment) -> list[Path]
             assert isinstance(failure, ApplicationError), failure
             assert failure.type == "ProvisioningFailed", failure
             assert "compensation failed: archive PSA project" in failure.message, failure.message
-            undo = [c for c in world.log if c in ("erp.close_project", "psa.archive_project")]
+            undo = world.compensations()
             assert undo == ["erp.close_project", "psa.archive_project"], undo
             (shell,) = world.psa.projects.values()
             assert not shell.archived
@@ -386,12 +364,9 @@ async def record_termination_rescinded_after_effective_date(
     delivers it): the compensations run in reverse and the open conflict item is withdrawn."""
     from contracts.v1.worker_termination import (
         RESCIND_SIGNAL,
-        WORKER_TERMINATION,
         RescindRequest,
         RescindSource,
-        TerminationInput,
         TerminationOutcome,
-        TerminationResult,
         TerminationStatus,
         TerminationStep,
     )
@@ -401,26 +376,16 @@ async def record_termination_rescinded_after_effective_date(
         async with term.termination_world(env, Path(tmp)) as world:
             t = world.today
             term.staff(world)
-            world.psa.add_time_entry(
-                world.project_id, term.WORKER, t - timedelta(days=3), 240, approved=True
-            )
+            world.add_time(3, 240, approved=True)
             before = world.psa_state()
             termination, last_day = t, t - timedelta(days=1)
-            await world.hcm.terminate(term.WORKER, termination, last_day)
-            handle = await env.client.start_workflow(
-                WORKER_TERMINATION,
-                TerminationInput(
-                    hcm_tenant="test",
-                    worker_id=term.WORKER,
-                    worker_name="Ada Lovelace",
-                    termination_date=termination,
-                    last_day_worked=last_day,
-                    rescind_window_days=30,
-                ),
+            handle = await term.start(
+                world,
+                termination,
+                last_day,
                 # a fixed id (the production one carries the date): one file name per scenario
-                id=f"termination/test/{term.WORKER}/rescinded_after_effective_date",
-                task_queue=world.task_queue,
-                result_type=TerminationResult,
+                workflow_id=f"termination/test/{term.WORKER}/rescinded_after_effective_date",
+                rescind_window_days=30,
             )
             await term.reaches(handle, TerminationStep.OPEN_FOR_RESCIND)
             assert world.psa_state() != before
@@ -467,9 +432,6 @@ async def record_tti_continue_as_new(env: WorkflowEnvironment) -> list[Path]:
     from activities.time_to_invoice import signal_pipeline
     from contracts.v1.time_to_invoice import (
         ENTRIES_CHANGED_SIGNAL,
-        EntriesChanged,
-        EntryKind,
-        EntryRef,
         PipelineStatus,
         TimePipelineInput,
         TimeResolutionResult,
@@ -508,16 +470,7 @@ async def record_tti_continue_as_new(env: WorkflowEnvironment) -> list[Path]:
                     defaults,
                     pid,
                     ENTRIES_CHANGED_SIGNAL,
-                    EntriesChanged(
-                        refs=[
-                            EntryRef(
-                                kind=EntryKind.TIME,
-                                entry_id=e.external_id,
-                                version=e.source_version,
-                            )
-                            for e in entries
-                        ]
-                    ),
+                    tti.entries_changed(entries),
                     task_queue=world.task_queue,
                 )
 
@@ -533,9 +486,7 @@ async def record_tti_continue_as_new(env: WorkflowEnvironment) -> list[Path]:
                 found: PipelineStatus = await _until(check, f"{posted} entries posted")
                 return found
 
-            no_rate = world.psa.add_time_entry(
-                pid, tti.W1, world.today - timedelta(days=2), 75, role="Architect", approved=True
-            )
+            no_rate = tti._no_rate(world)
             workflow_id = await signal([no_rate, *approved(2)])
             first = env.client.get_workflow_handle(workflow_id)
             first_run = (await first.describe()).run_id
@@ -544,22 +495,14 @@ async def record_tti_continue_as_new(env: WorkflowEnvironment) -> list[Path]:
             assert [i.cause.value for i in status.open_items] == ["MissingRateCard"], status
             item_id = status.open_items[0].item_id
             posted = 2
-            for _ in range(60):
-                if await _run_status(first) is WorkflowExecutionStatus.CONTINUED_AS_NEW:
-                    break
+
+            async def more() -> None:
+                nonlocal posted
                 await signal(approved(2))
                 posted += 2
                 await settled(posted)
-            else:
-                events = len((await first.fetch_history()).events)
-                raise RuntimeError(
-                    f"the pipeline never continued as new: {events} events in its first run "
-                    f"(max_history_events={TTI_MAX_HISTORY_EVENTS})"
-                )
-            current = env.client.get_workflow_handle(workflow_id)
-            second_run = (await current.describe()).run_id
-            assert second_run != first_run
-            current = env.client.get_workflow_handle(workflow_id, run_id=second_run)
+
+            current = await _continued(env, first, more, 60, "pipeline", TTI_MAX_HISTORY_EVENTS)
             status = await current.query("status", result_type=PipelineStatus)
             assert [i.item_id for i in status.open_items] == [item_id], status  # carried
             result = await current.execute_update(
@@ -581,13 +524,7 @@ async def record_tti_continue_as_new(env: WorkflowEnvironment) -> list[Path]:
             assert len(world.postings("tm")) == posted + 3
             first_history = await first.fetch_history()
             second_history = await current.fetch_history()
-    assert first_history.events[-1].event_type == (
-        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
-    )
-    return [
-        _write(first_history, _stem(workflow_id, "continued_as_new")),
-        _write(second_history, _stem(workflow_id, "continuation")),
-    ]
+    return _write_both_runs(workflow_id, first_history, second_history)
 
 
 # --------------------------------------------------------------------------- AssignmentSync
@@ -636,22 +573,13 @@ async def record_assignment_sync_continue_as_new(env: WorkflowEnvironment) -> li
             staffing = await sync.settled(first, lambda s: bool(s.open_refusals))
             item_id = staffing.open_refusals[0].item_id
             assert item_id is not None
-            for _ in range(100):
-                if await _run_status(first) is WorkflowExecutionStatus.CONTINUED_AS_NEW:
-                    break
+
+            async def redelivered() -> None:
                 # a redelivered old webhook: dropped, but it costs history
                 await first.signal(change, sync.change("A1", 1, 40))
                 await asyncio.sleep(0.05)
-            else:
-                events = len((await first.fetch_history()).events)
-                raise RuntimeError(
-                    f"the sync never continued as new: {events} events in its first run "
-                    f"(max_history_events={AS_MAX_HISTORY_EVENTS})"
-                )
-            current = env.client.get_workflow_handle(workflow_id)
-            second_run = (await current.describe()).run_id
-            assert second_run != first_run
-            current = env.client.get_workflow_handle(workflow_id, run_id=second_run)
+
+            current = await _continued(env, first, redelivered, 100, "sync", AS_MAX_HISTORY_EVENTS)
             staffing = await sync.settled(current, lambda s: s.runs == 2)
             assert [r.item_id for r in staffing.open_refusals] == [item_id], staffing  # carried
             await current.execute_update(
@@ -671,13 +599,7 @@ async def record_assignment_sync_continue_as_new(env: WorkflowEnvironment) -> li
             assert row is not None and row.status == "resolved", row
             first_history = await first.fetch_history()
             second_history = await _quiet_history(current)
-    assert first_history.events[-1].event_type == (
-        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
-    )
-    return [
-        _write(first_history, _stem(workflow_id, "continued_as_new")),
-        _write(second_history, _stem(workflow_id, "continuation")),
-    ]
+    return _write_both_runs(workflow_id, first_history, second_history)
 
 
 # --------------------------------------------------------------------------- the demo
@@ -687,7 +609,8 @@ async def from_the_demo() -> None:
     """One history per other workflow type, from the demo scenario on the whole stack: a
     change order approved by two people, a termination from HCM (still open for a rescind —
     an open history replays too) and the HCM poller."""
-    import starter
+    from demo import run_scenario
+    from stack import running_stack
 
     wanted = {
         "ChangeOrder",
@@ -698,8 +621,8 @@ async def from_the_demo() -> None:
         "TimeToInvoiceSweep",
     }
     home = Path(tempfile.mkdtemp()) / ".pssync"
-    async with starter.running_stack(load_settings(home=home), ephemeral_ports=True) as stack:
-        await starter.run_scenario(stack, deals=2, say=lambda _m: None)
+    async with running_stack(load_settings(home=home), ephemeral_ports=True) as stack:
+        await run_scenario(stack, deals=2, say=lambda _m: None)
         # The sweep runs every few minutes; an operator can run it at once.
         from contracts.naming import time_sweep_schedule_id
 

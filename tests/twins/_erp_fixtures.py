@@ -13,13 +13,13 @@ from datetime import date
 from decimal import Decimal
 
 import httpx
-from fastapi import FastAPI
 from sqlmodel import select
 
 from sandbox import erp
-from sandbox._twin import FaultConfig, TwinState
+from sandbox._twin import FaultConfig
 from sandbox.seed import AccountingPeriod, CostCenter, Customer, Firm, Worker
 from tests._servers import serve
+from tests._twins import TwinApp
 
 RECORD = "/services/rest/record/v1"
 AUTH = {"Authorization": "Bearer dev-static-token"}
@@ -73,16 +73,10 @@ def small_firm() -> Firm:
 
 
 @dataclass
-class ErpTwin:
-    app: FastAPI
+class ErpTwin(TwinApp):
     base_url: str
     client: httpx.AsyncClient
     """Authenticated with the static bearer token, based at the twin's root."""
-
-    @property
-    def state(self) -> TwinState:
-        state: TwinState = self.app.state.twin
-        return state
 
     async def faults(self, **config: object) -> None:
         response = await self.client.post("/_admin/faults", json=config)

@@ -20,6 +20,7 @@ from sandbox._ids import is_salesforce_id, salesforce_id
 from sandbox._twin import TwinState
 from sandbox.seed import Firm, build_firm
 from tests._servers import serve
+from tests._twins import CLIENT_CREDENTIALS, TwinApp
 
 TODAY = date(2025, 6, 15)
 API = "/services/data/v61.0"
@@ -32,14 +33,8 @@ def firm() -> Firm:
 
 
 @dataclass
-class Twin:
-    app: FastAPI
+class Twin(TwinApp):
     client: httpx.AsyncClient
-
-    @property
-    def state(self) -> TwinState:
-        state: TwinState = self.app.state.twin
-        return state
 
 
 @pytest.fixture(scope="module")
@@ -278,11 +273,7 @@ async def test_missing_or_bad_auth_is_invalid_session(twin: Twin, firm: Firm) ->
 async def test_oauth_token_then_access(twin: Twin, firm: Firm) -> None:
     token = await twin.client.post(
         "/oauth2/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": "pssync",
-            "client_secret": "dev-secret",
-        },
+        data=CLIENT_CREDENTIALS,
         headers={"Authorization": ""},
     )
     access = token.json()["access_token"]

@@ -15,6 +15,7 @@ from sqlmodel import select
 from sandbox import erp
 from sandbox.app import create_sandbox
 from tests._servers import serve
+from tests._twins import CLIENT_CREDENTIALS
 from tests.twins._erp_fixtures import (
     ACTIVE_CC,
     AUTH,
@@ -229,11 +230,7 @@ async def test_missing_or_bad_auth_is_401(twin: ErpTwin) -> None:
         assert bad.status_code == 401
         token = await anonymous.post(
             "/oauth2/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": "pssync",
-                "client_secret": "dev-secret",
-            },
+            data=CLIENT_CREDENTIALS,
         )
         bearer = {"Authorization": f"Bearer {token.json()['access_token']}"}
         assert (await anonymous.get(f"{RECORD}/customer", headers=bearer)).status_code == 200

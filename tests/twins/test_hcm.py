@@ -9,12 +9,12 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
 from sandbox import hcm
-from sandbox._twin import FaultConfig, TwinState
-from sandbox.seed import STATUS_ACTIVE, Firm, Worker, build_firm
+from sandbox._twin import FaultConfig
+from sandbox.seed import Firm, Worker, build_firm
 from tests._servers import serve
+from tests._twins import Clock, TwinApp, employee
 
 TODAY = date(2025, 6, 15)
 BASE = "/ccx/api/v1/acme/workers"
@@ -22,33 +22,13 @@ AUTH = {"Authorization": "Bearer dev-static-token"}
 
 
 @dataclass
-class Clock:
-    now: datetime
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@dataclass
-class Twin:
-    app: FastAPI
+class Twin(TwinApp):
     client: httpx.AsyncClient
     clock: Clock
     firm: Firm
 
-    @property
-    def state(self) -> TwinState:
-        state: TwinState = self.app.state.twin
-        return state
-
     def employee(self, n: int) -> Worker:
-        """The n-th active, already hired worker without a termination (a fresh one per test)."""
-        plain = [
-            w
-            for w in self.firm.workers
-            if w.status == STATUS_ACTIVE and w.termination_date is None and w.hire_date < TODAY
-        ]
-        return plain[n]
+        return employee(self.firm, n, TODAY)
 
 
 @pytest.fixture(scope="module")

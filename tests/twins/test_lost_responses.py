@@ -16,10 +16,10 @@ from fastapi import FastAPI
 from sqlmodel import select
 
 from sandbox import crm, erp, hcm, psa
-from sandbox._twin import TwinState
 from sandbox.app import create_sandbox
 from sandbox.seed import build_firm
 from tests._servers import serve
+from tests._twins import CLIENT_CREDENTIALS, TwinApp
 
 AUTH = {"Authorization": "Bearer dev-static-token"}
 FIRM = build_firm(3, workers=12, today=date(2025, 6, 15))
@@ -27,15 +27,9 @@ OPP = "/services/data/v61.0/sobjects/Opportunity"
 
 
 @dataclass
-class Twin:
+class Twin(TwinApp):
     system: str
-    app: FastAPI
     client: httpx.AsyncClient
-
-    @property
-    def state(self) -> TwinState:
-        state: TwinState = self.app.state.twin
-        return state
 
 
 def _crm() -> FastAPI:
@@ -62,7 +56,7 @@ FACTORIES: dict[str, Callable[[], FastAPI]] = {
 async def twin(request: pytest.FixtureRequest) -> AsyncIterator[Twin]:
     app = FACTORIES[request.param]()
     async with serve(app) as url, httpx.AsyncClient(base_url=url, headers=AUTH) as client:
-        yield Twin(request.param, app, client)
+        yield Twin(app, request.param, client)
 
 
 async def create_one(twin: Twin) -> httpx.Response:
@@ -139,11 +133,7 @@ async def test_shared_path_admin_and_token_are_never_lost(twin: Twin) -> None:
     assert (await twin.client.get("/_admin/faults")).status_code == 200
     token = await twin.client.post(
         "/oauth2/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": "pssync",
-            "client_secret": "dev-secret",
-        },
+        data=CLIENT_CREDENTIALS,
     )
     assert token.status_code == 200
     off = await twin.client.post(f"/_admin/{twin.system}/lost-responses", json={})

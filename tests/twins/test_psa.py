@@ -5,6 +5,7 @@ outbound events delivered with retries."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -65,6 +66,32 @@ async def ws(client: httpx.AsyncClient, **fields: Any) -> str:
 
 async def time_entry(client: httpx.AsyncClient, **fields: Any) -> httpx.Response:
     return await client.post("/api/v1/time_entries.json", json={"time_entry": fields})
+
+
+async def logged(client: httpx.AsyncClient, wid: str, uid: int, minutes: int) -> dict[str, Any]:
+    """A time entry of `minutes` on 2025-03-03, as the PSA answers it."""
+    r = await time_entry(
+        client, workspace_id=wid, user_id=uid, date_performed="2025-03-03", time_in_minutes=minutes
+    )
+    return only(r.json())
+
+
+async def approve(client: httpx.AsyncClient, entry: dict[str, Any]) -> httpx.Response:
+    url = f"/api/v1/time_entries/{entry['id']}.json"
+    return await client.put(url, json={"time_entry": {"approved": True}})
+
+
+@contextlib.asynccontextmanager
+async def hooked_twin(
+    receiver: Receiver, *, base_delay_s: float | None = None
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """The twin sending its events to `receiver` (retrying after `base_delay_s`), and a client."""
+    async with serve(receiver.app) as hook_url:
+        app = psa.create_app(webhook_url=f"{hook_url}/hook")
+        if base_delay_s is not None:
+            app.state.twin.webhooks.base_delay_s = base_delay_s
+        async with serve(app) as url, httpx.AsyncClient(base_url=url, headers=AUTH) as client:
+            yield app, client
 
 
 def only(body: dict[str, Any]) -> dict[str, Any]:
@@ -210,19 +237,9 @@ async def test_approved_and_invoiced_entries_are_locked(
     app, client = twin
     wid = await ws(client)
     uid = psa.add_user(app, full_name="Ada")
-    entry = only(
-        (
-            await time_entry(
-                client,
-                workspace_id=wid,
-                user_id=uid,
-                date_performed="2025-03-03",
-                time_in_minutes=90,
-            )
-        ).json()
-    )
+    entry = await logged(client, wid, uid, 90)
     url = f"/api/v1/time_entries/{entry['id']}.json"
-    approved = only((await client.put(url, json={"time_entry": {"approved": True}})).json())
+    approved = only((await approve(client, entry)).json())
     assert approved["approved"] is True and approved["lock_version"] == 2
     locked = await client.put(url, json={"time_entry": {"time_in_minutes": 30}})
     assert locked.status_code == 422 and error_of(locked)["field"] == "approved"
@@ -253,92 +270,76 @@ async def test_approved_and_invoiced_entries_are_locked(
 
 async def test_events_are_signed_thin_and_cover_every_trigger() -> None:
     receiver = Receiver()
-    async with serve(receiver.app) as hook_url:
-        app = psa.create_app(webhook_url=f"{hook_url}/hook")
-        async with serve(app) as url, httpx.AsyncClient(base_url=url, headers=AUTH) as client:
-            wid = await ws(client, change_orders_enabled=True)
-            uid = psa.add_user(app, full_name="Ada")
-            entry = only(
-                (
-                    await time_entry(
-                        client,
-                        workspace_id=wid,
-                        user_id=uid,
-                        date_performed="2025-03-03",
-                        time_in_minutes=60,
-                    )
-                ).json()
-            )
-            await client.put(
-                f"/api/v1/time_entries/{entry['id']}.json", json={"time_entry": {"approved": True}}
-            )
-            # Approving again changes nothing and emits nothing.
-            await client.put(
-                f"/api/v1/time_entries/{entry['id']}.json", json={"time_entry": {"approved": True}}
-            )
-            expense = only(
-                (
-                    await client.post(
-                        "/api/v1/expenses.json",
-                        json={
-                            "expense": {
-                                "workspace_id": wid,
-                                "user_id": uid,
-                                "date": "2025-03-03",
-                                "amount_in_cents": 1250,
-                            }
-                        },
-                    )
-                ).json()
-            )
-            await client.put(
-                f"/api/v1/expenses/{expense['id']}.json", json={"expense": {"approved": True}}
-            )
-            assignment = only(
-                (
-                    await client.post(
-                        "/api/v1/assignments.json",
-                        json={
-                            "assignment": {
-                                "workspace_id": wid,
-                                "user_id": uid,
-                                "role": "Consultant",
-                                "start_date": "2025-03-01",
-                                "end_date": "2025-06-30",
-                                "allocated_minutes": 4800,
-                            }
-                        },
-                    )
-                ).json()
-            )
-            a_url = f"/api/v1/assignments/{assignment['id']}.json"
-            await client.put(a_url, json={"assignment": {"end_date": "2025-05-31"}})
-            assert (await client.delete(a_url)).status_code == 204
-            await client.post(
-                "/api/v1/change_orders.json",
-                json={
-                    "change_order": {
-                        "workspace_id": wid,
-                        "title": "More design",
-                        "budget_delta_in_cents": 500000,
-                        "requested_by": "dana",
-                        "lines": [{"role": "Designer", "minutes_delta": 2400}],
-                    }
-                },
-            )
-            ms = only(
-                (
-                    await client.post(
-                        "/api/v1/billing_milestones.json",
-                        json={"billing_milestone": {"workspace_id": wid, "title": "Kickoff"}},
-                    )
-                ).json()
-            )
-            await client.put(
-                f"/api/v1/billing_milestones/{ms['id']}.json",
-                json={"billing_milestone": {"state": "completed"}},
-            )
-            await app.state.twin.webhooks.drain(10)
+    async with hooked_twin(receiver) as (app, client):
+        wid = await ws(client, change_orders_enabled=True)
+        uid = psa.add_user(app, full_name="Ada")
+        entry = await logged(client, wid, uid, 60)
+        await approve(client, entry)
+        # Approving again changes nothing and emits nothing.
+        await approve(client, entry)
+        expense = only(
+            (
+                await client.post(
+                    "/api/v1/expenses.json",
+                    json={
+                        "expense": {
+                            "workspace_id": wid,
+                            "user_id": uid,
+                            "date": "2025-03-03",
+                            "amount_in_cents": 1250,
+                        }
+                    },
+                )
+            ).json()
+        )
+        await client.put(
+            f"/api/v1/expenses/{expense['id']}.json", json={"expense": {"approved": True}}
+        )
+        assignment = only(
+            (
+                await client.post(
+                    "/api/v1/assignments.json",
+                    json={
+                        "assignment": {
+                            "workspace_id": wid,
+                            "user_id": uid,
+                            "role": "Consultant",
+                            "start_date": "2025-03-01",
+                            "end_date": "2025-06-30",
+                            "allocated_minutes": 4800,
+                        }
+                    },
+                )
+            ).json()
+        )
+        a_url = f"/api/v1/assignments/{assignment['id']}.json"
+        await client.put(a_url, json={"assignment": {"end_date": "2025-05-31"}})
+        assert (await client.delete(a_url)).status_code == 204
+        await client.post(
+            "/api/v1/change_orders.json",
+            json={
+                "change_order": {
+                    "workspace_id": wid,
+                    "title": "More design",
+                    "budget_delta_in_cents": 500000,
+                    "requested_by": "dana",
+                    "lines": [{"role": "Designer", "minutes_delta": 2400}],
+                }
+            },
+        )
+        ms = only(
+            (
+                await client.post(
+                    "/api/v1/billing_milestones.json",
+                    json={"billing_milestone": {"workspace_id": wid, "title": "Kickoff"}},
+                )
+            ).json()
+        )
+        await client.put(
+            f"/api/v1/billing_milestones/{ms['id']}.json",
+            json={"billing_milestone": {"state": "completed"}},
+        )
+        await app.state.twin.webhooks.drain(10)
     types = [e["type"] for e in receiver.events]
     assert sorted(types) == sorted(
         [
@@ -372,28 +373,12 @@ async def test_forged_signature_is_detectable() -> None:
 
 async def test_delivery_retried_when_receiver_answers_503() -> None:
     receiver = Receiver(fail_first=2)
-    async with serve(receiver.app) as hook_url:
-        app = psa.create_app(webhook_url=f"{hook_url}/hook")
-        app.state.twin.webhooks.base_delay_s = 0.01
-        async with serve(app) as url, httpx.AsyncClient(base_url=url, headers=AUTH) as client:
-            wid = await ws(client)
-            uid = psa.add_user(app, full_name="Ada")
-            entry = only(
-                (
-                    await time_entry(
-                        client,
-                        workspace_id=wid,
-                        user_id=uid,
-                        date_performed="2025-03-03",
-                        time_in_minutes=60,
-                    )
-                ).json()
-            )
-            await client.put(
-                f"/api/v1/time_entries/{entry['id']}.json", json={"time_entry": {"approved": True}}
-            )
-            await app.state.twin.webhooks.drain(10)
-            deliveries = (await client.get("/_admin/webhooks/deliveries")).json()
+    async with hooked_twin(receiver, base_delay_s=0.01) as (app, client):
+        wid = await ws(client)
+        uid = psa.add_user(app, full_name="Ada")
+        await approve(client, await logged(client, wid, uid, 60))
+        await app.state.twin.webhooks.drain(10)
+        deliveries = (await client.get("/_admin/webhooks/deliveries")).json()
     assert receiver.attempts == 3
     assert [e["type"] for e in receiver.events] == ["time_entry.approved"]
     assert deliveries[0]["delivered"] is True and deliveries[0]["attempts"] == 3
@@ -688,85 +673,83 @@ async def _priced_workspace(app: FastAPI, client: httpx.AsyncClient) -> tuple[st
 
 async def test_bulk_time_entries_follow_the_create_rules_all_or_none() -> None:
     receiver = Receiver()
-    async with serve(receiver.app) as hook_url:
-        app = psa.create_app(webhook_url=f"{hook_url}/hook")
-        async with serve(app) as url, httpx.AsyncClient(base_url=url, headers=AUTH) as client:
-            wid, ada, bob = await _priced_workspace(app, client)
-            story = only(
-                (
-                    await client.post(
-                        "/api/v1/stories.json", json={"story": {"workspace_id": wid, "title": "T"}}
-                    )
-                ).json()
-            )
-            entries = [
-                {"workspace_id": wid, "user_id": ada, "date_performed": "2025-03-03",
-                 "time_in_minutes": 90},
-                {"workspace_id": wid, "user_id": bob, "date_performed": "2025-03-04",
-                 "time_in_minutes": 60, "story_id": story["id"], "billable": False},
-                {"workspace_id": wid, "user_id": ada, "date_performed": "2025-03-05",
-                 "time_in_minutes": 30, "role": "Analyst"},
-            ]  # fmt: skip
-            r = await client.post("/_admin/time_entries/bulk", json={"entries": entries})
-            assert r.status_code == 200, r.text
-            ids = r.json()["ids"]
-            assert len(ids) == 3 and all(isinstance(i, str) for i in ids)
-            listed = await client.get(
-                "/api/v1/time_entries.json", params={"only": ",".join(ids), "per_page": 200}
-            )
-            rows = {row["id"]: row for row in _rows(listed.json())}
-            got = [rows[i] for i in ids]
-            assert [(g["user_id"], g["time_in_minutes"], g["role"]) for g in got] == [
-                (str(ada), 90, "Consultant"),
-                (str(bob), 60, "Analyst"),
-                (str(ada), 30, "Analyst"),
-            ]
-            assert [g["rate_in_cents"] for g in got] == [15000, 9550, 9550]
-            assert [g["cost_rate_in_cents"] for g in got] == [9000, 0, 9000]
-            assert [g["billable"] for g in got] == [True, False, True]
-            assert got[1]["story_id"] == story["id"]
-            assert all(g["approved"] and g["approved_at"] and g["lock_version"] == 2 for g in got)
-            assert all(g["currency"] == "USD" and not g["is_invoiced"] for g in got)
-            # Approved entries are locked like any other.
-            edit = await client.put(
-                f"/api/v1/time_entries/{ids[0]}.json", json={"time_entry": {"notes": "x"}}
-            )
-            assert edit.status_code == 422 and error_of(edit)["field"] == "approved"
+    async with hooked_twin(receiver) as (app, client):
+        wid, ada, bob = await _priced_workspace(app, client)
+        story = only(
+            (
+                await client.post(
+                    "/api/v1/stories.json", json={"story": {"workspace_id": wid, "title": "T"}}
+                )
+            ).json()
+        )
+        entries = [
+            {"workspace_id": wid, "user_id": ada, "date_performed": "2025-03-03",
+             "time_in_minutes": 90},
+            {"workspace_id": wid, "user_id": bob, "date_performed": "2025-03-04",
+             "time_in_minutes": 60, "story_id": story["id"], "billable": False},
+            {"workspace_id": wid, "user_id": ada, "date_performed": "2025-03-05",
+             "time_in_minutes": 30, "role": "Analyst"},
+        ]  # fmt: skip
+        r = await client.post("/_admin/time_entries/bulk", json={"entries": entries})
+        assert r.status_code == 200, r.text
+        ids = r.json()["ids"]
+        assert len(ids) == 3 and all(isinstance(i, str) for i in ids)
+        listed = await client.get(
+            "/api/v1/time_entries.json", params={"only": ",".join(ids), "per_page": 200}
+        )
+        rows = {row["id"]: row for row in _rows(listed.json())}
+        got = [rows[i] for i in ids]
+        assert [(g["user_id"], g["time_in_minutes"], g["role"]) for g in got] == [
+            (str(ada), 90, "Consultant"),
+            (str(bob), 60, "Analyst"),
+            (str(ada), 30, "Analyst"),
+        ]
+        assert [g["rate_in_cents"] for g in got] == [15000, 9550, 9550]
+        assert [g["cost_rate_in_cents"] for g in got] == [9000, 0, 9000]
+        assert [g["billable"] for g in got] == [True, False, True]
+        assert got[1]["story_id"] == story["id"]
+        assert all(g["approved"] and g["approved_at"] and g["lock_version"] == 2 for g in got)
+        assert all(g["currency"] == "USD" and not g["is_invoiced"] for g in got)
+        # Approved entries are locked like any other.
+        edit = await client.put(
+            f"/api/v1/time_entries/{ids[0]}.json", json={"time_entry": {"notes": "x"}}
+        )
+        assert edit.status_code == 422 and error_of(edit)["field"] == "approved"
 
-            # One refused entry refuses the lot, naming it.
-            psa_state = app.state.twin
-            with psa_state.session() as session:
-                user = session.get(psa.PsaUser, bob)
-                assert user is not None
-                user.active = False
-                session.add(user)
-                session.commit()
-            refused = await client.post("/_admin/time_entries/bulk", json={"entries": entries})
-            assert refused.status_code == 422
-            assert error_of(refused)["field"] == "entries[1].user_id"
-            too_long = [entries[0] | {"time_in_minutes": 1441}]
-            r = await client.post("/_admin/time_entries/bulk", json={"entries": too_long})
-            assert r.status_code == 422
-            assert error_of(r)["field"] == "entries[0].time_in_minutes"
-            count = await client.get("/api/v1/time_entries.json", params={"per_page": 1})
-            assert count.json()["count"] == 3
-            assert receiver.events == []
+        # One refused entry refuses the lot, naming it.
+        psa_state = app.state.twin
+        with psa_state.session() as session:
+            user = session.get(psa.PsaUser, bob)
+            assert user is not None
+            user.active = False
+            session.add(user)
+            session.commit()
+        refused = await client.post("/_admin/time_entries/bulk", json={"entries": entries})
+        assert refused.status_code == 422
+        assert error_of(refused)["field"] == "entries[1].user_id"
+        too_long = [entries[0] | {"time_in_minutes": 1441}]
+        r = await client.post("/_admin/time_entries/bulk", json={"entries": too_long})
+        assert r.status_code == 422
+        assert error_of(r)["field"] == "entries[0].time_in_minutes"
+        count = await client.get("/api/v1/time_entries.json", params={"per_page": 1})
+        assert count.json()["count"] == 3
+        assert receiver.events == []
 
-            # Unapproved on request; events only when asked for, one per approved entry.
-            r = await client.post(
-                "/_admin/time_entries/bulk",
-                json={"entries": [entries[0]], "approved": False, "emit": True},
-            )
-            pending = _rows(
-                (await client.get(f"/api/v1/time_entries/{r.json()['ids'][0]}.json")).json()
-            )[0]
-            assert not pending["approved"] and pending["lock_version"] == 1
-            r = await client.post(
-                "/_admin/time_entries/bulk",
-                json={"entries": [entries[0], entries[2]], "emit": True},
-            )
-            emitted = r.json()["ids"]
-            await app.state.twin.webhooks.drain()
+        # Unapproved on request; events only when asked for, one per approved entry.
+        r = await client.post(
+            "/_admin/time_entries/bulk",
+            json={"entries": [entries[0]], "approved": False, "emit": True},
+        )
+        pending = _rows(
+            (await client.get(f"/api/v1/time_entries/{r.json()['ids'][0]}.json")).json()
+        )[0]
+        assert not pending["approved"] and pending["lock_version"] == 1
+        r = await client.post(
+            "/_admin/time_entries/bulk",
+            json={"entries": [entries[0], entries[2]], "emit": True},
+        )
+        emitted = r.json()["ids"]
+        await app.state.twin.webhooks.drain()
     assert [(e["type"], e["data"]["time_entry_id"]) for e in receiver.events] == [
         ("time_entry.approved", emitted[0]),
         ("time_entry.approved", emitted[1]),

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from contracts import Money, System
-from contracts.v1 import ChangeOrder, ChangeOrderLine, RateCard, RateCardLine
+from contracts.v1 import ChangeOrder, ChangeOrderLine
 from contracts.v1.assignment_sync import (
     AssignmentChange,
     AssignmentFacts,
@@ -25,24 +25,14 @@ from contracts.v1.change_orders import (
     compute_impact,
     required_approvals,
 )
+from tests._builders import rate, rate_card
 
-CARD = RateCard(
+CARD = rate_card(
+    rate("Consultant", Money(150, "USD"), date(2026, 1, 1)),
+    rate("Manager", Money(200, "USD"), date(2026, 1, 1), date(2026, 6, 30)),
+    rate("Manager", Money(220, "USD"), date(2026, 7, 1)),
     external_id="RC",
     name="Std",
-    currency="USD",
-    source_system=System.PSA,
-    lines=[
-        RateCardLine(
-            role="Consultant", bill_rate=Money(150, "USD"), effective_from=date(2026, 1, 1)
-        ),
-        RateCardLine(
-            role="Manager",
-            bill_rate=Money(200, "USD"),
-            effective_from=date(2026, 1, 1),
-            effective_to=date(2026, 6, 30),
-        ),
-        RateCardLine(role="Manager", bill_rate=Money(220, "USD"), effective_from=date(2026, 7, 1)),
-    ],
 )
 
 

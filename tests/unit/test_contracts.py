@@ -32,11 +32,10 @@ from contracts.v1 import (
     BillingRule,
     CostPosting,
     Project,
-    RateCard,
-    RateCardLine,
     TimeEntry,
     Worker,
 )
+from tests._builders import rate, rate_card
 
 
 def _fields(exc: ValidationError) -> set[str]:
@@ -152,22 +151,11 @@ def test_project_refuses_mixed_currencies() -> None:
 
 
 def test_rate_card_picks_the_rate_effective_on_the_day() -> None:
-    card = RateCard(
+    card = rate_card(
+        rate("Consultant", Money(150, "USD"), date(2025, 1, 1), date(2025, 12, 31)),
+        rate("Consultant", Money(165, "USD"), date(2026, 1, 1)),
         external_id="RC",
         name="Standard",
-        currency="USD",
-        source_system=System.PSA,
-        lines=[
-            RateCardLine(
-                role="Consultant",
-                bill_rate=Money(150, "USD"),
-                effective_from=date(2025, 1, 1),
-                effective_to=date(2025, 12, 31),
-            ),
-            RateCardLine(
-                role="Consultant", bill_rate=Money(165, "USD"), effective_from=date(2026, 1, 1)
-            ),
-        ],
     )
     assert card.rate_for("Consultant", date(2025, 6, 1)) == Money(150, "USD")
     assert card.rate_for("Consultant", date(2026, 6, 1)) == Money(165, "USD")

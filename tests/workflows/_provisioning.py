@@ -12,17 +12,30 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 
 import store
-import worker
 from connectors.crm import FakeCrm
 from connectors.erp import FakeErp
-from connectors.hcm import FakeHcm
 from connectors.psa import FakePsa
-from contracts import Money, System
+from contracts import BusinessRuleViolation, Money, System
 from contracts.settings import load_settings
-from contracts.v1 import Customer, LineType, Opportunity, OpportunityLine, RateCard, RateCardLine
+from contracts.v1 import Customer, LineType, Opportunity, OpportunityLine
+from contracts.v1.processes import (
+    ExceptionResolution,
+    ProvisioningStatus,
+    ProvisioningStep,
+    ProvisionProjectInput,
+    ResolutionAction,
+)
+from tests._builders import rate, rate_card
+from tests.workflows._worlds import (
+    fake_deployment,
+    query_until,
+    running_workers,
+    sqlite_store,
+)
+from workflows.opportunity_to_project import OpportunityToProjectWorkflow
 
 ACCOUNT = "001000000000000AAA"
 OPPORTUNITY = "006000000000000AAA"
@@ -111,6 +124,31 @@ def won_opportunity(**overrides: Any) -> Opportunity:
     return Opportunity(**data)
 
 
+def cost_center_corrected(item_id: str, **who: object) -> ExceptionResolution:
+    """A retry with the cost center corrected to CC-120 (`who`: other than the delivery
+    manager)."""
+    return resolution(
+        item_id, ResolutionAction.RETRY_WITH_DATA, corrections={"cost_center": "CC-120"}, **who
+    )
+
+
+def credit_hold(message: str = "credit hold") -> BusinessRuleViolation:
+    """The ERP's refusal of a project for a customer on credit hold."""
+    return BusinessRuleViolation("CUSTOMER_CREDIT_HOLD", message, field="customer", system="ERP")
+
+
+def resolution(item_id: str, action: ResolutionAction, **kw: object) -> ExceptionResolution:
+    """A delivery manager's decision on an open item (`kw`: other fields, or other people)."""
+    data: dict[str, object] = {
+        "item_id": item_id,
+        "action": action,
+        "actor": "dana.manager",
+        "actor_roles": ["delivery_manager"],
+    }
+    data.update(kw)
+    return ExceptionResolution.model_validate(data)
+
+
 @dataclass
 class World:
     client: Client
@@ -125,6 +163,14 @@ class World:
 
     def workflow_id(self) -> str:
         return f"opp-to-project/test/{OPPORTUNITY}/{uuid.uuid4().hex[:8]}"
+
+    def erp_refuses_the_project(self, error: BaseException) -> None:
+        """Every ERP project upsert fails with `error`."""
+        self.recorders["erp"].failures["upsert_project"] = error
+
+    def compensations(self) -> list[str]:
+        """The compensating calls made so far, in order."""
+        return [c for c in self.log if c in ("erp.close_project", "psa.archive_project")]
 
 
 @contextlib.asynccontextmanager
@@ -143,49 +189,57 @@ async def provisioning_world(
     crm.add_account(Customer(external_id=ACCOUNT, name="Acme Corp", source_system=System.CRM))
     crm.add_opportunity(opportunity or won_opportunity())
     psa = FakePsa()
-    psa.add_rate_card(
-        RateCard(
-            external_id="RC-STD-USD",
-            name="Standard USD",
-            currency="USD",
-            source_system=System.PSA,
-            lines=[
-                RateCardLine(
-                    role="Consultant", bill_rate=Money(150, "USD"), effective_from=date(2026, 1, 1)
-                )
-            ],
-        )
-    )
+    psa.add_rate_card(rate_card(rate("Consultant", Money(150, "USD"), date(2026, 1, 1))))
     erp = FakeErp(cost_centers=["CC-110", "CC-120"], inactive_cost_centers=["CC-999"])
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    store.upgrade(url)
-    engine = store.make_engine(url)
-    st = store.Store(engine)
-    world = World(client, f"q-{uuid.uuid4().hex[:8]}", crm, psa, erp, st, log)
-    if prepare is not None:
-        maybe = prepare(world)
-        if maybe is not None:
-            await maybe
-    settings = load_settings(home=tmp_path, database_url=url)
-    world.recorders = {
-        "crm": Recording(crm, "crm", log),
-        "psa": Recording(psa, "psa", log),
-        "erp": Recording(erp, "erp", log),
-    }
-    deployment = worker.Deployment(
-        settings=settings,
-        store=st,
-        crm=world.recorders["crm"],  # type: ignore[arg-type]
-        psa=world.recorders["psa"],  # type: ignore[arg-type]
-        erp=world.recorders["erp"],  # type: ignore[arg-type]
-        hcm=FakeHcm(),
+    with sqlite_store(tmp_path) as (url, st):
+        world = World(client, f"q-{uuid.uuid4().hex[:8]}", crm, psa, erp, st, log)
+        if prepare is not None:
+            maybe = prepare(world)
+            if maybe is not None:
+                await maybe
+        settings = load_settings(home=tmp_path, database_url=url)
+        world.recorders = {
+            "crm": Recording(crm, "crm", log),
+            "psa": Recording(psa, "psa", log),
+            "erp": Recording(erp, "erp", log),
+        }
+        deployment = fake_deployment(
+            settings=settings,
+            store=st,
+            crm=world.recorders["crm"],
+            psa=world.recorders["psa"],
+            erp=world.recorders["erp"],
+        )
+        world.deployment = deployment
+        if not run_workers:
+            yield world
+            return
+        async with running_workers(client, deployment, world.task_queue):
+            yield world
+
+
+async def start_saga(
+    world: World, *, workflow_id: str | None = None, **fields: Any
+) -> WorkflowHandle[Any, Any]:
+    """Start OpportunityToProject for the world's won deal (`fields`: other input fields),
+    under `workflow_id` or a fresh one."""
+    return await world.client.start_workflow(
+        OpportunityToProjectWorkflow.run,
+        ProvisionProjectInput(crm_tenant="test", opportunity_id=OPPORTUNITY, **fields),
+        id=workflow_id or world.workflow_id(),
+        task_queue=world.task_queue,
     )
-    world.deployment = deployment
-    workers = (
-        worker.build_workers(client, deployment, task_queue=world.task_queue) if run_workers else []
+
+
+async def wait_for_step(
+    handle: WorkflowHandle[Any, Any], step: ProvisioningStep, timeout_s: float = 15
+) -> ProvisioningStatus:
+    return await query_until(
+        handle,
+        OpportunityToProjectWorkflow.status,
+        ProvisioningStatus,
+        lambda status: status.step is step,
+        timeout_s=timeout_s,
+        poll_s=0.05,
+        stuck=lambda status: f"workflow stuck at {status.step}, expected {step}",
     )
-    async with contextlib.AsyncExitStack() as stack:
-        for w in workers:
-            await stack.enter_async_context(w)
-        yield world
-    engine.dispose()

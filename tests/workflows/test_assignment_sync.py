@@ -19,16 +19,12 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributeKey
 from temporalio.testing import WorkflowEnvironment
 
-import store
-import worker
-from connectors.crm import FakeCrm
 from connectors.erp import FakeErp
-from connectors.hcm import FakeHcm
 from connectors.psa import FakePsa
-from contracts import Money, System
+from contracts import Money
 from contracts.ids import mint_ulid
 from contracts.settings import load_settings
-from contracts.v1 import Customer, ForecastStatus, Project
+from contracts.v1 import ForecastStatus
 from contracts.v1.assignment_sync import (
     AssignmentChange,
     AssignmentFacts,
@@ -36,6 +32,15 @@ from contracts.v1.assignment_sync import (
     Staffing,
     SyncSettings,
     labor_forecast,
+)
+from tests.workflows._worlds import (
+    ProjectWorld,
+    acme_project,
+    fake_deployment,
+    open_project,
+    query_until,
+    running_workers,
+    sqlite_store,
 )
 from workflows.assignment_sync import AssignmentSyncWorkflow, route_assignment_changed
 
@@ -46,14 +51,7 @@ EXCEPTION_OPEN = SearchAttributeKey.for_bool("ExceptionOpen")
 
 
 @dataclass
-class SyncWorld:
-    client: Client
-    task_queue: str
-    psa: FakePsa
-    erp: FakeErp
-    store: store.Store
-    psa_project_id: str
-
+class SyncWorld(ProjectWorld):
     def forecast(self, period: str) -> tuple[Decimal, Decimal] | None:
         job = next(iter(self.erp.jobs.values()))
         found = self.erp.forecasts.get((job.erp_id, period))
@@ -62,44 +60,16 @@ class SyncWorld:
 
 @contextlib.asynccontextmanager
 async def sync_world(client: Client, tmp_path: Path) -> AsyncIterator[SyncWorld]:
-    project = Project(
-        name="Acme data platform",
-        customer_id="001A",
-        billing_rule="time_and_materials",
-        contract_value=Money(25000, "USD"),
-        start_date=date(2026, 1, 1),
-        cost_center="CC-110",
-        source_system=System.PSSYNC,
-    )
     psa = FakePsa()
-    psa_id = await psa.create_project_shell(project, enterprise_id=EID)
     erp = FakeErp(cost_centers=["CC-110"], cost_rates=dict(RATES))
-    customer = await erp.upsert_customer(
-        Customer(external_id="001A", name="Acme", source_system=System.CRM), enterprise_id="c1"
-    )
-    await erp.upsert_project(
-        project, enterprise_id=EID, customer_erp_id=customer, budget=Money(25000, "USD")
-    )
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    store.upgrade(url)
-    engine = store.make_engine(url)
-    st = store.Store(engine)
-    st.link_xref(EID, "project", "PSA", "test", "workspace", psa_id)
-    deployment = worker.Deployment(
-        settings=load_settings(home=tmp_path),
-        store=st,
-        crm=FakeCrm(),
-        psa=psa,
-        erp=erp,
-        hcm=FakeHcm(),
-    )
-    queue = f"as-{uuid.uuid4().hex[:8]}"
-    workers = worker.build_workers(client, deployment, task_queue=queue)
-    async with contextlib.AsyncExitStack() as stack:
-        for w in workers:
-            await stack.enter_async_context(w)
-        yield SyncWorld(client, queue, psa, erp, st, psa_id)
-    engine.dispose()
+    psa_id = await open_project(psa, erp, acme_project(), enterprise_id=EID)
+    with sqlite_store(tmp_path) as (_url, st):
+        st.link_xref(EID, "project", "PSA", "test", "workspace", psa_id)
+        settings = load_settings(home=tmp_path)
+        deployment = fake_deployment(settings=settings, store=st, psa=psa, erp=erp)
+        queue = f"as-{uuid.uuid4().hex[:8]}"
+        async with running_workers(client, deployment, queue):
+            yield SyncWorld(client, queue, psa, erp, st, psa_id)
 
 
 def facts(aid: str, version: int, hours: int, worker: str | None = "W-1") -> AssignmentFacts:
@@ -138,20 +108,33 @@ async def start(world: SyncWorld, **settings: Any) -> WorkflowHandle[AssignmentS
     )
 
 
+async def delivered(world: SyncWorld, assignment_id: str, version: int, **options: Any) -> str:
+    """A PSA webhook for one assignment change, routed to the project's sync (started with
+    it when need be); returns the workflow id."""
+    return await route_assignment_changed(
+        world.client,
+        "test",
+        world.psa_project_id,
+        assignment_id,
+        version,
+        task_queue=world.task_queue,
+        **options,
+    )
+
+
 async def settled(
     handle: WorkflowHandle[Any, Any], done: Callable[[Staffing], bool], within_s: float = 30
 ) -> Staffing:
     """Poll the staffing query until `done` holds for a state with nothing pending."""
-    deadline = asyncio.get_running_loop().time() + within_s
-    while True:
-        staffing: Staffing = await handle.query(
-            AssignmentSyncWorkflow.staffing, result_type=Staffing
-        )
-        if not staffing.pending and done(staffing):
-            return staffing
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"never settled: {staffing.model_dump_json()[:400]}")
-        await asyncio.sleep(0.1)
+    return await query_until(
+        handle,
+        AssignmentSyncWorkflow.staffing,
+        Staffing,
+        lambda staffing: not staffing.pending and done(staffing),
+        timeout_s=within_s,
+        poll_s=0.1,
+        stuck=lambda staffing: f"never settled: {staffing.model_dump_json()[:400]}",
+    )
 
 
 async def test_out_of_order_and_duplicate_versions_leave_the_newest(
@@ -231,25 +214,9 @@ async def test_thin_webhook_signal_with_start_rereads_the_psa(
             minutes=50 * 60,
         )
         settings = SyncSettings(debounce_s=0.3)
-        wf_id = await route_assignment_changed(
-            world.client,
-            "test",
-            world.psa_project_id,
-            a.external_id,
-            1,
-            task_queue=world.task_queue,
-            settings=settings,
-        )
+        wf_id = await delivered(world, a.external_id, 1, settings=settings)
         # a duplicate delivery joins the same run
-        again = await route_assignment_changed(
-            world.client,
-            "test",
-            world.psa_project_id,
-            a.external_id,
-            1,
-            task_queue=world.task_queue,
-            settings=settings,
-        )
+        again = await delivered(world, a.external_id, 1, settings=settings)
         assert again == wf_id
         handle = world.client.get_workflow_handle(wf_id)
         staffing = await settled(handle, lambda s: s.forecast_version == 1)
@@ -257,15 +224,7 @@ async def test_thin_webhook_signal_with_start_rereads_the_psa(
         assert world.forecast("2026-03") == (Decimal("50.00"), Decimal("5500.00"))
         # deleted in the PSA: the period goes to zero
         await world.psa.delete_assignment(a.external_id)
-        await route_assignment_changed(
-            world.client,
-            "test",
-            world.psa_project_id,
-            a.external_id,
-            2,
-            deleted=True,
-            task_queue=world.task_queue,
-        )
+        await delivered(world, a.external_id, 2, deleted=True)
         staffing = await settled(handle, lambda s: s.forecast_version == 2)
         await handle.terminate()
     assert staffing.assignments == []

@@ -25,12 +25,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-import store
-import worker
 from activities.change_order import OutboxNotifier
-from connectors.crm import FakeCrm
 from connectors.erp import FakeErp
-from connectors.hcm import FakeHcm
 from connectors.notifications import Notification
 from connectors.psa import FakePsa
 from contracts import BusinessRuleViolation, Money, System, TransientError
@@ -39,10 +35,7 @@ from contracts.settings import load_settings
 from contracts.v1 import (
     ChangeOrderLine,
     ChangeOrderStatus,
-    Customer,
     Project,
-    RateCard,
-    RateCardLine,
 )
 from contracts.v1.change_orders import (
     DELIVERY_MANAGER,
@@ -54,20 +47,22 @@ from contracts.v1.change_orders import (
     ChangeOrderProgress,
     ChangeOrderStep,
 )
+from tests._builders import rate, rate_card
+from tests.workflows._worlds import (
+    ProjectWorld,
+    acme_project,
+    fake_deployment,
+    open_project,
+    running_workers,
+    sqlite_store,
+)
 from workflows.change_order import ChangeOrderWorkflow, decide_change_order
 
 EID = mint_ulid(1_760_000_000_000, 42)
 
 
 @dataclass
-class CoWorld:
-    client: Client
-    task_queue: str
-    psa: FakePsa
-    erp: FakeErp
-    store: store.Store
-    psa_project_id: str
-
+class CoWorld(ProjectWorld):
     def erp_budget(self) -> tuple[Decimal, int]:
         job = next(iter(self.erp.jobs.values()))
         assert job.budget is not None
@@ -93,61 +88,25 @@ class CoWorld:
 async def change_order_world(client: Client, tmp_path: Path) -> AsyncIterator[CoWorld]:
     psa = FakePsa()
     psa.add_rate_card(
-        RateCard(
-            external_id="RC-STD-USD",
-            name="Standard USD",
-            currency="USD",
-            source_system=System.PSA,
-            lines=[
-                RateCardLine(
-                    role="Consultant", bill_rate=Money(150, "USD"), effective_from=date(2026, 1, 1)
-                ),
-                RateCardLine(
-                    role="Manager", bill_rate=Money(220, "USD"), effective_from=date(2026, 1, 1)
-                ),
-            ],
+        rate_card(
+            rate("Consultant", Money(150, "USD"), date(2026, 1, 1)),
+            rate("Manager", Money(220, "USD"), date(2026, 1, 1)),
         )
     )
-    project = Project(
-        name="Acme data platform",
-        customer_id="001A",
-        billing_rule="time_and_materials",
-        contract_value=Money(25000, "USD"),
-        start_date=date(2026, 1, 1),
+    project = acme_project(
         end_date=date(2026, 12, 31),
-        cost_center="CC-110",
         practice="Data & AI",
         rate_card_id="RC-STD-USD",
         delivery_manager="dana.manager",
-        source_system=System.PSSYNC,
     )
-    psa_id = await psa.create_project_shell(project, enterprise_id=EID)
     erp = FakeErp(cost_centers=["CC-110"])
-    customer_id = await erp.upsert_customer(
-        Customer(external_id="001A", name="Acme", source_system=System.CRM), enterprise_id="c1"
-    )
-    await erp.upsert_project(
-        project, enterprise_id=EID, customer_erp_id=customer_id, budget=Money(25000, "USD")
-    )
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    store.upgrade(url)
-    engine = store.make_engine(url)
-    st = store.Store(engine)
-    deployment = worker.Deployment(
-        settings=load_settings(home=tmp_path),
-        store=st,
-        crm=FakeCrm(),
-        psa=psa,
-        erp=erp,
-        hcm=FakeHcm(),
-    )
-    queue = f"co-{uuid.uuid4().hex[:8]}"
-    workers = worker.build_workers(client, deployment, task_queue=queue)
-    async with contextlib.AsyncExitStack() as stack:
-        for w in workers:
-            await stack.enter_async_context(w)
-        yield CoWorld(client, queue, psa, erp, st, psa_id)
-    engine.dispose()
+    psa_id = await open_project(psa, erp, project, enterprise_id=EID)
+    with sqlite_store(tmp_path) as (_url, st):
+        settings = load_settings(home=tmp_path)
+        deployment = fake_deployment(settings=settings, store=st, psa=psa, erp=erp)
+        queue = f"co-{uuid.uuid4().hex[:8]}"
+        async with running_workers(client, deployment, queue):
+            yield CoWorld(client, queue, psa, erp, st, psa_id)
 
 
 def submit(world: CoWorld, budget: int, lines: list[tuple[str, int]]) -> str:
@@ -379,45 +338,44 @@ async def test_rejection_changes_nothing_anywhere(
 
 
 async def test_notifier_records_and_posts_once_across_retries(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    store.upgrade(url)
-    engine = store.make_engine(url)
-    st = store.Store(engine)
-    psa = FakePsa()
-    psa_id = await psa.create_project_shell(
-        Project(
-            name="P",
-            customer_id="C",
-            cost_center="CC-1",
-            billing_rule="time_and_materials",
-            contract_value=Money(1, "USD"),
-            start_date=date(2026, 1, 1),
-            end_date=date(2026, 12, 31),
-            source_system=System.PSSYNC,
-        ),
-        enterprise_id=EID,
-    )
-    notifier = OutboxNotifier(st, psa)
-
-    def note(nid: str, workspace: str | None) -> Notification:
-        return Notification(
-            notification_id=nid, audience="resource_managers", subject="S", psa_project_id=workspace
+    with sqlite_store(tmp_path) as (_url, st):
+        psa = FakePsa()
+        psa_id = await psa.create_project_shell(
+            Project(
+                name="P",
+                customer_id="C",
+                cost_center="CC-1",
+                billing_rule="time_and_materials",
+                contract_value=Money(1, "USD"),
+                start_date=date(2026, 1, 1),
+                end_date=date(2026, 12, 31),
+                source_system=System.PSSYNC,
+            ),
+            enterprise_id=EID,
         )
+        notifier = OutboxNotifier(st, psa)
 
-    # the PSA is down: nothing recorded, the retry posts and records
-    psa.fail_next("post_notification", TransientError("PSA down"))
-    with pytest.raises(TransientError):
-        await notifier.notify(note("n1", psa_id))
-    assert st.pending_outbox() == []
-    assert await notifier.notify(note("n1", psa_id)) is True
-    assert await notifier.notify(note("n1", psa_id)) is False
-    # an attempt that posted, then died before its outbox row: the retry does not post again
-    await psa.post_notification(psa_id, "S", ["resource_managers"], key="n0")
-    assert await notifier.notify(note("n0", psa_id)) is True
-    assert [p.key for p in psa.posts] == ["n1", "n0"]
-    # no workspace: outbox only; a workspace the PSA refuses: still recorded, no post
-    assert await notifier.notify(note("n2", None)) is True
-    assert await notifier.notify(note("n3", "no-such-workspace")) is True
-    assert len(psa.posts) == 2
-    assert [e.key for e in st.pending_outbox()] == ["n1", "n0", "n2", "n3"]
-    engine.dispose()
+        def note(nid: str, workspace: str | None) -> Notification:
+            return Notification(
+                notification_id=nid,
+                audience="resource_managers",
+                subject="S",
+                psa_project_id=workspace,
+            )
+
+        # the PSA is down: nothing recorded, the retry posts and records
+        psa.fail_next("post_notification", TransientError("PSA down"))
+        with pytest.raises(TransientError):
+            await notifier.notify(note("n1", psa_id))
+        assert st.pending_outbox() == []
+        assert await notifier.notify(note("n1", psa_id)) is True
+        assert await notifier.notify(note("n1", psa_id)) is False
+        # an attempt that posted, then died before its outbox row: the retry does not post again
+        await psa.post_notification(psa_id, "S", ["resource_managers"], key="n0")
+        assert await notifier.notify(note("n0", psa_id)) is True
+        assert [p.key for p in psa.posts] == ["n1", "n0"]
+        # no workspace: outbox only; a workspace the PSA refuses: still recorded, no post
+        assert await notifier.notify(note("n2", None)) is True
+        assert await notifier.notify(note("n3", "no-such-workspace")) is True
+        assert len(psa.posts) == 2
+        assert [e.key for e in st.pending_outbox()] == ["n1", "n0", "n2", "n3"]

@@ -13,54 +13,30 @@ from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpda
 from temporalio.common import SearchAttributeKey
 from temporalio.testing import WorkflowEnvironment
 
-from contracts import AuthError, BusinessRuleViolation
+from contracts import AuthError
 from contracts.v1 import ProjectStatus
 from contracts.v1.processes import (
-    ExceptionResolution,
-    ProvisioningStatus,
     ProvisioningStep,
-    ProvisionProjectInput,
     ResolutionAction,
 )
-from tests.workflows._provisioning import OPPORTUNITY, World, provisioning_world, won_opportunity
+from tests.workflows._provisioning import (
+    OPPORTUNITY,
+    World,
+    cost_center_corrected,
+    credit_hold,
+    provisioning_world,
+    resolution,
+    start_saga,
+    wait_for_step,
+    won_opportunity,
+)
 from workflows.opportunity_to_project import OpportunityToProjectWorkflow
 
 EXCEPTION_OPEN = SearchAttributeKey.for_bool("ExceptionOpen")
 
 
 async def start(world: World, escalation_after_s: int = 3600) -> WorkflowHandle:
-    return await world.client.start_workflow(
-        OpportunityToProjectWorkflow.run,
-        ProvisionProjectInput(
-            crm_tenant="test", opportunity_id=OPPORTUNITY, escalation_after_s=escalation_after_s
-        ),
-        id=world.workflow_id(),
-        task_queue=world.task_queue,
-    )
-
-
-async def wait_for_step(handle: WorkflowHandle, step: ProvisioningStep) -> ProvisioningStatus:
-    deadline = asyncio.get_running_loop().time() + 15
-    while True:
-        status: ProvisioningStatus = await handle.query(
-            OpportunityToProjectWorkflow.status, result_type=ProvisioningStatus
-        )
-        if status.step is step:
-            return status
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"workflow stuck at {status.step}, expected {step}")
-        await asyncio.sleep(0.05)
-
-
-def resolution(item_id: str, action: ResolutionAction, **kw: object) -> ExceptionResolution:
-    data: dict[str, object] = {
-        "item_id": item_id,
-        "action": action,
-        "actor": "dana.manager",
-        "actor_roles": ["delivery_manager"],
-    }
-    data.update(kw)
-    return ExceptionResolution.model_validate(data)
+    return await start_saga(world, escalation_after_s=escalation_after_s)
 
 
 async def test_won_deal_becomes_one_psa_and_one_erp_project_linked_by_one_id(
@@ -113,12 +89,8 @@ async def test_unknown_cost_center_waits_for_an_authorised_correction(
         with pytest.raises(WorkflowUpdateFailedError):
             await handle.execute_update(
                 OpportunityToProjectWorkflow.resolve_exception,
-                resolution(
-                    item.item_id,
-                    ResolutionAction.RETRY_WITH_DATA,
-                    actor="frank.finance",
-                    actor_roles=["finance_controller"],
-                    corrections={"cost_center": "CC-120"},
+                cost_center_corrected(
+                    item.item_id, actor="frank.finance", actor_roles=["finance_controller"]
                 ),
             )
         # nor may anyone correct a field that is not correctable
@@ -134,11 +106,7 @@ async def test_unknown_cost_center_waits_for_an_authorised_correction(
 
         accepted = await handle.execute_update(
             OpportunityToProjectWorkflow.resolve_exception,
-            resolution(
-                item.item_id,
-                ResolutionAction.RETRY_WITH_DATA,
-                corrections={"cost_center": "CC-120"},
-            ),
+            cost_center_corrected(item.item_id),
         )
         assert accepted.action is ResolutionAction.RETRY_WITH_DATA
         result = await handle.result()
@@ -181,9 +149,7 @@ async def test_erp_refusal_after_the_psa_shell_then_abandon_compensates_in_rever
     ts_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
     async with provisioning_world(ts_env.client, tmp_path) as world:
-        world.recorders["erp"].failures["upsert_project"] = BusinessRuleViolation(
-            "CUSTOMER_CREDIT_HOLD", "customer is on credit hold", field="customer", system="ERP"
-        )
+        world.erp_refuses_the_project(credit_hold("customer is on credit hold"))
         handle = await start(world)
         status = await wait_for_step(handle, ProvisioningStep.WAITING_FOR_RESOLUTION)
         assert status.open_exception is not None
@@ -197,8 +163,8 @@ async def test_erp_refusal_after_the_psa_shell_then_abandon_compensates_in_rever
             await handle.result()
     (shell,) = world.psa.projects.values()
     assert shell.archived
-    undo = [c for c in world.log if c in ("erp.close_project", "psa.archive_project")]
-    assert undo == ["erp.close_project", "psa.archive_project"]  # reverse of registration
+    # reverse of registration
+    assert world.compensations() == ["erp.close_project", "psa.archive_project"]
     assert world.crm.provisioning[OPPORTUNITY][0] == "Failed"
 
 
@@ -206,8 +172,8 @@ async def test_permanent_erp_failure_fails_with_the_original_cause_and_archives_
     ts_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
     async with provisioning_world(ts_env.client, tmp_path) as world:
-        world.recorders["erp"].failures["upsert_project"] = AuthError(
-            "ERP 403 INSUFFICIENT_PERMISSION: role cannot create projects", system="ERP"
+        world.erp_refuses_the_project(
+            AuthError("ERP 403 INSUFFICIENT_PERMISSION: role cannot create projects", system="ERP")
         )
         with pytest.raises(WorkflowFailureError) as failure:
             await (await start(world)).result()
@@ -227,9 +193,7 @@ async def test_cancellation_while_waiting_compensates(
     ts_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
     async with provisioning_world(ts_env.client, tmp_path) as world:
-        world.recorders["erp"].failures["upsert_project"] = BusinessRuleViolation(
-            "CUSTOMER_CREDIT_HOLD", "credit hold", field="customer", system="ERP"
-        )
+        world.erp_refuses_the_project(credit_hold())
         handle = await start(world)
         await wait_for_step(handle, ProvisioningStep.WAITING_FOR_RESOLUTION)
         await handle.cancel()

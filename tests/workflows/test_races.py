@@ -29,7 +29,6 @@ from contracts.v1.processes import (
     RESOLVE_EXCEPTION_UPDATE,
     ExceptionResolution,
     ProvisioningStep,
-    ProvisionProjectInput,
     ResolutionAction,
 )
 from contracts.v1.worker_termination import (
@@ -42,8 +41,13 @@ from contracts.v1.worker_termination import (
 )
 from tests.workflows import test_time_to_invoice as tti
 from tests.workflows import test_worker_termination as term
-from tests.workflows._provisioning import OPPORTUNITY, provisioning_world, won_opportunity
-from tests.workflows.test_opportunity_to_project import wait_for_step
+from tests.workflows._provisioning import (
+    cost_center_corrected,
+    provisioning_world,
+    start_saga,
+    wait_for_step,
+    won_opportunity,
+)
 from workflows.opportunity_to_project import OpportunityToProjectWorkflow
 
 ts_env = tti.ts_env  # a time-skipping server of this module's own (time is skipped here)
@@ -82,6 +86,25 @@ def held_resolutions(st: store.Store) -> Iterator[tuple[threading.Event, threadi
         st.resolve_exception = original  # type: ignore[method-assign]
 
 
+async def resolved_as_the_timer_fires(
+    handle: WorkflowHandle[Any, Any], st: store.Store, item_id: str
+) -> Any:
+    """A delivery manager corrects the cost center; the escalation timer fires while the
+    decision's record is in flight (the store held). Returns the accepted resolution."""
+    with held_resolutions(st) as (entered, release):
+        update = asyncio.create_task(
+            handle.execute_update(
+                OpportunityToProjectWorkflow.resolve_exception,
+                cost_center_corrected(item_id),
+            )
+        )
+        assert await asyncio.to_thread(entered.wait, 20), "the record never started"
+        # The escalation timer fires while the decision's record is in flight.
+        await history_has(handle, EventType.EVENT_TYPE_TIMER_FIRED)
+        release.set()
+        return await update
+
+
 def _resolution(item_id: str, action: ResolutionAction, **kw: Any) -> ExceptionResolution:
     return ExceptionResolution(
         item_id=item_id, action=action, actor="ops", actor_roles=["ops"], **kw
@@ -108,13 +131,7 @@ async def test_a_retry_while_a_reject_is_in_flight_is_refused(
     it, a delivery manager retries the same item. Before: both were accepted, and the entry
     ended up both unapproved in the PSA and posted in the ERP."""
     async with tti.tti_world(ts_env, tmp_path) as world:
-        tm = world.projects["tm"]
-        no_rate = world.psa.add_time_entry(
-            tm, tti.W1, world.today - timedelta(days=2), 75, role="Architect", approved=True
-        )
-        await world.signal("tm", [no_rate])
-        await world.settled("tm", done=1)
-        item = tti._open_items(world, "tm")["MissingRateCard"]
+        no_rate, item = await tti._held_for_a_rate(world)
         handle = world.client.get_workflow_handle(world.workflow_id("tm"))
 
         entered, release = asyncio.Event(), asyncio.Event()
@@ -161,13 +178,7 @@ async def test_a_refused_reject_leaves_the_item_open_for_another_decision(
     ts_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
     async with tti.tti_world(ts_env, tmp_path) as world:
-        tm = world.projects["tm"]
-        no_rate = world.psa.add_time_entry(
-            tm, tti.W1, world.today - timedelta(days=2), 75, role="Architect", approved=True
-        )
-        await world.signal("tm", [no_rate])
-        await world.settled("tm", done=1)
-        item = tti._open_items(world, "tm")["MissingRateCard"]
+        _, item = await tti._held_for_a_rate(world)
         handle = world.client.get_workflow_handle(world.workflow_id("tm"))
         world.psa.fail_next(
             "reject_time_entry", BusinessRuleViolation("LOCKED", "the timesheet is locked")
@@ -194,38 +205,11 @@ async def test_escalation_while_a_resolution_is_being_recorded(
 ) -> None:
     opp = won_opportunity(cost_center="CC-404")
     async with provisioning_world(ts_env.client, tmp_path, opportunity=opp) as world:
-        handle = await world.client.start_workflow(
-            OpportunityToProjectWorkflow.run,
-            ProvisionProjectInput(
-                crm_tenant="test",
-                opportunity_id=OPPORTUNITY,
-                escalation_after_s=2,
-                activity_timeout_s=3600,
-            ),
-            id=world.workflow_id(),
-            task_queue=world.task_queue,
-        )
+        handle = await start_saga(world, escalation_after_s=2, activity_timeout_s=3600)
         status = await wait_for_step(handle, ProvisioningStep.WAITING_FOR_RESOLUTION)
         assert status.open_exception is not None
         item_id = status.open_exception.item_id
-        with held_resolutions(world.store) as (entered, release):
-            update = asyncio.create_task(
-                handle.execute_update(
-                    OpportunityToProjectWorkflow.resolve_exception,
-                    ExceptionResolution(
-                        item_id=item_id,
-                        action=ResolutionAction.RETRY_WITH_DATA,
-                        actor="dana.manager",
-                        actor_roles=["delivery_manager"],
-                        corrections={"cost_center": "CC-120"},
-                    ),
-                )
-            )
-            assert await asyncio.to_thread(entered.wait, 20)
-            # The escalation timer fires while the decision's record is in flight.
-            await history_has(handle, EventType.EVENT_TYPE_TIMER_FIRED)
-            release.set()
-            accepted = await update
+        accepted = await resolved_as_the_timer_fires(handle, world.store, item_id)
         assert accepted.action is ResolutionAction.RETRY_WITH_DATA
         result = await handle.result()
         await no_task_failed(handle)

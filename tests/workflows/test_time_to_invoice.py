@@ -26,7 +26,6 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 import store
-import worker
 from activities.time_to_invoice import signal_pipeline
 from connectors.crm import FakeCrm
 from connectors.erp import FakeErp
@@ -63,7 +62,13 @@ from contracts.v1.time_to_invoice import (
 )
 from gateway import create_app
 from sandbox.temporal import time_skipping_temporal
+from tests._builders import rate, rate_card
 from tests.connectors._psa_fixtures import make_project
+from tests.workflows._worlds import (
+    fake_deployment,
+    running_workers,
+    sqlite_store,
+)
 
 W1, W2, LEAVER = "W-00001", "W-00002", "W-00003"
 OPS = {"Authorization": "Bearer dev-ops-token"}
@@ -95,30 +100,27 @@ class World:
     def workflow_id(self, project: str) -> str:
         return time_pipeline_workflow_id(self.settings.psa.tenant, self.projects[project])
 
-    async def signal(self, project: str, entries: list[TimeEntry]) -> None:
-        pid = self.projects[project]
-        await signal_pipeline(
-            self.client,
-            pipeline_input(self.settings, pid),
-            pid,
-            ENTRIES_CHANGED_SIGNAL,
-            EntriesChanged(
-                refs=[
-                    EntryRef(kind=EntryKind.TIME, entry_id=e.external_id, version=e.source_version)
-                    for e in entries
-                ]
-            ),
-            task_queue=self.task_queue,
-        )
+    async def signal(self, project: str, entries: list[TimeEntry], **overrides: Any) -> None:
+        """Signal-with-start the project's pipeline with input `overrides` (used if it starts)."""
+        await self._send(project, ENTRIES_CHANGED_SIGNAL, entries_changed(entries), overrides)
 
-    async def bill(self, project: str, request: BillingRequest) -> None:
+    async def bill(self, project: str, request: BillingRequest, **overrides: Any) -> None:
+        await self._send(project, BILLING_SIGNAL, request, overrides)
+
+    async def close_period(self, project: str, period: str, **overrides: Any) -> None:
+        """Ask the pipeline to bill the period (as the sweep does once it has closed)."""
+        request = BillingRequest(trigger=BillingTrigger.PERIOD_CLOSE, period=period)
+        await self.bill(project, request, **overrides)
+
+    async def _send(self, project: str, signal: str, arg: Any, overrides: dict[str, Any]) -> None:
         pid = self.projects[project]
+        defaults = pipeline_input(self.settings, pid)
         await signal_pipeline(
             self.client,
-            pipeline_input(self.settings, pid),
+            defaults.model_copy(update=overrides) if overrides else defaults,
             pid,
-            BILLING_SIGNAL,
-            request,
+            signal,
+            arg,
             task_queue=self.task_queue,
         )
 
@@ -145,6 +147,16 @@ class World:
                 raise AssertionError(f"pipeline did not settle: {status}")
             await asyncio.sleep(0.05)
 
+    async def item_opens(
+        self, project: str, cause: str, *, timeout_s: float = 30, poll_s: float = 0.05
+    ) -> Any:
+        """Wait until an exception item for `cause` is open on the project; returns it."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while cause not in (items := _open_items(self, project)):
+            assert asyncio.get_running_loop().time() < deadline, await self.status(project)
+            await asyncio.sleep(poll_s)
+        return items[cause]
+
     def postings(self, project: str) -> list[Any]:
         erp_id = self.erp_projects[self.projects[project]]
         return [p for _, p in self.erp.postings.values() if p.project_id == erp_id]
@@ -166,19 +178,21 @@ class World:
         return {k: (v[0], v[1]) for k, v in totals.items()}
 
 
+def entries_changed(entries: list[TimeEntry]) -> EntriesChanged:
+    """The signal a PSA webhook (or the sweep) sends for these time entries."""
+    return EntriesChanged(
+        refs=[
+            EntryRef(kind=EntryKind.TIME, entry_id=e.external_id, version=e.source_version)
+            for e in entries
+        ]
+    )
+
+
 def _card(today: date) -> RateCard:
-    return RateCard(
+    return rate_card(
+        rate("Consultant", Money("150.00", "USD"), today - timedelta(days=365)),
         external_id="RC-STD",
         name="Standard",
-        currency="USD",
-        source_system=System.PSA,
-        lines=[
-            RateCardLine(
-                role="Consultant",
-                bill_rate=Money("150.00", "USD"),
-                effective_from=today - timedelta(days=365),
-            )
-        ],
     )
 
 
@@ -239,37 +253,32 @@ async def tti_world(env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[W
     for w in (W1, W2, LEAVER):
         psa.add_user(w, w, role="Consultant", start_date=today - timedelta(days=400))
     hcm = FakeHcm([_worker(w, today) for w in (W1, W2, LEAVER)])
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    store.upgrade(url)
-    engine = store.make_engine(url)
-    st = store.Store(engine)
-    settings = load_settings(home=tmp_path, database_url=url)
-    # Pipelines are per tenant and project; the fakes number projects alike in every test.
-    settings.psa.tenant = f"t-{uuid.uuid4().hex[:8]}"
-    deployment = worker.Deployment(
-        settings=settings, store=st, crm=FakeCrm(tenant="test"), psa=psa, erp=erp, hcm=hcm
-    )
-    queue = f"tti-{uuid.uuid4().hex[:8]}"
-    workers = worker.build_workers(env.client, deployment, task_queue=queue)
-    app = create_app(settings, st, env.client, task_queue=queue)
-    async with contextlib.AsyncExitStack() as stack:
-        for w in workers:
-            await stack.enter_async_context(w)
-        gateway = await stack.enter_async_context(
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw")
+    with sqlite_store(tmp_path) as (url, st):
+        settings = load_settings(home=tmp_path, database_url=url)
+        # Pipelines are per tenant and project; the fakes number projects alike in every test.
+        settings.psa.tenant = f"t-{uuid.uuid4().hex[:8]}"
+        deployment = fake_deployment(
+            settings=settings, store=st, crm=FakeCrm(tenant="test"), psa=psa, erp=erp, hcm=hcm
         )
-        world = World(
-            env.client, env, queue, settings, psa, erp, hcm, st, projects, erp_projects, today,
-            gateway,
-        )  # fmt: skip
-        try:
-            yield world
-        finally:
-            # Runs idle for an hour before they complete: end them with their test.
-            for name in projects:
-                with contextlib.suppress(Exception):
-                    await env.client.get_workflow_handle(world.workflow_id(name)).terminate()
-    engine.dispose()
+        queue = f"tti-{uuid.uuid4().hex[:8]}"
+        app = create_app(settings, st, env.client, task_queue=queue)
+        async with (
+            running_workers(env.client, deployment, queue),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://gw"
+            ) as gateway,
+        ):
+            world = World(
+                env.client, env, queue, settings, psa, erp, hcm, st, projects, erp_projects, today,
+                gateway,
+            )  # fmt: skip
+            try:
+                yield world
+            finally:
+                # Runs idle for an hour before they complete: end them with their test.
+                for name in projects:
+                    with contextlib.suppress(Exception):
+                        await env.client.get_workflow_handle(world.workflow_id(name)).terminate()
 
 
 def _approved(world: World, project: str, n: int, *, minutes: int = 60) -> list[TimeEntry]:
@@ -285,6 +294,14 @@ def _approved(world: World, project: str, n: int, *, minutes: int = 60) -> list[
             )
         )
     return out
+
+
+async def _posted(world: World, project: str, n: int, **overrides: Any) -> list[TimeEntry]:
+    """`n` approved entries (see `_approved`), announced and settled."""
+    entries = _approved(world, project, n)
+    await world.signal(project, entries, **overrides)
+    await world.settled(project, done=n)
+    return entries
 
 
 RATE = Decimal("150.00")
@@ -405,6 +422,24 @@ def _open_items(world: World, project: str) -> dict[str, Any]:
     }
 
 
+def _no_rate(world: World, days_ago: int = 2, minutes: int = 75) -> TimeEntry:
+    """Approved time on `tm` in a role its rate card lacks (W1 as an Architect)."""
+    on = world.today - timedelta(days=days_ago)
+    return world.psa.add_time_entry(
+        world.projects["tm"], W1, on, minutes, role="Architect", approved=True
+    )
+
+
+async def _held_for_a_rate(
+    world: World, days_ago: int = 2, minutes: int = 75
+) -> tuple[TimeEntry, Any]:
+    """`_no_rate` time, announced and settled: held as a MissingRateCard item."""
+    entry = _no_rate(world, days_ago, minutes)
+    await world.signal("tm", [entry])
+    await world.settled("tm", done=1)
+    return entry, _open_items(world, "tm")["MissingRateCard"]
+
+
 async def test_each_exception_cause_is_held_and_resolved_through_the_gateway(
     ts_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
@@ -412,9 +447,7 @@ async def test_each_exception_cause_is_held_and_resolved_through_the_gateway(
         today = world.today
         tm = world.projects["tm"]
         good = _approved(world, "tm", 5)
-        no_rate = world.psa.add_time_entry(
-            tm, W1, today - timedelta(days=2), 75, role="Architect", approved=True
-        )
+        no_rate = _no_rate(world)
         first = world.psa.add_time_entry(tm, W2, today - timedelta(days=3), 90, approved=True)
         duplicate = world.psa.add_time_entry(tm, W2, today - timedelta(days=3), 90, approved=True)
         leaver_day = today - timedelta(days=5)
@@ -504,13 +537,7 @@ async def test_a_retry_that_fails_again_opens_a_new_item(
     ts_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
     async with tti_world(ts_env, tmp_path) as world:
-        tm = world.projects["tm"]
-        entry = world.psa.add_time_entry(
-            tm, W1, world.today - timedelta(days=1), 60, role="Architect", approved=True
-        )
-        await world.signal("tm", [entry])
-        await world.settled("tm", done=1)
-        item = _open_items(world, "tm")["MissingRateCard"]
+        _, item = await _held_for_a_rate(world, days_ago=1, minutes=60)
         response = await _resolve(world, item.id, "retry")  # nothing was fixed
         result = response.json()["result"]
         assert result["outcome"] == "exception" and result["new_item_id"]
@@ -541,14 +568,11 @@ async def test_closing_a_tm_period_invoices_it_once_and_marks_the_psa(
     ts_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
     async with tti_world(ts_env, tmp_path) as world:
-        entries = _approved(world, "tm", 40)
-        await world.signal("tm", entries)
-        await world.settled("tm", done=40)
+        entries = await _posted(world, "tm", 40)
         period = f"{entries[0].date_performed:%Y-%m}"
         in_period = [e for e in entries if f"{e.date_performed:%Y-%m}" == period]
-        request = BillingRequest(trigger=BillingTrigger.PERIOD_CLOSE, period=period)
-        await world.bill("tm", request)
-        await world.bill("tm", request)  # a repeated request
+        await world.close_period("tm", period)
+        await world.close_period("tm", period)  # a repeated request
         status = await world.settled("tm", done=40, key="invoices")
 
         (invoice,) = world.erp.invoices.values()
@@ -566,19 +590,14 @@ async def test_psa_refusal_after_the_invoice_voids_it_and_a_retry_bills_again(
     ts_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
     async with tti_world(ts_env, tmp_path) as world:
-        entries = _approved(world, "tm", 10)
-        await world.signal("tm", entries)
-        await world.settled("tm", done=10)
+        entries = await _posted(world, "tm", 10)
         period = f"{entries[0].date_performed:%Y-%m}"
         world.psa.fail_next(
             "mark_invoiced",
             BusinessRuleViolation("LOCKED", "the period is locked for invoicing"),
         )
-        await world.bill("tm", BillingRequest(trigger=BillingTrigger.PERIOD_CLOSE, period=period))
-        deadline = asyncio.get_running_loop().time() + 30
-        while "BillingFailed" not in _open_items(world, "tm"):
-            assert asyncio.get_running_loop().time() < deadline, await world.status("tm")
-            await asyncio.sleep(0.05)
+        await world.close_period("tm", period)
+        await world.item_opens("tm", "BillingFailed")
 
         (voided,) = world.erp.invoices.values()
         assert voided.status is InvoiceStatus.VOID
@@ -622,10 +641,7 @@ async def test_an_item_left_open_escalates_to_finance(
     ts_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
     async with tti_world(ts_env, tmp_path) as world:
-        entry = world.psa.add_time_entry(
-            world.projects["tm"], W1, world.today - timedelta(days=1), 60, role="Architect",
-            approved=True,
-        )  # fmt: skip
+        entry = _no_rate(world, days_ago=1, minutes=60)
         await world.signal("tm", [entry])
         await world.settled("tm", done=1)
         (item,) = _open_items(world, "tm").values()

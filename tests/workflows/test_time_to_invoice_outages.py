@@ -19,41 +19,12 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
-from activities.time_to_invoice import signal_pipeline
 from contracts import Money, System
 from contracts.errors import TransientError
-from contracts.v1 import InvoiceStatus, PostingKind, TimeEntry
-from contracts.v1.time_to_invoice import (
-    BILLING_SIGNAL,
-    ENTRIES_CHANGED_SIGNAL,
-    BillingRequest,
-    BillingTrigger,
-    EntriesChanged,
-    EntryKind,
-    EntryRef,
-    pipeline_input,
-)
+from contracts.v1 import InvoiceStatus, PostingKind
 from tests.workflows import test_time_to_invoice as tti
 
 ts_env = tti.ts_env  # this module's own time-skipping server
-
-
-async def send(world: tti.World, entries: list[TimeEntry], **overrides: Any) -> None:
-    """Signal-with-start the `tm` pipeline with input `overrides` (used if it starts)."""
-    pid = world.projects["tm"]
-    await signal_pipeline(
-        world.client,
-        pipeline_input(world.settings, pid).model_copy(update=overrides),
-        pid,
-        ENTRIES_CHANGED_SIGNAL,
-        EntriesChanged(
-            refs=[
-                EntryRef(kind=EntryKind.TIME, entry_id=e.external_id, version=e.source_version)
-                for e in entries
-            ]
-        ),
-        task_queue=world.task_queue,
-    )
 
 
 def erp_outage(world: tti.World) -> dict[str, bool]:
@@ -78,10 +49,10 @@ async def test_a_long_erp_outage_continues_as_new_and_posts_everything_once(
         entries = tti._approved(world, "tm", 320)
         overrides = {"max_history_events": 100, "drain_grace_s": 2.0, "max_batches_in_flight": 3}
         # Two full batches go out (and fail on and on); approvals keep coming one by one.
-        await send(world, entries[:250], **overrides)
+        await world.signal("tm", entries[:250], **overrides)
         first = await world.client.get_workflow_handle(world.workflow_id("tm")).describe()
         for entry in entries[250:]:
-            await send(world, [entry], **overrides)
+            await world.signal("tm", [entry], **overrides)
         old_run = world.client.get_workflow_handle(world.workflow_id("tm"), run_id=first.run_id)
         deadline = asyncio.get_running_loop().time() + 60
         while (await old_run.describe()).status is not WorkflowExecutionStatus.CONTINUED_AS_NEW:
@@ -100,36 +71,27 @@ async def test_a_long_erp_outage_continues_as_new_and_posts_everything_once(
         assert world.erp_by_period("tm") == world.psa_by_period("tm", tti.RATE)
 
 
-async def _bill(world: tti.World, period: str, **overrides: Any) -> None:
-    pid = world.projects["tm"]
-    await signal_pipeline(
-        world.client,
-        pipeline_input(world.settings, pid).model_copy(update=overrides),
-        pid,
-        BILLING_SIGNAL,
-        BillingRequest(trigger=BillingTrigger.PERIOD_CLOSE, period=period),
-        task_queue=world.task_queue,
-    )
+def _all_invoiced(world: tti.World, period: str) -> bool:
+    """The PSA has time in `period`, and all of it is marked invoiced."""
+    in_period = [
+        e for e in world.psa.time_entries.values() if f"{e.date_performed:%Y-%m}" == period
+    ]
+    return bool(in_period) and all(e.invoiced for e in in_period)
 
 
 async def test_a_psa_outage_while_marking_an_invoice_does_not_void_it(
     ts_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
     async with tti.tti_world(ts_env, tmp_path) as world:
-        entries = tti._approved(world, "tm", 6)
-        await send(world, entries)
-        await world.settled("tm", done=6)
+        entries = await tti._posted(world, "tm", 6)
         period = f"{entries[0].date_performed:%Y-%m}"
         # Six failed attempts in a row: about 25 s of a PSA that does not answer.
         world.psa.fail_next("mark_invoiced", TransientError("PSA 503", system=System.PSA), times=6)
-        await _bill(world, period)
+        await world.close_period("tm", period)
         await world.settled("tm", done=6, key="invoices", timeout_s=90)
         (invoice,) = world.erp.invoices.values()
         assert invoice.status is not InvoiceStatus.VOID
-        in_period = [
-            e for e in world.psa.time_entries.values() if f"{e.date_performed:%Y-%m}" == period
-        ]
-        assert in_period and all(e.invoiced for e in in_period)
+        assert _all_invoiced(world, period)
         assert not tti._open_items(world, "tm")
 
 
@@ -137,18 +99,13 @@ async def test_a_psa_outage_past_the_bound_asks_a_person_and_keeps_the_invoice(
     ts_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
     async with tti.tti_world(ts_env, tmp_path) as world:
-        entries = tti._approved(world, "tm", 6)
-        await send(world, entries, billing_psa_wait_s=3.0)
-        await world.settled("tm", done=6)
+        entries = await tti._posted(world, "tm", 6, billing_psa_wait_s=3.0)
         period = f"{entries[0].date_performed:%Y-%m}"
         world.psa.fail_next(
             "mark_invoiced", TransientError("PSA 503", system=System.PSA), times=100
         )
-        await _bill(world, period)
-        deadline = asyncio.get_running_loop().time() + 60
-        while "BillingStalled" not in tti._open_items(world, "tm"):
-            assert asyncio.get_running_loop().time() < deadline, await world.status("tm")
-            await asyncio.sleep(0.1)
+        await world.close_period("tm", period)
+        await world.item_opens("tm", "BillingStalled", timeout_s=60, poll_s=0.1)
         (invoice,) = world.erp.invoices.values()
         assert invoice.status is not InvoiceStatus.VOID  # the invoice stands
         status = await world.status("tm")
@@ -162,10 +119,7 @@ async def test_a_psa_outage_past_the_bound_asks_a_person_and_keeps_the_invoice(
         assert len(world.erp.invoices) == 1  # marked again, not invoiced again
         (invoice,) = world.erp.invoices.values()
         assert invoice.status is not InvoiceStatus.VOID
-        in_period = [
-            e for e in world.psa.time_entries.values() if f"{e.date_performed:%Y-%m}" == period
-        ]
-        assert in_period and all(e.invoiced for e in in_period)
+        assert _all_invoiced(world, period)
 
 
 async def test_a_cost_in_another_currency_is_held_for_a_person_not_retried_forever(
@@ -176,9 +130,7 @@ async def test_a_cost_in_another_currency_is_held_for_a_person_not_retried_forev
     batch retried without end, holding every other entry of the batch back."""
     async with tti.tti_world(ts_env, tmp_path) as world:
         world.erp.cost_rates[tti.W1] = Money("75.00", "EUR")
-        entries = tti._approved(world, "tm", 6)  # three by W1, three by W2
-        await send(world, entries)
-        await world.settled("tm", done=6)
+        await tti._posted(world, "tm", 6)  # three by W1, three by W2
         items = [
             i
             for i in world.store.list_exceptions(workflow_id=world.workflow_id("tm"))

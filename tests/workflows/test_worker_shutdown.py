@@ -12,9 +12,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
 import worker
-from contracts.v1.processes import ProvisionProjectInput
-from tests.workflows._provisioning import OPPORTUNITY, provisioning_world
-from workflows.opportunity_to_project import OpportunityToProjectWorkflow
+from tests.workflows._provisioning import provisioning_world, start_saga
 
 
 async def test_shutdown_lets_an_activity_in_flight_finish(
@@ -32,12 +30,7 @@ async def test_shutdown_lets_an_activity_in_flight_finish(
         world.erp.upsert_customer = slow_upsert  # type: ignore[method-assign]
         workers = worker.build_workers(world.client, world.deployment, task_queue=world.task_queue)
         runs = [asyncio.create_task(w.run()) for w in workers]
-        handle = await world.client.start_workflow(
-            OpportunityToProjectWorkflow.run,
-            ProvisionProjectInput(crm_tenant="test", opportunity_id=OPPORTUNITY),
-            id=world.workflow_id(),
-            task_queue=world.task_queue,
-        )
+        handle = await start_saga(world)
         await asyncio.wait_for(entered.wait(), 20)
         # SIGTERM: the worker stops taking work; the ERP answers a moment later.
         stopping = asyncio.gather(*(w.shutdown() for w in workers))
