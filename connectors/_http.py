@@ -29,6 +29,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Self, TypedDict, TypeVar
 
 import httpx
+from prometheus_client import Counter, Gauge
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -37,10 +38,12 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from connectors._vendor_errors import CodeRule, ErrorTable
 from contracts.errors import (
     AuthError,
     BusinessRuleViolation,
     ConflictError,
+    ErrorKind,
     NotFoundError,
     PssyncError,
     RateLimitedError,
@@ -65,9 +68,54 @@ class VendorError:
     code: str
     message: str
     field: str | None = None
+    more_codes: tuple[str, ...] = ()
+    """Further codes the body carries, less specific than `code` (NetSuite: the top-level
+    `o:errorCode` beside each `o:errorDetails[].o:errorCode`); an error table is consulted on
+    `code` first, then on these."""
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        """Every code, the most specific first."""
+        return (self.code, *self.more_codes)
 
 
 ErrorParser = Callable[[httpx.Response], VendorError]
+
+
+@dataclass(frozen=True)
+class QuotaReading:
+    """What the vendor last said about its API allocation: `used` of `limit` requests."""
+
+    used: int
+    limit: int
+    read_at: float
+    """`time.monotonic()` when it was read."""
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.limit - self.used)
+
+
+QuotaParser = Callable[[httpx.Headers], tuple[int, int] | None]
+"""Reads `(used, limit)` from a vendor response's headers, or None when it does not say."""
+
+VENDOR_QUOTA_USED = Gauge(
+    "pssync_vendor_quota_used",
+    "API requests used of the vendor's allocation, as the vendor last reported it.",
+    ["system"],
+)
+VENDOR_QUOTA_LIMIT = Gauge(
+    "pssync_vendor_quota_limit",
+    "The vendor's API allocation (requests per its window), as the vendor last reported it.",
+    ["system"],
+)
+VENDOR_RATE_LIMITED = Counter(
+    "pssync_vendor_rate_limited_total",
+    "Vendor answers that said a quota or concurrency limit was reached, by vendor code; and "
+    "requests pssync held back because its share of the allocation was used (code "
+    "PSSYNC_QUOTA_SHARE).",
+    ["system", "code"],
+)
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -84,20 +132,48 @@ def parse_retry_after(value: str | None) -> float | None:
         return None
 
 
-def classify(system: str, response: httpx.Response, parse: ErrorParser) -> PssyncError:
-    """Map an HTTP error response to the contracts taxonomy."""
+def classify(
+    system: str,
+    response: httpx.Response,
+    parse: ErrorParser,
+    codes: ErrorTable | None = None,
+) -> PssyncError:
+    """Map an HTTP error response to the contracts taxonomy: by the vendor's error code when
+    `codes` (the connector's table, `connectors/<system>/errors.py`) knows one of the codes
+    the body carries, else by the status. An unknown 4xx is a business-rule violation: it is
+    shown to a person, never retried blindly."""
+    return classified(system, response, parse, codes)[0]
+
+
+def classified(
+    system: str,
+    response: httpx.Response,
+    parse: ErrorParser,
+    codes: ErrorTable | None = None,
+) -> tuple[PssyncError, VendorError]:
+    """`classify`, with the vendor error it read."""
     status = response.status_code
     try:
         err = parse(response)
     except Exception:
         err = VendorError(code=f"HTTP_{status}", message=response.text[:500])
+    return _classify(system, status, response, err, codes), err
+
+
+def _classify(
+    system: str,
+    status: int,
+    response: httpx.Response,
+    err: VendorError,
+    codes: ErrorTable | None,
+) -> PssyncError:
     message = f"{system} {status} {err.code}: {err.message}"
+    retry_after_s = parse_retry_after(response.headers.get("retry-after"))
+    rule = next((codes[code] for code in err.codes if codes and code in codes), None)
+    if rule is not None:
+        return from_rule(rule, system, err, message, retry_after_s)
     if status == 429:
-        return RateLimitedError(
-            message,
-            system=system,
-            retry_after_s=parse_retry_after(response.headers.get("retry-after")),
-        )
+        return RateLimitedError(message, system=system, retry_after_s=retry_after_s)
     if status in RETRYABLE_STATUSES or status >= 500:
         return TransientError(message, system=system)
     if status in (401, 403):
@@ -105,6 +181,30 @@ def classify(system: str, response: httpx.Response, parse: ErrorParser) -> Pssyn
     if status == 404:
         return NotFoundError(message, system=system)
     if status in (409, 412):
+        return ConflictError(message, system=system)
+    return BusinessRuleViolation(err.code, err.message, field=err.field, system=system)
+
+
+def from_rule(
+    rule: CodeRule,
+    system: str,
+    err: VendorError,
+    message: str,
+    retry_after_s: float | None = None,
+) -> PssyncError:
+    """The error a table's rule says `err` is (Retry-After from the vendor wins over the
+    rule's own wait)."""
+    kind = rule.kind
+    if kind is ErrorKind.RATE_LIMITED:
+        wait = retry_after_s if retry_after_s is not None else rule.retry_after_s
+        return RateLimitedError(message, system=system, retry_after_s=wait)
+    if kind is ErrorKind.TRANSIENT:
+        return TransientError(message, system=system)
+    if kind is ErrorKind.AUTH:
+        return AuthError(message, system=system)
+    if kind is ErrorKind.NOT_FOUND:
+        return NotFoundError(message, system=system)
+    if kind is ErrorKind.CONFLICT:
         return ConflictError(message, system=system)
     return BusinessRuleViolation(err.code, err.message, field=err.field, system=system)
 
@@ -252,10 +352,16 @@ class VendorHttp:
         transport: httpx.AsyncBaseTransport | None = None,
         backoff_base_s: float = 0.05,
         backoff_cap_s: float = 5.0,
+        error_codes: ErrorTable | None = None,
+        quota_header: QuotaParser | None = None,
     ) -> None:
         self.system = system
         self.settings = settings
         self.parse_error = parse_error
+        self.error_codes = error_codes
+        self.quota_header = quota_header
+        self.quota: QuotaReading | None = None
+        """The vendor's last word on its API allocation (None until it says)."""
         base = settings.base_url.rstrip("/")
         auth: httpx.Auth | None
         if settings.auth == "bearer":
@@ -387,9 +493,40 @@ class VendorHttp:
             return min(exc.retry_after_s, self.backoff_cap_s)
         return random.uniform(0, min(self.backoff_cap_s, self.backoff_base_s * 2**attempt))
 
+    def _hold_for_quota(self) -> None:
+        """Refuse to send while pssync's share of the allocation is used and the reading is
+        fresh: the caller backs off (RateLimitedError) and the other tools keep their part.
+        Once the reading is `quota_wait_s` old, one request goes and reads it afresh."""
+        quota = self.quota
+        if quota is None:
+            return
+        share = self.settings.quota_share
+        age = time.monotonic() - quota.read_at
+        if quota.used < quota.limit * share or age >= self.settings.quota_wait_s:
+            return
+        VENDOR_RATE_LIMITED.labels(system=self.system, code="PSSYNC_QUOTA_SHARE").inc()
+        raise RateLimitedError(
+            f"{self.system}: pssync's share ({share:.0%}) of the API allocation is used "
+            f"({quota.used}/{quota.limit})",
+            system=self.system,
+            retry_after_s=max(0.0, self.settings.quota_wait_s - age),
+        )
+
+    def _read_quota(self, response: httpx.Response) -> None:
+        if self.quota_header is None:
+            return
+        reading = self.quota_header(response.headers)
+        if reading is None:
+            return
+        used, limit = reading
+        self.quota = QuotaReading(used=used, limit=limit, read_at=time.monotonic())
+        VENDOR_QUOTA_USED.labels(system=self.system).set(used)
+        VENDOR_QUOTA_LIMIT.labels(system=self.system).set(limit)
+
     async def _once(
         self, method: str, url: str, ok: Collection[int], kwargs: dict[str, Any]
     ) -> httpx.Response:
+        self._hold_for_quota()
         async with self._limit:
             self.calls += 1
             try:
@@ -402,9 +539,13 @@ class VendorHttp:
                 raise TransientError(
                     f"{self.system} unreachable: {exc!r}", system=self.system
                 ) from exc
+        self._read_quota(response)
         if response.status_code in ok:
             return response
-        raise classify(self.system, response, self.parse_error)
+        error, said = classified(self.system, response, self.parse_error, self.error_codes)
+        if isinstance(error, RateLimitedError):
+            VENDOR_RATE_LIMITED.labels(system=self.system, code=said.code[:64]).inc()
+        raise error
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -19,6 +19,7 @@ from contracts.errors import (
     RateLimitedError,
     StaleVersionError,
     TransientError,
+    UnmappableRecord,
 )
 from contracts.ids import EnterpriseId, ExternalId, is_ulid, mint_ulid
 from contracts.money import CurrencyMismatchError, Money
@@ -42,6 +43,7 @@ __all__ = [
     "StaleVersionError",
     "System",
     "TransientError",
+    "UnmappableRecord",
     "check_write",
     "is_ulid",
     "may_write",

@@ -156,3 +156,27 @@ ERROR_TYPES: dict[ErrorKind, type[PssyncError]] = {
     ErrorKind.NOT_FOUND: NotFoundError,
     ErrorKind.AUTH: AuthError,
 }
+
+
+class UnmappableRecord(BusinessRuleViolation):
+    """A vendor record pssync cannot read: a field it needs is missing or has a shape it does
+    not know (a bare `KeyError`/`ValueError`/`TypeError` from the mapping, made typed).
+
+    Not retried as-is (the same record would fail the same way): a person fixes the record in
+    the vendor, or the mapping is extended for a shape the vendor really sends."""
+
+    CODE = "UNMAPPABLE_RECORD"
+
+    def __init__(
+        self,
+        record: str,
+        detail: str,
+        *,
+        record_id: str | None = None,
+        field: str | None = None,
+        system: str | None = None,
+    ) -> None:
+        where = f"{record} {record_id}" if record_id else record
+        super().__init__(self.CODE, f"{where}: {detail}", field=field, system=system)
+        self.record = record
+        self.record_id = record_id

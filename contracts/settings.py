@@ -79,6 +79,17 @@ class SystemSettings(BaseModel):
     rate_limit_rps: float | None = Field(default=None, gt=0)
     """Requests/s this connector sends at most; set it to the vendor's quota so bulk work runs
     at the quota without 429s. Unset: no limit (and no pacing overhead)."""
+    quota_share: float = Field(default=0.9, gt=0, le=1)
+    """pssync's share of the vendor's API allocation when the vendor reports its use (Salesforce
+    `Sforce-Limit-Info: api-usage=used/limit`): once that share is used, requests wait instead
+    of eating the rest, which other tools of the firm share."""
+    quota_wait_s: float = Field(default=60.0, gt=0)
+    """How long to hold requests once the share is used before one request reads the use
+    afresh (the allocation is a rolling window)."""
+    date_format: str = "ISO"
+    """The account's date format where the vendor answers in it (NetSuite's SuiteQL does:
+    "M/D/YYYY", "D/M/YYYY", "DD.MM.YYYY", "D-Mon-YYYY", "YYYY-MM-DD", ...); "ISO" for ISO
+    8601. ISO dates are read whatever it says."""
 
     @model_validator(mode="after")
     def _tenants_are_well_formed(self) -> SystemSettings:

@@ -87,6 +87,13 @@ class FaultConfig(BaseModel):
     """Send `Retry-After` with 429s (only where the vendor does)."""
     hang_ms: float = Field(default=0, ge=0)
     """Delay before answering *every* request (to test client timeouts)."""
+    limit_errors: int = Field(default=0, ge=0)
+    """Answer the next this many vendor requests with the vendor's own limit error
+    (`limit_status`, `limit_code`): an exhausted allocation the way the vendor reports it, e.g.
+    Salesforce's `403 REQUEST_LIMIT_EXCEEDED` or a NetSuite RESTlet's `400
+    SSS_REQUEST_LIMIT_EXCEEDED`, then serve normally."""
+    limit_status: int = Field(default=429, ge=400, le=599)
+    limit_code: str = Field(default="REQUEST_LIMIT_EXCEEDED", min_length=1, max_length=100)
     seed: int | None = None
 
 
@@ -173,9 +180,11 @@ class TwinState:
     bucket: _Bucket | None = None
     lost: LostResponseControl = field(default_factory=LostResponseControl)
     lost_since_reset: int = 0
+    limit_errors_left: int = 0
 
     def set_faults(self, faults: FaultConfig) -> None:
         self.faults = faults
+        self.limit_errors_left = faults.limit_errors
         self.rng = random.Random(faults.seed)
         self.bucket = (
             _Bucket(faults.quota_rps, faults.quota_rps, time.monotonic())
@@ -320,7 +329,7 @@ class FaultMiddleware:
 
         if f.hang_ms:
             await asyncio.sleep(f.hang_ms / 1000)
-        refusal = self._refusal(f)
+        refusal = self._refusal(f, vendor_api=_vendor_path(scope))
         if refusal is not None:
             status, code, msg, headers = refusal
             await _send_error(counting_send, self.error_body(status, code, msg), status, headers)
@@ -336,12 +345,18 @@ class FaultMiddleware:
                 st.in_flight -= 1
         st.statuses[status_seen[0] if status_seen else 500] += 1
 
-    def _refusal(self, f: FaultConfig) -> tuple[int, str, str, dict[str, str]] | None:
+    def _refusal(
+        self, f: FaultConfig, *, vendor_api: bool = True
+    ) -> tuple[int, str, str, dict[str, str]] | None:
         st = self.state
         retry = {"Retry-After": f"{f.retry_after_s:g}"} if f.retry_after_s is not None else {}
         if f.outage:
             st.injected += 1
             return 503, "SERVICE_UNAVAILABLE", f"{st.system} is unavailable (outage)", {}
+        if st.limit_errors_left > 0 and vendor_api:  # a quota never stops the token endpoint
+            st.limit_errors_left -= 1
+            st.injected += 1
+            return f.limit_status, f.limit_code, f"{st.system} request limit exceeded", retry
         if f.quota_concurrency is not None and st.in_flight >= f.quota_concurrency:
             return 429, "CONCURRENCY_LIMIT_EXCEEDED", "concurrent request limit exceeded", retry
         if st.bucket is not None and not st.bucket.take(time.monotonic()):
