@@ -1,7 +1,13 @@
 """Salesforce <-> canonical: the org's picklists and field limits, record fields, Opportunity /
 OpportunityLineItem / Account records read back, error bodies, and the write checks both the
 client and the fake keep. Salesforce field names appear only here, in `salesforce.py` (and in
-the twin)."""
+the twin).
+
+Read as Salesforce publishes them (tests/fixtures/vendors/salesforce): datetimes
+`2011-07-07T00:37:00.000+0000` (no colon in the offset), numbers as JSON floats (`23.0`, read as
+decimals by the client), absent optional fields and unknown ones ignored, `nextRecordsUrl` left
+out on the last query page. Every vendor -> canonical function is `@unmappable`: a record of an
+unexpected shape raises `UnmappableRecord` naming it and the field, never a bare exception."""
 
 from __future__ import annotations
 
@@ -11,9 +17,9 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import httpx
-from pydantic import ValidationError
 
 from connectors._http import VendorError
+from connectors._vendor_errors import unmappable
 from connectors.crm.port import NewOpportunity, NewOpportunityLine
 from contracts.errors import BusinessRuleViolation
 from contracts.ids import is_ulid
@@ -64,7 +70,12 @@ _CENT = Decimal("0.01")
 
 
 def _sf_datetime(value: str) -> datetime:
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z").astimezone(UTC)
+    """`2011-07-07T00:37:00.000+0000` (Salesforce's form: no colon in the offset), and the
+    ISO 8601 variants (`Z`, `+00:00`, no milliseconds); an offset is required."""
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        raise ValueError(f"date-time without an offset: {value!r}")
+    return moment.astimezone(UTC)
 
 
 def _decimal(value: Any) -> Decimal:
@@ -76,17 +87,7 @@ def _money(value: Any, currency: str) -> Money:
     return Money(amount.quantize(_CENT, rounding=ROUND_HALF_UP), currency)
 
 
-def _unmappable(entity: str, exc: ValidationError) -> BusinessRuleViolation:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
-    return BusinessRuleViolation(
-        "UNMAPPABLE_RECORD",
-        f"{entity} from Salesforce does not fit the canonical model: {first['msg']}",
-        field=where or None,
-        system=System.CRM,
-    )
-
-
+@unmappable(System.CRM, "OpportunityLineItem")
 def opportunity_line_from_salesforce(record: Mapping[str, Any], currency: str) -> OpportunityLine:
     service = record.get("ServiceDate")
     return OpportunityLine(
@@ -102,55 +103,77 @@ def opportunity_line_from_salesforce(record: Mapping[str, Any], currency: str) -
     )
 
 
+@unmappable(System.CRM, "Opportunity")
 def opportunity_from_salesforce(
     record: Mapping[str, Any], lines: Sequence[Mapping[str, Any]] = ()
 ) -> Opportunity:
     """Canonical Opportunity from an Opportunity record (and its OpportunityLineItems)."""
     currency = record.get("CurrencyIsoCode") or "USD"
     enterprise = record.get("Enterprise_Project_Id__c")
-    try:
-        return Opportunity(
-            enterprise_id=enterprise if enterprise and is_ulid(enterprise) else None,
-            source_system=System.CRM,
-            source_version=record.get("SystemModstamp"),
-            updated_at=_sf_datetime(record["LastModifiedDate"]),
-            external_id=record["Id"],
-            name=record["Name"],
-            account_id=record.get("AccountId") or "",
-            amount=_money(record.get("Amount"), currency),
-            close_date=date.fromisoformat(record["CloseDate"]),
-            stage=record["StageName"],
-            is_won=bool(record.get("IsWon")),
-            is_closed=bool(record.get("IsClosed")),
-            cost_center=record.get("Cost_Center__c"),
-            practice=record.get("Practice__c"),
-            rate_card_id=record.get("Rate_Card__c"),
-            delivery_manager=record.get("Delivery_Manager__c"),
-            lines=[opportunity_line_from_salesforce(li, currency) for li in lines],
-        )
-    except ValidationError as exc:
-        raise _unmappable("Opportunity", exc) from None
+    return Opportunity(
+        enterprise_id=enterprise if enterprise and is_ulid(enterprise) else None,
+        source_system=System.CRM,
+        source_version=record.get("SystemModstamp"),
+        updated_at=_sf_datetime(record["LastModifiedDate"]),
+        external_id=record["Id"],
+        name=record["Name"],
+        account_id=record.get("AccountId") or "",
+        amount=_money(record.get("Amount"), currency),
+        close_date=date.fromisoformat(record["CloseDate"]),
+        stage=record["StageName"],
+        is_won=bool(record.get("IsWon")),
+        is_closed=bool(record.get("IsClosed")),
+        cost_center=record.get("Cost_Center__c"),
+        practice=record.get("Practice__c"),
+        rate_card_id=record.get("Rate_Card__c"),
+        delivery_manager=record.get("Delivery_Manager__c"),
+        lines=[opportunity_line_from_salesforce(li, currency) for li in lines],
+    )
 
 
+@unmappable(System.CRM, "Account")
 def customer_from_salesforce(record: Mapping[str, Any]) -> Customer:
-    try:
-        return Customer(
-            source_system=System.CRM,
-            source_version=record.get("SystemModstamp"),
-            updated_at=_sf_datetime(record["LastModifiedDate"]),
-            external_id=record["Id"],
-            name=record["Name"],
-            currency=record.get("CurrencyIsoCode") or "USD",
-            billing_country=record.get("BillingCountry"),
-            credit_hold=bool(record.get("Credit_Hold__c")),
-        )
-    except ValidationError as exc:
-        raise _unmappable("Account", exc) from None
+    return Customer(
+        source_system=System.CRM,
+        source_version=record.get("SystemModstamp"),
+        updated_at=_sf_datetime(record["LastModifiedDate"]),
+        external_id=record["Id"],
+        name=record["Name"],
+        currency=record.get("CurrencyIsoCode") or "USD",
+        billing_country=record.get("BillingCountry"),
+        credit_hold=bool(record.get("Credit_Hold__c")),
+    )
+
+
+@unmappable(System.CRM, "query result")
+def query_page(body: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
+    """The records of one query page and the `nextRecordsUrl` to follow (None when `done`:
+    Salesforce then leaves the key out rather than sending null)."""
+    records = body["records"]
+    if not isinstance(records, list) or not all(isinstance(r, Mapping) for r in records):
+        raise TypeError("records is not a list of records")
+    following = None if body.get("done", True) else body.get("nextRecordsUrl")
+    return records, str(following) if following else None
+
+
+@unmappable(System.CRM, "save result")
+def saved_id(body: Mapping[str, Any]) -> str:
+    """The record Id of a create or upsert answer `{"id", "success", "errors", "created"?}`."""
+    if not body["id"]:
+        raise ValueError("the save result has no id")
+    return str(body["id"])
 
 
 def parse_error(response: httpx.Response) -> VendorError:
-    """Salesforce errors: `[{"message", "errorCode", "fields"}]` (the first one counts)."""
+    """Salesforce errors: `[{"message", "errorCode", "fields"?}]` (the first one counts); some
+    documented examples are the bare object. A `300 Multiple Choices` (an upsert key that
+    several records share) answers the bare list of those records' URLs."""
     body = response.json()
+    if response.status_code == 300 and isinstance(body, list):
+        return VendorError(
+            code="MULTIPLE_CHOICES",
+            message=f"{len(body)} records match: " + ", ".join(str(u) for u in body)[:450],
+        )
     first = body[0] if isinstance(body, list) and body else body
     if not isinstance(first, dict):
         return VendorError(code=f"HTTP_{response.status_code}", message=str(body)[:500])

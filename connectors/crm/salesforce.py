@@ -12,6 +12,8 @@ from urllib.parse import quote
 import httpx
 
 from connectors._http import Backoff, VendorClient, VendorHttp
+from connectors._vendor_errors import unmappable_from
+from connectors.crm.errors import ERROR_CODES, parse_limit_info
 from connectors.crm.mapping import (
     _LINE_FIELDS,
     _OPPORTUNITY_FIELDS,
@@ -25,9 +27,11 @@ from connectors.crm.mapping import (
     opportunity_from_salesforce,
     opportunity_record,
     parse_error,
+    query_page,
+    saved_id,
 )
 from connectors.crm.port import CrmPort, NewOpportunity, ProvisioningStatus
-from contracts.errors import ConflictError
+from contracts.errors import BusinessRuleViolation, ConflictError
 from contracts.settings import SystemSettings
 from contracts.systems import System
 from contracts.v1 import Customer, Opportunity
@@ -50,7 +54,15 @@ class SalesforceCrm(VendorClient):
         **backoff: Unpack[Backoff],
     ) -> None:
         super().__init__(
-            VendorHttp(System.CRM, settings, parse_error, transport=transport, **backoff)
+            VendorHttp(
+                System.CRM,
+                settings,
+                parse_error,
+                transport=transport,
+                error_codes=ERROR_CODES,
+                quota_header=parse_limit_info,
+                **backoff,
+            )
         )
         self.tenant: str = settings.tenant
         self.query_batch_size = query_batch_size
@@ -60,8 +72,12 @@ class SalesforceCrm(VendorClient):
     # -- plumbing ---------------------------------------------------------------------------
     @staticmethod
     def _json(response: httpx.Response) -> Any:
-        # Salesforce sends amounts as JSON numbers: read them as decimals, never floats.
-        return json.loads(response.text, parse_float=Decimal)
+        # Salesforce sends amounts as JSON numbers (`23.0`): read them as decimals, never
+        # floats. A 2xx body that is not JSON is unmappable, not a bare ValueError.
+        try:
+            return json.loads(response.text, parse_float=Decimal)
+        except ValueError as exc:
+            raise unmappable_from(exc, system=System.CRM, record="response body") from exc
 
     async def _get_record(self, sobject: str, record_id: str) -> dict[str, Any]:
         response = await self.http.request(
@@ -100,11 +116,14 @@ class SalesforceCrm(VendorClient):
             response = await self.http.request(
                 "PATCH",
                 f"{self._base}/sobjects/{sobject}/{KEY_FIELD}/{quote(key, safe='')}",
-                ok=(200, 201),
+                ok=(200, 201, 300),
                 retry=False,
                 json=fields,
             )
-            return str(self._json(response)["id"])
+            body = self._json(response)
+            if response.status_code == 300:
+                raise _multiple_choices(sobject, key, body)
+            return saved_id(body)
 
         return await self.http.create(send, lambda: self._keyed(sobject, key))
 
@@ -118,14 +137,12 @@ class SalesforceCrm(VendorClient):
         response = await self.http.request(
             "GET", f"{self._base}/query", ok=(200,), params={"q": soql}, headers=headers
         )
-        body = self._json(response)
-        records: list[dict[str, Any]] = list(body["records"])
-        while not body.get("done", True) and body.get("nextRecordsUrl"):
-            response = await self.http.request(
-                "GET", body["nextRecordsUrl"], ok=(200,), headers=headers
-            )
-            body = self._json(response)
-            records.extend(body["records"])
+        page, following = query_page(self._json(response))
+        records: list[dict[str, Any]] = list(page)
+        while following:
+            response = await self.http.request("GET", following, ok=(200,), headers=headers)
+            page, following = query_page(self._json(response))
+            records.extend(page)
         return records
 
     # -- the port ---------------------------------------------------------------------------
@@ -134,7 +151,8 @@ class SalesforceCrm(VendorClient):
             header = await self._get_record("Opportunity", opportunity_id)
             lines = await self.query(
                 f"SELECT {_LINE_FIELDS} FROM OpportunityLineItem "
-                f"WHERE OpportunityId = {_soql_string(header['Id'])} ORDER BY SortOrder"
+                f"WHERE OpportunityId = {_soql_string(_record_id(header, opportunity_id))} "
+                "ORDER BY SortOrder"
             )
             # Header and lines come from two reads; a line change in between bumps the
             # header's SystemModstamp, so read again until both agree.
@@ -199,6 +217,25 @@ class SalesforceCrm(VendorClient):
         """Move the deal to `stage`; `Closed Won` makes the CRM send its won-deal event."""
         _check_stage(stage)
         await self._patch("Opportunity", opportunity_id, {"StageName": stage})
+
+
+def _record_id(record: Any, fallback: str) -> str:
+    """The record's own (18-character) Id, else the Id it was asked by."""
+    found = record.get("Id") if isinstance(record, dict) else None
+    return str(found) if found else fallback
+
+
+def _multiple_choices(sobject: str, key: str, body: Any) -> BusinessRuleViolation:
+    """`300 Multiple Choices` on an upsert: several records share the key (the External ID
+    field is not unique in the org). Salesforce answers the bare list of their URLs; a
+    person must merge the duplicates or make the field unique."""
+    urls = [str(u) for u in body] if isinstance(body, list) else [str(body)]
+    return BusinessRuleViolation(
+        "MULTIPLE_CHOICES",
+        f"{len(urls)} {sobject} records have {KEY_FIELD} = {key!r}: {', '.join(urls)}"[:500],
+        field=KEY_FIELD,
+        system=System.CRM,
+    )
 
 
 def _check_port() -> CrmPort:  # pragma: no cover - a static check for mypy

@@ -18,6 +18,10 @@ an answer that may hide an applied action the worker is re-read before anything 
 `WorkdayHcm` (`workday.py`) talks to a tenant or the twin in `sandbox.hcm`; `FakeHcm`
 (`fake.py`) keeps the same rules in memory. Workday field names appear only in `mapping.py` and
 `workday.py` (and in the twin). No Temporal imports.
+
+Workday's published `/workers` views carry no hire date, cost center or termination:
+`mapping.py` says which canonical field comes from which Workday field, and what a tenant must
+expose beside the published view; a worker without them is an `UnmappableRecord`.
 """
 
 from connectors.hcm.fake import FakeHcm

@@ -4,20 +4,24 @@ are made safe to repeat by checking the worker's state, not by keys."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import date, datetime
-from typing import Any, Unpack, cast
+from typing import Any, Unpack
 from urllib.parse import quote
 
 import httpx
 
 from connectors._http import Backoff, VendorClient, VendorHttp
+from connectors._vendor_errors import unmappable_from
+from connectors.hcm.errors import ERROR_CODES
 from connectors.hcm.mapping import (
     _iso_moment,
     _worker_ref,
     changes_from_workday,
+    page_from_workday,
     parse_error,
     worker_from_workday,
+    worker_of_event,
 )
 from connectors.hcm.port import HcmHrActions, WorkerChange, _has_termination, _rehired
 from contracts.settings import SystemSettings
@@ -42,14 +46,21 @@ class WorkdayHcm(VendorClient, HcmHrActions):
         **backoff: Unpack[Backoff],
     ) -> None:
         super().__init__(
-            VendorHttp(System.HCM, settings, parse_error, transport=transport, **backoff)
+            VendorHttp(
+                System.HCM,
+                settings,
+                parse_error,
+                transport=transport,
+                error_codes=ERROR_CODES,
+                **backoff,
+            )
         )
         self.tenant = settings.tenant
         self.page_limit = max(1, min(PAGE_LIMIT, page_limit))
         self._base = f"/ccx/api/v1/{quote(settings.tenant, safe='')}/workers"
 
-    async def _pages(self, params: dict[str, str]) -> list[dict[str, Any]]:
-        records: list[dict[str, Any]] = []
+    async def _pages(self, params: dict[str, str]) -> list[Mapping[str, Any]]:
+        records: list[Mapping[str, Any]] = []
         offset = 0
         while True:
             response = await self.http.request(
@@ -58,16 +69,17 @@ class WorkdayHcm(VendorClient, HcmHrActions):
                 ok=(200,),
                 params={**params, "limit": str(self.page_limit), "offset": str(offset)},
             )
-            body = response.json()
-            data = cast(list[dict[str, Any]], body.get("data") or [])
+            data, total = page_from_workday(_json(response, "worker list"))
             records.extend(data)
             offset += len(data)
-            if not data or offset >= int(body.get("total", 0)):
+            # Without a total (or with a 0 one beside records, as published examples have),
+            # a short page is the last one.
+            if not data or (offset >= total if total else len(data) < self.page_limit):
                 return records
 
     async def get_worker(self, worker_id: str) -> Worker:
         response = await self.http.request("GET", f"{self._base}/{_worker_ref(worker_id)}")
-        return worker_from_workday(response.json())
+        return worker_from_workday(_json(response, "Worker"))
 
     async def list_workers(self) -> list[Worker]:
         return [worker_from_workday(r) for r in await self._pages({})]
@@ -96,7 +108,7 @@ class WorkdayHcm(VendorClient, HcmHrActions):
             response = await self.http.request(
                 "POST", f"{self._base}/{_worker_ref(worker_id)}/{action}", retry=False, json=body
             )
-            return worker_from_workday(response.json()["worker"])
+            return worker_of_event(_json(response, "business process event"))
 
         async def find() -> Worker | None:
             worker = await self.get_worker(worker_id)
@@ -140,6 +152,14 @@ class WorkdayHcm(VendorClient, HcmHrActions):
         if done(current):
             return current
         return await self._action(worker_id, "rehire", {"hireDate": hire_date.isoformat()}, done)
+
+
+def _json(response: httpx.Response, record: str) -> Any:
+    """The body of a 2xx answer; one that is not JSON is an `UnmappableRecord`."""
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise unmappable_from(exc, system=System.HCM, record=record) from exc
 
 
 def _check_port() -> HcmHrActions:  # pragma: no cover - a static check for mypy

@@ -15,6 +15,12 @@ Endpoints:
   ISO 8601 date-times; without an offset they are UTC.
 - `GET /ccx/api/v1/{tenant}/workers/{id}` — one worker by Workday ID (WID), or by reference ID
   `Employee_ID=21001`.
+- A worker carries the keys of Workday's published `/workers` view (`id`, `descriptor`, `href`,
+  `businessTitle`, `primarySupervisoryOrganization`, `primaryWorkEmail`, `primaryWorkPhone`,
+  `isManager`), then the employment fields pssync needs and that view lacks (`workerId`,
+  `workerType`, `jobProfile`, `location`, `costCenter`, `workerStatus`, `lastUpdated`; on a real
+  tenant they come from Get_Workers, see `connectors/hcm/mapping.py`).
+  `tests/twins/test_hcm_shapes.py` holds the twin to the published examples' keys and types.
 - HR business processes, exposed as REST for tests and the demo:
   `POST .../workers/{id}/terminate {"terminationDate", "lastDayOfWork"?, "reason"?}`
   (future-dated allowed), `POST .../workers/{id}/rescindTermination`,

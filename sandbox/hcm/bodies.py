@@ -88,16 +88,34 @@ def _ref(kind: str, descriptor: str | None, ref_id: str | None = None) -> dict[s
     return {"id": ref_id or workday_id(kind, descriptor), "descriptor": descriptor}
 
 
+def _supervisory_org(name: str | None, tenant: str) -> dict[str, Any] | None:
+    """The worker's supervisory organization (the twin has one per practice)."""
+    if name is None:
+        return None
+    org_id = workday_id("supervisoryOrganization", name)
+    return {
+        "id": org_id,
+        "descriptor": name,
+        "href": f"/ccx/api/v1/{tenant}/supervisoryOrganizations/{org_id}",
+    }
+
+
 def render_worker(w: HcmWorker, tenant: str, today: date) -> dict[str, Any]:
+    """A worker as Workday's published `/workers` view has it (`id` ... `isManager`), then the
+    employment fields pssync needs and that view lacks (`workerId` ... `lastUpdated`: on a
+    tenant they come from Get_Workers through a custom report; see connectors/hcm/mapping)."""
     terminated = w.termination_date is not None and w.termination_date < today
     started = w.hire_date <= today
     return {
         "id": w.wid,
         "descriptor": f"{w.first_name} {w.last_name}",
         "href": f"/ccx/api/v1/{tenant}/workers/{w.wid}",
-        "workerId": w.worker_id,
-        "primaryWorkEmail": w.email,
         "businessTitle": w.business_title,
+        "primarySupervisoryOrganization": _supervisory_org(w.cost_center_name, tenant),
+        "primaryWorkEmail": w.email,
+        "primaryWorkPhone": None,  # the twin keeps no phone numbers
+        "isManager": False,  # nor a management hierarchy
+        "workerId": w.worker_id,
         "workerType": _ref("workerType", w.worker_type),
         "jobProfile": _ref("jobProfile", w.job_profile),
         "location": _ref("location", w.location),

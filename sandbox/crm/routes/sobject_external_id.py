@@ -1,4 +1,5 @@
-"""sObject Rows by External ID: `PATCH /sobjects/{Object}/{ExtIdField}/{value}` (upsert)."""
+"""sObject Rows by External ID: `PATCH /sobjects/{Object}/{ExtIdField}/{value}` (upsert); a key
+several records share answers `300` with the bare list of their URLs, as Salesforce does."""
 
 from __future__ import annotations
 
@@ -43,7 +44,11 @@ def register(router: APIRouter, twin: CrmTwin) -> None:
         with twin.state.session() as session:
             matches = _with_value(session, sobj, spec.name, key)
             if len(matches) > 1:  # pragma: no cover - the field is unique
-                raise _fail("MULTIPLE_CHOICES", f"more than one record has {spec.name}", status=300)
+                # Salesforce answers the bare list of the matching records' URLs.
+                return JSONResponse(
+                    [f"/services/data/{version}/sobjects/{sobj.name}/{m.Id}" for m in matches],
+                    status_code=300,
+                )
             if matches:
                 row: Any = matches[0]
                 values = _check_fields(sobj, body, creating=False)
