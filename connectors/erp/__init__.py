@@ -29,7 +29,11 @@ internal id and anything else (or `eid:VALUE`) an external ID: the enterprise pr
 projects, the CRM account id for customers, the code for cost centers. Postings read back carry
 the ERP's internal project id.
 
-Vendor field names stay in `mapping.py` and `netsuite/`. No Temporal imports.
+Vendor field names stay in `mapping.py` and `netsuite/`; NetSuite's value shapes in `values.py`:
+SuiteQL answers dates in the account's date format (set `SystemSettings.date_format`, e.g.
+`M/D/YYYY`; ISO is always read too), references as `{"id", "refName", "links"}` or bare ids,
+currencies as internal ids (read once from the currency record's `symbol`). A record the
+mapping cannot read raises `UnmappableRecord`, never a bare exception. No Temporal imports.
 """
 
 from connectors.erp.fake import FakeErp

@@ -9,14 +9,25 @@ import re
 import secrets
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import date
 from decimal import Decimal
 from typing import Any
 
 import httpx
 
 from connectors._http import VendorError
-from connectors.erp.port import SYSTEM, ErpProject, _month
+from connectors._vendor_errors import unmappable
+from connectors.erp.errors import ERROR_CODES
+from connectors.erp.port import SYSTEM, CostCenterStatus, ErpProject, _month
+from connectors.erp.values import (
+    DateFormat,
+    currency_code,
+    flag,
+    invoice_status,
+    number,
+    record_id,
+    ref_id,
+    ref_name,
+)
 from contracts.errors import ERROR_TYPES, BusinessRuleViolation, ErrorInfo, ErrorKind
 from contracts.money import Money
 from contracts.systems import System
@@ -28,7 +39,6 @@ from contracts.v1.models import (
     ForecastStatus,
     Invoice,
     InvoiceLine,
-    InvoiceStatus,
     PostingKind,
     Project,
     ProjectStatus,
@@ -41,6 +51,7 @@ MAX_BATCH = 200
 """Records per async job (SOAP's asyncAddList allows 200 too)."""
 
 JOB_STATUS_CLOSED = "1"
+JOB_STATUS_CLOSED_NAME = "Closed"
 ENTERPRISE_ID_FIELD = "custentity_pssync_enterprise_id"
 
 _KEY_NAMESPACE = uuid.UUID("6f1d2c8e-5b7a-4e43-9d0c-2a8f3b1e7c55")
@@ -56,14 +67,23 @@ def batch_idempotency_key(keys: Iterable[str], *, scope: str = "timebill") -> st
 
 
 def parse_netsuite_error(response: httpx.Response) -> VendorError:
-    """NetSuite's error body: `o:errorDetails[0]` with `o:errorCode` and `o:errorPath`."""
+    """NetSuite's error body: `o:errorDetails[]` with `o:errorCode`, `detail` and
+    `o:errorPath`, beside a top-level `o:errorCode` (e.g. `USER_ERROR` around a detail's
+    `CONCURRENCY_LIMIT_EXCEEDED`). The first detail's code is the error's code; the other
+    codes are kept for the error table."""
     body = response.json()
-    details = body.get("o:errorDetails") or [{}]
-    first = details[0] if isinstance(details[0], dict) else {}
+    if not isinstance(body, dict):
+        return VendorError(code=f"HTTP_{response.status_code}", message=str(body)[:500])
+    details = [d for d in body.get("o:errorDetails") or [] if isinstance(d, dict)]
+    first = details[0] if details else {}
+    codes = [str(d["o:errorCode"]) for d in details if d.get("o:errorCode")]
+    if body.get("o:errorCode"):
+        codes.append(str(body["o:errorCode"]))
     return VendorError(
-        code=str(first.get("o:errorCode") or f"HTTP_{response.status_code}"),
+        code=codes[0] if codes else f"HTTP_{response.status_code}",
         message=str(first.get("detail") or body.get("title") or response.reason_phrase),
         field=first.get("o:errorPath"),
+        more_codes=tuple(codes[1:]),
     )
 
 
@@ -80,7 +100,10 @@ def _error_info(status: int, body: Any) -> ErrorInfo:
     first = details[0] if details else {}
     code = str(first.get("o:errorCode") or f"HTTP_{status}")
     detail = str(first.get("detail") or "")
-    if status == 404:
+    rule = ERROR_CODES.get(code)
+    if rule is not None:
+        kind = rule.kind
+    elif status == 404:
         kind = ErrorKind.NOT_FOUND
     elif status in (409, 412):
         kind = ErrorKind.CONFLICT
@@ -144,14 +167,16 @@ def _tail_id(location: str) -> str:
 
 
 def _money(amount: Any, currency: str) -> Money:
-    return Money(Decimal(str(amount)), currency)
+    return Money(number(amount), currency)
 
 
 def _ref_id(value: Any) -> str | None:
-    if isinstance(value, dict):
-        ident = value.get("id")
-        return str(ident) if ident is not None else None
-    return None
+    """The internal id of a reference (`{"id", "refName", "links"}`) or of a bare id."""
+    return ref_id(value)
+
+
+_ISO_DATES = DateFormat()
+_NO_CURRENCIES: Mapping[str, str] = {}
 
 
 # --------------------------------------------------------------------------- customers, projects
@@ -190,19 +215,27 @@ def project_body(
     return body
 
 
+@unmappable(SYSTEM, "job")
 def project_from_netsuite(
-    body: Mapping[str, Any], *, budget: ErpBudget, cost_center: str | None
+    body: Mapping[str, Any],
+    *,
+    budget: ErpBudget,
+    cost_center: str | None,
+    currencies: Mapping[str, str] = _NO_CURRENCIES,
 ) -> ErpProject:
-    status_id = _ref_id(body.get("entityStatus"))
+    """A `job` record GET (references as `{"id", "refName", "links"}`; `currencies`: internal
+    currency id -> ISO code) as the project the ERP holds."""
+    status = body.get("entityStatus")
+    closed = ref_id(status) == JOB_STATUS_CLOSED or ref_name(status) == JOB_STATUS_CLOSED_NAME
     return ErpProject(
-        erp_id=str(body["id"]),
+        erp_id=record_id(body),
         external_id=body.get("externalId"),
         enterprise_id=body.get(ENTERPRISE_ID_FIELD),
         name=body.get("companyName", ""),
-        status=ProjectStatus.CLOSED if status_id == JOB_STATUS_CLOSED else ProjectStatus.ACTIVE,
+        status=ProjectStatus.CLOSED if closed else ProjectStatus.ACTIVE,
         customer_erp_id=_ref_id(body.get("customer")) or "",
         cost_center=cost_center,
-        currency=_ref_id(body.get("currency")) or budget.amount.currency,
+        currency=currency_code(body.get("currency"), currencies) or budget.amount.currency,
         budget=budget.amount,
         budget_version=budget.version,
     )
@@ -211,21 +244,31 @@ def project_from_netsuite(
 # --------------------------------------------------------------------------- budget, forecast
 
 
-def budget_from_netsuite(body: Mapping[str, Any], project: str) -> ErpBudget:
+@unmappable(SYSTEM, "budget")
+def budget_from_netsuite(
+    body: Mapping[str, Any], project: str, *, currencies: Mapping[str, str] = _NO_CURRENCIES
+) -> ErpBudget:
     return ErpBudget(
         project_erp_id=_ref_id(body.get("job")) or project,
-        amount=_money(body.get("amount", 0), _ref_id(body.get("currency")) or "USD"),
+        amount=_money(
+            body.get("amount", 0), currency_code(body.get("currency"), currencies) or "USD"
+        ),
         version=int(body["budgetVersion"]),
     )
 
 
-def forecast_from_netsuite(body: Mapping[str, Any], project: str) -> Forecast:
+@unmappable(SYSTEM, "laborForecast")
+def forecast_from_netsuite(
+    body: Mapping[str, Any], project: str, *, currencies: Mapping[str, str] = _NO_CURRENCIES
+) -> Forecast:
     return Forecast(
         source_system=System.ERP,
         project_id=project,
         period=body["period"],
-        hours=Decimal(str(body["hours"])),
-        labor_cost=_money(body["laborCost"], _ref_id(body.get("currency")) or "USD"),
+        hours=number(body["hours"]),
+        labor_cost=_money(
+            body["laborCost"], currency_code(body.get("currency"), currencies) or "USD"
+        ),
         version=int(body["version"]),
         status=ForecastStatus(body["status"]),
     )
@@ -275,42 +318,94 @@ def timebill_body(
     return body
 
 
+@unmappable(SYSTEM, "timebill")
 def posting_from_timebill(
     row: Mapping[str, Any],
     *,
     job_id: str,
     keys: Mapping[str, str],
     departments: Mapping[str, str],
+    date_format: DateFormat = _ISO_DATES,
+    currencies: Mapping[str, str] = _NO_CURRENCIES,
 ) -> CostPosting:
-    """A SuiteQL `timebill` row as a canonical posting (`keys`: timebill id -> its key)."""
-    currency = str(row.get("currency") or "USD")
-    tran_date = date.fromisoformat(str(row["trandate"]))
+    """A SuiteQL `timebill` row as a canonical posting (`keys`: timebill id -> its key).
+
+    SuiteQL answers every value as text, references as bare internal ids and dates in the
+    account's date format (`date_format`; ISO is read too)."""
+    currency = currency_code(row.get("currency"), currencies) or "USD"
+    tran_date = date_format.parse(row["trandate"])
+    department = ref_id(row["department"]) or ""
+    reverses = ref_id(row.get("reverses"))
     return CostPosting(
         source_system=System.ERP,
         source_version=row.get("lastmodifieddate"),
         idempotency_key=keys[str(row["id"])],
         kind=PostingKind(row.get("custcol_pssync_kind") or "time"),
         project_id=job_id,
-        worker_id=row.get("employee"),
+        worker_id=ref_id(row.get("employee")),
         source_entry_id=str(row.get("custcol_pssync_source_entry") or row["id"]),
         posting_date=tran_date,
         period=_month(tran_date),
-        hours=Decimal(str(row.get("hours") or 0)),
+        hours=number(row.get("hours") or 0),
         cost_amount=_money(row.get("costamount") or 0, currency),
         bill_amount=(_money(row["billamount"], currency) if row.get("billamount") else None),
-        cost_center=departments.get(str(row["department"]), str(row["department"])),
-        reverses=keys.get(str(row["reverses"])) if row.get("reverses") else None,
+        cost_center=departments.get(department, department),
+        reverses=keys.get(reverses) if reverses else None,
+    )
+
+
+@unmappable(SYSTEM, "timebill")
+def timebill_keys(rows: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """SuiteQL `timebill` rows (`id`, `externalid`): internal id -> the posting's key."""
+    return {str(r["id"]): str(r.get("externalid") or f"timebill-{r['id']}") for r in rows}
+
+
+@unmappable(SYSTEM, "department")
+def department_codes(rows: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """SuiteQL `department` rows (`id`, `externalid`): internal id -> cost center code."""
+    return {str(r["id"]): str(r.get("externalid") or r["id"]) for r in rows}
+
+
+@unmappable(SYSTEM, "department")
+def cost_center_from_department(body: Mapping[str, Any]) -> CostCenterStatus:
+    """A `department` record GET: inactive or active (`isInactive`, a checkbox)."""
+    inactive = flag(body.get("isInactive", False))
+    return CostCenterStatus.INACTIVE if inactive else CostCenterStatus.ACTIVE
+
+
+@unmappable(SYSTEM, "employee")
+def cost_rate_from_employee(
+    body: Mapping[str, Any], *, currencies: Mapping[str, str] = _NO_CURRENCIES
+) -> Money | None:
+    """An `employee` record GET: its `laborCost` in its currency, or None when it has none."""
+    if body.get("laborCost") is None:
+        return None
+    return _money(body["laborCost"], currency_code(body.get("currency"), currencies) or "USD")
+
+
+_MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def period_names(period: str) -> list[str]:
+    """The names an accounting period `YYYY-MM` may have: pssync's own, and NetSuite's
+    default (`Jan 2024`)."""
+    year, month = period.split("-")
+    return [period, f"{_MONTH_NAMES[int(month) - 1]} {year}"]
+
+
+@unmappable(SYSTEM, "accountingPeriod")
+def period_is_open(rows: Iterable[Mapping[str, Any]]) -> bool:
+    """SuiteQL `accountingperiod` rows of one period: open when one says it is not closed
+    and is not locked (`closed`, `alllocked`: `T`/`F`)."""
+    return any(
+        r.get("closed") is not None and not flag(r["closed"]) and not flag(r.get("alllocked", "F"))
+        for r in rows
     )
 
 
 # --------------------------------------------------------------------------- invoices
 
 
-_INVOICE_STATUSES = {
-    "Open": InvoiceStatus.OPEN,
-    "Paid In Full": InvoiceStatus.PAID,
-    "Voided": InvoiceStatus.VOID,
-}
 _PERIOD_MEMO = "period "
 """The billing period of an invoice travels in its memo's first line (`period YYYY-MM`)."""
 
@@ -351,26 +446,47 @@ def invoice_body(
     return body
 
 
-def invoice_from_netsuite(body: Mapping[str, Any]) -> Invoice:
-    currency = _ref_id(body.get("currency")) or "USD"
+def _sublist(body: Mapping[str, Any], name: str) -> list[Any]:
+    """The lines of an expanded sublist (`{"links": [...], "items": [...]}`); a sublist that
+    came as links only (asked without `expandSubResources=true`) cannot be read."""
+    sublist = body.get(name)
+    if sublist is None:
+        return []
+    if "items" not in sublist:
+        raise ValueError(f"{name}: the sublist came as links only (not expanded)")
+    items: list[Any] = sublist["items"]
+    return items
+
+
+@unmappable(SYSTEM, "invoice")
+def invoice_from_netsuite(
+    body: Mapping[str, Any],
+    *,
+    date_format: DateFormat = _ISO_DATES,
+    currencies: Mapping[str, str] = _NO_CURRENCIES,
+) -> Invoice:
+    """An `invoice` record GET with its `item` sublist expanded. `status` is a name, an id or
+    an `{"id", "refName"}` reference; `currencies`: internal currency id -> ISO code."""
+    currency = currency_code(body.get("currency"), currencies) or "USD"
     customer = _ref_id(body.get("entity")) or ""
+    erp_id = record_id(body)
     return Invoice(
         source_system=System.ERP,
         source_version=body.get("lastModifiedDate"),
-        external_id=str(body["id"]),
-        idempotency_key=body.get("externalId") or str(body["id"]),
+        external_id=erp_id,
+        idempotency_key=body.get("externalId") or erp_id,
         project_id=_ref_id(body.get("job")) or customer,
         customer_id=customer,
         milestone_code=body.get("custbody_pssync_milestone"),
         period=_memo_period(body.get("memo")),
-        invoice_date=date.fromisoformat(body["tranDate"]),
+        invoice_date=date_format.parse(body["tranDate"]),
         lines=[
             InvoiceLine(
                 description=line.get("description") or "",
-                quantity=Decimal(str(line.get("quantity", 1))),
+                quantity=number(line.get("quantity", 1)),
                 amount=_money(line["amount"], currency),
             )
-            for line in body.get("item", {}).get("items", [])
+            for line in _sublist(body, "item")
         ],
-        status=_INVOICE_STATUSES.get(body.get("status", ""), InvoiceStatus.DRAFT),
+        status=invoice_status(body.get("status")),
     )

@@ -16,7 +16,11 @@ Mount it anywhere; its paths are NetSuite's, relative to the app's root:
   Twin extension: `.../task?expandSubResources=true` embeds each task's result, so a batch is
   read back in one request.
 - `POST /services/rest/query/v1/suiteql` — `SELECT cols FROM table [WHERE col = v [AND ..]]
-  [ORDER BY col [ASC|DESC]]` over the twin's records; values are text, like SuiteQL's.
+  [ORDER BY col [ASC|DESC]]` over the twin's records; values are text, like SuiteQL's, each
+  row has `links: []`, references are bare ids and dates are in the account's date format
+  (`create_app(date_format="M/D/YYYY")`; ISO by default).
+- A record GET answers a sublist (an invoice's `item`) as `{"links": [...]}` unless asked with
+  `?expandSubResources=true`; `GET .../{type}/{id}/{sublist}` answers it expanded.
 - `GET|PATCH /services/rest/record/v1/job/{id}/budget` — the project budget with a
   `budgetVersion`; writes need `If-Match` (or `budgetVersion` in the body); a stale one is
   answered 412 `RCRD_HAS_BEEN_CHANGED`.
@@ -56,6 +60,7 @@ Handlers are `async def` and touch SQLite synchronously, so writes never interle
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -84,6 +89,7 @@ from sandbox.erp.common import (
     INVOICE_OPEN,
     INVOICE_PAID,
     INVOICE_VOIDED,
+    ISO_DATES,
     JOB_STATUS_CLOSED,
     JOB_STATUS_IN_PROGRESS,
     JOB_STATUSES,
@@ -93,6 +99,7 @@ from sandbox.erp.common import (
     SYSTEM,
     Row,
     Url,
+    account_date,
     error_body,
 )
 from sandbox.erp.context import ErpContext
@@ -132,6 +139,7 @@ __all__ = [
     "INVOICE_OPEN",
     "INVOICE_PAID",
     "INVOICE_VOIDED",
+    "ISO_DATES",
     "JOB_STATUSES",
     "JOB_STATUS_CLOSED",
     "JOB_STATUS_IN_PROGRESS",
@@ -177,6 +185,7 @@ __all__ = [
     "TimebillType",
     "Url",
     "VoidBody",
+    "account_date",
     "build_router",
     "create_app",
     "error_body",
@@ -192,11 +201,14 @@ def create_app(
     webhook_url: str | None = None,
     webhook_secret: str = DEV_WEBHOOK_SECRET,
     async_pending_polls: int = 1,
+    date_format: str = ISO_DATES,
 ) -> FastAPI:
     """The ERP twin. NetSuite pushes nothing to pssync, so the webhook arguments are accepted
     for a uniform signature and unused. An async job reports `pending` on its first
-    `async_pending_polls` status polls."""
+    `async_pending_polls` status polls. SuiteQL answers dates in `date_format`, the account's
+    date format preference (`M/D/YYYY`, `D/M/YYYY`, ...; ISO by default)."""
     del webhook_url, webhook_secret
+    account_date(date(2000, 1, 1), date_format)  # an unknown format fails here, not later
     state = TwinState(system=SYSTEM, engine=make_twin_engine(db_path, TABLES))
     # The lost-response fault (`/_admin/erp/lost-responses`, also `/_admin/lost-responses`)
     # lives in the shared frame now; `app.state.lost_responses` is its control, as before.
@@ -204,6 +216,6 @@ def create_app(
         state=state,
         title="ERP twin (NetSuite REST web services)",
         description=__doc__ or "",
-        router=build_router(ErpContext(state, async_pending_polls)),
+        router=build_router(ErpContext(state, async_pending_polls, date_format)),
         error_body=error_body,
     )

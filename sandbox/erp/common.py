@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -65,7 +66,8 @@ _TITLES = {
 
 
 def error_body(status: int, code: str, message: str, field: str | None = None) -> dict[str, Any]:
-    """NetSuite's REST error shape."""
+    """NetSuite's REST error shape (`o:errorDetails[]`; a concurrency limit also carries a
+    top-level `o:errorCode`)."""
     if status in _RFC9110:
         kind = f"https://www.rfc-editor.org/rfc/rfc9110.html#section-{_RFC9110[status]}"
     else:
@@ -73,12 +75,11 @@ def error_body(status: int, code: str, message: str, field: str | None = None) -
     detail: dict[str, Any] = {"detail": message, "o:errorCode": code}
     if field:
         detail["o:errorPath"] = field
-    return {
-        "type": kind,
-        "title": _TITLES.get(status, "Error"),
-        "status": status,
-        "o:errorDetails": [detail],
-    }
+    body: dict[str, Any] = {"type": kind, "title": _TITLES.get(status, "Error"), "status": status}
+    if code == "CONCURRENCY_LIMIT_EXCEEDED":
+        # As NetSuite answers it: titled "Bad Request", a `USER_ERROR` around the detail.
+        body |= {"title": _TITLES[400], "o:errorCode": "USER_ERROR"}
+    return body | {"o:errorDetails": [detail]}
 
 
 def _now() -> datetime:
@@ -110,6 +111,46 @@ def _stamp(value: datetime) -> str:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+ISO_DATES = "YYYY-MM-DD"
+"""The account date format the twin answers SuiteQL in unless told otherwise."""
+_DATE_TOKENS = re.compile(r"YYYY|MONTH|MON|MM|M|DD|D|[^A-Z]+")
+_MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+
+
+def account_date(day: date, date_format: str) -> str:
+    """`day` as the account's date format preference writes it (`M/D/YYYY` -> `1/5/2024`,
+    `DD.MM.YYYY` -> `05.01.2024`, `D-Mon-YYYY` -> `5-Jan-2024`); SuiteQL answers dates so."""
+    spec = date_format.strip().upper()
+    if spec in ("ISO", ISO_DATES):
+        return day.isoformat()
+    values = {
+        "YYYY": f"{day.year:04d}",
+        "MONTH": _MONTHS[day.month - 1],
+        "MON": _MONTHS[day.month - 1][:3],
+        "MM": f"{day.month:02d}",
+        "M": str(day.month),
+        "DD": f"{day.day:02d}",
+        "D": str(day.day),
+    }
+    tokens = _DATE_TOKENS.findall(spec)
+    if "".join(tokens) != spec:
+        raise ValueError(f"unknown date format {date_format!r}")
+    return "".join(values.get(token, token) for token in tokens)
 
 
 # A function from a path to its absolute URL (see `web._Ids`).

@@ -13,7 +13,7 @@ from fastapi import Request, Response
 from sqlmodel import Session
 
 from sandbox._twin import TwinError, TwinState
-from sandbox.erp.common import ASYNC
+from sandbox.erp.common import ASYNC, ISO_DATES
 from sandbox.erp.tables import ErpAsyncJob, ErpIdempotencyKey
 from sandbox.erp.web import _idempotency_key, _Ids
 
@@ -25,6 +25,8 @@ class ErpContext:
     state: TwinState
     pending_polls: int
     """An async job reports `pending` on its first `pending_polls` status polls."""
+    date_format: str = ISO_DATES
+    """The account's date format preference: how SuiteQL writes dates (`M/D/YYYY`, ...)."""
     # A job's tasks never change once it has run: keep the latest jobs' tasks parsed for their
     # status polls and task reads (the database copy is read only after a restart).
     parsed: dict[tuple[int | None, datetime], list[dict[str, Any]]] = field(default_factory=dict)

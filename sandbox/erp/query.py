@@ -9,7 +9,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from sandbox._twin import TwinError
-from sandbox.erp.common import Url, _int_id
+from sandbox.erp.common import ISO_DATES, Url, _int_id, account_date
 from sandbox.erp.records import RECORD_TYPES, RecordType
 
 _CLAUSE = re.compile(r"^\s*(\w+)\s+(IS|ANY_OF|EQUAL|IS_NOT)\s+(.+?)\s*$", re.IGNORECASE)
@@ -74,11 +74,17 @@ def _sql_value(text: str) -> str:
     return text
 
 
-def _flatten(record: dict[str, Any]) -> dict[str, str]:
+_ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _flatten(record: dict[str, Any], date_format: str = ISO_DATES) -> dict[str, str]:
     """A rendered record as a SuiteQL row: lower-case columns, text values, T/F booleans,
-    references as their id, sublists and nulls left out."""
+    references as their id, dates in the account's `date_format`, sublists and nulls left
+    out."""
     row: dict[str, str] = {}
     for key, value in record.items():
+        if isinstance(value, str) and _ISO_DAY.match(value):
+            value = account_date(date.fromisoformat(value), date_format)
         if key == "links" or value is None or isinstance(value, list):
             continue
         if isinstance(value, dict):
@@ -93,7 +99,8 @@ def _flatten(record: dict[str, Any]) -> dict[str, str]:
     return row
 
 
-def suiteql(s: Session, q: str, url: Url) -> list[dict[str, str]]:
+def suiteql(s: Session, q: str, url: Url, *, date_format: str = ISO_DATES) -> list[dict[str, str]]:
+    """Run a SuiteQL query; dates come back in the account's `date_format`."""
     match = _SUITEQL.match(q)
     if match is None:
         raise TwinError(400, "INVALID_PARAMETER", "Invalid search query: unsupported SuiteQL", "q")
@@ -113,7 +120,7 @@ def suiteql(s: Session, q: str, url: Url) -> list[dict[str, str]]:
                 conditions.append((column, "in", values))
             else:
                 conditions.append((column, cond.group(2), [_sql_value(cond.group(3))]))
-    rows = [_flatten(kind.render(s, r, url)) for r in s.exec(select(kind.table)).all()]
+    rows = [_flatten(kind.render(s, r, url), date_format) for r in s.exec(select(kind.table)).all()]
 
     def keep(row: dict[str, str]) -> bool:
         for column, op, values in conditions:

@@ -13,6 +13,8 @@ from urllib.parse import quote
 import httpx
 
 from connectors._http import Backoff, VendorClient, VendorHttp, classify
+from connectors._vendor_errors import MAPPING_ERRORS, unmappable_from
+from connectors.erp.errors import ERROR_CODES
 from connectors.erp.mapping import (
     _KEY_NAMESPACE,
     IDEMPOTENCY_HEADER,
@@ -27,6 +29,7 @@ from connectors.erp.mapping import (
     parse_netsuite_error,
 )
 from connectors.erp.port import SYSTEM
+from connectors.erp.values import DateFormat, currency_ids, record_id
 from contracts.errors import BusinessRuleViolation, ErrorInfo, NotFoundError, TransientError
 from contracts.settings import SystemSettings
 
@@ -46,6 +49,16 @@ class _Task:
     result: Any = field(default=None)
 
 
+def _result_id(result: Any) -> str | None:
+    """The internal id a succeeded task reports: the record's `id` or its self link's tail."""
+    if not isinstance(result, dict):
+        return None
+    try:
+        return record_id(result)
+    except KeyError:
+        return None
+
+
 class _NetSuiteBase(VendorClient):
     """What every NetSuite resource mixin builds on: the HTTP machinery and the id cache."""
 
@@ -63,8 +76,17 @@ class _NetSuiteBase(VendorClient):
         if not 1 <= batch_size <= MAX_BATCH:
             raise ValueError(f"batch_size must be 1..{MAX_BATCH}")
         super().__init__(
-            VendorHttp(SYSTEM, settings, parse_netsuite_error, transport=transport, **backoff)
+            VendorHttp(
+                SYSTEM,
+                settings,
+                parse_netsuite_error,
+                transport=transport,
+                error_codes=ERROR_CODES,
+                **backoff,
+            )
         )
+        self.date_format = DateFormat(settings.date_format)
+        """How SuiteQL writes dates in this account (`SystemSettings.date_format`)."""
         self.poll_interval_s = poll_interval_s
         self.poll_max_interval_s = poll_max_interval_s
         self.poll_timeout_s = poll_timeout_s
@@ -133,8 +155,36 @@ class _NetSuiteBase(VendorClient):
         async with lock:
             if key not in self._ids:
                 body = await self._get(self._path(record_type, ident, external=True))
-                self._ids[key] = str(body["id"])
+                self._ids[key] = self._record_id(body, record_type)
         return self._ids[key]
+
+    @staticmethod
+    def _record_id(body: Any, record_type: str) -> str:
+        """The internal id of a record GET (its `id`, else its self link's tail)."""
+        try:
+            return record_id(body)
+        except MAPPING_ERRORS as exc:
+            raise unmappable_from(exc, system=SYSTEM, record=record_type, raw=body) from exc
+
+    async def _currencies(self, *values: Any) -> dict[str, str]:
+        """Internal currency id -> ISO code for the currency fields among `values` that are
+        internal ids (NetSuite's `{"id": "1", "refName": "USA"}`): each read once from its
+        currency record's `symbol`. Codes already (`{"id": "USD"}`) need no look-up; an id
+        not found stays unknown and the record naming it is unmappable."""
+        found: dict[str, str] = {}
+        for ident in sorted(currency_ids(*values)):
+            key = ("currency-code", ident)
+            if key not in self._ids:
+                try:
+                    body = await self._get(self._path("currency", ident, external=False))
+                except NotFoundError:
+                    continue
+                symbol = body.get("symbol") if isinstance(body, dict) else None
+                if not symbol:
+                    continue
+                self._ids[key] = str(symbol)
+            found[ident] = self._ids[key]
+        return found
 
     async def _reference(
         self,
@@ -229,6 +279,12 @@ class _NetSuiteBase(VendorClient):
                     ok=(200, 204, 400, 404, 409, 412),
                 )
                 result, status = _decode(response), response.status_code
+                if status == 204 and "location" in response.headers:
+                    # A create's result is what the synchronous create answers: 204 and
+                    # the new record's Location.
+                    result = {"id": _tail_id(response.headers["location"])}
+                if "progress" not in item:  # a task listed without its status
+                    ok = 200 <= status < 300
             tasks.append(_Task(ok=ok, status=status, result=result))
         return tasks
 
@@ -248,7 +304,7 @@ class _NetSuiteBase(VendorClient):
         if not fresh and (
             _error_code(response) != "IDEMPOTENCY_ERROR" or "location" not in response.headers
         ):
-            raise classify(SYSTEM, response, parse_netsuite_error)
+            raise classify(SYSTEM, response, parse_netsuite_error, ERROR_CODES)
         location = response.headers["location"]
         await self._wait_for_job(location)
         tasks = await self._tasks(location)
@@ -261,8 +317,7 @@ class _NetSuiteBase(VendorClient):
         for body, task in zip(bodies, tasks, strict=True):
             ext = str(body["externalId"])
             if task.ok:
-                erp_id = task.result.get("id") if isinstance(task.result, dict) else None
-                outcomes[ext] = _Outcome(erp_id=str(erp_id) if erp_id is not None else None)
+                outcomes[ext] = _Outcome(erp_id=_result_id(task.result))
             else:
                 outcomes[ext] = _Outcome(error=_error_info(task.status, task.result))
         failed = [b for b in bodies if outcomes[str(b["externalId"])].error is not None]

@@ -42,5 +42,7 @@ class _BillingMixin(_NetSuiteBase):
         )
 
     async def get_invoice(self, erp_id: str) -> Invoice:
-        body = await self._get(self._path("invoice", erp_id))
-        return invoice_from_netsuite(body)
+        # The `item` sublist comes as links unless expanded.
+        body = await self._get(self._path("invoice", erp_id), params={"expandSubResources": "true"})
+        currencies = await self._currencies(body.get("currency"))
+        return invoice_from_netsuite(body, date_format=self.date_format, currencies=currencies)

@@ -16,7 +16,8 @@ class _BudgetsMixin(_NetSuiteBase):
 
     async def get_budget(self, project: str) -> ErpBudget:
         body = await self._get(f"{self._path('job', project)}/budget")
-        return budget_from_netsuite(body, project)
+        currencies = await self._currencies(body.get("currency"))
+        return budget_from_netsuite(body, project, currencies=currencies)
 
     async def revise_budget(
         self, project: str, *, amount: Money, expected_version: int
@@ -46,7 +47,8 @@ class _BudgetsMixin(_NetSuiteBase):
             body = await self._get(f"{self._path('job', project)}/laborForecast/{period}")
         except NotFoundError:
             return None
-        return forecast_from_netsuite(body, project)
+        currencies = await self._currencies(body.get("currency"))
+        return forecast_from_netsuite(body, project, currencies=currencies)
 
     async def put_forecast(self, forecast: Forecast, *, project: str | None = None) -> Forecast:
         project = project or forecast.project_id

@@ -9,11 +9,15 @@ from typing import Any
 
 from connectors.erp.mapping import (
     _PERIOD,
-    _money,
-    _ref_id,
     batch_idempotency_key,
+    cost_center_from_department,
+    cost_rate_from_employee,
+    department_codes,
+    period_is_open,
+    period_names,
     posting_from_timebill,
     timebill_body,
+    timebill_keys,
 )
 from connectors.erp.netsuite._base import _NetSuiteBase
 from connectors.erp.port import CostCenterStatus, ErpPostingsPort, PostingResult
@@ -67,20 +71,26 @@ class _PostingsMixin(_NetSuiteBase, ErpPostingsPort):
     async def list_postings(self, project: str) -> list[CostPosting]:
         job_id = await self._internal_id("job", project)
         rows = await self._suiteql(f"SELECT * FROM timebill WHERE customer = {int(job_id)}")
-        departments = {
-            str(r["id"]): str(r.get("externalid") or r["id"])
-            for r in await self._suiteql("SELECT id, externalid FROM department")
-        }
-        keys = {str(r["id"]): str(r.get("externalid") or f"timebill-{r['id']}") for r in rows}
+        departments = department_codes(await self._suiteql("SELECT id, externalid FROM department"))
+        keys = timebill_keys(rows)
         missing = {str(r["reverses"]) for r in rows if r.get("reverses")} - set(keys)
-        if missing:
-            ids = ", ".join(str(int(i)) for i in sorted(missing))
-            for r in await self._suiteql(
-                f"SELECT id, externalid FROM timebill WHERE id IN ({ids})"
-            ):
-                keys[str(r["id"])] = str(r.get("externalid") or f"timebill-{r['id']}")
+        # Only ids go into the query: a malformed one is a record pssync cannot read.
+        wanted = sorted(i for i in missing if i.isdigit())
+        if wanted:
+            ids = ", ".join(wanted)
+            keys |= timebill_keys(
+                await self._suiteql(f"SELECT id, externalid FROM timebill WHERE id IN ({ids})")
+            )
+        currencies = await self._currencies(*(row.get("currency") for row in rows))
         return [
-            posting_from_timebill(row, job_id=job_id, keys=keys, departments=departments)
+            posting_from_timebill(
+                row,
+                job_id=job_id,
+                keys=keys,
+                departments=departments,
+                date_format=self.date_format,
+                currencies=currencies,
+            )
             for row in rows
         ]
 
@@ -89,22 +99,22 @@ class _PostingsMixin(_NetSuiteBase, ErpPostingsPort):
             body = await self._get(self._path("department", code, external=True))
         except NotFoundError:
             return CostCenterStatus.UNKNOWN
-        return CostCenterStatus.INACTIVE if body.get("isInactive") else CostCenterStatus.ACTIVE
+        return cost_center_from_department(body)
 
     async def period_open(self, period: str) -> bool:
         if not _PERIOD.match(period):
             return False
+        names = ", ".join(f"'{name}'" for name in period_names(period))
         rows = await self._suiteql(
             "SELECT id, periodname, closed, alllocked FROM accountingperiod "
-            f"WHERE periodname = '{period}'"
+            f"WHERE periodname IN ({names})"
         )
-        return any(r.get("closed") == "F" and r.get("alllocked", "F") == "F" for r in rows)
+        return period_is_open(rows)
 
     async def get_cost_rate(self, worker_id: str) -> Money | None:
         try:
             body = await self._get(self._path("employee", worker_id, external=True))
         except NotFoundError:
             return None
-        if body.get("laborCost") is None:
-            return None
-        return _money(body["laborCost"], _ref_id(body.get("currency")) or "USD")
+        currencies = await self._currencies(body.get("currency"))
+        return cost_rate_from_employee(body, currencies=currencies)

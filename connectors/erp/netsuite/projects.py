@@ -70,6 +70,9 @@ class _ProjectsMixin(_BudgetsMixin):
 
     async def get_project(self, erp_id_or_eid: str) -> ErpProject:
         body = await self._get(self._path("job", erp_id_or_eid))
-        budget = await self.get_budget(str(body["id"]))
+        budget = await self.get_budget(self._record_id(body, "job"))
         cost_center = await self._department_code(_ref_id(body.get("department")))
-        return project_from_netsuite(body, budget=budget, cost_center=cost_center)
+        currencies = await self._currencies(body.get("currency"))
+        return project_from_netsuite(
+            body, budget=budget, cost_center=cost_center, currencies=currencies
+        )

@@ -54,6 +54,9 @@ class RecordType:
     """Fields stored as the body sets them (a null too)."""
     copied_unless_null: Fields = ()
     """Fields stored when the body sets a value (a null is ignored)."""
+    sublists: tuple[str, ...] = ()
+    """Body fields that are sublists: `{"links": [...]}` in a GET unless it asks with
+    `expandSubResources=true`, as NetSuite answers."""
 
     def values(self, s: Session, body: _Body) -> dict[str, Any]:
         """Column values for the fields the body set (references resolved)."""
@@ -80,11 +83,24 @@ class RecordType:
         """Why the record can no longer change (e.g. a voided invoice), or None."""
         return None
 
-    def render(self, s: Session, row: Any, url: Url) -> dict[str, Any]:
+    def render(self, s: Session, row: Any, url: Url, *, expand: bool = False) -> dict[str, Any]:
         """The record as the REST record service answers it: its links and ids, its fields
-        (nulls left out) and its last-modified date."""
+        (nulls left out) and its last-modified date. Sublists are a link each unless
+        `expand`, then `{"links", "items", ...}` like a collection."""
         fields = _drop_none(self.fields_json(s, row))
+        for name in self.sublists:
+            if name in fields:
+                href = url(f"{RECORD}/{self.name}/{row.id}/{name}")
+                fields[name] = _sublist(fields[name], href) if expand else _link_only(href)
         return _base(row, self.name, url) | fields | {"lastModifiedDate": _stamp(row.last_modified)}
+
+    def sublist(self, s: Session, row: Any, url: Url, name: str) -> dict[str, Any] | None:
+        """One sublist of the record, expanded (`GET .../{type}/{id}/{sublist}`), or None."""
+        if name not in self.sublists:
+            return None
+        value = self.fields_json(s, row).get(name)
+        href = url(f"{RECORD}/{self.name}/{row.id}/{name}")
+        return _sublist(value or {"items": []}, href)
 
     def fields_json(self, s: Session, row: Any) -> dict[str, Any]:
         """The record's own fields, as JSON."""
@@ -99,6 +115,26 @@ def _base(row: Any, type_name: str, url: Url) -> dict[str, Any]:
     if row.external_id is not None:
         out["externalId"] = row.external_id
     return out
+
+
+def _link_only(href: str) -> dict[str, Any]:
+    return {"links": [{"rel": "self", "href": href}]}
+
+
+def _sublist(value: dict[str, Any], href: str) -> dict[str, Any]:
+    items = value.get("items", [])
+    return {
+        "links": [{"rel": "self", "href": href}],
+        "items": [
+            {"links": [{"rel": "self", "href": f"{href}/{item['line']}"}] if "line" in item else []}
+            | item
+            for item in items
+        ],
+        "count": len(items),
+        "hasMore": False,
+        "offset": 0,
+        "totalResults": len(items),
+    }
 
 
 def _drop_none(data: dict[str, Any]) -> dict[str, Any]:

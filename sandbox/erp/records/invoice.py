@@ -24,6 +24,7 @@ class InvoiceType(RecordType):
     filters = {"externalId": "external_id", "entity": "customer_id", "job": "job_id"}
     copied = (("memo", "memo"), ("custbody_pssync_milestone", "milestone"))
     copied_unless_null = (("tranDate", "tran_date"),)
+    sublists = ("item",)
 
     def resolved(self, s: Session, body: _Body, given: set[str]) -> dict[str, Any]:
         assert isinstance(body, InvoiceBody)

@@ -84,11 +84,30 @@ def register(router: APIRouter, ctx: ErpContext) -> None:
             return created(request, kind, row)
 
     @router.get(f"{RECORD}/{{record_type}}/{{ident}}", summary="Get a record (id or eid:VALUE)")
-    async def get_record(record_type: str, ident: str, request: Request) -> JSONResponse:
+    async def get_record(
+        record_type: str, ident: str, request: Request, expandSubResources: bool = False
+    ) -> JSONResponse:
         kind = _record_type(record_type)
         with ctx.state.session() as s:
             row = _find(s, kind, ident)
-            return JSONResponse(kind.render(s, row, _Ids(request)))
+            return JSONResponse(kind.render(s, row, _Ids(request), expand=expandSubResources))
+
+    @router.get(
+        f"{RECORD}/{{record_type}}/{{ident}}/{{sublist}}",
+        summary="Get a record's sublist, expanded (e.g. invoice/{id}/item)",
+    )
+    async def get_sublist(
+        record_type: str, ident: str, sublist: str, request: Request
+    ) -> JSONResponse:
+        kind = _record_type(record_type)
+        with ctx.state.session() as s:
+            row = _find(s, kind, ident)
+            body = kind.sublist(s, row, _Ids(request), sublist)
+        if body is None:
+            raise TwinError(
+                404, "INVALID_SUBRESOURCE", f"{kind.name} has no sublist {sublist!r}.", "sublist"
+            )
+        return JSONResponse(body)
 
     @router.patch(f"{RECORD}/{{record_type}}/{{ident}}", summary="Update a record")
     async def patch_record(record_type: str, ident: str, request: Request) -> Response:

@@ -21,6 +21,6 @@ def register(router: APIRouter, ctx: ErpContext) -> None:
         limit, offset = _paging(limit, offset)
         body = await _read_body(request, SuiteQLBody)
         with ctx.state.session() as s:
-            rows = suiteql(s, body.q, _Ids(request))
+            rows = suiteql(s, body.q, _Ids(request), date_format=ctx.date_format)
         page = [{"links": []} | r for r in rows[offset : offset + limit]]
         return JSONResponse(_paged(request, page, len(rows), limit, offset))
