@@ -30,13 +30,15 @@ a repeated call (a Temporal activity retry) looks first too. The keys:
 - rejections back to the submitter: the entry is unapproved in the same write that adds the
   reason to its notes (`[pssync] <reason>`), so a repeat finds it unapproved and stops.
 
-Vendor field names stay in `mapping` and `kantata/`. Workers are HCM worker IDs on the
-canonical side; Kantata users are mapped to them through external references (`hcm_worker`).
-No Temporal here.
+Vendor field names stay in `mapping` (which reads both the twin's shape and the one Kantata
+publishes, and raises `UnmappableRecord` on a record it cannot read) and `kantata/`. Workers
+are HCM worker IDs on the canonical side; Kantata users are mapped to them through external
+references (`hcm_worker`). No Temporal here.
 
 Layout: `port` (the port, split by use: `PsaProjectsPort`, `PsaTimePort`, `PsaStaffingPort`;
-`PsaPort` is all three), `mapping` (Kantata JSON <-> canonical), `kantata/` (the HTTP client, one
-mixin per resource), `fake/` (the in-memory PSA), `_constants` (markers, models, limits).
+`PsaPort` is all three), `mapping` (Kantata JSON <-> canonical), `_values` (reading Kantata's
+dates, money and ids), `kantata/` (the HTTP client, one mixin per resource), `fake/` (the
+in-memory PSA), `_constants` (markers, models, custom field names, limits).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from typing import TYPE_CHECKING
 
 from connectors.psa._constants import (
     API,
+    CUSTOM_FIELDS,
     DEMAND_MARKER,
     MAX_PAGE_SIZE,
     MILESTONE_MARKER,
@@ -62,12 +65,15 @@ from connectors.psa.fake import FakeInvoice, FakePost, FakeProject, FakePsa, Fak
 from connectors.psa.kantata import KantataPsa, parse_error
 from connectors.psa.mapping import (
     assignment_from_kantata,
+    budget_from_kantata,
     change_order_from_kantata,
+    custom_field_values_by_name,
     expense_from_kantata,
     milestone_from_kantata,
     notes_with,
     project_from_kantata,
     rate_card_from_kantata,
+    reference_from_kantata,
     resource_request_from_kantata,
     time_entry_from_kantata,
     wbs_in_creation_order,
@@ -83,6 +89,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "API",
+    "CUSTOM_FIELDS",
     "DEMAND_MARKER",
     "MAX_PAGE_SIZE",
     "MILESTONE_MARKER",
@@ -106,13 +113,16 @@ __all__ = [
     "PsaStaffingPort",
     "PsaTimePort",
     "assignment_from_kantata",
+    "budget_from_kantata",
     "change_order_from_kantata",
+    "custom_field_values_by_name",
     "expense_from_kantata",
     "milestone_from_kantata",
     "notes_with",
     "parse_error",
     "project_from_kantata",
     "rate_card_from_kantata",
+    "reference_from_kantata",
     "resource_request_from_kantata",
     "time_entry_from_kantata",
     "wbs_in_creation_order",

@@ -1,15 +1,43 @@
 """Kantata JSON <-> canonical types: the `*_from_kantata` readers, the vendor's value tables and
 the small parsing helpers both adapters share.
+
+The readers take both shapes a record comes in: the twin's (plain columns: `user_id` on an
+assignment, `status` a string, custom-field stand-ins such as `cost_center` on a workspace) and
+the one Kantata publishes (`assignee_id` only with `include=assignee`, an assignment's project
+and dates on its story, `status` an object `{"color", "key", "message"}`, custom fields as
+`custom_field_values`, money as `*_in_cents` that may be null beside a formatted string such as
+`"$21,375"`). Every `*_from_kantata` raises `UnmappableRecord` (naming the record, its id and
+the field) on a record it cannot read, never a bare `KeyError`/`ValueError`/`TypeError`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from datetime import UTC, date, datetime
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from connectors.psa._constants import MILESTONE_MARKER, REJECTION_PREFIX, SYSTEM, WBS_MARKER
+from connectors._vendor_errors import unmappable
+from connectors.psa._constants import (
+    CUSTOM_FIELDS,
+    MILESTONE_MARKER,
+    REJECTION_PREFIX,
+    SYSTEM,
+    WBS_MARKER,
+)
+from connectors.psa._values import (
+    _date_or_raise,
+    _day,
+    _marker_code,
+    _money,
+    _version,
+    _when,
+    cents,
+    missing,
+    required_ref,
+    status_closed,
+)
+from connectors.psa._values import ref as _ref
 from contracts.errors import BusinessRuleViolation
 from contracts.ids import is_ulid
 from contracts.money import Money
@@ -64,33 +92,6 @@ _CO_STATES_BACK: dict[str, ChangeOrderStatus] = {
 }
 
 
-def _when(raw: str | None) -> datetime:
-    if not raw:
-        return datetime.now(UTC)
-    value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _day(raw: str | None) -> date | None:
-    return date.fromisoformat(raw) if raw else None
-
-
-def _marker_code(text: str | None, marker: str) -> str | None:
-    for line in (text or "").splitlines():
-        line = line.strip()
-        if line.startswith(marker):
-            return line[len(marker) :]
-    return None
-
-
-def _version(obj: dict[str, Any]) -> str:
-    return str(obj.get("lock_version", ""))
-
-
-def _money(obj: dict[str, Any], cents_field: str) -> Money:
-    return Money.from_minor(int(obj.get(cents_field) or 0), str(obj.get("currency") or "USD"))
-
-
 def _rejection_line(reason: str) -> str:
     """The notes line of a rejection: one line, whatever the reason's whitespace."""
     text = " ".join(reason.split())
@@ -108,15 +109,7 @@ def notes_with(notes: str, line: str) -> str:
     return f"{notes.rstrip()}\n{line}" if notes.strip() else line
 
 
-def _date_or_raise(obj: dict[str, Any], name: str) -> date:
-    value = _day(obj.get(name))
-    if value is None:
-        raise BusinessRuleViolation(
-            "MISSING_FIELD", f"PSA record has no {name}", field=name, system=SYSTEM
-        )
-    return value
-
-
+@unmappable(SYSTEM, "time entry")
 def time_entry_from_kantata(obj: dict[str, Any], worker_id: str) -> TimeEntry:
     return TimeEntry(
         external_id=str(obj["id"]),
@@ -124,7 +117,7 @@ def time_entry_from_kantata(obj: dict[str, Any], worker_id: str) -> TimeEntry:
         worker_id=worker_id,
         role=obj.get("role"),
         task_id=str(obj["story_id"]) if obj.get("story_id") else None,
-        date_performed=_date_or_raise(obj, "date_performed"),
+        date_performed=_date_or_raise(obj, "date_performed", "time entry"),
         minutes=int(obj["time_in_minutes"]),
         billable=bool(obj.get("billable", True)),
         approved=bool(obj.get("approved")),
@@ -137,12 +130,13 @@ def time_entry_from_kantata(obj: dict[str, Any], worker_id: str) -> TimeEntry:
     )
 
 
+@unmappable(SYSTEM, "expense")
 def expense_from_kantata(obj: dict[str, Any], worker_id: str) -> ExpenseEntry:
     return ExpenseEntry(
         external_id=str(obj["id"]),
-        project_id=str(obj["workspace_id"]),
+        project_id=required_ref(obj, "expense", "workspace_id"),
         worker_id=worker_id,
-        date_incurred=_date_or_raise(obj, "date"),
+        date_incurred=_date_or_raise(obj, "date", "expense"),
         amount=_money(obj, "amount_in_cents"),
         category=str(obj.get("category") or "Other"),
         billable=bool(obj.get("is_billable", True)),
@@ -155,25 +149,72 @@ def expense_from_kantata(obj: dict[str, Any], worker_id: str) -> ExpenseEntry:
     )
 
 
-def assignment_from_kantata(obj: dict[str, Any], worker_id: str | None) -> Assignment:
-    return _assignment(obj, worker_id, obj.get("allocated_minutes"))
+@unmappable(SYSTEM, "assignment")
+def assignment_from_kantata(
+    obj: dict[str, Any], worker_id: str | None, story: Mapping[str, Any] | None = None
+) -> Assignment:
+    """A Kantata assignment, in the twin's shape (workspace, role, dates and `user_id` on the
+    assignment) or Kantata's: a task assignment whose project and dates are its story's
+    (`story`, side-loaded with `include=story`), whose person is `assignee_id`, and whose time
+    is `allocated_minutes` (the scheduled hours; `estimated_minutes` when none are scheduled).
+
+    Kantata's role is the resource's (`resource_id`), which no include of an assignment
+    returns: without a role on the assignment or its story, the role reads
+    `psa-resource:<resource_id>`, which matches no rate and shows where to look."""
+    story = story or {}
+    project = _ref(obj, "workspace_id") or _ref(story, "workspace_id")
+    if project is None:
+        raise missing("assignment", obj, "workspace_id", "neither it nor its story names a project")
+    start = _day(obj.get("start_date")) or _day(story.get("start_date"))
+    end = _day(obj.get("end_date")) or _day(story.get("due_date"))
+    if start is None or end is None:
+        field = "start_date" if start is None else "end_date"
+        raise missing("assignment", obj, field, f"neither it nor its story has a {field}")
+    role = obj.get("role") or story.get("role")
+    if not role and obj.get("resource_id") is not None:
+        role = f"psa-resource:{obj['resource_id']}"
+    if not role:
+        raise missing("assignment", obj, "role")
+    minutes = obj.get("allocated_minutes")
+    if minutes is None:
+        minutes = obj.get("estimated_minutes")
+    return _assignment(obj, worker_id, minutes, project=project, role=str(role), dates=(start, end))
 
 
+@unmappable(SYSTEM, "resource request")
 def resource_request_from_kantata(obj: dict[str, Any]) -> Assignment:
     """A resource request as canonical role demand (`external_id` is the PSA request id)."""
-    return _assignment(obj, None, obj.get("minutes"))
+    return _assignment(
+        obj,
+        None,
+        obj.get("minutes"),
+        project=str(obj["workspace_id"]),
+        role=str(obj["role"]),
+        dates=(
+            _date_or_raise(obj, "start_date", "resource request"),
+            _date_or_raise(obj, "end_date", "resource request"),
+        ),
+    )
 
 
-def _assignment(obj: dict[str, Any], worker_id: str | None, minutes: Any) -> Assignment:
+def _assignment(
+    obj: dict[str, Any],
+    worker_id: str | None,
+    minutes: Any,
+    *,
+    project: str,
+    role: str,
+    dates: tuple[date, date],
+) -> Assignment:
     """A named assignment (with `worker_id`) or role demand (without) of a Kantata record."""
     return Assignment(
         external_id=str(obj["id"]),
-        project_id=str(obj["workspace_id"]),
-        role=str(obj["role"]),
+        project_id=project,
+        role=role,
         kind=AssignmentKind.NAMED if worker_id else AssignmentKind.ROLE_DEMAND,
         worker_id=worker_id,
-        start_date=_date_or_raise(obj, "start_date"),
-        end_date=_date_or_raise(obj, "end_date"),
+        start_date=dates[0],
+        end_date=dates[1],
         allocated_minutes=int(minutes or 0),
         source_system=System.PSA,
         source_version=_version(obj),
@@ -181,6 +222,7 @@ def _assignment(obj: dict[str, Any], worker_id: str | None, minutes: Any) -> Ass
     )
 
 
+@unmappable(SYSTEM, "billing milestone")
 def milestone_from_kantata(obj: dict[str, Any]) -> Milestone:
     return Milestone(
         code=_marker_code(obj.get("description"), MILESTONE_MARKER) or str(obj["id"]),
@@ -192,6 +234,7 @@ def milestone_from_kantata(obj: dict[str, Any]) -> Milestone:
     )
 
 
+@unmappable(SYSTEM, "change order")
 def change_order_from_kantata(obj: dict[str, Any]) -> ChangeOrder:
     return ChangeOrder(
         external_id=str(obj["id"]),
@@ -217,6 +260,7 @@ def change_order_from_kantata(obj: dict[str, Any]) -> ChangeOrder:
     )
 
 
+@unmappable(SYSTEM, "rate card")
 def rate_card_from_kantata(obj: dict[str, Any], roles: Iterable[dict[str, Any]]) -> RateCard:
     currency = str(obj.get("currency") or "USD")
     return RateCard(
@@ -227,7 +271,7 @@ def rate_card_from_kantata(obj: dict[str, Any], roles: Iterable[dict[str, Any]])
             RateCardLine(
                 role=str(r["role"]),
                 bill_rate=Money.from_minor(int(r["rate_in_cents"]), currency),
-                effective_from=_date_or_raise(r, "effective_from"),
+                effective_from=_date_or_raise(r, "effective_from", "rate card role"),
                 effective_to=_day(r.get("effective_to")),
             )
             for r in roles
@@ -237,10 +281,51 @@ def rate_card_from_kantata(obj: dict[str, Any], roles: Iterable[dict[str, Any]])
     )
 
 
+@unmappable(SYSTEM, "external reference")
+def reference_from_kantata(obj: dict[str, Any]) -> tuple[str, str]:
+    """(subject id, the other system's id) of an external reference: for `hcm_worker`, the
+    Kantata user and the HCM worker; for `enterprise_project`, the workspace and the enterprise
+    id. Kantata ids are numbers (sent as strings)."""
+    return str(int(obj["subject_id"])), str(obj["service_model_ref"])
+
+
+@unmappable(SYSTEM, "workspace")
+def budget_from_kantata(ws: dict[str, Any]) -> Money | None:
+    """A budgeted workspace's budget: the twin's `budget_in_cents`, or Kantata's own budget,
+    the project's price (`price_in_cents`, else a formatted `price`); None when the
+    workspace is not budgeted or states no amount."""
+    if not ws.get("budgeted"):
+        return None
+    field = "budget_in_cents" if "budget_in_cents" in ws else "price_in_cents"
+    amount = cents(ws, field)
+    if amount is None:
+        return None
+    return Money.from_minor(amount, str(ws.get("currency") or "USD"))
+
+
+def custom_field_values_by_name(
+    ws: Mapping[str, Any], values: Mapping[str, Mapping[str, Any]]
+) -> dict[str, str]:
+    """A workspace's custom field values by field name (`include=custom_field_values`)."""
+    found: dict[str, str] = {}
+    for value_id in ws.get("custom_field_value_ids") or []:
+        value = values.get(str(value_id))
+        if value and value.get("custom_field_name") and value.get("value") is not None:
+            found[str(value["custom_field_name"])] = str(value["value"])
+    return found
+
+
+def _workspace_fact(ws: Mapping[str, Any], column: str, custom: Mapping[str, str]) -> str | None:
+    """A fact Kantata keeps in a custom field: the twin's stand-in column when the workspace
+    has it, else the custom field value named in `CUSTOM_FIELDS`."""
+    value = ws.get(column) if column in ws else custom.get(CUSTOM_FIELDS[column])
+    return None if value is None or value == "" else str(value)
+
+
 def _project_status(ws: dict[str, Any], ref_status: str | None) -> ProjectStatus:
     if ws.get("archived"):
         return ProjectStatus.ARCHIVED
-    if str(ws.get("status")) in ("closed", "completed"):
+    if status_closed(ws):
         return ProjectStatus.CLOSED
     if ws.get("closed_for_time_entry"):
         return ProjectStatus.CLOSED_FOR_TIME
@@ -249,48 +334,55 @@ def _project_status(ws: dict[str, Any], ref_status: str | None) -> ProjectStatus
     return ProjectStatus.ACTIVE
 
 
+def _wbs_node(s: Mapping[str, Any], codes: Mapping[str, str], currency: str) -> WbsNode:
+    return WbsNode(
+        code=codes[str(s["id"])],
+        name=str(s["title"]),
+        node_type=_STORY_TYPES_BACK.get(str(s.get("story_type")), WbsNodeType.TASK),
+        parent_code=codes.get(str(s["parent_id"])) if s.get("parent_id") else None,
+        role=s.get("role"),
+        estimated_minutes=int(s.get("time_estimate_in_minutes") or 0),
+        budget=Money.from_minor(cents(s, "budget_estimate_in_cents") or 0, currency),
+        billable=bool(s.get("billable", True)),
+    )
+
+
+@unmappable(SYSTEM, "workspace")
 def project_from_kantata(
     ws: dict[str, Any],
     stories: Sequence[dict[str, Any]],
     milestones: Sequence[dict[str, Any]],
     ref: dict[str, Any] | None,
+    custom: Mapping[str, str] | None = None,
 ) -> Project:
+    """A workspace with its stories (the WBS), billing milestones, pssync's external reference
+    and, on Kantata, its custom field values by name (`custom_field_values_by_name`)."""
+    custom = custom or {}
     currency = str(ws.get("currency") or "USD")
     codes = {
         str(s["id"]): _marker_code(s.get("description"), WBS_MARKER) or str(s["id"])
         for s in stories
     }
     eid = str(ref["service_model_ref"]) if ref else None
+    rate_card = ws.get("rate_card_id")
     return Project(
         enterprise_id=eid if eid and is_ulid(eid) else None,
         name=str(ws["title"]),
-        customer_id=str(ws.get("client_ref") or "unassigned"),
-        opportunity_id=ws.get("opportunity_ref"),
+        customer_id=_workspace_fact(ws, "client_ref", custom) or "unassigned",
+        opportunity_id=_workspace_fact(ws, "opportunity_ref", custom),
         billing_rule=_BILLING_RULES_BACK.get(
-            str(ws.get("billing_rule")), BillingRule.TIME_AND_MATERIALS
+            str(_workspace_fact(ws, "billing_rule", custom)), BillingRule.TIME_AND_MATERIALS
         ),
-        contract_value=Money.from_minor(int(ws.get("price_in_cents") or 0), currency),
+        contract_value=Money.from_minor(cents(ws, "price_in_cents") or 0, currency),
         # Kantata workspaces may have no start date; the day it was created stands in.
         start_date=_day(ws.get("start_date")) or _when(ws.get("created_at")).date(),
         end_date=_day(ws.get("due_date")),
-        cost_center=str(ws.get("cost_center") or ""),
-        practice=ws.get("practice"),
-        rate_card_id=str(ws["rate_card_id"]) if ws.get("rate_card_id") else None,
-        delivery_manager=ws.get("delivery_manager"),
+        cost_center=_workspace_fact(ws, "cost_center", custom) or "",
+        practice=_workspace_fact(ws, "practice", custom),
+        rate_card_id=str(rate_card) if rate_card else None,
+        delivery_manager=_workspace_fact(ws, "delivery_manager", custom),
         status=_project_status(ws, ref.get("status") if ref else None),
-        wbs=[
-            WbsNode(
-                code=codes[str(s["id"])],
-                name=str(s["title"]),
-                node_type=_STORY_TYPES_BACK.get(str(s.get("story_type")), WbsNodeType.TASK),
-                parent_code=codes.get(str(s["parent_id"])) if s.get("parent_id") else None,
-                role=s.get("role"),
-                estimated_minutes=int(s.get("time_estimate_in_minutes") or 0),
-                budget=Money.from_minor(int(s.get("budget_estimate_in_cents") or 0), currency),
-                billable=bool(s.get("billable", True)),
-            )
-            for s in stories
-        ],
+        wbs=[_wbs_node(s, codes, currency) for s in stories],
         milestones=[milestone_from_kantata(m) for m in milestones],
         source_system=System.PSA,
         source_version=_version(ws),

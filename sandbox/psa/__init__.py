@@ -5,6 +5,11 @@ Only what pssync's processes use, shaped the vendor's way:
 - responses are `{"count", "meta": {count, page_count, page_number, page_size}, "results":
   [{"key", "id"}], "<key>": {"<id>": {...}}}` with side-loaded collections (`include=`),
   numeric-string IDs, `page` / `per_page` paging (default 20, max 200), `only=` and `order=`;
+- records carry the fields Kantata publishes beside the twin's own (`currency_symbol`,
+  formatted `price`, `user_can_edit`, ...; see `published`), an assignment's `assignee_id` and
+  `story_id` come with `include=assignee,story` (`assignee_id` is also accepted in bodies and
+  as a filter), and `include=custom_field_values` on workspaces answers the stand-in columns
+  below as Kantata custom field values;
 - create/update bodies wrap the object (`{"workspace": {...}}`); unknown fields are refused;
 - errors are `{"errors": [{"type": "validation", "message", "field"}]}`, 422 for validation,
   401 / 404 as usual; rate limiting answers 429 *without* Retry-After;
@@ -39,9 +44,9 @@ pssync posts its notifications there. `recipient_ids` are users (Kantata's priva
 """
 
 # The package: `tables` (SQLite tables), `bodies` (request bodies), `responses` (Kantata's
-# response and error shapes), `rules` (shared business rules), `routes/` (one router per
-# vendor resource, plus the admin route), `load` (seeding the firm). The docstring above is
-# also the twin's OpenAPI description.
+# response and error shapes), `published` (the published fields the tables lack), `rules`
+# (shared business rules), `routes/` (one router per vendor resource, plus the admin route),
+# `load` (seeding the firm). The docstring above is also the twin's OpenAPI description.
 
 from __future__ import annotations
 
@@ -93,6 +98,7 @@ from sandbox.psa.responses import (
     INCLUDES,
     MAX_PER_PAGE,
     BelongsTo,
+    CustomFieldValues,
     HasMany,
     ListParams,
     envelope,
@@ -171,6 +177,7 @@ __all__ = [
     "ChangeOrderBody",
     "ChangeOrderFields",
     "ChangeOrderLineFields",
+    "CustomFieldValues",
     "Day",
     "ExpenseBody",
     "ExpenseFields",

@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic import Field as PydField
 
 from sandbox.psa.tables import Day
@@ -121,13 +121,25 @@ class ExpenseBody(_Body):
 
 
 class AssignmentFields(_Body):
+    """Kantata names the person `assignee_id`; the twin also takes its own `user_id`."""
+
     workspace_id: int | None = None
     user_id: int | None = None
+    story_id: int | None = None
     role: str | None = None
     start_date: date | None = None
     end_date: date | None = None
     allocated_minutes: int | None = PydField(default=None, ge=0)
     lock_version: int | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _assignee_is_the_user(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "assignee_id" in data:
+            data = dict(data)
+            assignee = data.pop("assignee_id")
+            data.setdefault("user_id", assignee)
+        return data
 
 
 class AssignmentBody(_Body):

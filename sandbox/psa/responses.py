@@ -14,6 +14,7 @@ from sqlalchemy import func
 from sqlmodel import Session, SQLModel, col, select
 
 from sandbox._twin import TwinError
+from sandbox.psa.published import add_published_fields, custom_field_values
 from sandbox.psa.tables import (
     KEYS,
     PsaBillingMilestone,
@@ -66,6 +67,14 @@ def render(row: SQLModel) -> dict[str, Any]:
     return {k: _render_value(k, v) for k, v in row.model_dump().items()}
 
 
+def _rendered(session: Session, key: str, rows: Sequence[SQLModel]) -> dict[str, dict[str, Any]]:
+    """`rows` of collection `key` as Kantata sends them, by id: their columns and the published
+    fields the tables do not hold (`published`)."""
+    objects = {str(r.id): render(r) for r in rows}  # type: ignore[attr-defined]
+    add_published_fields(session, key, rows, objects)
+    return objects
+
+
 @dataclass(frozen=True)
 class HasMany:
     model: type[SQLModel]
@@ -77,13 +86,25 @@ class HasMany:
 class BelongsTo:
     model: type[SQLModel]
     local_key: str
+    id_attr: str | None = None
+    """Where Kantata names the related record only when it is included (an assignment's
+    `assignee_id`, `story_id`), the attribute the included id goes in."""
 
 
-INCLUDES: dict[str, dict[str, HasMany | BelongsTo]] = {
+@dataclass(frozen=True)
+class CustomFieldValues:
+    """`include=custom_field_values` on workspaces: the values the stand-in columns are."""
+
+    key: str = "custom_field_values"
+    ids_attr: str = "custom_field_value_ids"
+
+
+INCLUDES: dict[str, dict[str, HasMany | BelongsTo | CustomFieldValues]] = {
     "workspaces": {
         "stories": HasMany(PsaStory, "workspace_id", "story_ids"),
         "billing_milestones": HasMany(PsaBillingMilestone, "workspace_id", "billing_milestone_ids"),
         "rate_card": BelongsTo(PsaRateCard, "rate_card_id"),
+        "custom_field_values": CustomFieldValues(),
     },
     "stories": {
         "workspace": BelongsTo(PsaWorkspace, "workspace_id"),
@@ -101,6 +122,8 @@ INCLUDES: dict[str, dict[str, HasMany | BelongsTo]] = {
     "assignments": {
         "user": BelongsTo(PsaUser, "user_id"),
         "workspace": BelongsTo(PsaWorkspace, "workspace_id"),
+        "assignee": BelongsTo(PsaUser, "user_id", "assignee_id"),
+        "story": BelongsTo(PsaStory, "story_id", "story_id"),
     },
     "resource_requests": {"workspace": BelongsTo(PsaWorkspace, "workspace_id")},
     "rate_cards": {
@@ -173,7 +196,7 @@ def envelope(
     key = KEYS[model]
     params = params or ListParams(1, max(1, len(rows)), [], None, None)
     total = len(rows) if total is None else total
-    objects = {str(r.id): render(r) for r in rows}  # type: ignore[attr-defined]
+    objects = _rendered(session, key, rows)
     body: dict[str, Any] = {
         "count": total,
         "meta": {
@@ -190,29 +213,63 @@ def envelope(
         spec = specs.get(name)
         if spec is None:
             raise TwinError(400, "validation", f"unknown include '{name}' for {key}", "include")
-        target_key = KEYS[spec.model]
-        collection: dict[str, Any] = body.setdefault(target_key, {})
-        if isinstance(spec, HasMany):
-            ids = [r.id for r in rows]  # type: ignore[attr-defined]
-            fk = getattr(spec.model, spec.foreign_key)
-            related = session.exec(
-                select(spec.model).where(col(fk).in_(ids)).order_by(spec.model.id)  # type: ignore[attr-defined]
-            ).all()
-            by_parent: dict[str, list[str]] = {str(i): [] for i in ids}
-            for rel in related:
-                collection.setdefault(str(rel.id), render(rel))  # type: ignore[attr-defined]
-                by_parent[str(getattr(rel, spec.foreign_key))].append(str(rel.id))  # type: ignore[attr-defined]
+        if isinstance(spec, CustomFieldValues):
+            ids, values = custom_field_values(rows)  # type: ignore[arg-type]
+            body.setdefault(spec.key, {}).update(values)
             for rid, obj in objects.items():
-                obj[spec.ids_attr] = by_parent.get(rid, [])
+                obj[spec.ids_attr] = ids.get(rid, [])
+        elif isinstance(spec, HasMany):
+            _include_many(session, spec, rows, objects, body)
         else:
-            wanted = {getattr(r, spec.local_key) for r in rows} - {None}
-            if wanted:
-                related = session.exec(
-                    select(spec.model).where(col(spec.model.id).in_(wanted))  # type: ignore[attr-defined]
-                ).all()
-                for rel in related:
-                    collection.setdefault(str(rel.id), render(rel))  # type: ignore[attr-defined]
+            _include_one(session, spec, rows, objects, body)
     return body
+
+
+def _include_many(
+    session: Session,
+    spec: HasMany,
+    rows: Sequence[SQLModel],
+    objects: dict[str, dict[str, Any]],
+    body: dict[str, Any],
+) -> None:
+    """Side-load the records that point at `rows` and list their ids on each row."""
+    target_key = KEYS[spec.model]
+    collection: dict[str, Any] = body.setdefault(target_key, {})
+    ids = [r.id for r in rows]  # type: ignore[attr-defined]
+    fk = getattr(spec.model, spec.foreign_key)
+    related = session.exec(
+        select(spec.model).where(col(fk).in_(ids)).order_by(spec.model.id)  # type: ignore[attr-defined]
+    ).all()
+    by_parent: dict[str, list[str]] = {str(i): [] for i in ids}
+    for rid, obj in _rendered(session, target_key, related).items():
+        collection.setdefault(rid, obj)
+    for rel in related:
+        by_parent[str(getattr(rel, spec.foreign_key))].append(str(rel.id))  # type: ignore[attr-defined]
+    for rid, obj in objects.items():
+        obj[spec.ids_attr] = by_parent.get(rid, [])
+
+
+def _include_one(
+    session: Session,
+    spec: BelongsTo,
+    rows: Sequence[SQLModel],
+    objects: dict[str, dict[str, Any]],
+    body: dict[str, Any],
+) -> None:
+    """Side-load the records `rows` point at (and name them in `spec.id_attr`, if any)."""
+    target_key = KEYS[spec.model]
+    collection: dict[str, Any] = body.setdefault(target_key, {})
+    wanted = {getattr(r, spec.local_key) for r in rows} - {None}
+    if wanted:
+        related = session.exec(
+            select(spec.model).where(col(spec.model.id).in_(wanted))  # type: ignore[attr-defined]
+        ).all()
+        for rid, obj in _rendered(session, target_key, related).items():
+            collection.setdefault(rid, obj)
+    if spec.id_attr is not None:
+        for row in rows:
+            value = getattr(row, spec.local_key)
+            objects[str(row.id)][spec.id_attr] = None if value is None else str(value)  # type: ignore[attr-defined]
 
 
 def list_rows(

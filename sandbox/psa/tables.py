@@ -134,6 +134,7 @@ class PsaAssignment(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     workspace_id: int = Field(index=True)
     user_id: int | None = Field(default=None, index=True)
+    story_id: int | None = None
     role: str
     start_date: date
     end_date: date

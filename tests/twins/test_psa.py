@@ -162,7 +162,7 @@ async def test_create_archive_and_unarchive_workspace(
     wid = await ws(client, start_date="2025-01-01", due_date="2025-06-30", price_in_cents=100)
     r = await client.put(f"/api/v1/workspaces/{wid}.json", json={"workspace": {"archived": True}})
     archived = only(r.json())
-    assert archived["archived"] is True and archived["status"] == "archived"
+    assert archived["archived"] is True and archived["status"]["message"] == "Archived"
     listed = (await client.get("/api/v1/workspaces.json")).json()
     assert listed["count"] == 0
     listed = (await client.get("/api/v1/workspaces.json", params={"include_archived": True})).json()
@@ -180,7 +180,8 @@ async def test_create_archive_and_unarchive_workspace(
     back = await client.put(
         f"/api/v1/workspaces/{wid}.json", json={"workspace": {"archived": False}}
     )
-    assert only(back.json())["archived"] is False and only(back.json())["status"] == "active"
+    assert only(back.json())["archived"] is False
+    assert only(back.json())["status"]["message"] == "In Progress"
 
 
 async def test_time_refused_for_inactive_resource_and_archived_workspace(

@@ -5,15 +5,19 @@ worker <-> user map.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Unpack
 
 import httpx
 
 from connectors._http import Backoff, VendorClient, VendorError, VendorHttp
+from connectors._vendor_errors import MAPPING_ERRORS, unmappable_from
 from connectors.psa._constants import API, MAX_PAGE_SIZE, SERVICE_NAME, SYSTEM, WORKER_MODEL
-from connectors.psa.mapping import _marker_code
+from connectors.psa._values import _marker_code
+from connectors.psa.errors import ERROR_CODES
+from connectors.psa.mapping import reference_from_kantata
 from contracts.errors import NotFoundError
 from contracts.settings import SystemSettings
 
@@ -39,6 +43,45 @@ class _Page:
     body: dict[str, Any]
 
 
+@dataclass
+class Included:
+    """Records of a list read with `include=`, and the side-loaded collections of all its
+    pages by key (`{"stories": {"<id>": {...}}}`)."""
+
+    objects: list[dict[str, Any]] = field(default_factory=list)
+    side: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def add(self, page: _Page, keys: Iterable[str]) -> None:
+        self.objects.extend(page.objects)
+        for key in keys:
+            collection = page.body.get(key)
+            if isinstance(collection, dict):
+                self.side.setdefault(key, {}).update(collection)
+
+    @classmethod
+    def of(cls, body: dict[str, Any], keys: Iterable[str]) -> Included:
+        """The records and side-loaded `keys` of one response."""
+        found = cls()
+        found.add(_Page(KantataBase._objects(body), body), keys)
+        return found
+
+    def get(self, key: str, ident: Any) -> dict[str, Any] | None:
+        """The side-loaded record `key`/`ident`, or None (absent, or no id)."""
+        if ident is None:
+            return None
+        found: dict[str, Any] | None = self.side.get(key, {}).get(str(ident))
+        return found
+
+
+def page_count(body: dict[str, Any], per_page: int) -> int:
+    """How many pages a list has: `meta.page_count` where Kantata sends `meta`, else from the
+    total `count` (the recorded responses carry `count` and no `meta`)."""
+    meta = body.get("meta")
+    if isinstance(meta, dict) and meta.get("page_count") is not None:
+        return int(meta["page_count"])
+    return math.ceil(int(body.get("count") or 0) / per_page)
+
+
 class KantataBase(VendorClient):
     """The core of `KantataPsa`: construction on `VendorHttp`, requests, paging, external
     references and the worker <-> user map the resource mixins share."""
@@ -50,7 +93,16 @@ class KantataBase(VendorClient):
         transport: httpx.AsyncBaseTransport | None = None,
         **backoff: Unpack[Backoff],
     ) -> None:
-        super().__init__(VendorHttp(SYSTEM, settings, parse_error, transport=transport, **backoff))
+        super().__init__(
+            VendorHttp(
+                SYSTEM,
+                settings,
+                parse_error,
+                transport=transport,
+                error_codes=ERROR_CODES,
+                **backoff,
+            )
+        )
         self._workers_by_user: dict[str, str] = {}
         self._users_by_worker: dict[str, str] = {}
         self._worker_map_lock = asyncio.Lock()
@@ -106,7 +158,12 @@ class KantataBase(VendorClient):
 
     @staticmethod
     def _objects(body: dict[str, Any]) -> list[dict[str, Any]]:
-        return [body[r["key"]][r["id"]] for r in body.get("results", [])]
+        """The records a response lists in `results`, in order; a response whose `results`
+        name records it does not carry is `UnmappableRecord`, not a bare `KeyError`."""
+        try:
+            return [body[r["key"]][str(r["id"])] for r in body.get("results", [])]
+        except MAPPING_ERRORS as exc:
+            raise unmappable_from(exc, system=SYSTEM, record="response", raw=body) from exc
 
     def _one(self, body: dict[str, Any]) -> dict[str, Any]:
         objects = self._objects(body)
@@ -124,7 +181,7 @@ class KantataBase(VendorClient):
                 "GET", path, params={**params, "page": page, "per_page": per_page}
             )
             yield _Page(self._objects(body), body)
-            if page >= int(body.get("meta", {}).get("page_count") or 0):
+            if page >= page_count(body, per_page):
                 return
             page += 1
 
@@ -132,6 +189,16 @@ class KantataBase(VendorClient):
         found: list[dict[str, Any]] = []
         async for page in self._pages(path, params):
             found.extend(page.objects)
+        return found
+
+    async def _all_included(
+        self, path: str, params: dict[str, Any], keys: Iterable[str]
+    ) -> Included:
+        """`_all` with the side-loaded collections `keys` of every page."""
+        keys = tuple(keys)
+        found = Included()
+        async for page in self._pages(path, params):
+            found.add(page, keys)
         return found
 
     async def _refs(self, **filters: Any) -> list[dict[str, Any]]:
@@ -168,7 +235,7 @@ class KantataBase(VendorClient):
 
     async def _load_worker_map(self) -> None:
         refs = await self._refs(subject_type="User", service_model=WORKER_MODEL)
-        workers = {str(r["subject_id"]): str(r["service_model_ref"]) for r in refs}
+        workers = dict(reference_from_kantata(r) for r in refs)
         self._workers_by_user = workers
         self._users_by_worker = {w: u for u, w in workers.items()}
 

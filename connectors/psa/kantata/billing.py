@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from connectors.psa._constants import MILESTONE_MARKER, SYSTEM
+from connectors.psa._values import _marker_code
 from connectors.psa.kantata._base import KantataBase
-from connectors.psa.mapping import _marker_code, milestone_from_kantata
+from connectors.psa.mapping import milestone_from_kantata
 from contracts.errors import BusinessRuleViolation, NotFoundError
 from contracts.v1 import Milestone
 

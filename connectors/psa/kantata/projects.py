@@ -17,15 +17,16 @@ from connectors.psa._constants import (
     SYSTEM,
     WBS_MARKER,
 )
-from connectors.psa.kantata._base import KantataBase
+from connectors.psa._values import _marker_code, _version, missing, required_ref
+from connectors.psa.kantata._base import Included, KantataBase
 from connectors.psa.mapping import (
     _BILLING_RULES,
     _STORY_TYPES,
-    _marker_code,
-    _money,
-    _version,
+    budget_from_kantata,
+    custom_field_values_by_name,
     project_from_kantata,
     rate_card_from_kantata,
+    reference_from_kantata,
     wbs_in_creation_order,
 )
 from contracts.errors import BusinessRuleViolation, ConflictError, NotFoundError, StaleVersionError
@@ -33,6 +34,25 @@ from contracts.money import Money
 from contracts.ownership import check_write
 from contracts.systems import System
 from contracts.v1 import Project, RateCard, WbsNode
+
+WORKSPACE_INCLUDE = "stories,billing_milestones,custom_field_values"
+"""What a project read side-loads: its WBS, its billing milestones and (Kantata) the custom
+field values that hold what Kantata has no field for (`CUSTOM_FIELDS`)."""
+
+
+def _listed(
+    side: Included, key: str, obj: dict[str, Any], ids_field: str, record: str
+) -> list[dict[str, Any]]:
+    """The side-loaded `key` records `obj` lists in `ids_field`, in its order; an id whose
+    record the response left out is `UnmappableRecord` (a WBS or rate card read in part
+    would look whole)."""
+    found: list[dict[str, Any]] = []
+    for ident in obj.get(ids_field) or []:
+        related = side.get(key, ident)
+        if related is None:
+            raise missing(record, obj, ids_field, f"{key} {ident} is not in the response")
+        found.append(related)
+    return found
 
 
 class ProjectsMixin(KantataBase):
@@ -44,7 +64,7 @@ class ProjectsMixin(KantataBase):
         refs = await self._refs(
             subject_type="Workspace", service_model=PROJECT_MODEL, service_model_ref=enterprise_id
         )
-        return min(refs, key=lambda r: int(r["subject_id"])) if refs else None
+        return min(refs, key=lambda r: int(reference_from_kantata(r)[0])) if refs else None
 
     async def _workspace_by_marker(self, enterprise_id: str) -> str | None:
         # `search` is Kantata's workspace text search; the marker line in the description is
@@ -56,14 +76,14 @@ class ProjectsMixin(KantataBase):
         exact = [
             w for w in found if _marker_code(w.get("description"), PROJECT_MARKER) == enterprise_id
         ]
-        return str(min(int(w["id"]) for w in exact)) if exact else None
+        return str(min(int(required_ref(w, "workspace", "id")) for w in exact)) if exact else None
 
     async def find_project_by_enterprise_id(self, enterprise_id: str) -> str | None:
         """The workspace provisioned for `enterprise_id`, complete or not (a half-built
         shell is found too, so compensation can archive it)."""
         ref = await self._project_ref(enterprise_id)
         if ref is not None:
-            return str(ref["subject_id"])
+            return reference_from_kantata(ref)[0]
         return await self._workspace_by_marker(enterprise_id)
 
     async def _resolve_rate_card(self, rate_card_id: str) -> str:
@@ -76,7 +96,7 @@ class ProjectsMixin(KantataBase):
             subject_type="RateCard", service_model=RATE_CARD_MODEL, service_model_ref=rate_card_id
         )
         if refs:
-            psa_id = str(refs[0]["subject_id"])
+            psa_id = reference_from_kantata(refs[0])[0]
         elif rate_card_id.isdigit():
             try:
                 await self._call("GET", f"/rate_cards/{rate_card_id}.json")
@@ -134,7 +154,7 @@ class ProjectsMixin(KantataBase):
         )
         fields = self._workspace_fields(project, enterprise_id, rate_card)
         ref = await self._project_ref(enterprise_id)
-        ws_id: str | None = str(ref["subject_id"]) if ref else None
+        ws_id: str | None = reference_from_kantata(ref)[0] if ref else None
         if ref is not None and ref.get("status") == "successful":
             ws = self._one(await self._call("GET", f"/workspaces/{ws_id}.json"))
             if ws.get("archived"):
@@ -258,24 +278,24 @@ class ProjectsMixin(KantataBase):
                     "Workspace",
                     psa_id,
                     PROJECT_MODEL,
-                    str(ref["service_model_ref"]),
+                    reference_from_kantata(ref)[1],
                     "failed",
                     f"archived: {reason}",
                 )
 
     async def get_project(self, psa_id: str) -> Project:
         body = await self._call(
-            "GET",
-            f"/workspaces/{psa_id}.json",
-            params={"include": "stories,billing_milestones"},
+            "GET", f"/workspaces/{psa_id}.json", params={"include": WORKSPACE_INCLUDE}
         )
         ws = self._one(body)
-        stories = [body["stories"][i] for i in ws.get("story_ids", [])]
-        milestones = [body["billing_milestones"][i] for i in ws.get("billing_milestone_ids", [])]
+        side = Included.of(body, ("stories", "billing_milestones", "custom_field_values"))
+        stories = _listed(side, "stories", ws, "story_ids", "workspace")
+        milestones = _listed(side, "billing_milestones", ws, "billing_milestone_ids", "workspace")
+        custom = custom_field_values_by_name(ws, side.side.get("custom_field_values", {}))
         refs = await self._refs(
             subject_type="Workspace", subject_id=psa_id, service_model=PROJECT_MODEL
         )
-        return project_from_kantata(ws, stories, milestones, refs[0] if refs else None)
+        return project_from_kantata(ws, stories, milestones, refs[0] if refs else None, custom)
 
     async def set_enterprise_id(self, psa_id: str, enterprise_id: str) -> None:
         check_write(System.PSSYNC, "Project", ["enterprise_id"])
@@ -284,9 +304,7 @@ class ProjectsMixin(KantataBase):
 
     async def get_project_budget(self, psa_id: str) -> Money | None:
         ws = self._one(await self._call("GET", f"/workspaces/{psa_id}.json"))
-        if not ws.get("budgeted") or ws.get("budget_in_cents") is None:
-            return None
-        return _money(ws, "budget_in_cents")
+        return budget_from_kantata(ws)
 
     async def update_project_budget(
         self, psa_id: str, budget: Money, *, expected_version: str | None = None
@@ -322,7 +340,8 @@ class ProjectsMixin(KantataBase):
             "GET", f"/rate_cards/{psa_id}.json", params={"include": "rate_card_roles"}
         )
         card = self._one(body)
-        roles = [body["rate_card_roles"][i] for i in card.get("rate_card_role_ids", [])]
+        side = Included.of(body, ("rate_card_roles",))
+        roles = _listed(side, "rate_card_roles", card, "rate_card_role_ids", "rate card")
         return rate_card_from_kantata(card, roles)
 
     # ---------------------------------------------------------------- activity feed

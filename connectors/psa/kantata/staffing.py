@@ -8,16 +8,20 @@ from datetime import date
 from typing import Any
 
 from connectors.psa._constants import API, DEMAND_MARKER, SYSTEM
-from connectors.psa.kantata._base import KantataBase
+from connectors.psa._values import _marker_code, assignee_of, required_ref
+from connectors.psa.kantata._base import Included, KantataBase
 from connectors.psa.mapping import (
     _CO_STATES,
-    _marker_code,
     assignment_from_kantata,
     change_order_from_kantata,
     resource_request_from_kantata,
 )
 from contracts.errors import ConflictError, NotFoundError, StaleVersionError
 from contracts.v1 import Assignment, ChangeOrder, ChangeOrderStatus
+
+ASSIGNMENT_INCLUDE = "assignee,story"
+"""Kantata sends an assignment's `assignee_id` and `story_id` only when `assignee` and `story`
+are included; its project and dates are its story's (published Assignment schema)."""
 
 
 class StaffingMixin(KantataBase):
@@ -34,7 +38,7 @@ class StaffingMixin(KantataBase):
         for req in await self._all("/resource_requests.json", {"workspace_id": psa_id}):
             key = _marker_code(req.get("notes"), DEMAND_MARKER)
             if key is not None:
-                existing.setdefault((str(req["role"]), key), req)
+                existing.setdefault((str(req.get("role")), key), req)
         ids: list[str] = []
         for demand in demands:
             found = existing.get((demand.role, demand.external_id))
@@ -67,7 +71,10 @@ class StaffingMixin(KantataBase):
     async def _find_demand(self, psa_id: str, role: str, key: str) -> dict[str, Any] | None:
         """The resource request for (project, role, demand key), cancelled or not."""
         for req in await self._all("/resource_requests.json", {"workspace_id": psa_id}):
-            if str(req["role"]) == role and _marker_code(req.get("notes"), DEMAND_MARKER) == key:
+            if (
+                str(req.get("role")) == role
+                and _marker_code(req.get("notes"), DEMAND_MARKER) == key
+            ):
                 return req
         return None
 
@@ -95,26 +102,37 @@ class StaffingMixin(KantataBase):
 
     # ---------------------------------------------------------------- assignments
 
-    async def _assignment(self, obj: dict[str, Any]) -> Assignment:
-        user = obj.get("user_id")
-        return assignment_from_kantata(obj, await self._worker_of(str(user)) if user else None)
+    async def _assignment(self, obj: dict[str, Any], side: Included | None = None) -> Assignment:
+        """Map an assignment, its story (Kantata keeps an assignment's project and dates on
+        its task) looked up among the side-loaded `stories`."""
+        user = assignee_of(obj)
+        story = side.get("stories", obj.get("story_id")) if side is not None else None
+        worker = await self._worker_of(user) if user else None
+        return assignment_from_kantata(obj, worker, story)
+
+    async def _assignment_of(self, body: dict[str, Any]) -> Assignment:
+        """The one assignment of a response read or written with `ASSIGNMENT_INCLUDE`."""
+        return await self._assignment(self._one(body), Included.of(body, ("stories",)))
 
     async def list_assignments(
         self, project_id: str | None = None, worker_id: str | None = None
     ) -> list[Assignment]:
-        params: dict[str, Any] = {}
+        params: dict[str, Any] = {"include": ASSIGNMENT_INCLUDE}
         if project_id is not None:
             params["workspace_id"] = project_id
         if worker_id is not None:
             user_id = await self._user_of(worker_id)
             if user_id is None:
                 return []
-            params["user_id"] = user_id
-        return [await self._assignment(a) for a in await self._all("/assignments.json", params)]
+            params["assignee_id"] = user_id
+        found = await self._all_included("/assignments.json", params, ("stories",))
+        return [await self._assignment(a, found) for a in found.objects]
 
     async def get_assignment(self, assignment_id: str) -> Assignment:
-        body = await self._call("GET", f"/assignments/{assignment_id}.json")
-        return await self._assignment(self._one(body))
+        body = await self._call(
+            "GET", f"/assignments/{assignment_id}.json", params={"include": ASSIGNMENT_INCLUDE}
+        )
+        return await self._assignment_of(body)
 
     async def _put_assignment(
         self, assignment_id: str, fields: dict[str, Any], expected_version: str | None
@@ -123,11 +141,14 @@ class StaffingMixin(KantataBase):
             fields = {**fields, "lock_version": int(expected_version)}
         try:
             body = await self._call(
-                "PUT", f"/assignments/{assignment_id}.json", json={"assignment": fields}
+                "PUT",
+                f"/assignments/{assignment_id}.json",
+                params={"include": ASSIGNMENT_INCLUDE},
+                json={"assignment": fields},
             )
         except ConflictError as exc:
             raise StaleVersionError(exc.message, system=SYSTEM) from exc
-        return await self._assignment(self._one(body))
+        return await self._assignment_of(body)
 
     async def update_assignment_end(
         self, assignment_id: str, end_date: date, *, expected_version: str | None = None
@@ -160,12 +181,15 @@ class StaffingMixin(KantataBase):
 
         async def find_same() -> dict[str, Any] | None:
             # Assignments carry no free text for a marker: the assignment itself is the key.
-            params: dict[str, Any] = {"workspace_id": assignment.project_id}
+            params: dict[str, Any] = {
+                "workspace_id": assignment.project_id,
+                "include": ASSIGNMENT_INCLUDE,
+            }
             if user_id:
-                params["user_id"] = user_id
+                params["assignee_id"] = user_id
             for obj in await self._all("/assignments.json", params):
                 if all(obj.get(k) == v for k, v in fields.items() if k != "user_id") and (
-                    str(obj.get("user_id") or "") == str(user_id or "")
+                    str(assignee_of(obj) or "") == str(user_id or "")
                 ):
                     return obj
             return None
@@ -219,7 +243,7 @@ class StaffingMixin(KantataBase):
         managers: dict[str, str | None] = {}
         awaiting: list[ChangeOrder] = []
         for obj in submitted:
-            ws_id = str(obj["workspace_id"])
+            ws_id = required_ref(obj, "change order", "workspace_id")
             if ws_id not in managers:
                 ws = self._one(await self._call("GET", f"/workspaces/{ws_id}.json"))
                 managers[ws_id] = ws.get("delivery_manager")

@@ -8,16 +8,28 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from connectors.psa._constants import MAX_PAGE_SIZE, SYSTEM
+from connectors.psa._values import _when, required_ref
 from connectors.psa.kantata._base import KantataBase
 from connectors.psa.mapping import (
     _rejection_line,
-    _when,
     expense_from_kantata,
     notes_with,
     time_entry_from_kantata,
 )
 from contracts.errors import ConflictError, StaleVersionError
 from contracts.v1 import ExpenseEntry, TimeEntry
+
+EXPENSE_INCLUDE = "user,workspace"
+"""Kantata sends an expense's `user_id` and `workspace_id` only when `user` and `workspace`
+are included (published Expense schema)."""
+
+
+def _entry_user(obj: dict[str, Any]) -> str:
+    return required_ref(obj, "time entry", "user_id")
+
+
+def _expense_user(obj: dict[str, Any]) -> str:
+    return required_ref(obj, "expense", "user_id")
 
 
 class TimeMixin(KantataBase):
@@ -58,11 +70,11 @@ class TimeMixin(KantataBase):
             for obj in objects:
                 stamp = _when(obj.get("updated_at"))
                 if inclusive and cursor is not None and stamp <= cursor:
-                    if stamp < cursor or str(obj["id"]) in at_cursor:
+                    if stamp < cursor or str(obj.get("id")) in at_cursor:
                         continue
                 if cursor is None or stamp > cursor:
                     cursor, at_cursor = stamp, set()
-                at_cursor.add(str(obj["id"]))
+                at_cursor.add(str(obj.get("id")))
                 fresh += 1
                 yield obj
             if len(objects) < per_page:
@@ -84,14 +96,16 @@ class TimeMixin(KantataBase):
         entry's `updated_at`). An entry changed during the walk may come again, newer."""
         params = self._approved_params(project_id, invoiced)
         async for obj in self._changed_since("/time_entries.json", params, since, page_size):
-            worker = await self._worker_of(str(obj["user_id"]))
+            worker = await self._worker_of(_entry_user(obj))
             yield time_entry_from_kantata(obj, worker or "")
 
     async def get_time_entry(self, entry_id: str) -> TimeEntry:
         obj = self._one(await self._call("GET", f"/time_entries/{entry_id}.json"))
-        return time_entry_from_kantata(obj, await self._worker_of(str(obj["user_id"])) or "")
+        return time_entry_from_kantata(obj, await self._worker_of(_entry_user(obj)) or "")
 
-    async def _by_ids(self, path: str, ids: Sequence[str]) -> list[dict[str, Any]]:
+    async def _by_ids(
+        self, path: str, ids: Sequence[str], extra: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
         """Records by id with `only=`, 200 ids a request (the requests run concurrently).
         Kantata ids are numbers: anything else cannot exist and is not asked for."""
         wanted = list(dict.fromkeys(i for i in ids if i.isdigit()))
@@ -99,36 +113,43 @@ class TimeMixin(KantataBase):
 
         async def read(chunk: list[str]) -> list[dict[str, Any]]:
             params = {"only": ",".join(chunk), "page": 1, "per_page": MAX_PAGE_SIZE}
-            return self._objects(await self._call("GET", path, params=params))
+            return self._objects(await self._call("GET", path, params={**params, **(extra or {})}))
 
         pages = await asyncio.gather(*(read(chunk) for chunk in chunks))
         return [obj for page in pages for obj in page]
 
     async def get_time_entries(self, entry_ids: Sequence[str]) -> list[TimeEntry]:
         found = await self._by_ids("/time_entries.json", entry_ids)
-        workers = await self._workers_of(str(obj["user_id"]) for obj in found)
-        return [time_entry_from_kantata(obj, workers[str(obj["user_id"])]) for obj in found]
+        users = [_entry_user(obj) for obj in found]
+        workers = await self._workers_of(users)
+        return [time_entry_from_kantata(o, workers[u]) for o, u in zip(found, users, strict=True)]
 
     async def _reject(
-        self, collection: str, wrapper: str, ident: str, reason: str
+        self,
+        collection: str,
+        wrapper: str,
+        ident: str,
+        reason: str,
+        params: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Unapprove a record and add the reason to its notes, in one PUT guarded by the
-        lock_version read: a concurrent change (or a retried PUT that went through) makes
-        the next round read it again, and an unapproved record is left as it is."""
+        lock_version read (when the record has one): a concurrent change (or a retried PUT
+        that went through) makes the next round read it again, and an unapproved record is
+        left as it is."""
         line = _rejection_line(reason)
+        path = f"/{collection}/{ident}.json"
         for _ in range(3):
-            obj = self._one(await self._call("GET", f"/{collection}/{ident}.json"))
+            obj = self._one(await self._call("GET", path, params=params))
             if not obj.get("approved"):
                 return obj
-            fields = {
+            fields: dict[str, Any] = {
                 "approved": False,
                 "notes": notes_with(str(obj.get("notes") or ""), line),
-                "lock_version": int(obj["lock_version"]),
             }
+            if obj.get("lock_version") is not None:
+                fields["lock_version"] = int(obj["lock_version"])
             try:
-                body = await self._call(
-                    "PUT", f"/{collection}/{ident}.json", json={wrapper: fields}
-                )
+                body = await self._call("PUT", path, params=params, json={wrapper: fields})
             except ConflictError:
                 continue
             return self._one(body)
@@ -138,7 +159,7 @@ class TimeMixin(KantataBase):
 
     async def reject_time_entry(self, entry_id: str, reason: str) -> TimeEntry:
         obj = await self._reject("time_entries", "time_entry", entry_id, reason)
-        return time_entry_from_kantata(obj, await self._worker_of(str(obj["user_id"])) or "")
+        return time_entry_from_kantata(obj, await self._worker_of(_entry_user(obj)) or "")
 
     async def list_worker_time(
         self,
@@ -169,20 +190,25 @@ class TimeMixin(KantataBase):
         invoiced: bool | None = None,
         page_size: int = MAX_PAGE_SIZE,
     ) -> AsyncIterator[ExpenseEntry]:
-        params = self._approved_params(project_id, invoiced)
+        params = {**self._approved_params(project_id, invoiced), "include": EXPENSE_INCLUDE}
         async for obj in self._changed_since("/expenses.json", params, since, page_size):
-            worker = await self._worker_of(str(obj["user_id"]))
+            worker = await self._worker_of(_expense_user(obj))
             yield expense_from_kantata(obj, worker or "")
 
     async def get_expense(self, expense_id: str) -> ExpenseEntry:
-        obj = self._one(await self._call("GET", f"/expenses/{expense_id}.json"))
-        return expense_from_kantata(obj, await self._worker_of(str(obj["user_id"])) or "")
+        body = await self._call(
+            "GET", f"/expenses/{expense_id}.json", params={"include": EXPENSE_INCLUDE}
+        )
+        obj = self._one(body)
+        return expense_from_kantata(obj, await self._worker_of(_expense_user(obj)) or "")
 
     async def get_expenses(self, expense_ids: Sequence[str]) -> list[ExpenseEntry]:
-        found = await self._by_ids("/expenses.json", expense_ids)
-        workers = await self._workers_of(str(obj["user_id"]) for obj in found)
-        return [expense_from_kantata(obj, workers[str(obj["user_id"])]) for obj in found]
+        found = await self._by_ids("/expenses.json", expense_ids, {"include": EXPENSE_INCLUDE})
+        users = [_expense_user(obj) for obj in found]
+        workers = await self._workers_of(users)
+        return [expense_from_kantata(o, workers[u]) for o, u in zip(found, users, strict=True)]
 
     async def reject_expense(self, expense_id: str, reason: str) -> ExpenseEntry:
-        obj = await self._reject("expenses", "expense", expense_id, reason)
-        return expense_from_kantata(obj, await self._worker_of(str(obj["user_id"])) or "")
+        include = {"include": EXPENSE_INCLUDE}
+        obj = await self._reject("expenses", "expense", expense_id, reason, include)
+        return expense_from_kantata(obj, await self._worker_of(_expense_user(obj)) or "")

@@ -14,15 +14,19 @@ from sandbox.psa.responses import ids_in
 from sandbox.psa.routes import _crud as crud
 from sandbox.psa.routes._shared import Include, State, emit_event
 from sandbox.psa.rules import _get, _invalid, _workspace_open
-from sandbox.psa.tables import PsaAssignment, PsaUser
+from sandbox.psa.tables import PsaAssignment, PsaStory, PsaUser
 
 router = APIRouter()
 
 
-def assignment_filters(workspace_id: str | None = None, user_id: str | None = None) -> list[Any]:
+def assignment_filters(
+    workspace_id: str | None = None, user_id: str | None = None, assignee_id: str | None = None
+) -> list[Any]:
+    """`assignee_id` is Kantata's filter; `user_id` the twin's own name for it."""
     return [
         *ids_in(PsaAssignment.workspace_id, workspace_id, "workspace_id"),
         *ids_in(PsaAssignment.user_id, user_id, "user_id"),
+        *ids_in(PsaAssignment.user_id, assignee_id, "assignee_id"),
     ]
 
 
@@ -42,12 +46,14 @@ async def create_assignment(body: AssignmentBody, params: Include, state: State)
     if f.end_date < f.start_date:
         raise _invalid("end date must be on or after the start date", "end_date")
     with state.session() as s:
-        ws = _workspace_open(s, f.workspace_id)
+        story = _story_of(s, f.story_id, f.workspace_id)
+        ws = _workspace_open(s, f.workspace_id if story is None else story.workspace_id)
         if f.user_id is not None and s.get(PsaUser, f.user_id) is None:
             raise _invalid(f"user {f.user_id} does not exist", "user_id")
         row = PsaAssignment(
             workspace_id=ws.id,
             user_id=f.user_id,
+            story_id=f.story_id,
             role=f.role,
             start_date=f.start_date,
             end_date=f.end_date,
@@ -58,10 +64,22 @@ async def create_assignment(body: AssignmentBody, params: Include, state: State)
         return crud.reply(s, row, params)
 
 
+def _story_of(s: Session, story_id: int | None, workspace_id: int | None) -> PsaStory | None:
+    """The task an assignment is on (Kantata assigns people to tasks), in its workspace."""
+    if story_id is None:
+        return None
+    story = s.get(PsaStory, story_id)
+    if story is None or (workspace_id is not None and story.workspace_id != workspace_id):
+        raise _invalid(f"task {story_id} is not in project {workspace_id}", "story_id")
+    return story
+
+
 def assignment_update_rules(s: Session, row: PsaAssignment, changes: dict[str, Any]) -> None:
     if "workspace_id" in changes:
         raise _invalid("an assignment cannot move to another project", "workspace_id")
     _workspace_open(s, row.workspace_id)
+    if changes.get("story_id") is not None:
+        _story_of(s, changes["story_id"], row.workspace_id)
     for name in ("role", "start_date", "end_date"):
         if name in changes and not changes[name]:
             raise _invalid(f"{name} cannot be blank", name)

@@ -1,0 +1,228 @@
+"""Fields Kantata sends that the twin's tables do not hold, added to every rendered record so the
+twin answers in the published shape (tests/fixtures/vendors/kantata/, checked by
+tests/twins/test_psa_shapes.py), and the custom field values the twin's stand-in columns are.
+
+What the twin does not model it reports as Kantata would for an empty account: no spend
+(`budget_used` `"$0"`), no creator, no dates on stories. Keys the tables already have are not
+overwritten, except a workspace's `status`: the twin keeps a string (and takes one in writes),
+Kantata sends `{"color", "key", "message"}` (`STATUSES`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, SQLModel, col, select
+
+from sandbox.psa.tables import PsaStory, PsaTimeEntry, PsaWorkspace
+
+CUSTOM_FIELD_NAMES: dict[str, str] = {
+    "client_ref": "Customer ID",
+    "opportunity_ref": "Opportunity ID",
+    "billing_rule": "Billing Rule",
+    "cost_center": "Cost Center",
+    "practice": "Practice",
+    "delivery_manager": "Delivery Manager",
+}
+"""The workspace custom fields the twin's stand-in columns are (column -> custom field name);
+the same names as the connector's `CUSTOM_FIELDS`."""
+
+STATUSES: dict[str, tuple[str, int, str]] = {
+    "active": ("green", 310, "In Progress"),
+    "closed": ("blue", 410, "Closed"),
+    "completed": ("blue", 400, "Completed"),
+    "archived": ("gray", 110, "Archived"),
+}
+"""The twin's status strings as Kantata's status objects (colour, key, message). The colours
+are Kantata's (gray not started, green in progress, blue finished: Knowledge Base, "Project
+Status List"); the keys are the twin's own, Kantata's numbering is not published."""
+
+
+def status_object(status: str) -> dict[str, Any]:
+    """Kantata's `status` object for the twin's status string."""
+    color, key, message = STATUSES.get(status, ("gray", 100, status.replace("_", " ").title()))
+    return {"color": color, "key": key, "message": message}
+
+
+ACCOUNT_ID = 1
+"""The twin is one Kantata account."""
+PHOTO_PATH = "https://app.mavenlink.com/images/default_profile_photo/default.png"
+_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "CAD": "$", "AUD": "$"}
+_NO_MINOR_UNITS = {"JPY", "KRW"}
+
+
+def _symbol(currency: str) -> str:
+    return _SYMBOLS.get(currency, currency)
+
+
+def _base_unit(currency: str) -> int:
+    return 1 if currency in _NO_MINOR_UNITS else 100
+
+
+def formatted(minor: int | None, currency: str, *, none: str = "TBD") -> str:
+    """Kantata's display form of an amount: `"$21,375"`, `"$25.50"`; `none` without one."""
+    if minor is None:
+        return none
+    base = _base_unit(currency)
+    whole, part = divmod(abs(minor), base)
+    sign = "-" if minor < 0 else ""
+    cents = f".{part:0{len(str(base)) - 1}d}" if part else ""
+    return f"{sign}{_symbol(currency)}{whole:,}{cents}"
+
+
+def _money_shape(currency: str) -> dict[str, Any]:
+    return {"currency_symbol": _symbol(currency), "currency_base_unit": _base_unit(currency)}
+
+
+def _workspaces(session: Session, rows: Sequence[Any]) -> dict[int, dict[str, Any]]:
+    extras: dict[int, dict[str, Any]] = {}
+    for ws in rows:
+        extras[ws.id] = {
+            "effective_due_date": ws.due_date.isoformat() if ws.due_date else "",
+            "consultant_role_name": "Consultants",
+            "client_role_name": "Clients",
+            "can_create_line_items": not ws.archived,
+            "default_rate": "0.00",
+            **_money_shape(ws.currency),
+            "can_invite": True,
+            "has_budget_access": True,
+            "price": formatted(ws.price_in_cents or None, ws.currency),
+            "budget_used": formatted(0, ws.currency),
+            "over_budget": False,
+            "creator_id": None,
+            "account_id": ACCOUNT_ID,
+        }
+    return extras
+
+
+def _entries(session: Session, rows: Sequence[Any]) -> dict[int, dict[str, Any]]:
+    return {
+        row.id: {
+            **_money_shape(row.currency),
+            "user_can_edit": not (row.approved or row.is_invoiced),
+        }
+        for row in rows
+    }
+
+
+def _stories(session: Session, rows: Sequence[Any]) -> dict[int, dict[str, Any]]:
+    ids = [row.id for row in rows]
+    children = dict(
+        session.exec(
+            select(PsaStory.parent_id, func.count())
+            .where(col(PsaStory.parent_id).in_(ids))
+            .group_by(col(PsaStory.parent_id))
+        ).all()
+    )
+    logged = dict(
+        session.exec(
+            select(PsaTimeEntry.story_id, func.sum(PsaTimeEntry.time_in_minutes))
+            .where(col(PsaTimeEntry.story_id).in_(ids), col(PsaTimeEntry.billable).is_(True))
+            .group_by(col(PsaTimeEntry.story_id))
+        ).all()
+    )
+    return {
+        row.id: {
+            "start_date": None,
+            "due_date": None,
+            "archived": False,
+            "deleted_at": None,
+            "sub_story_count": int(children.get(row.id, 0)),
+            "percentage_complete": 100 if row.state == "completed" else 0,
+            "budget_used_in_cents": 0,
+            "logged_billable_time_in_minutes": int(logged.get(row.id) or 0),
+        }
+        for row in rows
+    }
+
+
+def _users(session: Session, rows: Sequence[Any]) -> dict[int, dict[str, Any]]:
+    return {row.id: {"photo_path": PHOTO_PATH, "headline": None} for row in rows}
+
+
+def _assignments(session: Session, rows: Sequence[Any]) -> dict[int, dict[str, Any]]:
+    today = datetime.now(UTC).date()
+    return {
+        row.id: {
+            "estimated_minutes": row.allocated_minutes,
+            "current": row.end_date >= today,
+            "resource_id": row.user_id,
+        }
+        for row in rows
+    }
+
+
+EXTRAS: dict[str, Callable[[Session, Sequence[Any]], dict[int, dict[str, Any]]]] = {
+    "workspaces": _workspaces,
+    "time_entries": _entries,
+    "expenses": _entries,
+    "stories": _stories,
+    "users": _users,
+    "assignments": _assignments,
+}
+"""Per collection key: the published fields of each row (by id) the table does not hold."""
+
+INTEGER_FIELDS: dict[str, frozenset[str]] = {
+    "workspaces": frozenset({"rate_card_id"}),
+}
+"""`*_id` fields Kantata sends as JSON integers, not id strings (published Workspace schema)."""
+
+
+def add_published_fields(
+    session: Session, key: str, rows: Sequence[SQLModel], objects: dict[str, dict[str, Any]]
+) -> None:
+    """Add the published fields of `rows` (collection `key`) to their rendered `objects`."""
+    build = EXTRAS.get(key)
+    ints = INTEGER_FIELDS.get(key, frozenset())
+    extras = build(session, rows) if build is not None and rows else {}
+    for row in rows:
+        obj = objects[str(row.id)]  # type: ignore[attr-defined]
+        if key == "workspaces" and isinstance(obj.get("status"), str):
+            obj["status"] = status_object(obj["status"])
+        for name in ints:
+            if obj.get(name) is not None:
+                obj[name] = int(obj[name])
+        for name, value in extras.get(row.id, {}).items():  # type: ignore[attr-defined]
+            obj.setdefault(name, value)
+
+
+def custom_field_values(
+    rows: Sequence[PsaWorkspace],
+) -> tuple[dict[str, list[str]], dict[str, dict[str, Any]]]:
+    """The custom field values of workspaces (`include=custom_field_values`): the ids each
+    workspace lists (`custom_field_value_ids`) and the values by id, one per stand-in column
+    with a value. Read-only: the twin's columns are written as plain fields."""
+    ids: dict[str, list[str]] = {}
+    values: dict[str, dict[str, Any]] = {}
+    for ws in rows:
+        assert ws.id is not None
+        listed = ids.setdefault(str(ws.id), [])
+        for n, (column, name) in enumerate(CUSTOM_FIELD_NAMES.items(), start=1):
+            value = getattr(ws, column)
+            if value is None or value == "":
+                continue
+            value_id = str(ws.id * 100 + n)
+            listed.append(value_id)
+            values[value_id] = {
+                "id": value_id,
+                "account_id": ACCOUNT_ID,
+                "can_edit": True,
+                "created_at": _stamp(ws.created_at),
+                "custom_field_name": name,
+                "display_value": str(value),
+                "subject_id": ws.id,
+                "subject_type": "Workspace",
+                "type": "string",
+                "updated_at": _stamp(ws.updated_at),
+                "value": str(value),
+            }
+    return ids, values
+
+
+def _stamp(when: datetime | date) -> str:
+    if isinstance(when, datetime):
+        aware = when if when.tzinfo else when.replace(tzinfo=UTC)
+        return aware.astimezone(UTC).isoformat()
+    return when.isoformat()
