@@ -828,3 +828,51 @@ async def test_only_picks_time_entries_and_expenses_by_id_and_200_list_quickly(
     assert sorted(row["amount_in_cents"] for row in _rows(picked.json())) == [1000, 3000]
     bad = await client.get("/api/v1/expenses.json", params={"only": "1,x"})
     assert bad.status_code == 400 and error_of(bad)["field"] == "only"
+
+
+async def test_a_null_for_a_required_field_is_refused_not_a_server_error(
+    twin: tuple[FastAPI, httpx.AsyncClient],
+) -> None:
+    app, client = twin
+    wid = await ws(client)
+    uid = psa.add_user(app, full_name="Ada")
+    entry = only(
+        (
+            await client.post(
+                "/api/v1/time_entries.json",
+                json={
+                    "time_entry": {
+                        "workspace_id": wid,
+                        "user_id": uid,
+                        "date_performed": "2025-03-03",
+                        "time_in_minutes": 60,
+                    }
+                },
+            )
+        ).json()
+    )
+    milestone = only(
+        (
+            await client.post(
+                "/api/v1/billing_milestones.json",
+                json={"billing_milestone": {"workspace_id": wid, "title": "Kickoff"}},
+            )
+        ).json()
+    )
+    for path, body, field in (
+        (
+            f"/api/v1/time_entries/{entry['id']}.json",
+            {"time_entry": {"approved": None}},
+            "approved",
+        ),
+        (
+            f"/api/v1/billing_milestones/{milestone['id']}.json",
+            {"billing_milestone": {"state": None}},
+            "state",
+        ),
+    ):
+        r = await client.put(path, json=body)
+        assert r.status_code == 422, (path, r.status_code, r.text)
+        assert error_of(r)["field"] == field
+    stats = (await client.get("/_admin/stats")).json()
+    assert stats["errors_5xx"] == 0

@@ -15,7 +15,7 @@ from sqlmodel import Session, SQLModel
 from sandbox._twin import TwinState
 from sandbox.psa.responses import ListParams, envelope, include_params, list_params, list_rows
 from sandbox.psa.routes._shared import twin_state
-from sandbox.psa.rules import _check_lock, _get, _touch
+from sandbox.psa.rules import _check_lock, _get, _invalid, _touch
 from sandbox.psa.tables import KEYS
 
 DEFAULT_ORDERABLE = ("id", "updated_at", "created_at")
@@ -156,6 +156,10 @@ def load_changes(
     """The record an update names (404 when missing; 409 when the body's `lock_version`, if
     it has one, is stale) and the fields the body sets to a value the record does not have."""
     changes = fields.model_dump(exclude_unset=True, exclude={"lock_version"}, mode=mode)
+    columns = model.__table__.columns  # type: ignore[attr-defined]
+    for name, value in changes.items():
+        if value is None and name in columns and not columns[name].nullable:
+            raise _invalid(f"{name} can't be blank", name)  # as Kantata says it, not a 500
     row = _get(session, model, ident, what)
     _check_lock(row, getattr(fields, "lock_version", None))
     return row, {k: v for k, v in changes.items() if getattr(row, k) != v}
