@@ -46,14 +46,29 @@ async def test_a_long_erp_outage_continues_as_new_and_posts_everything_once(
 ) -> None:
     async with tti.tti_world(ts_env, tmp_path) as world:
         outage = erp_outage(world)
-        entries = tti._approved(world, "tm", 320)
-        overrides = {"max_history_events": 100, "drain_grace_s": 2.0, "max_batches_in_flight": 3}
-        # Two full batches go out (and fail on and on); approvals keep coming one by one.
+        entries = tti._approved(world, "tm", 400)
+        max_events = 100
+        overrides = {
+            "max_history_events": max_events,
+            "drain_grace_s": 2.0,
+            "max_batches_in_flight": 3,
+        }
+        # Two full batches go out (and fail on and on); approvals keep coming one by one
+        # until the run's history is past its bound. How many that takes depends on how the
+        # worker coalesces signals into workflow tasks, so count the history, not the signals
+        # (each signal adds at least one event: at most ~100 are needed).
         await world.signal("tm", entries[:250], **overrides)
         first = await world.client.get_workflow_handle(world.workflow_id("tm")).describe()
+        old_run = world.client.get_workflow_handle(world.workflow_id("tm"), run_id=first.run_id)
+        sent = 250
         for entry in entries[250:]:
             await world.signal("tm", [entry], **overrides)
-        old_run = world.client.get_workflow_handle(world.workflow_id("tm"), run_id=first.run_id)
+            sent += 1
+            info = (await old_run.describe()).raw_description.workflow_execution_info
+            if info.history_length > max_events:
+                break
+        assert sent < len(entries), "the history never passed its bound"
+        await world.signal("tm", entries[sent:], **overrides)  # the rest at once
         deadline = asyncio.get_running_loop().time() + 60
         while (await old_run.describe()).status is not WorkflowExecutionStatus.CONTINUED_AS_NEW:
             assert asyncio.get_running_loop().time() < deadline, "never continued as new"
@@ -64,10 +79,10 @@ async def test_a_long_erp_outage_continues_as_new_and_posts_everything_once(
         assert world.postings("tm") == []  # still down: nothing posted, nothing lost
 
         outage["down"] = False
-        await world.settled("tm", done=320, timeout_s=90)
+        await world.settled("tm", done=len(entries), timeout_s=90)
         postings = [p for p in world.postings("tm") if p.kind is PostingKind.TIME]
-        assert len(postings) == 320
-        assert len({p.source_entry_id for p in postings}) == 320
+        assert len(postings) == len(entries)
+        assert len({p.source_entry_id for p in postings}) == len(entries)
         assert world.erp_by_period("tm") == world.psa_by_period("tm", tti.RATE)
 
 
