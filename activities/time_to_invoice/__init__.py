@@ -28,8 +28,6 @@ Schedule), `caches` (master data and the ports every seam shares).
 
 from __future__ import annotations
 
-import logging
-
 from temporalio.client import Client
 
 from activities.time_to_invoice._support import HEARTBEAT_EVERY_S
@@ -60,8 +58,6 @@ from connectors.psa import PsaPort
 from contracts.v1.posting_keys import posting_key
 from contracts.v1.time_to_invoice import TimePipelineInput, entry_key
 from store import Store
-
-log = logging.getLogger("pssync.time_to_invoice")
 
 
 class TimeToInvoiceActivities(_BatchMixin, _BillingMixin, _SweepMixin):

@@ -75,7 +75,6 @@ class _Batch:
     """(entry, posting, fingerprint)"""
     invalid: list[tuple[_Entry, TimeExceptionCause, str | None, str]] = field(default_factory=list)
     ledger_rows: list[dict[str, Any]] = field(default_factory=list)
-    fingerprints: dict[str, str] = field(default_factory=dict)
 
 
 class _BatchMixin(_Base):
@@ -143,7 +142,6 @@ class _BatchMixin(_Base):
                 continue
             assert posting is not None
             seen_in_batch.setdefault(fp, e.key)
-            batch.fingerprints[e.key] = fp
             batch.to_post.append((e, posting, fp))
 
     async def _reverse(self, batch: _Batch) -> set[str]:
