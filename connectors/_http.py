@@ -1,7 +1,8 @@
 """The HTTP machinery every connector shares; vendor specifics stay in each system's module.
 
 - one `httpx.AsyncClient` per connector (connection reuse);
-- OAuth2 client credentials with a cached token, refreshed on expiry and once on a 401; or a
+- OAuth2 client credentials with a cached token, refreshed on expiry and once on a 401, the
+  client authenticated by its secret or by a signed JWT assertion (`connectors._oauth`); or a
   static bearer token;
 - tenacity retries for 429, 500/502/503/504 and timeouts: `Retry-After` honoured when the vendor
   sends it, otherwise exponential backoff with full jitter, bounded by a time budget;
@@ -38,6 +39,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from connectors._oauth import ClientAssertionAuth
 from connectors._vendor_errors import CodeRule, ErrorTable
 from contracts.errors import (
     AuthError,
@@ -368,6 +370,9 @@ class VendorHttp:
             token = settings.token.get_secret_value() if settings.token else ""
             auth = None
             headers = {"Authorization": f"Bearer {token}"}
+        elif settings.auth == "oauth2_jwt":
+            auth = ClientAssertionAuth.from_settings(system, settings)
+            headers = {}
         else:
             auth = ClientCredentials(
                 settings.token_url or f"{base}/oauth2/token",

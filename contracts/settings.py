@@ -13,12 +13,20 @@ app factory) read settings; workflows never do.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -32,7 +40,6 @@ from contracts.ids import canonical_tenant
 DEV_WEBHOOK_SECRET = (
     "whsec_cHNzeW5jLWRldi1vbmx5LXdlYmhvb2stc2VjcmV0"  # "pssync-dev-only-webhook-secret"
 )
-DEV_TOKEN_PREFIX = "dev-"
 
 
 class SettingsError(RuntimeError):
@@ -64,13 +71,34 @@ class SystemSettings(BaseModel):
     """Further tenants of this system whose events pssync accepts (`PSSYNC_CRM__TENANTS=
     '["acme", "acme-emea"]'`). An event naming any other tenant is refused (4xx, no run).
     Compared case-insensitively: `known_tenants` holds their canonical, case-folded form."""
-    auth: Literal["oauth2", "bearer"] = "oauth2"
+    auth: Literal["oauth2", "oauth2_jwt", "bearer"] = "oauth2"
+    """`oauth2`: client credentials with `client_id` and `client_secret`; `oauth2_jwt`: client
+    credentials with a JWT client assertion signed by `private_key` (RFC 7523; NetSuite's
+    machine-to-machine flow); `bearer`: the static `token`."""
     client_id: str = "pssync"
+    """`oauth2` and `oauth2_jwt` (the assertion's `iss`; NetSuite: the integration record's
+    client ID)."""
     client_secret: SecretStr = SecretStr("dev-secret")
     token_url: str | None = None
-    """OAuth2 token endpoint; default `<base_url>/oauth2/token`."""
+    """OAuth2 token endpoint; default `<base_url>/oauth2/token`. `oauth2_jwt` needs it set: it
+    is also the assertion's `aud` (NetSuite:
+    `https://<accountID>.suitetalk.api.netsuite.com/services/rest/auth/oauth2/v1/token`)."""
     token: SecretStr | None = None
     """Static bearer token when `auth = "bearer"`."""
+    private_key: SecretStr | None = None
+    """`oauth2_jwt`: the PEM private key (unencrypted) that signs the client assertion; or
+    `private_key_path`."""
+    private_key_path: Path | None = None
+    """`oauth2_jwt`: a file holding that PEM private key (read at start-up)."""
+    certificate_id: str | None = None
+    """`oauth2_jwt`: the key ID (`kid`) the token endpoint knows the public key by; NetSuite:
+    the certificate ID of the OAuth 2.0 Client Credentials (M2M) Setup mapping."""
+    scope: str = "rest_webservices"
+    """`oauth2_jwt`: the assertion's `scope` claim (NetSuite: `rest_webservices`, or several
+    of `restlets`, `rest_webservices`, `suite_analytics` separated by commas)."""
+    jwt_algorithm: Literal["PS256", "PS384", "PS512", "ES256", "ES384", "ES512"] = "PS256"
+    """`oauth2_jwt`: how the assertion is signed: PS* with an RSA key, ES256/ES384/ES512 with
+    an EC key on P-256/P-384/P-521. (NetSuite no longer accepts RS256.)"""
     max_concurrency: int = Field(default=8, ge=1, le=1000)
     """Per-tenant concurrent requests (NetSuite's governance limit is account-wide)."""
     timeout_s: float = Field(default=30.0, gt=0)
@@ -111,15 +139,104 @@ class SystemSettings(BaseModel):
             return None
         return tenant if tenant in self.known_tenants else None
 
+    def assertion_problems(self, prefix: str) -> list[str]:
+        """What `auth = "oauth2_jwt"` lacks, naming the variables under `prefix` (e.g.
+        `PSSYNC_ERP`); nothing for the other modes."""
+        if self.auth != "oauth2_jwt":
+            return []
+        problems = []
+        if (self.private_key is None) == (self.private_key_path is None):
+            problems.append(
+                f"{prefix}__PRIVATE_KEY or {prefix}__PRIVATE_KEY_PATH (one of them) must be set "
+                f"with {prefix}__AUTH=oauth2_jwt: the key that signs the client assertion"
+            )
+        if not self.certificate_id:
+            problems.append(
+                f"{prefix}__CERTIFICATE_ID must be set with {prefix}__AUTH=oauth2_jwt: the "
+                "certificate ID of the M2M mapping (the assertion's kid)"
+            )
+        if not self.token_url:
+            problems.append(
+                f"{prefix}__TOKEN_URL must be set with {prefix}__AUTH=oauth2_jwt: the token "
+                "endpoint (also the assertion's aud)"
+            )
+        return problems
+
 
 class Actor(BaseModel):
-    """A person or system allowed to act through the gateway (approve, resolve)."""
+    """A person or system allowed to act through the gateway (read, approve, resolve)."""
 
-    name: str
-    roles: list[str] = Field(default_factory=list)
-    """e.g. delivery_manager, finance_controller, ops."""
-    scopes: list[str] = Field(default_factory=lambda: ["*"])
-    """Project IDs or practices the actor may act on; "*" for all."""
+    name: str = Field(min_length=1, max_length=200)
+    roles: list[str] = Field(default_factory=list, max_length=50)
+    """e.g. delivery_manager, finance_controller, ops, auditor."""
+    scopes: list[str] = Field(default_factory=list, max_length=500)
+    """What the actor may reach (`contracts.scopes`): "*", "tenant:<t>", "project:<id>",
+    "practice:<p>", "worker:<id>", ... No scopes reach nothing (fail closed)."""
+
+
+def hash_token(token: str) -> str:
+    """How a static token is kept: `sha256:<hex>` (the plaintext never stays in settings)."""
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
+
+
+DEV_TOKENS: dict[str, str] = {
+    "ops": "dev-ops-token",
+    "delivery_manager": "dev-dm-token",
+    "finance_controller": "dev-finance-token",
+}
+"""The dev profile's well-known tokens by the role they stand for (the demo and the README use
+them); settings keep only their hashes, and production refuses static tokens."""
+
+
+def _dev_actors() -> dict[str, Actor]:
+    return {
+        hash_token(DEV_TOKENS["ops"]): Actor(
+            name="ops", roles=["ops", "delivery_manager", "finance_controller"], scopes=["*"]
+        ),
+        hash_token(DEV_TOKENS["delivery_manager"]): Actor(
+            name="dana.manager", roles=["delivery_manager"], scopes=["*"]
+        ),
+        hash_token(DEV_TOKENS["finance_controller"]): Actor(
+            name="frank.finance", roles=["finance_controller"], scopes=["*"]
+        ),
+    }
+
+
+class OidcSettings(BaseModel):
+    """Bearer tokens as JWTs from an OIDC provider (required in production).
+
+    `PSSYNC_OIDC__ISSUER=https://login.example.com/realms/firm`, `PSSYNC_OIDC__AUDIENCE=pssync`;
+    the signing keys come from `jwks_url` (default: the issuer's discovery document), cached and
+    refetched when a token names a key id not yet seen (key rotation)."""
+
+    issuer: str = Field(min_length=1)
+    audience: str = Field(min_length=1)
+    jwks_url: str | None = None
+    """Default: `jwks_uri` of `<issuer>/.well-known/openid-configuration`."""
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256", "PS256"])
+    leeway_s: int = Field(default=30, ge=0, le=300)
+
+    @field_validator("algorithms")
+    @classmethod
+    def _asymmetric_only(cls, algorithms: list[str]) -> list[str]:
+        """Public-key algorithms only: `none` and HMAC (a shared secret) are never accepted."""
+        allowed = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}
+        allowed |= {"EdDSA"}
+        refused = [a for a in algorithms if a not in allowed]
+        if refused or not algorithms:
+            raise ValueError(f"not accepted: {refused or 'an empty list'} (use {sorted(allowed)})")
+        return algorithms
+
+    jwks_cache_s: int = Field(default=3600, ge=0)
+    jwks_refresh_min_s: int = Field(default=30, ge=0)
+    """At most one refetch per this long when an unknown key id arrives (no JWKS flood)."""
+    name_claim: str = "preferred_username"
+    """Falls back to `email`, then `sub`."""
+    roles_claim: str = "roles"
+    """A claim holding a list (or space-separated string); dotted paths such as
+    `realm_access.roles` (Keycloak) reach into objects."""
+    scopes_claim: str = "pssync_scopes"
+    timeout_s: float = Field(default=5.0, gt=0)
 
 
 def _sandbox_url(system: str) -> str:
@@ -127,12 +244,77 @@ def _sandbox_url(system: str) -> str:
     return f"http://127.0.0.1:{port}/{system}"
 
 
-def _dev_actors() -> dict[str, Actor]:
-    return {
-        "dev-ops-token": Actor(name="ops", roles=["ops", "delivery_manager", "finance_controller"]),
-        "dev-dm-token": Actor(name="dana.manager", roles=["delivery_manager"]),
-        "dev-finance-token": Actor(name="frank.finance", roles=["finance_controller"]),
-    }
+class LimitSettings(BaseModel):
+    """What one request may cost the gateway (`gateway.limits`, docs/security.md "Request
+    limits"): body bytes (counted while they stream in), JSON nesting, path length, and token
+    buckets per actor and per webhook sender. `PSSYNC_LIMITS__API_RATE_PER_S=20`. The buckets
+    live in the gateway process's memory: with N gateway processes a caller gets N times the
+    rate. The defaults are generous (no test, bench or demo comes near them)."""
+
+    webhook_max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    """A webhook body over this is refused 413 (as declared, or as soon as it streams past)."""
+    api_max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    """The same for every other request (`/api/...`)."""
+    max_json_depth: int = Field(default=64, ge=2, le=1000)
+    """Nesting of JSON arrays and objects; deeper bodies are refused 400 `json_too_deep`
+    before anything parses them."""
+    max_path_bytes: int = Field(default=2048, ge=64)
+    """A URL path longer than this (percent-encoded, as sent) is refused 414."""
+    max_path_param_chars: int = Field(default=200, ge=16)
+    """A path parameter (an id) longer than this is refused 422 `invalid_id`."""
+    rate_limit: bool = True
+    """Token buckets on; false turns them off (the body, depth and path bounds stay)."""
+    api_rate_per_s: float = Field(default=100.0, gt=0)
+    """Requests/s each actor (a bearer token, else a client address) may sustain."""
+    api_burst: int = Field(default=1000, ge=1)
+    """... and how many it may send at once before the rate applies."""
+    webhook_rate_per_s: float = Field(default=1000.0, gt=0)
+    """Deliveries/s per webhook endpoint and sender address."""
+    webhook_burst: int = Field(default=5000, ge=1)
+    max_tracked_clients: int = Field(default=10_000, ge=1)
+    """Buckets kept per kind; the least recently used is dropped beyond this."""
+
+
+class PayloadSettings(BaseModel):
+    """Encryption of what pssync hands Temporal (`plumbing.codec`, docs/security.md "Payload
+    encryption"): AES-256-GCM, several keys, the newest encrypting."""
+
+    encrypt: bool = True
+    """Encrypt every workflow payload before it reaches Temporal (on by default)."""
+    keys_dir: Path | None = None
+    """Key files `<key-id>.key` (base64 of 32 bytes, mode 0600); default `<home>/keys`. The
+    dev profile writes one there on first start; `pssync keys new` adds one."""
+    keys: dict[str, SecretStr] = Field(default_factory=dict)
+    """Key id -> base64 key, e.g. from a secret manager:
+    `PSSYNC_PAYLOADS__KEYS='{"2026-05": "<base64 of 32 bytes>"}'`."""
+    active_key_id: str | None = None
+    """The key that encrypts; default the newest (greatest id). Every key decrypts. Rotating
+    across several hosts: add the new key everywhere first, then name it here."""
+    codec_cors_origins: list[str] = Field(default_factory=list)
+    """Browser origins that may call the codec server (`/codec/decode`): the Temporal UI's.
+    Default `http://127.0.0.1:<ui_port>` and `http://localhost:<ui_port>`."""
+
+
+class RetentionSettings(BaseModel):
+    """How long pssync keeps its own records, in days (0 keeps them forever): a Schedule runs
+    the `RetentionPurge` workflow every `interval_s` (daily), which deletes older rows in
+    batches (docs/security.md "Audit trail and retention"). Inbox events not yet processed
+    (pending, or failed for good) and outbox events not yet published are never purged."""
+
+    inbox_days: int = Field(default=30, ge=0, le=36_500)
+    """Processed webhook and HCM events, kept as dedupe keys: keep them longer than any sender
+    redelivers (a duplicate that arrives after its row went starts or joins its run again, by
+    business key)."""
+    lineage_days: int = Field(default=730, ge=0, le=36_500)
+    """Which run wrote which fields of an entity, from which source version."""
+    outbox_days: int = Field(default=30, ge=0, le=36_500)
+    """Business events, counted from when they were published."""
+    audit_days: int = Field(default=2557, ge=0, le=36_500)
+    """People's decisions through the gateway (seven years by default)."""
+    batch_size: int = Field(default=1000, ge=1, le=10_000)
+    """Rows one delete removes (one short transaction)."""
+    interval_s: float = Field(default=86_400.0, ge=60)
+    """How often the purge runs."""
 
 
 class Settings(BaseSettings):
@@ -149,6 +331,8 @@ class Settings(BaseSettings):
     database_url: str | None = None
     """SQLAlchemy URL; default SQLite at `<home>/pssync.db`. PostgreSQL: postgresql+psycopg://..."""
     temporal: TemporalSettings = Field(default_factory=TemporalSettings)
+    payloads: PayloadSettings = Field(default_factory=PayloadSettings)
+    """Encryption of workflow payloads (`PSSYNC_PAYLOADS__KEYS`, `PSSYNC_PAYLOADS__KEYS_DIR`)."""
 
     crm: SystemSettings = Field(
         default_factory=lambda: SystemSettings(base_url=_sandbox_url("crm"))
@@ -166,6 +350,8 @@ class Settings(BaseSettings):
     webhook_secret_crm: SecretStr = SecretStr(DEV_WEBHOOK_SECRET)
     webhook_secret_psa: SecretStr = SecretStr(DEV_WEBHOOK_SECRET)
     webhook_tolerance_s: int = Field(default=300, ge=1)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    """Body, JSON depth, path and rate limits of the gateway (`gateway.limits`)."""
 
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8000, ge=0, le=65535)
@@ -173,7 +359,10 @@ class Settings(BaseSettings):
     worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
 
     actors: dict[str, Actor] = Field(default_factory=_dev_actors)
-    """Bearer token -> actor."""
+    """Static bearer tokens -> actor, dev profile only. Keys are `sha256:<hex>` hashes
+    (`contracts.settings.hash_token`); a plaintext key is hashed on load."""
+    oidc: OidcSettings | None = None
+    """JWT bearer tokens from an identity provider (production must set it)."""
 
     worker_shutdown_grace_s: float = Field(default=30.0, ge=0)
     """On SIGTERM (a deploy), activities in flight get this long to finish before they are
@@ -199,6 +388,8 @@ class Settings(BaseSettings):
     change_order_expires_after_s: int = Field(default=7 * 24 * 3600, ge=1)
     hcm_poll_interval_s: int = Field(default=60, ge=1)
     """How often the Schedule polls the HCM's changed-workers window (0 < interval)."""
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    """Days kept of the inbox, lineage, outbox and audit rows; a daily Schedule purges."""
 
     @classmethod
     def settings_customise_sources(
@@ -215,18 +406,64 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
         return tuple(sources)
 
+    @field_validator("actors", mode="after")
+    @classmethod
+    def _hash_static_tokens(cls, actors: dict[str, Actor]) -> dict[str, Actor]:
+        """Keep static tokens only as hashes (a plaintext key is hashed here, once)."""
+        return {
+            token if token.startswith("sha256:") else hash_token(token): actor
+            for token, actor in actors.items()
+        }
+
+    def _assertion_problems(self) -> list[str]:
+        """`auth = "oauth2_jwt"` needs its key, certificate ID and token endpoint in every
+        profile; in production also the client ID (not the dev default)."""
+        problems = []
+        for system in ("crm", "psa", "erp", "hcm"):
+            prefix = f"PSSYNC_{system.upper()}"
+            config: SystemSettings = getattr(self, system)
+            problems += config.assertion_problems(prefix)
+            explicit = "client_id" in config.model_fields_set
+            if config.auth == "oauth2_jwt" and self.profile == "production" and not explicit:
+                problems.append(
+                    f"{prefix}__CLIENT_ID must be set in production with "
+                    f"{prefix}__AUTH=oauth2_jwt: the integration's client ID (the assertion's iss)"
+                )
+        return problems
+
+    @model_validator(mode="after")
+    def _client_assertions_are_complete(self) -> Settings:
+        problems = self._assertion_problems()
+        if problems and self.profile != "production":  # production reports them with the rest
+            raise ValueError("; ".join(problems))
+        return self
+
     @model_validator(mode="after")
     def _production_needs_real_secrets(self) -> Settings:
         if self.profile != "production":
             return self
-        problems = []
+        problems = self._assertion_problems()
         for name in ("webhook_secret_crm", "webhook_secret_psa"):
             if getattr(self, name).get_secret_value() == DEV_WEBHOOK_SECRET:
                 problems.append(f"PSSYNC_{name.upper()} must be set in production")
-        if any(token.startswith(DEV_TOKEN_PREFIX) for token in self.actors):
-            problems.append("PSSYNC_ACTORS must be set in production (dev tokens are refused)")
+        if "actors" not in self.model_fields_set:
+            self.actors = {}  # the dev tokens are the dev profile's default only
+        if self.actors:
+            problems.append(
+                "PSSYNC_ACTORS must be empty in production: static tokens are for the dev "
+                "profile; set PSSYNC_OIDC__ISSUER and PSSYNC_OIDC__AUDIENCE"
+            )
+        if self.oidc is None:
+            problems.append(
+                "PSSYNC_OIDC__ISSUER and PSSYNC_OIDC__AUDIENCE must be set in production"
+            )
         if self.temporal.embedded:
             problems.append("PSSYNC_TEMPORAL__EMBEDDED must be false in production")
+        if self.payloads.encrypt and not (self.payloads.keys or self.payloads.keys_dir):
+            problems.append(
+                "PSSYNC_PAYLOADS__KEYS (or PSSYNC_PAYLOADS__KEYS_DIR) must be set in production: "
+                "workflow payloads are encrypted"
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -279,6 +279,8 @@ def _add_missing_columns(engine: Engine, tables: list[Table]) -> None:
 
 
 _EXEMPT = ("/_admin", "/docs", "/openapi.json", "/redoc")
+_TOKEN_PATHS = ("/oauth2/", "/services/rest/auth/oauth2/")
+"""Token endpoints: the shared one and NetSuite's (the ERP twin's `m2m`)."""
 
 
 def _relative_path(scope: Scope) -> str:
@@ -376,7 +378,7 @@ def _vendor_path(scope: Scope) -> bool:
     """Is this an HTTP request to the twin's vendor API (not admin, docs or the token)?"""
     if scope["type"] != "http":
         return False
-    return not _relative_path(scope).startswith((*_EXEMPT, "/oauth2/"))
+    return not _relative_path(scope).startswith((*_EXEMPT, *_TOKEN_PATHS))
 
 
 class LostResponses:

@@ -22,7 +22,11 @@ How duplicates are ruled out, whatever fails and however often it is retried:
   that failed in that earlier job are submitted again under a key derived from it, so a batch
   retried after its cause was fixed (a period reopened) goes through, still deterministically;
 - invoices likewise, keyed by the invoice's idempotency key; voiding one (the compensation)
-  keeps it in the ledger under that key, so a new attempt needs a new key.
+  keeps it in the ledger under that key, so a new attempt needs a new key;
+- budgets and labor forecasts are custom records (`customrecord_pssync_budget`,
+  `customrecord_pssync_labor_forecast`) upserted by an external ID derived from the project's
+  internal id (and the month). NetSuite has no conditional write, so their versions are read
+  and compared before each write (`netsuite/budgets.py` says what that leaves open).
 
 Identifiers: where the port takes a project or customer, a string of digits is a NetSuite
 internal id and anything else (or `eid:VALUE`) an external ID: the enterprise project ID for

@@ -225,8 +225,7 @@ def project_from_netsuite(
 ) -> ErpProject:
     """A `job` record GET (references as `{"id", "refName", "links"}`; `currencies`: internal
     currency id -> ISO code) as the project the ERP holds."""
-    status = body.get("entityStatus")
-    closed = ref_id(status) == JOB_STATUS_CLOSED or ref_name(status) == JOB_STATUS_CLOSED_NAME
+    closed = job_is_closed(body)
     return ErpProject(
         erp_id=record_id(body),
         external_id=body.get("externalId"),
@@ -242,46 +241,126 @@ def project_from_netsuite(
 
 
 # --------------------------------------------------------------------------- budget, forecast
+#
+# NetSuite has no REST object for a project's budget or labor forecast; pssync keeps them in two
+# custom record types the tenant creates (docs/vendors/netsuite.md, "Custom records"). The record
+# service serves them like any record under their script IDs
+# (`/services/rest/record/v1/customrecord_pssync_budget/{id | eid:X}`, upsert by `PUT
+# .../eid:X`), with custom fields `custrecord_*` and references as `{"id": ...}`.
+
+BUDGET_RECORD = "customrecord_pssync_budget"
+BUDGET_PROJECT = "custrecord_pssync_budget_project"
+BUDGET_AMOUNT = "custrecord_pssync_budget_amount"
+BUDGET_CURRENCY = "custrecord_pssync_budget_currency"
+BUDGET_VERSION = "custrecord_pssync_budget_version"
+
+FORECAST_RECORD = "customrecord_pssync_labor_forecast"
+FORECAST_PROJECT = "custrecord_pssync_lf_project"
+FORECAST_PERIOD = "custrecord_pssync_lf_period"
+FORECAST_HOURS = "custrecord_pssync_lf_hours"
+FORECAST_LABOR_COST = "custrecord_pssync_lf_labor_cost"
+FORECAST_CURRENCY = "custrecord_pssync_lf_currency"
+FORECAST_STATUS = "custrecord_pssync_lf_status"
+FORECAST_VERSION = "custrecord_pssync_lf_version"
 
 
-@unmappable(SYSTEM, "budget")
+def budget_external_id(job_id: str) -> str:
+    """The budget record of a project (one per `job`, by the job's internal id)."""
+    return f"pssync-budget-{job_id}"
+
+
+def forecast_external_id(job_id: str, period: str) -> str:
+    """The labor forecast record of a project for one month (`YYYY-MM`)."""
+    return f"pssync-forecast-{job_id}-{period}"
+
+
+def job_is_closed(body: Mapping[str, Any]) -> bool:
+    """A `job` record GET is closed when its `entityStatus` is id `1` or named `Closed`."""
+    status = body.get("entityStatus")
+    return ref_id(status) == JOB_STATUS_CLOSED or ref_name(status) == JOB_STATUS_CLOSED_NAME
+
+
+def _version(value: Any) -> int:
+    """An Integer Number field; NetSuite leaves an empty field out, which reads as 0."""
+    if value is None:
+        return 0
+    if isinstance(value, bool):
+        raise TypeError(f"not a version: {value!r}")
+    return int(value)
+
+
+def budget_body(job_id: str, amount: Money, *, version: int) -> dict[str, Any]:
+    """A `customrecord_pssync_budget` upsert body."""
+    return {
+        "name": f"pssync budget, project {job_id}",
+        BUDGET_PROJECT: {"id": job_id},
+        BUDGET_AMOUNT: amount.amount,
+        BUDGET_CURRENCY: {"id": amount.currency},
+        BUDGET_VERSION: version,
+    }
+
+
+@unmappable(SYSTEM, BUDGET_RECORD)
 def budget_from_netsuite(
-    body: Mapping[str, Any], project: str, *, currencies: Mapping[str, str] = _NO_CURRENCIES
+    body: Mapping[str, Any], job_id: str, *, currencies: Mapping[str, str] = _NO_CURRENCIES
 ) -> ErpBudget:
+    """A `customrecord_pssync_budget` GET (`job_id`: the project's internal id)."""
+    currency = currency_code(body.get(BUDGET_CURRENCY), currencies) or "USD"
     return ErpBudget(
-        project_erp_id=_ref_id(body.get("job")) or project,
-        amount=_money(
-            body.get("amount", 0), currency_code(body.get("currency"), currencies) or "USD"
-        ),
-        version=int(body["budgetVersion"]),
+        project_erp_id=_ref_id(body.get(BUDGET_PROJECT)) or job_id,
+        amount=_money(body.get(BUDGET_AMOUNT, 0), currency),
+        version=_version(body.get(BUDGET_VERSION)),
     )
 
 
-@unmappable(SYSTEM, "laborForecast")
+@unmappable(SYSTEM, "job")
+def no_budget(
+    job: Mapping[str, Any], job_id: str, *, currencies: Mapping[str, str] = _NO_CURRENCIES
+) -> ErpBudget:
+    """The budget of a project that has no budget record yet: none, version 0, in the job's
+    currency (what the first revision, at provisioning, expects)."""
+    currency = currency_code(job.get("currency"), currencies) or "USD"
+    return ErpBudget(project_erp_id=job_id, amount=Money.zero(currency), version=0)
+
+
+def forecast_status(value: Any) -> ForecastStatus:
+    """The status field: text (`draft`, `approved`, `locked`, any case) or, should a tenant
+    make it a list, a reference named so; empty reads as draft."""
+    if value is None:
+        return ForecastStatus.DRAFT
+    text = (ref_name(value) or ref_id(value)) if isinstance(value, Mapping) else str(value)
+    return ForecastStatus(str(text or "").strip().lower())
+
+
+def forecast_body(forecast: Forecast, *, job_id: str) -> dict[str, Any]:
+    """A `customrecord_pssync_labor_forecast` upsert body."""
+    return {
+        "name": f"pssync labor forecast, project {job_id}, {forecast.period}",
+        FORECAST_PROJECT: {"id": job_id},
+        FORECAST_PERIOD: forecast.period,
+        FORECAST_HOURS: forecast.hours,
+        FORECAST_LABOR_COST: forecast.labor_cost.amount,
+        FORECAST_CURRENCY: {"id": forecast.labor_cost.currency},
+        FORECAST_STATUS: str(forecast.status),
+        FORECAST_VERSION: forecast.version,
+    }
+
+
+@unmappable(SYSTEM, FORECAST_RECORD)
 def forecast_from_netsuite(
     body: Mapping[str, Any], project: str, *, currencies: Mapping[str, str] = _NO_CURRENCIES
 ) -> Forecast:
+    """A `customrecord_pssync_labor_forecast` GET, for `project` as the caller named it."""
+    currency = currency_code(body.get(FORECAST_CURRENCY), currencies) or "USD"
     return Forecast(
         source_system=System.ERP,
         project_id=project,
-        period=body["period"],
-        hours=number(body["hours"]),
-        labor_cost=_money(
-            body["laborCost"], currency_code(body.get("currency"), currencies) or "USD"
-        ),
-        version=int(body["version"]),
-        status=ForecastStatus(body["status"]),
+        period=body[FORECAST_PERIOD],
+        hours=number(body.get(FORECAST_HOURS, 0)),
+        labor_cost=_money(body.get(FORECAST_LABOR_COST, 0), currency),
+        version=_version(body.get(FORECAST_VERSION)),
+        status=forecast_status(body.get(FORECAST_STATUS)),
     )
-
-
-def forecast_body(forecast: Forecast) -> dict[str, Any]:
-    return {
-        "hours": forecast.hours,
-        "laborCost": forecast.labor_cost.amount,
-        "currency": {"id": forecast.labor_cost.currency},
-        "status": str(forecast.status),
-        "version": forecast.version,
-    }
 
 
 # --------------------------------------------------------------------------- cost postings

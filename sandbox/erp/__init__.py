@@ -4,7 +4,12 @@ Mount it anywhere; its paths are NetSuite's, relative to the app's root:
 
 - `GET|POST /services/rest/record/v1/{type}` — list (`limit` <= 1000, `offset`, `q`) and create
   (204 + `Location`). Types: `customer`, `job`, `department` (cost center), `employee` (with
-  its `laborCost`), `accountingPeriod`, `timebill`, `invoice`.
+  its `laborCost`), `accountingPeriod`, `timebill`, `invoice`, and the custom record types of
+  pssync's tenant setup, `customrecord_pssync_budget` (a project's budget) and
+  `customrecord_pssync_labor_forecast` (its labor forecast of a month), whose fields are
+  `custrecord_pssync_*` (a project as a reference). NetSuite applies none of pssync's rules to
+  custom records, and neither does the twin: only field types, mandatory fields (`name`, the
+  project) and valid references.
 - `GET|PATCH|PUT /services/rest/record/v1/{type}/{id}` — `{id}` is an internal id or
   `eid:VALUE`; `PUT .../eid:VALUE` is an upsert (create or update, never a second record).
 - `Prefer: respond-async` on a create or upsert -> 202 + `Location: /services/rest/async/v1/job/
@@ -21,11 +26,6 @@ Mount it anywhere; its paths are NetSuite's, relative to the app's root:
   (`create_app(date_format="M/D/YYYY")`; ISO by default).
 - A record GET answers a sublist (an invoice's `item`) as `{"links": [...]}` unless asked with
   `?expandSubResources=true`; `GET .../{type}/{id}/{sublist}` answers it expanded.
-- `GET|PATCH /services/rest/record/v1/job/{id}/budget` — the project budget with a
-  `budgetVersion`; writes need `If-Match` (or `budgetVersion` in the body); a stale one is
-  answered 412 `RCRD_HAS_BEEN_CHANGED`.
-- `GET|PUT /services/rest/record/v1/job/{id}/laborForecast/{YYYY-MM}` — labor forecast per
-  period (draft / approved / locked); approved or locked ones are never overwritten.
 - `POST /services/rest/record/v1/invoice/{id}/!transform/void` `{"memo": reason}` — voids an
   invoice, styled as a NetSuite record transform (204 + `Location` of the invoice, which
   stays: the ledger is append-only). Its status becomes `Voided` and `Voided: <reason>` is
@@ -39,6 +39,10 @@ Business rules answer 400 in NetSuite's error shape (`o:errorDetails` with `o:er
 `CUSTOMER_CREDIT_HOLD`, `ALREADY_REVERSED`, `INVALID_KEY_OR_REF`, `INVALID_FIELD` (unknown field),
 `INVALID_CONTENT` (wrong type), `USER_ERROR` (missing mandatory field), `DUP_RCRD`; unknown ids
 are 404 `NONEXISTENT_ID`.
+
+OAuth: the shared client-secret endpoint `POST /oauth2/token` (the dev profile's), and
+NetSuite's machine-to-machine flow at `POST /services/rest/auth/oauth2/v1/token`, a JWT client
+assertion signed with the key of a certificate mapped by `POST /_admin/erp/m2m` (`m2m`).
 
 Faults: the shared ones (`/_admin/faults`: 5xx, 429, latency, outage, quotas, hangs) and the
 shared lost-response fault, `POST /_admin/erp/lost-responses {"rate", "seed"}` (or
@@ -56,7 +60,8 @@ Handlers are `async def` and touch SQLite synchronously, so writes never interle
 # (SQLite), `bodies` (request bodies), `lookups` (row lookups, batch memo), `records/` (one
 # module per record type: rules and rendering), `write` (`write_record`), `query` (`q` filter,
 # SuiteQL), `async_jobs` (tasks, batch upserts), `web` (HTTP helpers), `context` (what the routes
-# share), `routes/` (one module per NetSuite resource), `load` (the seeded firm).
+# share), `routes/` (one module per NetSuite resource), `load` (the seeded firm), `upgrade` (a
+# database from before the custom records).
 
 from __future__ import annotations
 
@@ -67,17 +72,18 @@ from fastapi import FastAPI
 
 from contracts.settings import DEV_WEBHOOK_SECRET
 from sandbox._twin import TwinState, create_twin_app, make_twin_engine
+from sandbox.erp import m2m, upgrade
 from sandbox.erp.bodies import (
     AccountingPeriodBody,
-    BudgetBody,
+    BudgetRecordBody,
     CustomerBody,
     DepartmentBody,
     EmployeeBody,
-    ForecastBody,
     InvoiceBody,
     InvoiceItems,
     InvoiceLineBody,
     JobBody,
+    LaborForecastRecordBody,
     Ref,
     SuiteQLBody,
     TimebillBody,
@@ -108,11 +114,13 @@ from sandbox.erp.query import suiteql
 from sandbox.erp.records import (
     RECORD_TYPES,
     AccountingPeriodType,
+    BudgetRecordType,
     CustomerType,
     DepartmentType,
     EmployeeType,
     InvoiceType,
     JobType,
+    LaborForecastRecordType,
     RecordType,
     TimebillType,
 )
@@ -151,7 +159,8 @@ __all__ = [
     "TABLES",
     "AccountingPeriodBody",
     "AccountingPeriodType",
-    "BudgetBody",
+    "BudgetRecordBody",
+    "BudgetRecordType",
     "CustomerBody",
     "CustomerType",
     "DepartmentBody",
@@ -170,13 +179,14 @@ __all__ = [
     "ErpJobBudget",
     "ErpLaborForecast",
     "ErpTimebill",
-    "ForecastBody",
     "InvoiceBody",
     "InvoiceItems",
     "InvoiceLineBody",
     "InvoiceType",
     "JobBody",
     "JobType",
+    "LaborForecastRecordBody",
+    "LaborForecastRecordType",
     "RecordType",
     "Ref",
     "Row",
@@ -209,7 +219,10 @@ def create_app(
     date format preference (`M/D/YYYY`, `D/M/YYYY`, ...; ISO by default)."""
     del webhook_url, webhook_secret
     account_date(date(2000, 1, 1), date_format)  # an unknown format fails here, not later
+    upgrading = upgrade.before_engine(db_path)
     state = TwinState(system=SYSTEM, engine=make_twin_engine(db_path, TABLES))
+    if upgrading:  # a sandbox home from before the budget and forecast custom records
+        upgrade.after_engine(state.engine)
     # The lost-response fault (`/_admin/erp/lost-responses`, also `/_admin/lost-responses`)
     # lives in the shared frame now; `app.state.lost_responses` is its control, as before.
     return create_twin_app(
@@ -218,4 +231,5 @@ def create_app(
         description=__doc__ or "",
         router=build_router(ErpContext(state, async_pending_polls, date_format)),
         error_body=error_body,
+        extra_routers=[m2m.build_router(state)],
     )

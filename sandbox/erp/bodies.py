@@ -155,22 +155,30 @@ class VoidBody(BaseModel):
     """Why: kept in the invoice's memo."""
 
 
-class BudgetBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class BudgetRecordBody(_Body):
+    """`customrecord_pssync_budget`: the tenant's custom record type for a project budget."""
 
-    amount: Decimal
-    currency: Ref | None = None
-    budgetVersion: int | None = None
+    name: str | None = None
+    custrecord_pssync_budget_project: Ref | None = None
+    custrecord_pssync_budget_amount: Decimal | None = None
+    custrecord_pssync_budget_currency: Ref | None = None
+    custrecord_pssync_budget_version: int | None = None
+    lastModifiedDate: str | None = None
 
 
-class ForecastBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class LaborForecastRecordBody(_Body):
+    """`customrecord_pssync_labor_forecast`: the tenant's custom record type for a project's
+    labor forecast of one month."""
 
-    hours: Decimal
-    laborCost: Decimal
-    currency: Ref | None = None
-    status: Literal["draft", "approved", "locked"] = "draft"
-    version: int = 0
+    name: str | None = None
+    custrecord_pssync_lf_project: Ref | None = None
+    custrecord_pssync_lf_period: str | None = None
+    custrecord_pssync_lf_hours: Decimal | None = None
+    custrecord_pssync_lf_labor_cost: Decimal | None = None
+    custrecord_pssync_lf_currency: Ref | None = None
+    custrecord_pssync_lf_status: str | None = None
+    custrecord_pssync_lf_version: int | None = None
+    lastModifiedDate: str | None = None
 
 
 class SuiteQLBody(BaseModel):

@@ -1,4 +1,5 @@
-"""The ERP twin's SQLite tables (SQLModel), one per NetSuite record type plus async jobs."""
+"""The ERP twin's SQLite tables (SQLModel), one per NetSuite record type (the custom record
+types of pssync's tenant setup included) plus async jobs and the M2M certificate mappings."""
 
 from __future__ import annotations
 
@@ -83,28 +84,34 @@ class ErpJob(_Record, table=True):
     comments: str | None = None
 
 
-class ErpJobBudget(SQLModel, table=True):
+class ErpJobBudget(_Record, table=True):
+    """A `customrecord_pssync_budget` entry: a project's budget, in the custom record type the
+    tenant creates for pssync (NetSuite has no REST object for it). Empty fields are None."""
+
     __tablename__ = "erp_job_budget"
 
-    job_id: int = Field(primary_key=True)
-    amount: str = "0"
-    currency: str = "USD"
-    budget_version: int = 0
-    last_modified: datetime = Field(default_factory=_now)
+    name: str | None = None
+    job_id: int | None = Field(default=None, index=True)
+    """custrecord_pssync_budget_project"""
+    amount: str | None = None
+    currency: str | None = None
+    budget_version: int | None = None
 
 
-class ErpLaborForecast(SQLModel, table=True):
+class ErpLaborForecast(_Record, table=True):
+    """A `customrecord_pssync_labor_forecast` entry: a project's labor forecast for a month."""
+
     __tablename__ = "erp_labor_forecast"
 
-    id: int | None = Field(default=None, primary_key=True)
-    job_id: int = Field(index=True)
-    period_name: str
-    hours: str = "0"
-    labor_cost: str = "0"
-    currency: str = "USD"
-    status: str = "draft"
-    version: int = 0
-    last_modified: datetime = Field(default_factory=_now)
+    name: str | None = None
+    job_id: int | None = Field(default=None, index=True)
+    """custrecord_pssync_lf_project"""
+    period_name: str | None = None
+    hours: str | None = None
+    labor_cost: str | None = None
+    currency: str | None = None
+    status: str | None = None
+    version: int | None = None
 
 
 class ErpTimebill(_Record, table=True):
@@ -168,6 +175,22 @@ class ErpIdempotencyKey(SQLModel, table=True):
     created: datetime = Field(default_factory=_now)
 
 
+class ErpM2MCertificate(SQLModel, table=True):
+    """A mapping of the account's OAuth 2.0 Client Credentials (M2M) Setup: the public part of a
+    certificate, for one application (client ID); the certificate ID is the `kid` of the client
+    assertions it verifies (`sandbox.erp.m2m`)."""
+
+    __tablename__ = "erp_m2m_certificate"
+
+    certificate_id: str = Field(primary_key=True)
+    client_id: str = Field(index=True)
+    certificate_pem: str
+    valid_until: float
+    """Seconds since the epoch: the certificate's end, at most two years after the upload."""
+    revoked: bool = False
+    created: datetime = Field(default_factory=_now)
+
+
 TABLES = table_list(
     ErpCustomer,
     ErpDepartment,
@@ -180,4 +203,5 @@ TABLES = table_list(
     ErpInvoice,
     ErpAsyncJob,
     ErpIdempotencyKey,
+    ErpM2MCertificate,
 )

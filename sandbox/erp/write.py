@@ -73,7 +73,7 @@ def write_record(
         if upsert and row is None:
             row = _by_eid(s, kind.table, external_id)
     # In a batch, new records are written at its end and updates flushed once (see `_Batch`);
-    # a record type whose side effects need the new id (a job's budget) is written at once.
+    # a record type whose side effects need the new id (`after_write`) is written at once.
     batch = _batch(s)
     if batch is not None and row is not None and id(row) in batch.inserts:
         # The batch names this record twice: write the first, then update it like any other.

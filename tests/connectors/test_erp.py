@@ -433,6 +433,54 @@ async def test_forecast_never_overwrites_an_approved_one(erp: NetSuiteErp) -> No
     assert (refused.value.code, refused.value.field) == ("FORECAST_APPROVED", "status")
 
 
+async def test_budget_and_forecast_live_in_custom_records(twin: ErpTwin, erp: NetSuiteErp) -> None:
+    """What provisioning leaves in NetSuite, and what a person changing those records in
+    NetSuite meanwhile does to pssync's next write: it is compared against, not overwritten."""
+    job = await provision(erp)
+    budget = await twin.client.get(f"{RECORD}/customrecord_pssync_budget/eid:pssync-budget-{job}")
+    fields = budget.json()
+    assert fields["custrecord_pssync_budget_project"]["id"] == job
+    assert (
+        fields["custrecord_pssync_budget_amount"],
+        fields["custrecord_pssync_budget_version"],
+    ) == (
+        80000,
+        1,
+    )
+    # Finance revises the budget record in NetSuite: pssync's revision from version 1 is stale.
+    changed = await twin.client.patch(
+        f"{RECORD}/customrecord_pssync_budget/{fields['id']}",
+        json={"custrecord_pssync_budget_amount": 85000, "custrecord_pssync_budget_version": 2},
+    )
+    assert changed.status_code == 204
+    with pytest.raises(StaleVersionError):
+        await erp.revise_budget(job, amount=Money("90000", "USD"), expected_version=1)
+    assert (await erp.get_budget(job)).amount == Money("85000", "USD")
+    # Finance approves a forecast in NetSuite (typing the status): pssync leaves it alone.
+    draft = Forecast(
+        source_system=System.PSA,
+        project_id=job,
+        period=OPEN_PERIOD,
+        hours=Decimal(100),
+        labor_cost=Money("12500", "USD"),
+        version=1,
+    )
+    written = await erp.put_forecast(draft)
+    assert written.status is ForecastStatus.DRAFT
+    url = f"{RECORD}/customrecord_pssync_labor_forecast/eid:pssync-forecast-{job}-{OPEN_PERIOD}"
+    record = (await twin.client.get(url)).json()
+    approve = {"custrecord_pssync_lf_status": "Approved"}
+    patched = await twin.client.patch(
+        f"{RECORD}/customrecord_pssync_labor_forecast/{record['id']}", json=approve
+    )
+    assert patched.status_code == 204
+    with pytest.raises(BusinessRuleViolation) as refused:
+        await erp.put_forecast(draft.model_copy(update={"version": 2, "hours": Decimal(90)}))
+    assert refused.value.code == "FORECAST_APPROVED"
+    assert (await twin.client.get(url)).json()["custrecord_pssync_lf_hours"] == 100
+    assert await twin.count("customrecord_pssync_labor_forecast") == 1
+
+
 # --------------------------------------------------------------------------- resilience
 
 
@@ -640,6 +688,15 @@ async def test_fake_and_twin_apply_the_same_rules(any_erp: ErpPort) -> None:
     assert budget.version == 1
     with pytest.raises(StaleVersionError):
         await erp.revise_budget(job, amount=Money("2", "USD"), expected_version=0)
+    with pytest.raises(BusinessRuleViolation) as closed_budget:
+        await erp.revise_budget(job, amount=Money("2", "USD"), expected_version=1)
+    assert closed_budget.value.code == "PROJECT_CLOSED"
+    assert (await erp.get_budget(job)).version == 1
+    for unknown in ("987654", "01J0000000000000000NOSUCH1"):
+        with pytest.raises(NotFoundError):
+            await erp.get_budget(unknown)
+        with pytest.raises(NotFoundError):
+            await erp.get_forecast(unknown, OPEN_PERIOD)
     invoice_id = await erp.create_invoice(invoice())
     assert await erp.create_invoice(invoice()) == invoice_id
     assert (await erp.get_invoice(invoice_id)).total == Money("25000.50", "USD")

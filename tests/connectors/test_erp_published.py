@@ -130,11 +130,12 @@ def with_currency(vendor: Vendor) -> None:
     vendor.on("GET", f"{RECORD}/currency/1", ok(fixture("record_currency_get_built.json")))
 
 
-def budget_of_job() -> dict[str, Any]:
-    """The budget sub-resource is pssync's twin's (not a NetSuite record path; issue 13 part
-    4): its shape here is the twin's, with a NetSuite currency reference."""
-    currency = fixture("record_job_get_built.json")["currency"]
-    return {"job": {"id": "2041"}, "amount": 120000.0, "currency": currency, "budgetVersion": 1}
+BUDGET_2041 = f"{RECORD}/customrecord_pssync_budget/eid:pssync-budget-2041"
+
+
+def with_budget(vendor: Vendor) -> None:
+    """Project 2041's budget: its `customrecord_pssync_budget` entry, by external ID."""
+    vendor.on("GET", BUDGET_2041, ok(fixture("record_customrecord_pssync_budget_get_built.json")))
 
 
 def with_postings(vendor: Vendor) -> None:
@@ -150,7 +151,7 @@ async def test_get_project_reads_references_and_currency_ids(
     erp: NetSuiteErp, vendor: Vendor
 ) -> None:
     vendor.on("GET", f"{RECORD}/job/2041", ok(fixture("record_job_get_built.json")))
-    vendor.on("GET", f"{RECORD}/job/2041/budget", ok(budget_of_job()))
+    with_budget(vendor)
     vendor.on("GET", f"{RECORD}/department/3", ok(fixture("record_department_get_built.json")))
     with_currency(vendor)
     project = await erp.get_project("2041")
@@ -169,7 +170,7 @@ async def test_a_project_is_closed_by_its_status_name_too(erp: NetSuiteErp, vend
     job = fixture("record_job_get_built.json")
     job["entityStatus"] |= {"id": "17", "refName": "Closed"}  # an account's own status id
     vendor.on("GET", f"{RECORD}/job/2041", ok(job))
-    vendor.on("GET", f"{RECORD}/job/2041/budget", ok(budget_of_job()))
+    with_budget(vendor)
     vendor.on("GET", f"{RECORD}/department/3", ok(fixture("record_department_get_built.json")))
     with_currency(vendor)
     assert (await erp.get_project("2041")).status is ProjectStatus.CLOSED
@@ -188,7 +189,7 @@ async def test_an_unknown_currency_id_is_unmappable(erp: NetSuiteErp, vendor: Ve
     job = fixture("record_job_get_built.json")
     job["currency"] |= {"id": "99", "refName": "Narnian Crown"}
     vendor.on("GET", f"{RECORD}/job/2041", ok(job))
-    vendor.on("GET", f"{RECORD}/job/2041/budget", ok(budget_of_job()))
+    with_budget(vendor)
     vendor.on("GET", f"{RECORD}/department/3", ok(fixture("record_department_get_built.json")))
     with_currency(vendor)  # currency/99 answers 404 NONEXISTENT_ID
     with pytest.raises(UnmappableRecord) as caught:

@@ -4,8 +4,10 @@ business refusals and fault injection."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -312,47 +314,109 @@ async def test_a_posting_is_reversed_once(twin: ErpTwin) -> None:
     assert record["hours"] == -7.5 and record["costAmount"] == -937.5
 
 
-async def test_budget_needs_the_current_version(twin: ErpTwin) -> None:
-    job = await make_job(twin)
-    budget = await twin.client.get(f"{RECORD}/job/{job}/budget")
-    assert budget.json()["budgetVersion"] == 0 and budget.headers["etag"] == '"0"'
-    ok = await twin.client.patch(
-        f"{RECORD}/job/{job}/budget", json={"amount": 1000}, headers={"If-Match": '"0"'}
-    )
-    assert ok.status_code == 204 and ok.headers["etag"] == '"1"'
-    stale = await twin.client.patch(
-        f"{RECORD}/job/{job}/budget", json={"amount": 2000}, headers={"If-Match": '"0"'}
-    )
-    assert stale.status_code == 412
-    assert detail(stale)["o:errorCode"] == "RCRD_HAS_BEEN_CHANGED"
-    unconditional = await twin.client.patch(f"{RECORD}/job/{job}/budget", json={"amount": 5})
-    assert unconditional.status_code == 428
-    body_version = await twin.client.patch(
-        f"{RECORD}/job/{job}/budget", json={"amount": 1500, "budgetVersion": 1}
-    )
-    assert body_version.status_code == 204
-    after = (await twin.client.get(f"{RECORD}/job/{job}/budget")).json()
-    assert (after["amount"], after["budgetVersion"]) == (1500, 2)
+BUDGET = f"{RECORD}/customrecord_pssync_budget"
+FORECAST = f"{RECORD}/customrecord_pssync_labor_forecast"
 
 
-async def test_forecast_approved_is_not_overwritten(twin: ErpTwin) -> None:
+def budget_body(job: str, amount: float, version: int) -> dict[str, Any]:
+    return {
+        "name": f"pssync budget, project {job}",
+        "custrecord_pssync_budget_project": {"id": job},
+        "custrecord_pssync_budget_amount": amount,
+        "custrecord_pssync_budget_currency": {"id": "USD"},
+        "custrecord_pssync_budget_version": version,
+    }
+
+
+async def test_budget_custom_record_is_read_and_upserted_by_external_id(twin: ErpTwin) -> None:
     job = await make_job(twin)
-    url = f"{RECORD}/job/{job}/laborForecast/2025-06"
-    assert (await twin.client.get(url)).status_code == 404
-    draft = {"hours": 100, "laborCost": 12500, "version": 1}
-    assert (await twin.client.put(url, json=draft)).status_code == 204
-    older = await twin.client.put(url, json=draft | {"version": 0})
-    assert older.status_code == 412
-    approved = draft | {"version": 2, "status": "approved"}
-    assert (await twin.client.put(url, json=approved)).status_code == 204
-    refused = await twin.client.put(url, json=draft | {"version": 3, "hours": 90})
-    assert refused.status_code == 400
+    url = f"{BUDGET}/eid:pssync-budget-{job}"
+    missing = await twin.client.get(url)
+    assert (missing.status_code, detail(missing)["o:errorCode"]) == (404, "NONEXISTENT_ID")
+    created = await twin.client.put(url, json=budget_body(job, 1000, 1))
+    assert created.status_code == 204
+    ident = created.headers["location"].rsplit("/", 1)[-1]
+    assert created.headers["location"] == f"{twin.base_url}{BUDGET}/{ident}"
+    record = (await twin.client.get(url)).json()
+    assert record == (await twin.client.get(f"{BUDGET}/{ident}")).json()
+    assert (record["id"], record["externalId"]) == (ident, f"pssync-budget-{job}")
+    assert record["custrecord_pssync_budget_project"] == {"id": job, "refName": "Project PRJ-1"}
+    assert record["custrecord_pssync_budget_currency"] == {"id": "USD", "refName": "USD"}
+    assert (
+        record["custrecord_pssync_budget_amount"],
+        record["custrecord_pssync_budget_version"],
+    ) == (1000, 1)
+    # The upsert again by the same external ID updates the one record. NetSuite applies no
+    # version rule to a custom record (the connector compares before it writes): the twin
+    # stores what it is sent.
+    again = await twin.client.put(url, json=budget_body(job, 1500.25, 7))
+    assert again.headers["location"] == created.headers["location"]
+    record = (await twin.client.get(url)).json()
+    assert (
+        record["custrecord_pssync_budget_amount"],
+        record["custrecord_pssync_budget_version"],
+    ) == (1500.25, 7)
+    assert await twin.count("customrecord_pssync_budget") == 1
+    # The undocumented job sub-resources are gone.
+    for path in (f"{RECORD}/job/{job}/budget", f"{RECORD}/job/{job}/laborForecast/2025-06"):
+        assert (await twin.client.get(path)).status_code == 404
+
+
+async def test_custom_records_check_mandatory_fields_references_and_types(
+    twin: ErpTwin,
+) -> None:
+    job = await make_job(twin)
+    body = budget_body(job, 1000, 1)
+    no_project = {k: v for k, v in body.items() if k != "custrecord_pssync_budget_project"}
+    refused = await twin.client.put(f"{BUDGET}/eid:B-1", json=no_project)
     assert (detail(refused)["o:errorCode"], detail(refused)["o:errorPath"]) == (
-        "FORECAST_APPROVED",
-        "status",
+        "USER_ERROR",
+        "custrecord_pssync_budget_project",
     )
-    current = (await twin.client.get(url)).json()
-    assert (current["hours"], current["status"], current["version"]) == (100, "approved", 2)
+    unknown_job = body | {"custrecord_pssync_budget_project": {"id": "98765"}}
+    refused = await twin.client.put(f"{BUDGET}/eid:B-1", json=unknown_job)
+    assert (detail(refused)["o:errorCode"], detail(refused)["o:errorPath"]) == (
+        "INVALID_KEY_OR_REF",
+        "custrecord_pssync_budget_project",
+    )
+    not_a_number = body | {"custrecord_pssync_budget_version": "two"}
+    refused = await twin.client.put(f"{BUDGET}/eid:B-1", json=not_a_number)
+    assert detail(refused)["o:errorCode"] == "INVALID_CONTENT"
+    unknown_field = body | {"custrecord_pssync_budget_owner": "me"}
+    refused = await twin.client.put(f"{BUDGET}/eid:B-1", json=unknown_field)
+    assert detail(refused)["o:errorCode"] == "INVALID_FIELD"
+    assert await twin.count("customrecord_pssync_budget") == 0
+
+
+async def test_labor_forecast_custom_record_stores_what_finance_sets(twin: ErpTwin) -> None:
+    job = await make_job(twin)
+    url = f"{FORECAST}/eid:pssync-forecast-{job}-2025-06"
+    assert (await twin.client.get(url)).status_code == 404
+    body = {
+        "name": f"pssync labor forecast, project {job}, 2025-06",
+        "custrecord_pssync_lf_project": {"id": job},
+        "custrecord_pssync_lf_period": "2025-06",
+        "custrecord_pssync_lf_hours": 100,
+        "custrecord_pssync_lf_labor_cost": 12500,
+        "custrecord_pssync_lf_currency": {"id": "USD"},
+        "custrecord_pssync_lf_status": "draft",
+        "custrecord_pssync_lf_version": 1,
+    }
+    assert (await twin.client.put(url, json=body)).status_code == 204
+    ident = (await twin.client.get(url)).json()["id"]
+    # Finance approves it in NetSuite: an edit of the one field.
+    approved = await twin.client.patch(
+        f"{FORECAST}/{ident}", json={"custrecord_pssync_lf_status": "Approved"}
+    )
+    assert approved.status_code == 204
+    record = (await twin.client.get(url)).json()
+    assert (
+        record["custrecord_pssync_lf_hours"],
+        record["custrecord_pssync_lf_status"],
+        record["custrecord_pssync_lf_version"],
+    ) == (100, "Approved", 1)
+    listed = await twin.client.get(FORECAST, params={"q": f"custrecord_pssync_lf_project IS {job}"})
+    assert [item["id"] for item in listed.json()["items"]] == [ident]
 
 
 # --------------------------------------------------------------------------- async jobs
@@ -499,20 +563,6 @@ async def test_rules_hold_between_the_records_of_one_batch(twin: ErpTwin) -> Non
     assert int(single.headers["location"].rsplit("/", 1)[-1]) > max(int(i) for i in ids.values())
 
 
-async def test_batch_of_projects_gives_each_its_budget(twin: ErpTwin) -> None:
-    customer = await internal_id(twin, "customer", CUSTOMER)
-    items = [
-        {"externalId": f"PRJ-B{n}", "companyName": f"Batch {n}", "customer": {"id": customer}}
-        for n in range(3)
-    ]
-    response = await twin.client.post(f"{RECORD}/job", json={"items": items}, headers=ASYNC)
-    tasks = await run_job(twin, response.headers["location"])
-    assert [t["progress"] for t in tasks] == ["succeeded"] * 3
-    for task in tasks:
-        budget = await twin.client.get(f"{RECORD}/job/{task['result']['id']}/budget")
-        assert budget.status_code == 200 and budget.json()["budgetVersion"] == 0
-
-
 async def test_batch_limits(twin: ErpTwin) -> None:
     too_many = {"items": [{"externalId": f"X{n}"} for n in range(201)]}
     response = await twin.client.post(f"{RECORD}/timebill", json=too_many, headers=ASYNC)
@@ -557,6 +607,71 @@ async def test_load_firm_is_idempotent() -> None:
         assert rate["laborCost"] == 125.5
     with app.state.twin.session() as s:
         assert len(s.exec(select(erp.ErpCustomer)).all()) == 2
+
+
+_OLD_BUDGET_TABLE = """CREATE TABLE erp_job_budget (job_id INTEGER NOT NULL PRIMARY KEY,
+    amount VARCHAR NOT NULL, currency VARCHAR NOT NULL, budget_version INTEGER NOT NULL,
+    last_modified DATETIME NOT NULL)"""
+_OLD_FORECAST_TABLE = """CREATE TABLE erp_labor_forecast (id INTEGER NOT NULL PRIMARY KEY,
+    job_id INTEGER NOT NULL, period_name VARCHAR NOT NULL, hours VARCHAR NOT NULL,
+    labor_cost VARCHAR NOT NULL, currency VARCHAR NOT NULL, status VARCHAR NOT NULL,
+    version INTEGER NOT NULL, last_modified DATETIME NOT NULL)"""
+
+
+async def test_a_sandbox_home_from_before_the_custom_records_is_upgraded(tmp_path: Path) -> None:
+    """Budgets and forecasts the twin kept under `job/{id}/...` become custom record entries
+    the connector finds by external ID; a version-0 budget row ("none yet") becomes none."""
+    path = tmp_path / "erp.db"
+    app = erp.create_app(path)
+    erp.load_firm(app, small_firm())
+    with app.state.twin.session() as s:
+        customer = s.exec(select(erp.ErpCustomer)).first()
+        assert customer is not None and customer.id is not None
+        jobs = [erp.ErpJob(company_name=f"Old {n}", customer_id=customer.id) for n in (1, 2)]
+        s.add_all(jobs)
+        s.commit()
+        budgeted, unbudgeted = (int(job.id or 0) for job in jobs)
+    app.state.twin.engine.dispose()
+    with sqlite3.connect(path) as db:  # the tables as the twin made them before
+        db.execute("DROP TABLE erp_job_budget")
+        db.execute("DROP TABLE erp_labor_forecast")
+        db.execute(_OLD_BUDGET_TABLE)
+        db.execute(_OLD_FORECAST_TABLE)
+        now = "2025-06-01 00:00:00"
+        db.executemany(
+            "INSERT INTO erp_job_budget VALUES (?, ?, 'USD', ?, ?)",
+            [(budgeted, "80000", 2, now), (unbudgeted, "0", 0, now)],
+        )
+        db.execute(
+            "INSERT INTO erp_labor_forecast VALUES (1, ?, '2025-06', '100', '12500', 'USD',"
+            " 'approved', 3, ?)",
+            (budgeted, now),
+        )
+    upgraded = erp.create_app(path)
+    transport = httpx.ASGITransport(app=upgraded)
+    async with httpx.AsyncClient(transport=transport, base_url="http://erp", headers=AUTH) as c:
+        budget = (await c.get(f"{BUDGET}/eid:pssync-budget-{budgeted}")).json()
+        assert budget["custrecord_pssync_budget_project"]["id"] == str(budgeted)
+        assert (
+            budget["custrecord_pssync_budget_amount"],
+            budget["custrecord_pssync_budget_version"],
+        ) == (80000, 2)
+        assert (await c.get(f"{BUDGET}/eid:pssync-budget-{unbudgeted}")).status_code == 404
+        forecast = (await c.get(f"{FORECAST}/eid:pssync-forecast-{budgeted}-2025-06")).json()
+        assert (
+            forecast["custrecord_pssync_lf_status"],
+            forecast["custrecord_pssync_lf_version"],
+        ) == (
+            "approved",
+            3,
+        )
+        # New entries go in beside the upgraded ones.
+        new = budget_body(str(unbudgeted), 500, 1)
+        created = await c.put(f"{BUDGET}/eid:pssync-budget-{unbudgeted}", json=new)
+        assert created.status_code == 204
+        listed = (await c.get(BUDGET)).json()
+        assert listed["totalResults"] == 2
+    upgraded.state.twin.engine.dispose()
 
 
 async def test_lost_response_fault_processes_then_answers_504(twin: ErpTwin) -> None:

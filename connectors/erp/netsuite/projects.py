@@ -40,13 +40,12 @@ class _ProjectsMixin(_BudgetsMixin):
         response = await self._send("PUT", self._path("job", enterprise_id, external=True), body)
         erp_id = _tail_id(response.headers["location"])
         self._ids[("job", enterprise_id)] = erp_id
-        current = await self.get_budget(erp_id)
-        if current.version == 0:
-            # Only the first provisioning sets the budget; change orders revise it later.
-            try:
-                await self.revise_budget(erp_id, amount=budget, expected_version=0)
-            except StaleVersionError:
-                pass
+        try:
+            # Only the first provisioning sets the budget (from version 0, none yet); change
+            # orders revise it later, and a re-run finds it set and leaves it.
+            await self.revise_budget(erp_id, amount=budget, expected_version=0)
+        except StaleVersionError:
+            pass
         return erp_id
 
     async def close_project(self, erp_id: str, *, reason: str) -> None:
@@ -70,7 +69,7 @@ class _ProjectsMixin(_BudgetsMixin):
 
     async def get_project(self, erp_id_or_eid: str) -> ErpProject:
         body = await self._get(self._path("job", erp_id_or_eid))
-        budget = await self.get_budget(self._record_id(body, "job"))
+        budget = await self._budget(self._record_id(body, "job"), body)
         cost_center = await self._department_code(_ref_id(body.get("department")))
         currencies = await self._currencies(body.get("currency"))
         return project_from_netsuite(

@@ -1,5 +1,6 @@
-"""The record types the twin serves (`RECORD_TYPES`, one module each) and finding a record
-by its internal id or `eid:` external ID."""
+"""The record types the twin serves (`RECORD_TYPES`, one module each; `custom` holds the
+custom record types of pssync's tenant setup) and finding a record by its internal id or `eid:`
+external ID."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sandbox._twin import TwinError
 from sandbox.erp.common import _int_id
 from sandbox.erp.lookups import _by_eid
 from sandbox.erp.records.base import RecordType
+from sandbox.erp.records.custom import BudgetRecordType, LaborForecastRecordType
 from sandbox.erp.records.customer import CustomerType
 from sandbox.erp.records.department import DepartmentType
 from sandbox.erp.records.employee import EmployeeType
@@ -22,11 +24,13 @@ from sandbox.erp.records.timebill import TimebillType
 __all__ = [
     "RECORD_TYPES",
     "AccountingPeriodType",
+    "BudgetRecordType",
     "CustomerType",
     "DepartmentType",
     "EmployeeType",
     "InvoiceType",
     "JobType",
+    "LaborForecastRecordType",
     "RecordType",
     "TimebillType",
     "_find",
@@ -43,6 +47,8 @@ RECORD_TYPES: dict[str, RecordType] = {
         JobType(),
         TimebillType(),
         InvoiceType(),
+        BudgetRecordType(),
+        LaborForecastRecordType(),
     )
 }
 

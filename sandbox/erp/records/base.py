@@ -77,7 +77,8 @@ class RecordType:
         when creating, else the columns the write changes)."""
 
     def after_write(self, s: Session, row: Any, creating: bool) -> None:
-        """Side effects of a write (e.g. a new job gets its budget)."""
+        """Side effects of a write that need the written row (none of the twin's types has one now;
+        a type that does is written at once, not deferred to a batch's end)."""
 
     def final(self, row: Any) -> str | None:
         """Why the record can no longer change (e.g. a voided invoice), or None."""

@@ -1,4 +1,4 @@
-"""The `job` record type (a financial project): credit hold, cost center, its budget."""
+"""The `job` record type (a financial project): credit hold, cost center."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sandbox.erp.common import JOB_STATUSES, _dec, _num
 from sandbox.erp.lookups import _lookup
 from sandbox.erp.records.base import RecordType, _currency_given, _ref
 from sandbox.erp.records.department import _check_department, _department_ref
-from sandbox.erp.tables import ErpCustomer, ErpJob, ErpJobBudget
+from sandbox.erp.tables import ErpCustomer, ErpJob
 
 
 class JobType(RecordType):
@@ -70,10 +70,6 @@ class JobType(RecordType):
                 )
         if row.department_id is not None and (changed is None or "department_id" in changed):
             _check_department(s, row.department_id)
-
-    def after_write(self, s: Session, row: ErpJob, creating: bool) -> None:
-        if creating:
-            s.add(ErpJobBudget(job_id=row.id, currency=row.currency))
 
     def fields_json(self, s: Session, row: ErpJob) -> dict[str, Any]:
         customer = s.get(ErpCustomer, row.customer_id)

@@ -8,18 +8,14 @@ from sandbox.erp.context import ErpContext
 from sandbox.erp.routes import (
     async_jobs,
     invoice,
-    job_budget,
-    labor_forecast,
     records,
     suiteql,
     system,
 )
 
-# Registration order is route order: the job and invoice sub-resources come before the generic
-# `record/v1/{type}/...` routes whose paths they overlap.
+# Registration order is route order: the invoice's void transform comes before the generic
+# `record/v1/{type}/...` routes whose paths it overlaps.
 REGISTER_ORDER = (
-    job_budget.register,
-    labor_forecast.register,
     invoice.register,
     records.register,
     async_jobs.register,
