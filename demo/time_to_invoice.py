@@ -185,7 +185,8 @@ async def _bill(
     ws = await run.http.get(f"{run.psa}/workspaces/{run.deal.psa_project_id}.json")
     rule = next(iter(ws.json()["workspaces"].values())).get("billing_rule")
     expected: Decimal | None = None
-    if rule == "time_and_materials":
+    # Kantata's "Billing Rule" custom field holds the label ("Time and Materials")
+    if str(rule or "").casefold().replace(" ", "_") == "time_and_materials":
         # T&M: finance closes the period through the gateway.
         finance = {"Authorization": f"Bearer {actor_token(run.stack, 'finance_controller')}"}
         billed = await gw.post(

@@ -18,6 +18,10 @@ a repeated call (a Temporal activity retry) looks first too. The keys:
   ID), written `pending` right after the workspace exists and `successful` once the WBS and
   milestones are complete; the workspace also carries a searchable marker so a crash between
   creating it and writing the reference is found again rather than duplicated;
+- the workspace's custom field values (the facts Kantata has no workspace field for:
+  customer, opportunity, billing rule, cost center, practice, delivery manager): no key
+  needed, Kantata's create overrides a workspace's value of the same field, so the one
+  `POST /custom_field_values` is retried like a read and repeated by a resumed call;
 - WBS stories and billing milestones: a marker with the WBS / milestone code in their
   description; a resumed call creates only the missing ones;
 - resource requests: a marker with the demand key in their notes;

@@ -26,5 +26,12 @@ CUSTOM_FIELDS: dict[str, str] = {
     "delivery_manager": "Delivery Manager",
 }
 """Workspace facts Kantata has no field for, kept in workspace custom fields (the tenant creates
-them with these names): the twin's stand-in column -> the custom field's name. The connector
-reads the column when a workspace has it (the twin), else the custom field value."""
+them, as text fields in a Workspace custom field set, with these names): the twin's legacy
+stand-in column -> the custom field's name. The one place the names are set: the connector
+finds the fields' ids by these names (`GET /custom_fields.json`), writes the values with
+`POST /custom_field_values.json` and reads them back by `custom_field_name`."""
+CUSTOM_FIELD_SUBJECT = "Workspace"
+"""The `subject_type` of the custom field set the facts' fields belong to, and of the values."""
+CUSTOM_FIELD_VALUE_TYPE = "string"
+"""The custom fields' `value_type` pssync writes: text (`"value": "CC-100"`). Choice fields
+(`single`, `multi`) take choice ids instead and are refused at setup."""

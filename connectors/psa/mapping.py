@@ -2,7 +2,8 @@
 the small parsing helpers both adapters share.
 
 The readers take both shapes a record comes in: the twin's (plain columns: `user_id` on an
-assignment, `status` a string, custom-field stand-ins such as `cost_center` on a workspace) and
+assignment, `status` a string, legacy custom-field stand-ins such as `cost_center` on a
+workspace the twin made before it stored custom field values) and
 the one Kantata publishes (`assignee_id` only with `include=assignee`, an assignment's project
 and dates on its story, `status` an object `{"color", "key", "message"}`, custom fields as
 `custom_field_values`, money as `*_in_cents` that may be null beside a formatted string such as
@@ -19,6 +20,8 @@ from typing import Any
 
 from connectors._vendor_errors import unmappable
 from connectors.psa._constants import (
+    CUSTOM_FIELD_SUBJECT,
+    CUSTOM_FIELD_VALUE_TYPE,
     CUSTOM_FIELDS,
     MILESTONE_MARKER,
     REJECTION_PREFIX,
@@ -316,10 +319,78 @@ def custom_field_values_by_name(
 
 
 def _workspace_fact(ws: Mapping[str, Any], column: str, custom: Mapping[str, str]) -> str | None:
-    """A fact Kantata keeps in a custom field: the twin's stand-in column when the workspace
-    has it, else the custom field value named in `CUSTOM_FIELDS`."""
-    value = ws.get(column) if column in ws else custom.get(CUSTOM_FIELDS[column])
+    """A fact Kantata keeps in a custom field: the custom field value named in
+    `CUSTOM_FIELDS`, else (a workspace the twin made before it stored custom field values)
+    the twin's legacy stand-in column."""
+    name = CUSTOM_FIELDS[column]
+    value = custom[name] if name in custom else ws.get(column)
     return None if value is None or value == "" else str(value)
+
+
+def workspace_facts(project: Project) -> dict[str, str | None]:
+    """The facts of a project Kantata keeps in workspace custom fields, by custom field name
+    (`CUSTOM_FIELDS`); None where the project has none."""
+    by_column: dict[str, str | None] = {
+        "client_ref": project.customer_id,
+        "opportunity_ref": project.opportunity_id,
+        "billing_rule": _BILLING_RULES[project.billing_rule],
+        "cost_center": project.cost_center or None,
+        "practice": project.practice,
+        "delivery_manager": project.delivery_manager,
+    }
+    return {CUSTOM_FIELDS[column]: value for column, value in by_column.items()}
+
+
+def workspace_custom_field_ids(
+    fields: Iterable[Mapping[str, Any]],
+    sets: Mapping[str, Mapping[str, Any]],
+    names: Sequence[str],
+) -> dict[str, str]:
+    """The ids of the Workspace custom fields called `names`, from a custom field list read
+    with `include=custom_field_set` (`fields`) and its side-loaded `custom_field_sets`.
+
+    A field counts when its set's `subject_type` is Workspace. The tenant's setup is checked
+    before anything is written: a name with no such field is `MISSING_CUSTOM_FIELD` (naming
+    the first, listing all), one with several `AMBIGUOUS_CUSTOM_FIELD`, and a field that is
+    not text `CUSTOM_FIELD_NOT_TEXT` (a choice field takes choice ids, not pssync's text);
+    each is a business rule whose `field` is the custom field's name."""
+    found: dict[str, list[Mapping[str, Any]]] = {}
+    for field in fields:
+        field_set = sets.get(str(field.get("custom_field_set_id")))
+        if field_set is not None and field_set.get("subject_type") == CUSTOM_FIELD_SUBJECT:
+            found.setdefault(str(field.get("name")), []).append(field)
+    missing = [name for name in names if name not in found]
+    if missing:
+        listed = ", ".join(repr(name) for name in missing)
+        raise BusinessRuleViolation(
+            "MISSING_CUSTOM_FIELD",
+            f"the PSA has no {CUSTOM_FIELD_SUBJECT} custom field named {listed}: an account "
+            f"administrator creates them as text fields in a custom field set for projects",
+            field=missing[0],
+            system=SYSTEM,
+        )
+    ids: dict[str, str] = {}
+    for name in names:
+        (field, *others) = found[name]
+        if others:
+            raise BusinessRuleViolation(
+                "AMBIGUOUS_CUSTOM_FIELD",
+                f"the PSA has {len(others) + 1} {CUSTOM_FIELD_SUBJECT} custom fields named "
+                f"{name!r}; keep one",
+                field=name,
+                system=SYSTEM,
+            )
+        value_type = str(field.get("value_type") or CUSTOM_FIELD_VALUE_TYPE)
+        if value_type != CUSTOM_FIELD_VALUE_TYPE:
+            raise BusinessRuleViolation(
+                "CUSTOM_FIELD_NOT_TEXT",
+                f"{CUSTOM_FIELD_SUBJECT} custom field {name!r} is a {value_type!r} field; "
+                f"pssync writes text, so it must be a {CUSTOM_FIELD_VALUE_TYPE!r} field",
+                field=name,
+                system=SYSTEM,
+            )
+        ids[name] = required_ref(field, "custom field", "id")
+    return ids
 
 
 def _project_status(ws: dict[str, Any], ref_status: str | None) -> ProjectStatus:

@@ -8,8 +8,8 @@ Only what pssync's processes use, shaped the vendor's way:
 - records carry the fields Kantata publishes beside the twin's own (`currency_symbol`,
   formatted `price`, `user_can_edit`, ...; see `published`), an assignment's `assignee_id` and
   `story_id` come with `include=assignee,story` (`assignee_id` is also accepted in bodies and
-  as a filter), and `include=custom_field_values` on workspaces answers the stand-in columns
-  below as Kantata custom field values;
+  as a filter), and `include=custom_field_values` on workspaces answers the values stored
+  with `POST /api/v1/custom_field_values`;
 - create/update bodies wrap the object (`{"workspace": {...}}`); unknown fields are refused;
 - errors are `{"errors": [{"type": "validation", "message", "field"}]}`, 422 for validation,
   401 / 404 as usual; rate limiting answers 429 *without* Retry-After;
@@ -27,8 +27,15 @@ the receiver always re-reads the record. Event types: `time_entry.approved`,
 `time_entry.unapproved`, `expense.approved`, `assignment.changed` (with `action`),
 `change_order.submitted`, `billing_milestone.completed`.
 
-Fields that stand in for Kantata custom fields (cost_center, practice, billing_rule,
-delivery_manager, client_ref, opportunity_ref on workspaces; role on users) are plain columns.
+Custom fields: every twin account has the workspace custom fields pssync's tenant setup asks
+for (`Customer ID`, `Opportunity ID`, `Billing Rule`, `Cost Center`, `Practice`, `Delivery
+Manager`: text fields of the Workspace set "Project Details"), listed by `GET
+/api/v1/custom_fields.json` (`include=custom_field_set`). `POST /api/v1/custom_field_values`
+(`{"custom_field_values": [{"subject_type", "subject_id", "custom_field_id", "value"}]}`, up
+to 100) creates or overrides values, all or none; an unknown custom field or subject is a 422
+`validation` error. A workspace's values of those six are mirrored into its legacy columns
+(cost_center, practice, billing_rule, delivery_manager, client_ref, opportunity_ref), which
+workspace bodies no longer take. A user's `role` is still a plain column.
 
 Twin admin (no auth, like the shared `/_admin/faults`): `POST /_admin/time_entries/bulk`
 `{"entries": [{"workspace_id", "user_id", "date_performed", "time_in_minutes", "role"?,
@@ -64,6 +71,8 @@ from sandbox.psa.bodies import (
     ChangeOrderBody,
     ChangeOrderFields,
     ChangeOrderLineFields,
+    CustomFieldValueFields,
+    CustomFieldValuesBody,
     ExpenseBody,
     ExpenseFields,
     ExternalReferenceBody,
@@ -91,6 +100,7 @@ from sandbox.psa.load import (
     WORKER_MODEL,
     add_rate_card,
     add_user,
+    add_workspace_custom_fields,
     load_firm,
 )
 from sandbox.psa.responses import (
@@ -120,6 +130,9 @@ from sandbox.psa.tables import (
     PsaAssignment,
     PsaBillingMilestone,
     PsaChangeOrder,
+    PsaCustomField,
+    PsaCustomFieldSet,
+    PsaCustomFieldValue,
     PsaExpense,
     PsaExternalReference,
     PsaInvoice,
@@ -145,6 +158,7 @@ def create_app(
     """The PSA twin; `db_path=None` keeps its data in memory."""
     state = TwinState(system=SYSTEM, engine=make_twin_engine(db_path, TABLES))
     state.webhooks = WebhookSender(webhook_url, webhook_secret)
+    add_workspace_custom_fields(state)
     return create_twin_app(
         state=state,
         title="PSA twin (Kantata API v1)",
@@ -177,7 +191,9 @@ __all__ = [
     "ChangeOrderBody",
     "ChangeOrderFields",
     "ChangeOrderLineFields",
+    "CustomFieldValueFields",
     "CustomFieldValues",
+    "CustomFieldValuesBody",
     "Day",
     "ExpenseBody",
     "ExpenseFields",
@@ -194,6 +210,9 @@ __all__ = [
     "PsaAssignment",
     "PsaBillingMilestone",
     "PsaChangeOrder",
+    "PsaCustomField",
+    "PsaCustomFieldSet",
+    "PsaCustomFieldValue",
     "PsaExpense",
     "PsaExternalReference",
     "PsaInvoice",
@@ -217,6 +236,7 @@ __all__ = [
     "WorkspaceFields",
     "add_rate_card",
     "add_user",
+    "add_workspace_custom_fields",
     "bulk_time_entries",
     "create_app",
     "envelope",

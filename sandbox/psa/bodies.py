@@ -17,6 +17,9 @@ class _Body(BaseModel):
 
 
 class WorkspaceFields(_Body):
+    """A workspace's own fields. What Kantata has no field for (cost center, practice, ...)
+    is written as custom field values (`CustomFieldValuesBody`), not here."""
+
     title: str | None = None
     description: str | None = None
     start_date: date | None = None
@@ -28,12 +31,6 @@ class WorkspaceFields(_Body):
     rate_card_id: int | None = None
     status: str | None = None
     archived: bool | None = None
-    cost_center: str | None = None
-    practice: str | None = None
-    billing_rule: str | None = None
-    delivery_manager: str | None = None
-    client_ref: str | None = None
-    opportunity_ref: str | None = None
     change_orders_enabled: bool | None = None
     target_margin: float | None = None
     closed_for_time_entry: bool | None = None
@@ -246,3 +243,31 @@ class PostFields(_Body):
 
 class PostBody(_Body):
     post: PostFields
+
+
+class CustomFieldValueFields(_Body):
+    subject_type: str
+    subject_id: int
+    custom_field_id: int
+    value: Any = None
+    """As the field's `value_type` says: a string for `string` (the twin's fields)."""
+
+
+class CustomFieldValuesBody(_Body):
+    """`POST /custom_field_values`: one value (`custom_field_value`) or up to 100
+    (`custom_field_values`, Kantata's bulk create or update)."""
+
+    custom_field_value: CustomFieldValueFields | None = None
+    custom_field_values: list[CustomFieldValueFields] | None = None
+
+    @model_validator(mode="after")
+    def _one_or_the_other(self) -> CustomFieldValuesBody:
+        if (self.custom_field_value is None) == (self.custom_field_values is None):
+            raise ValueError("give custom_field_value or custom_field_values")
+        return self
+
+    def given(self) -> list[CustomFieldValueFields]:
+        """The values the body gives, in order."""
+        if self.custom_field_value is not None:
+            return [self.custom_field_value]
+        return list(self.custom_field_values or [])

@@ -1,5 +1,6 @@
 """Loading the seeded firm into the PSA twin: users (with their HCM worker references) and
-rate cards (with theirs); also the helpers tests use to add one of each."""
+rate cards (with theirs); also the helpers tests use to add one of each, and the workspace
+custom fields every twin account has."""
 
 from __future__ import annotations
 
@@ -11,13 +12,23 @@ from fastapi import FastAPI
 from sqlmodel import col, select
 
 from sandbox._twin import TwinState
-from sandbox.psa.tables import PsaExternalReference, PsaRateCard, PsaRateCardRole, PsaUser
+from sandbox.psa.published import CUSTOM_FIELD_NAMES
+from sandbox.psa.tables import (
+    PsaCustomField,
+    PsaCustomFieldSet,
+    PsaExternalReference,
+    PsaRateCard,
+    PsaRateCardRole,
+    PsaUser,
+)
 from sandbox.seed import Firm
 
 SERVICE_NAME = "pssync"
 """`service_name` of every external reference pssync writes (its integration's name)."""
 WORKER_MODEL = "hcm_worker"
 RATE_CARD_MODEL = "rate_card"
+WORKSPACE_FIELD_SET = "Project Details"
+"""The twin's custom field set for workspaces (Kantata: a Project set)."""
 
 
 def _state_of(app_or_state: FastAPI | TwinState) -> TwinState:
@@ -37,6 +48,42 @@ def _reference(subject_type: str, subject_id: int, model: str, ref: str) -> PsaE
         service_model_ref=ref,
         status="successful",
     )
+
+
+def add_workspace_custom_fields(
+    app_or_state: FastAPI | TwinState, names: Sequence[str] = tuple(CUSTOM_FIELD_NAMES.values())
+) -> dict[str, int]:
+    """The account's workspace custom fields `names` (text fields of the Workspace set
+    `WORKSPACE_FIELD_SET`), created where missing, as an account administrator sets them up
+    for pssync; returns their ids by name. Idempotent: the twin calls it at every start."""
+    state = _state_of(app_or_state)
+    with state.session() as s:
+        field_set = s.exec(
+            select(PsaCustomFieldSet).where(
+                PsaCustomFieldSet.subject_type == "Workspace",
+                PsaCustomFieldSet.name == WORKSPACE_FIELD_SET,
+            )
+        ).first()
+        if field_set is None:
+            field_set = PsaCustomFieldSet(name=WORKSPACE_FIELD_SET, subject_type="Workspace")
+            s.add(field_set)
+            s.flush()
+        assert field_set.id is not None
+        ids: dict[str, int] = {}
+        for name in names:
+            field = s.exec(
+                select(PsaCustomField).where(
+                    PsaCustomField.custom_field_set_id == field_set.id, PsaCustomField.name == name
+                )
+            ).first()
+            if field is None:
+                field = PsaCustomField(custom_field_set_id=field_set.id, name=name)
+                s.add(field)
+                s.flush()
+            assert field.id is not None
+            ids[name] = field.id
+        s.commit()
+        return ids
 
 
 def add_user(

@@ -1,6 +1,6 @@
 """Fields Kantata sends that the twin's tables do not hold, added to every rendered record so the
 twin answers in the published shape (tests/fixtures/vendors/kantata/, checked by
-tests/twins/test_psa_shapes.py), and the custom field values the twin's stand-in columns are.
+tests/twins/test_psa_shapes.py), including custom fields and their values.
 
 What the twin does not model it reports as Kantata would for an empty account: no spend
 (`budget_used` `"$0"`), no creator, no dates on stories. Keys the tables already have are not
@@ -10,13 +10,13 @@ Kantata sends `{"color", "key", "message"}` (`STATUSES`)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import Session, SQLModel, col, select
 
-from sandbox.psa.tables import PsaStory, PsaTimeEntry, PsaWorkspace
+from sandbox.psa.tables import PsaCustomField, PsaStory, PsaTimeEntry
 
 CUSTOM_FIELD_NAMES: dict[str, str] = {
     "client_ref": "Customer ID",
@@ -26,8 +26,9 @@ CUSTOM_FIELD_NAMES: dict[str, str] = {
     "practice": "Practice",
     "delivery_manager": "Delivery Manager",
 }
-"""The workspace custom fields the twin's stand-in columns are (column -> custom field name);
-the same names as the connector's `CUSTOM_FIELDS`."""
+"""The workspace custom fields every twin account has (`load.add_workspace_custom_fields`), by
+the workspace column that mirrors each one's value (column -> custom field name); the same
+names as the connector's `CUSTOM_FIELDS`."""
 
 STATUSES: dict[str, tuple[str, int, str]] = {
     "active": ("green", 310, "In Progress"),
@@ -154,6 +155,25 @@ def _assignments(session: Session, rows: Sequence[Any]) -> dict[int, dict[str, A
     }
 
 
+def _custom_field_values(session: Session, rows: Sequence[Any]) -> dict[int, dict[str, Any]]:
+    wanted = {row.custom_field_id for row in rows}
+    fields = {
+        f.id: f
+        for f in session.exec(select(PsaCustomField).where(col(PsaCustomField.id).in_(wanted)))
+    }
+    extras: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        field = fields.get(row.custom_field_id)
+        extras[row.id] = {
+            "account_id": ACCOUNT_ID,
+            "can_edit": True,
+            "custom_field_name": field.name if field else None,
+            "display_value": row.value,
+            "type": field.value_type if field else "string",
+        }
+    return extras
+
+
 EXTRAS: dict[str, Callable[[Session, Sequence[Any]], dict[int, dict[str, Any]]]] = {
     "workspaces": _workspaces,
     "time_entries": _entries,
@@ -161,13 +181,23 @@ EXTRAS: dict[str, Callable[[Session, Sequence[Any]], dict[int, dict[str, Any]]]]
     "stories": _stories,
     "users": _users,
     "assignments": _assignments,
+    "custom_field_values": _custom_field_values,
 }
 """Per collection key: the published fields of each row (by id) the table does not hold."""
 
 INTEGER_FIELDS: dict[str, frozenset[str]] = {
     "workspaces": frozenset({"rate_card_id"}),
+    "custom_field_values": frozenset({"subject_id"}),
 }
-"""`*_id` fields Kantata sends as JSON integers, not id strings (published Workspace schema)."""
+"""`*_id` fields Kantata sends as JSON integers, not id strings (published Workspace and
+custom field value schemas)."""
+
+ONLY_WHEN_INCLUDED: dict[str, frozenset[str]] = {
+    "custom_fields": frozenset({"custom_field_set_id"}),
+    "custom_field_values": frozenset({"custom_field_id"}),
+}
+"""Columns Kantata names only when the related record is included (`include=custom_field_set`,
+`include=custom_field`): left out of the rendered record, the include puts them back."""
 
 
 def add_published_fields(
@@ -179,6 +209,8 @@ def add_published_fields(
     extras = build(session, rows) if build is not None and rows else {}
     for row in rows:
         obj = objects[str(row.id)]  # type: ignore[attr-defined]
+        for name in ONLY_WHEN_INCLUDED.get(key, ()):
+            obj.pop(name, None)
         if key == "workspaces" and isinstance(obj.get("status"), str):
             obj["status"] = status_object(obj["status"])
         for name in ints:
@@ -186,43 +218,3 @@ def add_published_fields(
                 obj[name] = int(obj[name])
         for name, value in extras.get(row.id, {}).items():  # type: ignore[attr-defined]
             obj.setdefault(name, value)
-
-
-def custom_field_values(
-    rows: Sequence[PsaWorkspace],
-) -> tuple[dict[str, list[str]], dict[str, dict[str, Any]]]:
-    """The custom field values of workspaces (`include=custom_field_values`): the ids each
-    workspace lists (`custom_field_value_ids`) and the values by id, one per stand-in column
-    with a value. Read-only: the twin's columns are written as plain fields."""
-    ids: dict[str, list[str]] = {}
-    values: dict[str, dict[str, Any]] = {}
-    for ws in rows:
-        assert ws.id is not None
-        listed = ids.setdefault(str(ws.id), [])
-        for n, (column, name) in enumerate(CUSTOM_FIELD_NAMES.items(), start=1):
-            value = getattr(ws, column)
-            if value is None or value == "":
-                continue
-            value_id = str(ws.id * 100 + n)
-            listed.append(value_id)
-            values[value_id] = {
-                "id": value_id,
-                "account_id": ACCOUNT_ID,
-                "can_edit": True,
-                "created_at": _stamp(ws.created_at),
-                "custom_field_name": name,
-                "display_value": str(value),
-                "subject_id": ws.id,
-                "subject_type": "Workspace",
-                "type": "string",
-                "updated_at": _stamp(ws.updated_at),
-                "value": str(value),
-            }
-    return ids, values
-
-
-def _stamp(when: datetime | date) -> str:
-    if isinstance(when, datetime):
-        aware = when if when.tzinfo else when.replace(tzinfo=UTC)
-        return aware.astimezone(UTC).isoformat()
-    return when.isoformat()

@@ -14,10 +14,13 @@ from sqlalchemy import func
 from sqlmodel import Session, SQLModel, col, select
 
 from sandbox._twin import TwinError
-from sandbox.psa.published import add_published_fields, custom_field_values
+from sandbox.psa.published import add_published_fields
 from sandbox.psa.tables import (
     KEYS,
     PsaBillingMilestone,
+    PsaCustomField,
+    PsaCustomFieldSet,
+    PsaCustomFieldValue,
     PsaRateCard,
     PsaRateCardRole,
     PsaStory,
@@ -93,8 +96,10 @@ class BelongsTo:
 
 @dataclass(frozen=True)
 class CustomFieldValues:
-    """`include=custom_field_values` on workspaces: the values the stand-in columns are."""
+    """`include=custom_field_values` on a subject (a workspace): its stored custom field
+    values (`POST /custom_field_values`), listed in `custom_field_value_ids`."""
 
+    subject_type: str
     key: str = "custom_field_values"
     ids_attr: str = "custom_field_value_ids"
 
@@ -104,7 +109,7 @@ INCLUDES: dict[str, dict[str, HasMany | BelongsTo | CustomFieldValues]] = {
         "stories": HasMany(PsaStory, "workspace_id", "story_ids"),
         "billing_milestones": HasMany(PsaBillingMilestone, "workspace_id", "billing_milestone_ids"),
         "rate_card": BelongsTo(PsaRateCard, "rate_card_id"),
-        "custom_field_values": CustomFieldValues(),
+        "custom_field_values": CustomFieldValues("Workspace"),
     },
     "stories": {
         "workspace": BelongsTo(PsaWorkspace, "workspace_id"),
@@ -135,6 +140,15 @@ INCLUDES: dict[str, dict[str, HasMany | BelongsTo | CustomFieldValues]] = {
     "invoices": {},
     "external_references": {},
     "posts": {"workspace": BelongsTo(PsaWorkspace, "workspace_id")},
+    "custom_field_sets": {},
+    "custom_fields": {
+        "custom_field_set": BelongsTo(
+            PsaCustomFieldSet, "custom_field_set_id", "custom_field_set_id"
+        )
+    },
+    "custom_field_values": {
+        "custom_field": BelongsTo(PsaCustomField, "custom_field_id", "custom_field_id")
+    },
 }
 
 
@@ -214,10 +228,7 @@ def envelope(
         if spec is None:
             raise TwinError(400, "validation", f"unknown include '{name}' for {key}", "include")
         if isinstance(spec, CustomFieldValues):
-            ids, values = custom_field_values(rows)  # type: ignore[arg-type]
-            body.setdefault(spec.key, {}).update(values)
-            for rid, obj in objects.items():
-                obj[spec.ids_attr] = ids.get(rid, [])
+            _include_custom_field_values(session, spec, rows, objects, body)
         elif isinstance(spec, HasMany):
             _include_many(session, spec, rows, objects, body)
         else:
@@ -247,6 +258,32 @@ def _include_many(
         by_parent[str(getattr(rel, spec.foreign_key))].append(str(rel.id))  # type: ignore[attr-defined]
     for rid, obj in objects.items():
         obj[spec.ids_attr] = by_parent.get(rid, [])
+
+
+def _include_custom_field_values(
+    session: Session,
+    spec: CustomFieldValues,
+    rows: Sequence[SQLModel],
+    objects: dict[str, dict[str, Any]],
+    body: dict[str, Any],
+) -> None:
+    """Side-load the custom field values of `rows` and list their ids on each row."""
+    collection: dict[str, Any] = body.setdefault(spec.key, {})
+    ids = [r.id for r in rows]  # type: ignore[attr-defined]
+    values = session.exec(
+        select(PsaCustomFieldValue)
+        .where(
+            PsaCustomFieldValue.subject_type == spec.subject_type,
+            col(PsaCustomFieldValue.subject_id).in_(ids),
+        )
+        .order_by(col(PsaCustomFieldValue.id))
+    ).all()
+    collection.update(_rendered(session, spec.key, values))
+    by_subject: dict[str, list[str]] = {}
+    for value in values:
+        by_subject.setdefault(str(value.subject_id), []).append(str(value.id))
+    for rid, obj in objects.items():
+        obj[spec.ids_attr] = by_subject.get(rid, [])
 
 
 def _include_one(

@@ -32,6 +32,8 @@ class PsaWorkspace(SQLModel, table=True):
     rate_card_id: int | None = None
     status: str = "active"
     archived: bool = False
+    # Mirrors of the workspace's custom field values (`published.CUSTOM_FIELD_NAMES`), set only
+    # by `POST /custom_field_values` and kept for readers of the twin's tables (benchmarks).
     cost_center: str | None = None
     practice: str | None = None
     billing_rule: str | None = None
@@ -259,6 +261,51 @@ class PsaPost(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=_now)
 
 
+class PsaCustomFieldSet(SQLModel, table=True):
+    """A custom field set: the custom fields of one subject type (Workspace, Story, User,
+    WorkspaceGroup)."""
+
+    __tablename__ = "psa_custom_field_set"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    subject_type: str
+    created_at: datetime = Field(default_factory=_now)
+    updated_at: datetime = Field(default_factory=_now)
+
+
+class PsaCustomField(SQLModel, table=True):
+    """A custom field of an account (Kantata: `value_type` string, date, number, currency,
+    single or multi; the twin's are all string)."""
+
+    __tablename__ = "psa_custom_field"
+
+    id: int | None = Field(default=None, primary_key=True)
+    custom_field_set_id: int = Field(index=True)
+    name: str
+    value_type: str = "string"
+    default_text: str | None = None
+    unique_constraint: bool = False
+    created_at: datetime = Field(default_factory=_now)
+    updated_at: datetime = Field(default_factory=_now)
+
+
+class PsaCustomFieldValue(SQLModel, table=True):
+    """One subject's value of one custom field; a new value of the same field replaces it
+    (under a new id), as Kantata's create does."""
+
+    __tablename__ = "psa_custom_field_value"
+    __table_args__ = {"sqlite_autoincrement": True}  # a replaced value's id is never reused
+
+    id: int | None = Field(default=None, primary_key=True)
+    custom_field_id: int = Field(index=True)
+    subject_type: str
+    subject_id: int = Field(index=True)
+    value: str
+    created_at: datetime = Field(default_factory=_now)
+    updated_at: datetime = Field(default_factory=_now)
+
+
 TABLES = [
     m.__table__  # type: ignore[attr-defined]
     for m in (
@@ -276,6 +323,9 @@ TABLES = [
         PsaInvoice,
         PsaExternalReference,
         PsaPost,
+        PsaCustomFieldSet,
+        PsaCustomField,
+        PsaCustomFieldValue,
     )
 ]
 
@@ -294,6 +344,9 @@ KEYS: dict[type[SQLModel], str] = {
     PsaInvoice: "invoices",
     PsaExternalReference: "external_references",
     PsaPost: "posts",
+    PsaCustomFieldSet: "custom_field_sets",
+    PsaCustomField: "custom_fields",
+    PsaCustomFieldValue: "custom_field_values",
 }
 
 SUBJECT_TYPES: dict[str, type[SQLModel]] = {

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlmodel import select
 
 from connectors.psa import FakePsa, KantataPsa
 from contracts.errors import (
@@ -110,6 +111,48 @@ async def test_create_project_shell_is_idempotent_and_reads_back(h: Harness) -> 
         assert len(await twin_rows(h, "billing_milestones", workspace_id=psa_id)) == 2
         refs = await twin_rows(h, "external_references", subject_type="Workspace")
         assert [(r["service_model_ref"], r["status"]) for r in refs] == [(EID, "successful")]
+
+
+async def test_workspace_facts_are_custom_field_values_once_each_despite_lost_answers() -> None:
+    """Twin only: the facts Kantata has no workspace field for are custom field values, one
+    per field however often the override-write is sent again (answers lost at random, the
+    shell provisioned again as a retried activity would)."""
+    async with twin_harness(retry_budget_s=0.3) as h:
+        faults = await h.client.post("/_admin/psa/lost-responses", json={"rate": 0.4, "seed": 1})
+        assert faults.status_code == 200, faults.text
+        psa_id = None
+        for _attempt in range(30):  # as Temporal retries the activity
+            try:
+                psa_id = await h.port.create_project_shell(make_project(), enterprise_id=EID)
+                break
+            except (TransientError, NotFoundError, StaleVersionError):
+                continue
+        assert psa_id is not None
+        await h.port.create_project_shell(make_project(), enterprise_id=EID)
+        lost = await h.client.post("/_admin/psa/lost-responses", json={"rate": 0})
+        assert lost.json()["dropped"] > 0
+        state = h.app.state.twin
+        with state.session() as s:
+            values = s.exec(select(twin.PsaCustomFieldValue)).all()
+            workspace = s.get(twin.PsaWorkspace, int(psa_id))
+        names = {f.id: f.name for f in await _twin_custom_fields(h)}
+        assert sorted(names[v.custom_field_id] for v in values) == sorted(
+            ["Customer ID", "Opportunity ID", "Billing Rule", "Cost Center", "Practice",
+             "Delivery Manager"]
+        )  # fmt: skip
+        assert {v.subject_id for v in values} == {int(psa_id)}
+        # The write was applied more than once (a lost answer, then the same body again):
+        # each repeat replaced the six values under new ids instead of adding to them.
+        assert max(v.id for v in values) > len(values)
+        assert workspace is not None
+        assert (workspace.cost_center, workspace.opportunity_ref) == ("CC-100", "OPP-1")
+        project = await h.port.get_project(psa_id)
+        assert (project.practice, project.delivery_manager) == ("Data", "dana.manager")
+
+
+async def _twin_custom_fields(h: TwinHarness) -> list[Any]:
+    with h.app.state.twin.session() as s:
+        return list(s.exec(select(twin.PsaCustomField)).all())
 
 
 async def test_project_shell_refuses_bad_input_before_writing(h: Harness) -> None:

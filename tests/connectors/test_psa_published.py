@@ -4,9 +4,11 @@ time, expenses, assignments, external references and the worker <-> user map.
 
 The recorded responses are from 2013 (no `meta`, money as `*_in_cents` that may be null beside a
 formatted string); the `_built` ones follow the published schemas (a workspace's `status`
-object, an assignment with its `assignee` and `story` included, custom field values). Each
-read gives the canonical record a user cares about, and a record missing a field the mapping
-needs raises `UnmappableRecord` naming the record and the field, never a bare exception."""
+object, an assignment with its `assignee` and `story` included, custom fields and their
+values). Each read gives the canonical record a user cares about, and a record missing a field
+the mapping needs raises `UnmappableRecord` naming the record and the field, never a bare
+exception. A project shell's workspace facts are written as custom field values in the body
+Kantata's reference publishes (`custom_field_values_bulk_create_request.json`)."""
 
 from __future__ import annotations
 
@@ -24,8 +26,8 @@ from connectors.psa import KantataPsa
 from contracts.errors import AuthError, BusinessRuleViolation, NotFoundError, UnmappableRecord
 from contracts.money import Money
 from contracts.v1 import AssignmentKind, ProjectStatus, WbsNodeType
-from tests._shapes import load_fixture
-from tests.connectors._psa_fixtures import EID, psa_settings
+from tests._shapes import assert_same_shape, load_fixture
+from tests.connectors._psa_fixtures import EID, EID2, make_project, psa_settings
 
 API = "/api/v1"
 WS = "3457635"
@@ -90,11 +92,21 @@ class Vendor:
         )
         if callable(body):
             body = body(request)
+            if isinstance(body, tuple):  # (status, body)
+                status, body = body
         return httpx.Response(status, content=json.dumps(body).encode())
 
     def params(self, path: str) -> list[dict[str, str]]:
         """The query of each request made to `path`."""
         return [dict(r.url.params) for r in self.requests if r.url.path == f"{API}/{path}"]
+
+    def sent(self, method: str, path: str) -> list[Any]:
+        """The JSON body of each `method` request made to `path`."""
+        return [
+            json.loads(r.content)
+            for r in self.requests
+            if r.method == method and r.url.path == f"{API}/{path}"
+        ]
 
 
 @pytest.fixture
@@ -210,6 +222,185 @@ async def test_custom_field_values_hold_what_kantata_has_no_field_for(
     project = await psa.get_project(WS)
     assert (project.cost_center, project.practice) == ("CC-100", "Data")
     assert project.customer_id == "unassigned"  # no "Customer ID" value on this workspace
+
+
+async def test_custom_field_values_win_over_the_twins_legacy_columns(
+    vendor: Vendor, psa: KantataPsa
+) -> None:
+    body = edited("workspace_with_status_built.json", cost_center="CC-OLD", practice="Old")
+    values = fixture("custom_field_values_built.json")
+    only(body)["custom_field_value_ids"] = [r["id"] for r in values["results"]]
+    body["custom_field_values"] = values["custom_field_values"]
+    vendor.answer(f"workspaces/{WS}.json", body)
+    assert (await psa.get_project(WS)).cost_center == "CC-100"
+    # A workspace the twin made before it stored values: the legacy column is read.
+    vendor.answer(
+        f"workspaces/{WS}.json", edited("workspace_with_status_built.json", practice="Old")
+    )
+    assert (await psa.get_project(WS)).practice == "Old"
+
+
+# --------------------------------------------------------------------------- project shell
+
+EMPTY: dict[str, Any] = {"count": 0, "results": []}
+FIELD_IDS = {
+    "Customer ID": 4101,
+    "Opportunity ID": 4102,
+    "Billing Rule": 4103,
+    "Cost Center": 4104,
+    "Practice": 4105,
+    "Delivery Manager": 4106,
+}
+"""The Workspace custom fields of custom_fields_with_set_built.json."""
+
+
+def ref_statuses(vendor: Vendor) -> list[str]:
+    """The status of each external reference pssync wrote, in order."""
+    sent = vendor.sent("POST", "external_references/create_or_update")
+    return [body["external_reference"]["status"] for body in sent]
+
+
+def shell_only() -> Any:
+    """A project with no WBS, milestones or rate card: a workspace and its facts."""
+    return make_project(rate_card_id=None).model_copy(update={"wbs": [], "milestones": []})
+
+
+def provisioning(vendor: Vendor, custom_fields: Any | None = None) -> None:
+    """Kantata's answers to a first `create_project_shell`: no reference or workspace yet,
+    the workspace created is the recorded one (`WS`), the account's custom fields as given."""
+    vendor.answer("external_references.json", references())
+    vendor.answer("external_references/create_or_update", references())
+    workspace = fixture("workspace_update_2013.json")
+    vendor.answer("workspaces.json", lambda r: workspace if r.method == "POST" else EMPTY)
+    vendor.answer(
+        "custom_fields.json", custom_fields or fixture("custom_fields_with_set_built.json")
+    )
+    vendor.answer("custom_field_values.json", fixture("custom_field_values_built.json"))
+    vendor.answer("stories.json", EMPTY)
+    vendor.answer("billing_milestones.json", EMPTY)
+
+
+async def test_project_shell_writes_the_facts_as_custom_field_values(
+    vendor: Vendor, psa: KantataPsa
+) -> None:
+    provisioning(vendor)
+    assert await psa.create_project_shell(shell_only(), enterprise_id=EID) == WS
+
+    (created,) = vendor.sent("POST", "workspaces.json")
+    assert set(created["workspace"]) == {
+        "title", "description", "start_date", "due_date", "price_in_cents", "budgeted",
+        "budget_in_cents", "currency", "rate_card_id", "change_orders_enabled",
+    }  # fmt: skip
+    (written,) = vendor.sent("POST", "custom_field_values.json")
+    assert_same_shape(written, fixture("custom_field_values_bulk_create_request.json"))
+    assert {(v["subject_type"], v["subject_id"]) for v in written["custom_field_values"]} == {
+        ("Workspace", int(WS))
+    }
+    assert {(v["custom_field_id"], v["value"]) for v in written["custom_field_values"]} == {
+        (FIELD_IDS["Customer ID"], "ACC-1"),
+        (FIELD_IDS["Opportunity ID"], "OPP-1"),
+        (FIELD_IDS["Billing Rule"], "Milestone"),
+        (FIELD_IDS["Cost Center"], "CC-100"),
+        (FIELD_IDS["Practice"], "Data"),
+        (FIELD_IDS["Delivery Manager"], "dana.manager"),
+    }
+    assert vendor.params("custom_fields.json")[0]["include"] == "custom_field_set"
+    paths = [r.url.path.removeprefix(API) for r in vendor.requests]
+    assert paths.index("/custom_fields.json") < paths.index("/workspaces.json")
+    statuses = ref_statuses(vendor)
+    assert statuses == ["pending", "successful"]
+
+    # The fields are looked up once per client; a fact the project lacks is not sent.
+    no_practice = shell_only().model_copy(update={"practice": None})
+    await psa.create_project_shell(no_practice, enterprise_id=EID2)
+    assert len(vendor.params("custom_fields.json")) == 1
+    second = vendor.sent("POST", "custom_field_values.json")[1]["custom_field_values"]
+    assert FIELD_IDS["Practice"] not in {v["custom_field_id"] for v in second}
+
+
+def _without(body: Any, name: str) -> None:
+    fields = body["custom_fields"]
+    ident = next(i for i, f in fields.items() if f["name"] == name)
+    del fields[ident]
+    body["results"] = [r for r in body["results"] if r["id"] != ident]
+
+
+def _field(body: Any, name: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(f for f in body["custom_fields"].values() if f["name"] == name)
+    return found
+
+
+def _missing_two(body: Any) -> None:
+    _without(body, "Practice")
+    _field(body, "Cost Center")["custom_field_set_id"] = "872"  # a task (Story) field
+
+
+def _twice(body: Any) -> None:
+    copy_ = {**_field(body, "Practice"), "id": "4999"}
+    body["custom_fields"]["4999"] = copy_
+    body["results"].append({"key": "custom_fields", "id": "4999"})
+
+
+@pytest.mark.parametrize(
+    ("edit", "code", "name", "says"),
+    [
+        (_missing_two, "MISSING_CUSTOM_FIELD", "Cost Center", "'Cost Center', 'Practice'"),
+        (
+            lambda b: _field(b, "Billing Rule").update(value_type="single"),
+            "CUSTOM_FIELD_NOT_TEXT",
+            "Billing Rule",
+            "'single'",
+        ),
+        (_twice, "AMBIGUOUS_CUSTOM_FIELD", "Practice", "2 Workspace custom fields"),
+    ],
+    ids=["missing", "choice field", "twice"],
+)
+async def test_a_tenant_without_the_custom_fields_is_refused_before_writing(
+    vendor: Vendor, psa: KantataPsa, edit: Any, code: str, name: str, says: str
+) -> None:
+    custom_fields = copy.deepcopy(fixture("custom_fields_with_set_built.json"))
+    edit(custom_fields)
+    provisioning(vendor, custom_fields)
+    with pytest.raises(BusinessRuleViolation) as refused:
+        await psa.create_project_shell(shell_only(), enterprise_id=EID)
+    assert (refused.value.code, refused.value.field, refused.value.system) == (code, name, "PSA")
+    assert says in refused.value.detail
+    assert [r.method for r in vendor.requests if r.method != "GET"] == []  # nothing written
+
+    # Once an administrator fixes the fields, the next attempt reads them again.
+    vendor.answer("custom_fields.json", fixture("custom_fields_with_set_built.json"))
+    assert await psa.create_project_shell(shell_only(), enterprise_id=EID) == WS
+    assert len(vendor.params("custom_fields.json")) == 2
+
+
+async def test_custom_field_values_are_sent_again_after_a_failure_they_override(
+    vendor: Vendor, psa: KantataPsa
+) -> None:
+    """A 5xx (or a lost answer) on the write is retried: Kantata overrides the values, so the
+    same body twice leaves one value per field."""
+    provisioning(vendor)
+    answers = iter([(503, {"errors": [{"type": "system", "message": "down"}]})])
+    built = fixture("custom_field_values_built.json")
+    vendor.answer("custom_field_values.json", lambda r: next(answers, (200, built)))
+    assert await psa.create_project_shell(shell_only(), enterprise_id=EID) == WS
+    first, again = vendor.sent("POST", "custom_field_values.json")
+    assert first == again
+
+
+async def test_a_refused_custom_field_value_fails_the_shell_and_is_looked_up_again(
+    vendor: Vendor, psa: KantataPsa
+) -> None:
+    provisioning(vendor)
+    refusal = {"errors": [{"type": "validation", "message": "Custom field is invalid"}]}
+    vendor.answer("custom_field_values.json", refusal, status=422)
+    with pytest.raises(BusinessRuleViolation) as refused:
+        await psa.create_project_shell(shell_only(), enterprise_id=EID)
+    assert refused.value.code == "VALIDATION"
+    statuses = ref_statuses(vendor)
+    assert statuses == ["pending", "failed"]
+    vendor.answer("custom_field_values.json", fixture("custom_field_values_built.json"))
+    await psa.create_project_shell(shell_only(), enterprise_id=EID)
+    assert len(vendor.params("custom_fields.json")) == 2  # the cached ids were dropped
 
 
 async def test_stories_are_the_wbs(vendor: Vendor, psa: KantataPsa) -> None:

@@ -4,8 +4,9 @@ record with the same JSON type, values aside.
 
 Kantata keys its records by id (`{"time_entries": {"8590085": {...}}}`); the records are
 compared as lists. Beyond the published keys, the twin sends only those listed in `TWIN_ONLY`
-(its `meta` paging block, `lock_version`, and the plain columns that stand in for what a
-Kantata tenant keeps in custom fields), so neither side can drift unnoticed."""
+(its `meta` paging block, `lock_version`, and the legacy columns that mirror a workspace's
+custom field values), so neither side can drift unnoticed. Custom fields and their values are
+written and read the documented way (`GET /custom_fields`, `POST /custom_field_values`)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,8 @@ TWIN_ONLY: dict[str, frozenset[str]] = {
         {"status", "external_status", "external_message", "external_link"}
         | {"created_at", "updated_at"}
     ),
+    "custom_fields": frozenset(),
+    "custom_field_values": frozenset(),
 }
 """Keys the twin sends beyond Kantata's published record, per collection (a story's `billable`
 is in the published Story schema, not in the 2013 recording)."""
@@ -98,14 +101,46 @@ async def twin() -> AsyncIterator[Twin]:
             price_in_cents=12_000_000,
             budgeted=True,
             rate_card_id=card,
-            cost_center="CC-100",
-            practice="Data",
         )
         wid = ws["results"][0]["id"]
+        ids = await custom_field_ids(base)
+        written = await write_values(
+            base, wid, {ids["Cost Center"]: "CC-100", ids["Practice"]: "Data"}
+        )
+        assert written.status_code == 200, written.text
         story = await base.post(
             "stories.json", "story", workspace_id=wid, title="Go-live", story_type="milestone"
         )
         yield Twin(app, client, wid, story["results"][0]["id"], user)
+
+
+async def custom_field_ids(twin: Twin) -> dict[str, int]:
+    """The account's Workspace custom fields' ids by name, as pssync finds them."""
+    body = await twin.get("custom_fields.json", include="custom_field_set")
+    sets = body["custom_field_sets"]
+    return {
+        f["name"]: int(f["id"])
+        for f in body["custom_fields"].values()
+        if sets[f["custom_field_set_id"]]["subject_type"] == "Workspace"
+    }
+
+
+async def write_values(
+    twin: Twin, workspace: str, values: dict[int, Any], *, subject_type: str = "Workspace"
+) -> httpx.Response:
+    """`POST /custom_field_values` in the documented bulk shape, one value per field id."""
+    body = {
+        "custom_field_values": [
+            {
+                "subject_type": subject_type,
+                "subject_id": int(workspace),
+                "custom_field_id": field,
+                "value": value,
+            }
+            for field, value in values.items()
+        ]
+    }
+    return await twin.client.post(f"{API}/custom_field_values.json", json=body)
 
 
 def listed(body: Any) -> Any:
@@ -166,6 +201,66 @@ async def test_custom_field_values_have_the_schema_shape(twin: Twin) -> None:
     }
     published = listed(load_fixture("kantata", "custom_field_values_built.json"))
     assert_same_shape(values, published["custom_field_values"])
+
+
+async def test_custom_fields_have_the_schema_shape_with_their_set(twin: Twin) -> None:
+    body = await twin.get("custom_fields.json", include="custom_field_set")
+    assert set(await custom_field_ids(twin)) == {
+        "Customer ID",
+        "Opportunity ID",
+        "Billing Rule",
+        "Cost Center",
+        "Practice",
+        "Delivery Manager",
+    }
+    assert {f["value_type"] for f in body["custom_fields"].values()} == {"string"}
+    same_shape(body, "custom_fields_with_set_built.json", "custom_fields")
+    bare = await twin.get("custom_fields.json")
+    assert "custom_field_set_id" not in next(iter(bare["custom_fields"].values()))
+
+
+async def test_custom_field_value_create_overrides_and_answers_the_schema_shape(
+    twin: Twin,
+) -> None:
+    ids = await custom_field_ids(twin)
+    body = await twin.post("workspaces.json", "workspace", title="Gemini")
+    wid = body["results"][0]["id"]
+    first = await write_values(twin, wid, {ids["Billing Rule"]: "Fixed Price"})
+    again = await write_values(twin, wid, {ids["Billing Rule"]: "Milestone"})
+    assert first.status_code == again.status_code == 200, again.text
+    same_shape(again.json(), "custom_field_values_built.json", "custom_field_values")
+    (created,) = again.json()["custom_field_values"].values()
+    assert (created["custom_field_name"], created["value"]) == ("Billing Rule", "Milestone")
+    assert created["subject_id"] == int(wid) and created["subject_type"] == "Workspace"
+    assert created["id"] != first.json()["results"][0]["id"]  # a new value, a new id
+    read = await twin.get(f"workspaces/{wid}.json", include="custom_field_values")
+    assert read["workspaces"][wid]["custom_field_value_ids"] == [created["id"]]
+    assert read["workspaces"][wid]["billing_rule"] == "Milestone"  # the legacy mirror
+
+
+async def test_custom_field_value_refusals_are_validation_errors(twin: Twin) -> None:
+    ids = await custom_field_ids(twin)
+    unknown_field = await write_values(twin, twin.workspace, {999_999: "x"})
+    unknown_subject = await write_values(twin, "999999", {ids["Practice"]: "x"})
+    wrong_subject = await write_values(
+        twin, twin.story, {ids["Practice"]: "x"}, subject_type="Story"
+    )
+    not_text = await write_values(twin, twin.workspace, {ids["Practice"]: 7})
+    for response, field in (
+        (unknown_field, "custom_field_id"),
+        (unknown_subject, "subject_id"),
+        (wrong_subject, "subject_type"),
+        (not_text, "value"),
+    ):
+        assert response.status_code == 422, response.text
+        (error,) = response.json()["errors"]
+        assert (error["type"], error["field"]) == ("validation", field)
+    # All or none: a body with one bad value writes none of them.
+    mixed = await write_values(twin, twin.workspace, {ids["Practice"]: "Cloud", 999_999: "x"})
+    assert mixed.status_code == 422
+    read = await twin.get(f"workspaces/{twin.workspace}.json", include="custom_field_values")
+    values = read["custom_field_values"].values()
+    assert {(v["custom_field_name"], v["value"]) for v in values} >= {("Practice", "Data")}
 
 
 async def test_story_has_the_recorded_shape(twin: Twin) -> None:

@@ -107,6 +107,9 @@ class KantataBase(VendorClient):
         self._users_by_worker: dict[str, str] = {}
         self._worker_map_lock = asyncio.Lock()
         self._rate_cards: dict[str, str] = {}
+        self._custom_field_ids: dict[str, str] | None = None
+        """The workspace custom fields' ids by name, once read (`CustomFieldsMixin`)."""
+        self._custom_field_lock = asyncio.Lock()
 
     # ---------------------------------------------------------------- plumbing
 

@@ -18,9 +18,9 @@ from connectors.psa._constants import (
     WBS_MARKER,
 )
 from connectors.psa._values import _marker_code, _version, missing, required_ref
-from connectors.psa.kantata._base import Included, KantataBase
+from connectors.psa.kantata._base import Included
+from connectors.psa.kantata.custom_fields import CustomFieldsMixin
 from connectors.psa.mapping import (
-    _BILLING_RULES,
     _STORY_TYPES,
     budget_from_kantata,
     custom_field_values_by_name,
@@ -55,7 +55,7 @@ def _listed(
     return found
 
 
-class ProjectsMixin(KantataBase):
+class ProjectsMixin(CustomFieldsMixin):
     """`KantataPsa`'s projects, rate cards and activity feed."""
 
     # ---------------------------------------------------------------- projects
@@ -122,6 +122,8 @@ class ProjectsMixin(KantataBase):
     def _workspace_fields(
         project: Project, enterprise_id: str, rate_card_id: str | None
     ) -> dict[str, Any]:
+        """Kantata's own workspace fields of a project; the facts Kantata has no field for
+        go to custom field values (`_write_workspace_facts`)."""
         return {
             "title": project.name,
             "description": f"Provisioned by pssync.\n{PROJECT_MARKER}{enterprise_id}",
@@ -132,26 +134,24 @@ class ProjectsMixin(KantataBase):
             "budget_in_cents": project.contract_value.to_minor(),
             "currency": project.currency,
             "rate_card_id": int(rate_card_id) if rate_card_id else None,
-            "cost_center": project.cost_center,
-            "practice": project.practice,
-            "billing_rule": _BILLING_RULES[project.billing_rule],
-            "delivery_manager": project.delivery_manager,
-            "client_ref": project.customer_id,
-            "opportunity_ref": project.opportunity_id,
             "change_orders_enabled": True,
         }
 
     async def create_project_shell(self, project: Project, *, enterprise_id: str) -> str:
-        """Workspace + WBS stories + billing milestones + external reference, idempotently.
+        """Workspace + custom field values + WBS stories + billing milestones + external
+        reference, idempotently.
 
         Safe to call again after a crash at any point: the reference (or, before it exists,
-        the workspace's marker) leads back to the same workspace, and only missing stories and
-        milestones are created. The reference turns `successful` only when all exist.
+        the workspace's marker) leads back to the same workspace, the custom field values are
+        written again (Kantata overrides them), and only missing stories and milestones are
+        created. The reference turns `successful` only when all exist. A bad WBS, an unknown
+        rate card or a tenant without the custom fields is refused before anything is written.
         """
         nodes = wbs_in_creation_order(project)
         rate_card = (
             await self._resolve_rate_card(project.rate_card_id) if project.rate_card_id else None
         )
+        await self._check_workspace_custom_fields()
         fields = self._workspace_fields(project, enterprise_id, rate_card)
         ref = await self._project_ref(enterprise_id)
         ws_id: str | None = reference_from_kantata(ref)[0] if ref else None
@@ -182,6 +182,7 @@ class ProjectsMixin(KantataBase):
             )
         await self._put_ref("Workspace", ws_id, PROJECT_MODEL, enterprise_id, "pending")
         try:
+            await self._write_workspace_facts(ws_id, project)
             await self._ensure_stories(ws_id, project, nodes)
             await self._ensure_milestones(ws_id, project)
         except BusinessRuleViolation as exc:

@@ -11,6 +11,7 @@ from sandbox.psa.routes import (
     assignments,
     billing_milestones,
     change_orders,
+    custom_fields,
     expenses,
     external_references,
     invoices,
@@ -39,6 +40,7 @@ RESOURCES = (
     invoices,
     external_references,
     posts,
+    custom_fields,
 )
 """The resource modules in the order their routes are registered (it matters where paths
 overlap)."""
