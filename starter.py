@@ -6,6 +6,7 @@ pssync worker                # workers only, against settings.temporal
 pssync sandbox --port 8100   # the four twins
 pssync contracts export DIR  # one JSON Schema per canonical model
 pssync db upgrade            # apply the store's migrations
+pssync keys new              # a new payload encryption key (the newest encrypts)
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ sandbox_app = typer.Typer(help="Twins of the four systems of record.", invoke_wi
 app.add_typer(contracts_app, name="contracts")
 app.add_typer(db_app, name="db")
 app.add_typer(sandbox_app, name="sandbox")
+keys_app = typer.Typer(help="Payload encryption keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 
 
 def _settings() -> Settings:
@@ -92,6 +95,18 @@ def db_upgrade() -> None:
     settings = _settings()
     store.upgrade(settings.resolved_database_url)
     console.print(f"store at head: {settings.resolved_database_url}")
+
+
+@keys_app.command("new")
+def keys_new() -> None:
+    """Write a new payload encryption key and print its id (never the key).
+
+    The newest key encrypts from now on (processes pick it up when they restart); older keys
+    still decrypt."""
+    from plumbing.codec import keys_dir, write_new_key
+
+    directory = keys_dir(_settings())
+    console.print(f"new payload key {write_new_key(directory)} in {directory}")
 
 
 @app.command("worker")

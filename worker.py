@@ -17,7 +17,6 @@ from typing import Any
 
 from sqlalchemy import Engine
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
@@ -34,6 +33,7 @@ from activities.crm import CrmActivities
 from activities.erp import ErpActivities
 from activities.hcm_poll import HcmPollActivities, ensure_hcm_schedule
 from activities.psa import PsaActivities
+from activities.retention import RetentionActivities, ensure_retention_schedule
 from activities.store import StoreActivities
 from activities.time_posting import TimePostingActivities
 from activities.time_to_invoice import TimeToInvoiceActivities, ensure_time_sweep_schedule
@@ -45,8 +45,10 @@ from connectors.psa import KantataPsa, PsaPort
 from contracts.naming import TASK_QUEUE, erp_task_queue
 from contracts.settings import Settings, load_settings
 from contracts.v1.time_to_invoice import pipeline_input
+from plumbing.codec import converter_for
 from workflows import assignment_sync as assignment_sync_workflows
 from workflows import change_order as change_order_workflows
+from workflows import retention as retention_workflows
 from workflows import time_to_invoice as time_to_invoice_workflows
 from workflows import worker_termination as termination_workflows
 from workflows.doctor import DoctorWorkflow
@@ -61,6 +63,7 @@ WORKFLOWS: Sequence[type] = (
     *assignment_sync_workflows.WORKFLOWS,
     *termination_workflows.WORKFLOWS,
     *time_to_invoice_workflows.WORKFLOWS,
+    *retention_workflows.WORKFLOWS,
 )
 
 
@@ -74,7 +77,8 @@ def prometheus_runtime(port: int) -> Runtime:
 async def connect_client(
     settings: Settings, *, target: str | None = None, runtime: Runtime | None = None
 ) -> Client:
-    """A client with the one pydantic data converter pssync uses everywhere.
+    """A client with the one data converter pssync uses everywhere: pydantic's, with payloads
+    encrypted by the keys `settings.payloads` configure (`plumbing.codec`).
 
     Connection options come from a Temporal envconfig profile when one is named, then from
     pssync's own settings (address, namespace, TLS, API key)."""
@@ -92,7 +96,7 @@ async def connect_client(
         options["tls"] = True
     if runtime is not None:
         options["runtime"] = runtime
-    return await Client.connect(data_converter=pydantic_data_converter, **options)
+    return await Client.connect(data_converter=converter_for(settings), **options)
 
 
 @dataclass
@@ -162,6 +166,7 @@ def build_workers(
         client=client,
         pipeline_defaults=pipeline_input(settings, "-"),
     )
+    retention = RetentionActivities(deployment.store)
     poll = HcmPollActivities(
         deployment.hcm, deployment.store, client, default_tenant=settings.hcm.tenant
     )
@@ -212,6 +217,8 @@ def build_workers(
         st.escalate_exception,
         st.add_outbox,
         st.record_lineage,
+        # retention: the daily purge of aged inbox, outbox, lineage and audit rows
+        retention.purge,
     ]
     erp_activities: list[Any] = [
         erp.check_cost_center,
@@ -275,6 +282,8 @@ async def run_workers(
             task_queue=task_queue,
             psa_tenant=settings.psa.tenant,
         )
+        # Retention: a Schedule purges aged inbox, outbox, lineage and audit rows (daily).
+        await ensure_retention_schedule(client, settings.retention, task_queue=task_queue)
         async with contextlib.AsyncExitStack() as stack:
             for w in workers:
                 await stack.enter_async_context(w)

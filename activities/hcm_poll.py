@@ -170,7 +170,8 @@ class HcmPollActivities:
                     SearchAttributePair(WORKER_ID, worker_id),
                     SearchAttributePair(BUSINESS_PROCESS, PROCESS_WORKER_TERMINATION),
                 ],
-                static_summary=f"Termination of {change.worker.name or worker_id}, "
+                # ids only: summaries carry no personal data (docs/security.md)
+                static_summary=f"Termination of worker {worker_id}, "
                 f"effective {termination.isoformat()}",
             )
             await asyncio.to_thread(

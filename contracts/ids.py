@@ -18,7 +18,7 @@ import re
 from datetime import date
 from typing import Annotated
 
-from pydantic import AfterValidator, StringConstraints
+from pydantic import AfterValidator, StringConstraints, WithJsonSchema
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 ULID_PATTERN = r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$"
@@ -183,11 +183,28 @@ def canonical_date_key(value: str) -> str:
     return text
 
 
-Tenant = Annotated[str, AfterValidator(canonical_tenant)]
+_RECORD_ID_SCHEMA = WithJsonSchema(
+    {
+        "type": "string",
+        "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        "minLength": 1,
+        "maxLength": RECORD_ID_MAX_LENGTH,
+    }
+)
+
+Tenant = Annotated[
+    str,
+    AfterValidator(canonical_tenant),
+    WithJsonSchema({"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"}),
+]
 """A tenant name, validated and case-folded (`canonical_tenant`)."""
-SalesforceId = Annotated[str, AfterValidator(canonical_salesforce_id)]
+SalesforceId = Annotated[
+    str,
+    AfterValidator(canonical_salesforce_id),
+    WithJsonSchema({"type": "string", "pattern": r"^[A-Za-z0-9]{15}([A-Za-z0-5]{3})?$"}),
+]
 """A Salesforce record id, validated, in its 18-character form."""
-PsaId = Annotated[str, AfterValidator(canonical_psa_id)]
+PsaId = Annotated[str, AfterValidator(canonical_psa_id), _RECORD_ID_SCHEMA]
 """A PSA record id, validated (`canonical_psa_id`)."""
-HcmId = Annotated[str, AfterValidator(canonical_hcm_id)]
+HcmId = Annotated[str, AfterValidator(canonical_hcm_id), _RECORD_ID_SCHEMA]
 """An HCM worker id, validated (`canonical_hcm_id`)."""

@@ -22,7 +22,7 @@ from demo.deals import (
 )
 from demo.termination import termination_scene
 from demo.time_to_invoice import time_to_invoice_scene
-from demo.waits import wait_for_open_exception, wait_for_workflow
+from demo.waits import actor_token, wait_for_open_exception, wait_for_workflow
 from stack import Stack, print_urls, running_stack, stop_on_signal
 
 console = Console()
@@ -81,7 +81,7 @@ async def _fix_cost_center(stack: Stack, bad: DealOutcome, good_cc: str, say: An
 
     item = await wait_for_open_exception(stack, bad.workflow_id)
     say(f"exception {item.cause_code} on {item.field}: resolving with cost center {good_cc}")
-    token = next(t for t, a in stack.settings.actors.items() if "ops" in a.roles)
+    token = actor_token(stack, "ops")
     async with httpx.AsyncClient(timeout=60) as http:
         response = await http.post(
             f"{stack.urls['gateway']}/api/exceptions/{item.id}/resolution",

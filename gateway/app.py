@@ -33,7 +33,18 @@ Routes (every error is `{"error": {"code", "message", "field"?}}`; bad input is 
   stopped), `backlog` (pending inbox events), `oldest_age_s` and `failed`.
 - `GET /api/inbox?state=pending|failed&limit=` — inbox events by state, oldest first (no
   bodies): the relay's backlog, or the events refused for good with the reason.
+- `GET /api/audit?actor=&action=&subject_kind=&subject_id=&since=&until=&limit=&cursor=`
+  (bearer ops/auditor) — people's decisions and their outcomes, newest first: every decision
+  route above records one row (`gateway.audit`; 503 `audit_unavailable` and nothing sent when
+  it cannot be recorded).
 - `GET /metrics` — Prometheus text format (a registry per app).
+
+Every route is behind `gateway.limits` (`settings.limits`): 429 + Retry-After over a caller's
+rate, 414 for an overlong path, 413 for a body over its limit (counted while it streams in),
+400 `json_too_deep`, 422 `invalid_id` for an overlong path parameter.
+- `POST /codec/decode`, `POST /codec/encode` (bearer `ops`, or its codec session cookie) —
+  Temporal's codec server protocol over the client's payload keys, CORS for the Temporal UI
+  (`gateway.routes.codec`); `POST|DELETE /codec/session`, `GET /codec/login`.
 
 The routes live in `gateway.routes` (one module per resource); this module builds the parts
 they share and keeps them on `app.state`.
@@ -52,13 +63,17 @@ from temporalio.client import Client
 
 from contracts.naming import TASK_QUEUE
 from contracts.settings import Settings
-from gateway.auth import current_actor
+from gateway.auth import Authenticator, current_actor
 from gateway.errors import install_error_handlers
+from gateway.limits import install_limits
 from gateway.metrics import GatewayMetrics
+from gateway.openapi import declare as declare_openapi
 from gateway.processes import Processes
 from gateway.relay import InboxRelay
 from gateway.routes import ROUTERS
+from gateway.routes import audit as audit_routes
 from gateway.routes.billing import BILLING_ROLES, BillingBody
+from gateway.routes.codec import install_codec_server
 from gateway.routes.decisions import DecisionRequest, RescindBody
 from gateway.routes.exceptions import ResolutionRequest
 from gateway.webhooks import (
@@ -127,13 +142,15 @@ def create_app(
     rpc_timeout_s: float = 10.0,
     relay_interval_s: float = 2.0,
     relay_max_backoff_s: float = 30.0,
+    authenticator: Authenticator | None = None,
 ) -> FastAPI:
     """Build the gateway over the given store and Temporal client (pydantic data converter).
 
     The inbox relay (`gateway.relay`) runs during the app's lifespan: it looks for pending
     inbox events every `relay_interval_s` and backs off up to `relay_max_backoff_s` while
-    Temporal is unavailable."""
+    Temporal is unavailable. `authenticator` (tests) replaces the one built from settings."""
     metrics = GatewayMetrics()
+    authenticator = authenticator or Authenticator(settings)
     processes = Processes(
         client,
         settings,
@@ -157,6 +174,8 @@ def create_app(
                 routes["psa"],
             ),
         },
+        max_body_bytes=settings.limits.webhook_max_body_bytes,
+        max_json_depth=settings.limits.max_json_depth,
     )
 
     relay = InboxRelay(
@@ -175,6 +194,7 @@ def create_app(
             yield
         finally:
             await relay.stop()
+            await authenticator.aclose()
 
     app = FastAPI(
         title="pssync gateway",
@@ -183,7 +203,9 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_limits(app, settings.limits)  # before the routers: they get its path-param bound
     app.state.settings = settings
+    app.state.authenticator = authenticator
     app.state.store = store
     app.state.client = client
     app.state.metrics = metrics
@@ -192,4 +214,7 @@ def create_app(
     app.state.relay = relay
     for router in ROUTERS:
         app.include_router(router)
+    app.include_router(audit_routes.router)  # GET /api/audit (gateway.audit records decisions)
+    install_codec_server(app, settings)  # /codec/decode, /codec/encode for the Temporal UI
+    declare_openapi(app)  # every answer, the error model, the bearer scheme (last: all routes)
     return app

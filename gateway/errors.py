@@ -50,6 +50,19 @@ class GatewayError(Exception):
         return cls(503, code, message, headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
+class RequestRefused(StarletteHTTPException):
+    """A `GatewayError` raised from inside ASGI `receive` (`gateway.limits`: a body that grew
+    past its limit, or nested too deep, while it streamed in).
+
+    It is a Starlette `HTTPException` because FastAPI re-raises those from its body parsing
+    (anything else there becomes a 400 "error parsing the body"); the handlers below answer it
+    as the `GatewayError` it carries."""
+
+    def __init__(self, error: GatewayError) -> None:
+        super().__init__(error.status, detail=error.message, headers=error.headers or None)
+        self.error = error
+
+
 def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
     error: dict[str, Any] = {"code": code, "message": message}
     if field is not None:
@@ -98,7 +111,9 @@ _HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     413: "body_too_large",
+    414: "uri_too_long",
     415: "unsupported_media_type",
+    429: "rate_limited",
 }
 
 
@@ -115,6 +130,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if isinstance(exc, RequestRefused):
+            return error_response(exc.error)
         code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
         return JSONResponse(
             error_body(code, str(exc.detail)),

@@ -156,6 +156,11 @@ def canonical_or_422(canonical: Callable[[str], str], value: str, field: str) ->
         raise GatewayError(422, "invalid_id", str(exc), field=field) from None
 
 
+def not_running(workflow_id: str) -> GatewayError:
+    """No such run, or none the caller may see (the same answer: no existence leaks)."""
+    return GatewayError(409, "workflow_not_running", f"workflow {workflow_id!r} is not running")
+
+
 def project_not_found(psa_project_id: str) -> GatewayError:
     return GatewayError(
         404, "project_not_found", f"pssync does not know PSA project {psa_project_id!r}"
@@ -536,19 +541,24 @@ class Processes:
 
     async def decide_change_order(self, change_order_id: str, decision: ChangeOrderDecision) -> Any:
         """An approver's decision on a change order (`decide` update, validated in the run)."""
+        return await self.update(self.change_order_run(change_order_id), DECIDE_UPDATE, decision)
+
+    def change_order_run(self, change_order_id: str) -> str:
         change_order_id = canonical_or_422(canonical_psa_id, change_order_id, "change_order_id")
-        workflow_id = change_order_workflow_id(self.settings.psa.tenant, change_order_id)
-        return await self.update(workflow_id, DECIDE_UPDATE, decision)
+        return change_order_workflow_id(self.settings.psa.tenant, change_order_id)
+
+    def termination_run(self, worker_id: str, termination_date: str) -> str:
+        worker_id = canonical_or_422(canonical_hcm_id, worker_id, "worker_id")
+        termination_date = canonical_or_422(
+            canonical_date_key, termination_date, "termination_date"
+        )
+        return termination_workflow_id(self.settings.hcm.tenant, worker_id, termination_date)
 
     async def rescind_termination(
         self, worker_id: str, termination_date: str, request: RescindRequest
     ) -> Any:
         """An operator's rescind of a worker's termination (`rescind_termination` update)."""
-        worker_id = canonical_or_422(canonical_hcm_id, worker_id, "worker_id")
-        termination_date = canonical_or_422(
-            canonical_date_key, termination_date, "termination_date"
-        )
-        workflow_id = termination_workflow_id(self.settings.hcm.tenant, worker_id, termination_date)
+        workflow_id = self.termination_run(worker_id, termination_date)
         return await self.update(workflow_id, RESCIND_UPDATE, request)
 
     async def update(self, workflow_id: str, name: str, arg: Any) -> Any:
@@ -567,11 +577,7 @@ class Processes:
             ) from exc
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
-                raise GatewayError(
-                    409,
-                    "workflow_not_running",
-                    f"workflow {workflow_id!r} is not running: {exc.message}",
-                ) from exc
+                raise not_running(workflow_id) from exc
             if temporal_unavailable(exc):
                 raise unavailable(exc) from exc
             raise GatewayError(502, "temporal_error", str(exc)) from exc

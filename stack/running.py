@@ -70,7 +70,11 @@ async def running_stack(
     # `pssync worker`; tests and benchmarks skip them rather than take a fixed port.
     runtime = None if ephemeral_ports else worker.prometheus_runtime(settings.worker_metrics_port)
     async with embedded_temporal(
-        settings, port=port, ui=not ephemeral_ports, runtime=runtime
+        settings,
+        port=port,
+        ui=not ephemeral_ports,
+        runtime=runtime,
+        codec_endpoint=None if ephemeral_ports else codec_endpoint(settings),
     ) as env:
         stack = Stack(settings=settings, client=env.client, store=store_module.Store(engine))
         _note_temporal(stack, ephemeral_ports)
@@ -94,6 +98,15 @@ async def running_stack(
         finally:
             await _shutdown(stack, children)
             engine.dispose()
+
+
+def codec_endpoint(settings: Settings) -> str:
+    """The gateway's codec server as a browser on this machine reaches it (the Temporal UI
+    posts to `<endpoint>/decode`)."""
+    host = settings.gateway_host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    return f"http://{host}:{settings.gateway_port}/codec"
 
 
 def _note_temporal(stack: Stack, ephemeral_ports: bool) -> None:
@@ -121,6 +134,7 @@ async def _start_gateway(
     stack.urls["gateway"] = f"http://{settings.gateway_host}:{gport}"
     stack.urls["gateway_metrics"] = f"{stack.urls['gateway']}/metrics"
     stack.urls["exceptions_api"] = f"{stack.urls['gateway']}/api/exceptions"
+    stack.urls["codec_server"] = f"{stack.urls['gateway']}/codec"
     return {
         "crm_webhook_url": f"{stack.urls['gateway']}/webhooks/crm",
         "psa_webhook_url": f"{stack.urls['gateway']}/webhooks/psa",

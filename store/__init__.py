@@ -1,5 +1,6 @@
 """store: the integration layer's own state — xref (ID map), webhook inbox, exception items,
-lineage, outbox, sync state and the time-posting ledger — on SQLite by default and PostgreSQL
+lineage, outbox, sync state, the time-posting ledger and the audit trail of people's decisions
+(with the retention purge of what has aged out) — on SQLite by default and PostgreSQL
 in production, migrated by Alembic.
 
     from store import Store, make_engine, upgrade
@@ -21,12 +22,16 @@ from store.database import (
 )
 from store.errors import AlreadyResolved, NotFound, StoreError, XrefConflict
 from store.models import (
+    AuditOutcome,
+    AuditPage,
+    AuditRow,
     ExceptionItemRow,
     ExceptionStatus,
     InboxBacklog,
     InboxRow,
     InboxState,
     LineageRow,
+    NewAuditEntry,
     NewExceptionItem,
     OutboxRow,
     SyncStateRow,
@@ -38,18 +43,26 @@ from store.models import (
     metadata,
 )
 from store.repository import Store
+from store.repository.audit import AUDIT_PAGE_MAX
+from store.repository.retention import RetentionTable
 
 __all__ = [
+    "AUDIT_PAGE_MAX",
     "AlreadyResolved",
+    "AuditOutcome",
+    "AuditPage",
+    "AuditRow",
     "ExceptionItemRow",
     "ExceptionStatus",
     "InboxBacklog",
     "InboxRow",
     "InboxState",
     "LineageRow",
+    "NewAuditEntry",
     "NewExceptionItem",
     "NotFound",
     "OutboxRow",
+    "RetentionTable",
     "Store",
     "StoreError",
     "SyncStateRow",

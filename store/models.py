@@ -1,5 +1,5 @@
 """Tables of the integration layer's own state: xref, inbox, exception items, lineage, outbox,
-sync state and the time-posting ledger.
+sync state, the time-posting ledger and the audit trail of people's decisions.
 
 Each table is a sqlmodel class on the store's own metadata (not the global ``SQLModel.metadata``,
 which the sandbox twins share), so migrations and model comparisons see only the store's tables.
@@ -284,7 +284,10 @@ class LineageRow(StoreModel, table=True):
     """Which run and activity wrote which fields of an entity, from which source version."""
 
     __tablename__ = "lineage"
-    __table_args__ = (Index("ix_lineage_entity", "entity_type", "entity_key"),)
+    __table_args__ = (
+        Index("ix_lineage_entity", "entity_type", "entity_key"),
+        Index("ix_lineage_recorded_at", "recorded_at"),  # the retention purge's scan
+    )
 
     id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
     entity_type: str
@@ -324,6 +327,67 @@ class SyncStateRow(StoreModel, table=True):
     name: str = Field(primary_key=True)
     value: str
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class AuditOutcome(StrEnum):
+    """How a person's decision through the gateway ended, as the gateway answered it."""
+
+    ATTEMPTED = "attempted"
+    """Recorded before the decision was sent on; a row still so means the gateway stopped
+    before it answered (the decision may or may not have taken effect: look at the subject)."""
+    ACCEPTED = "accepted"
+    REFUSED = "refused"
+    """A 4xx: not found, role or scope refused, already decided, the run's validator refused."""
+    FAILED = "failed"
+    """A 5xx: Temporal unreachable or too slow; a 504 decision may still take effect."""
+
+
+class NewAuditEntry(StoreModel):
+    """A person's decision as the gateway received it, before its outcome is known."""
+
+    actor: str
+    actor_roles: list[str] = Field(default_factory=list, sa_type=JSON)
+    action: str
+    """e.g. ``resolution``, ``change_order.approve``, ``termination.rescind``."""
+    subject_kind: str
+    """What was decided on: ``exception_item``, ``change_order``, ``termination``, ``project``."""
+    subject_id: str
+    tenant: str | None = None
+    request: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    """What the person sent (bounded in size; never a token or a secret)."""
+    request_id: str | None = None
+    """The caller's correlation id (``X-Request-ID``), when it sent one."""
+
+
+class AuditRow(NewAuditEntry, table=True):
+    """One decision and its outcome; written ``attempted`` before the decision is sent on and
+    completed once the gateway has its answer."""
+
+    __tablename__ = "audit"
+    __table_args__ = (
+        Index("ix_audit_at", "at"),
+        Index("ix_audit_actor", "actor"),
+        Index("ix_audit_action", "action"),
+        Index("ix_audit_subject", "subject_kind", "subject_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    outcome: str = AuditOutcome.ATTEMPTED.value
+    """An ``AuditOutcome`` value."""
+    status_code: int | None = None
+    """The HTTP status the gateway answered (None while ``attempted``)."""
+    result: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    """What came back: the run's result, or the error's code and message (bounded in size)."""
+    completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditPage:
+    """Audit rows newest first, and the cursor of the next (older) page when there is one."""
+
+    rows: list[AuditRow]
+    next_cursor: int | None
 
 
 HOURS_TYPE = ExactDecimal(18, 6, round_excess=True)

@@ -11,6 +11,7 @@ from gateway.auth import current_actor
 from gateway.metrics import GatewayMetrics
 from gateway.processes import Processes
 from gateway.relay import InboxRelay
+from gateway.scoping import Scoper
 from gateway.webhooks import WebhookReceiver
 from store import Store
 
@@ -40,9 +41,15 @@ def _relay(request: Request) -> InboxRelay:
     return relay
 
 
+def _scoper(request: Request) -> Scoper:
+    """A fresh scoper per request (it caches the store's answers for that request only)."""
+    return Scoper(request.app.state.store, request.app.state.client, request.app.state.settings)
+
+
 StoreDep = Annotated[Store, Depends(_store)]
 ProcessesDep = Annotated[Processes, Depends(_processes)]
 MetricsDep = Annotated[GatewayMetrics, Depends(_metrics)]
 ReceiverDep = Annotated[WebhookReceiver, Depends(_receiver)]
 RelayDep = Annotated[InboxRelay, Depends(_relay)]
 ActorDep = Annotated[Actor, Depends(current_actor)]
+ScoperDep = Annotated[Scoper, Depends(_scoper)]

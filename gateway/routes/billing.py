@@ -6,12 +6,18 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from contracts import scopes
 from contracts.ids import PsaId
+from contracts.settings import Actor
 from contracts.v1.time_to_invoice import BillingRequest, BillingTrigger
+from gateway.audit import BILLING, audited
+from gateway.auth import READ_ROLES, require_roles
 from gateway.errors import GatewayError
-from gateway.routes._deps import ActorDep, ProcessesDep
+from gateway.processes import project_not_found
+from gateway.routes._deps import ActorDep, ProcessesDep, ScoperDep
+from gateway.scoping import Scoper, require_scope
 
 router = APIRouter(tags=["time to invoice"])
 
@@ -21,17 +27,34 @@ BILLING_ROLES = frozenset({"ops", "finance_controller"})
 class BillingBody(BaseModel):
     """A request to bill a project now (the actor comes from the bearer token)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"oneOf": [{"required": ["period"]}, {"required": ["milestone_id"]}]},
+    )
 
-    period: str | None = Field(default=None, pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
-    milestone_id: PsaId | None = None
+    # Exactly one of the two, and neither may be null (typed without None: an explicit null
+    # is refused as the schema says; the default only stands for "absent").
+    period: str = Field(default=None, pattern=r"^\d{4}-(0[1-9]|1[0-2])$")  # type: ignore[assignment]
+    milestone_id: PsaId = Field(default=None)  # type: ignore[assignment]
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> BillingBody:
+        if (self.period is None) == (self.milestone_id is None):
+            raise ValueError("give exactly one of period and milestone_id")
+        return self
 
 
-@router.post("/api/projects/{psa_project_id}/billing")
+@router.post("/api/projects/{psa_project_id}/billing", status_code=202)
+@audited(BILLING)
 async def request_billing(
-    psa_project_id: str, body: BillingBody, actor: ActorDep, processes: ProcessesDep
+    psa_project_id: str,
+    body: BillingBody,
+    actor: ActorDep,
+    processes: ProcessesDep,
+    scoper: ScoperDep,
 ) -> JSONResponse:
     """Bill a project now: close a T&M period (`period`) or bill a milestone."""
+    await _project_in_scope(scoper, actor, psa_project_id)
     if not BILLING_ROLES.intersection(actor.roles):
         raise GatewayError(
             403,
@@ -55,8 +78,12 @@ async def request_billing(
 
 
 @router.get("/api/projects/{psa_project_id}/time-to-invoice")
-async def time_pipeline_status(psa_project_id: str, processes: ProcessesDep) -> dict[str, Any]:
+async def time_pipeline_status(
+    psa_project_id: str, actor: ActorDep, processes: ProcessesDep, scoper: ScoperDep
+) -> dict[str, Any]:
     """The project's pipeline: pending entries, outcomes, open items, invoices."""
+    require_roles(actor, READ_ROLES, "read a project's pipeline")
+    await _project_in_scope(scoper, actor, psa_project_id)
     view = await processes.time_pipeline_status(psa_project_id)
     if view is None:
         raise GatewayError(
@@ -65,3 +92,12 @@ async def time_pipeline_status(psa_project_id: str, processes: ProcessesDep) -> 
             f"PSA project {psa_project_id!r} has no time-to-invoice run",
         )
     return view
+
+
+async def _project_in_scope(scoper: Scoper, actor: Actor, psa_project_id: str) -> None:
+    """Out of the actor's scopes, a project answers as a project pssync does not know."""
+    if scopes.EVERYTHING in actor.scopes:
+        return
+    keys = await scoper.project_keys(psa_project_id)
+    keys.add(scopes.key("tenant", scoper.psa_tenant))
+    require_scope(actor, keys, project_not_found(psa_project_id))

@@ -8,9 +8,15 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts import scopes
+from contracts.scopes import workflow_scopes
+from contracts.settings import Actor
 from contracts.v1.change_orders import ChangeOrderDecision
 from contracts.v1.worker_termination import RescindRequest
-from gateway.routes._deps import ActorDep, ProcessesDep
+from gateway.audit import CHANGE_ORDER_DECISION, RESCIND, audited
+from gateway.processes import not_running
+from gateway.routes._deps import ActorDep, ProcessesDep, ScoperDep
+from gateway.scoping import Scoper, require_scope
 
 log = logging.getLogger("pssync.gateway")
 
@@ -23,7 +29,7 @@ class DecisionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     approve: bool
-    as_role: str | None = None
+    as_role: str | None = Field(default=None, max_length=100)
     note: str = Field(default="", max_length=4000)
 
 
@@ -36,14 +42,20 @@ class RescindBody(BaseModel):
 
 
 @router.post("/api/change-orders/{change_order_id}/decision", tags=["change orders"])
+@audited(CHANGE_ORDER_DECISION)
 async def decide_change_order(
-    change_order_id: str, body: DecisionRequest, actor: ActorDep, processes: ProcessesDep
+    change_order_id: str,
+    body: DecisionRequest,
+    actor: ActorDep,
+    processes: ProcessesDep,
+    scoper: ScoperDep,
 ) -> dict[str, Any]:
     """Approve or reject; the run's validator checks role, scope and what is still needed."""
+    await _run_in_scope(scoper, actor, processes.change_order_run(change_order_id))
     decision = ChangeOrderDecision(
         actor=actor.name,
         roles=list(actor.roles),
-        scopes=list(actor.scopes),
+        scopes=workflow_scopes(actor.scopes),
         approve=body.approve,
         as_role=body.as_role,
         note=body.note,
@@ -54,14 +66,23 @@ async def decide_change_order(
 
 
 @router.post("/api/terminations/{worker_id}/{termination_date}/rescind", tags=["terminations"])
+@audited(RESCIND)
 async def rescind_termination(
     worker_id: str,
     termination_date: str,
     body: RescindBody,
     actor: ActorDep,
     processes: ProcessesDep,
+    scoper: ScoperDep,
 ) -> dict[str, Any]:
     """Undo a worker's termination: the run reverses its completed steps."""
+    await _run_in_scope(scoper, actor, processes.termination_run(worker_id, termination_date))
     request = RescindRequest(actor=actor.name, actor_roles=list(actor.roles), reason=body.reason)
     result = await processes.rescind_termination(worker_id, termination_date, request)
     return {"status": "accepted", "worker_id": worker_id, "result": result}
+
+
+async def _run_in_scope(scoper: Scoper, actor: Actor, workflow_id: str) -> None:
+    """Out of the actor's scopes, a run answers as a run that does not exist."""
+    if scopes.EVERYTHING not in actor.scopes:
+        require_scope(actor, await scoper.run_keys(workflow_id), not_running(workflow_id))

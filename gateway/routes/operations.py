@@ -7,11 +7,19 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
+from gateway.auth import METRICS_ROLES, OPS_ROLES, require_roles
 from gateway.errors import GatewayError
 from gateway.metrics import CONTENT_TYPE_LATEST
-from gateway.routes._deps import MetricsDep, ProcessesDep, ReceiverDep, RelayDep, StoreDep
+from gateway.routes._deps import (
+    ActorDep,
+    MetricsDep,
+    ProcessesDep,
+    ReceiverDep,
+    RelayDep,
+    StoreDep,
+)
 from gateway.views import inbox_view
 from gateway.webhooks import in_thread
 from store import InboxState
@@ -38,6 +46,7 @@ async def healthz(store: StoreDep, processes: ProcessesDep, relay: RelayDep) -> 
 
 @router.get("/api/inbox")
 async def list_inbox(
+    actor: ActorDep,
     store: StoreDep,
     receiver: ReceiverDep,
     state: Annotated[InboxState, Query()] = InboxState.PENDING,
@@ -45,7 +54,8 @@ async def list_inbox(
 ) -> dict[str, Any]:
     """Webhook events in the inbox by state, oldest first: `pending` (the relay's backlog)
     or `failed` (refused for good, with the reason; a sender's retry may still process
-    them). Bodies are not shown."""
+    them). Bodies are not shown. Operators only."""
+    require_roles(actor, OPS_ROLES, "read the inbox")
     rows = await in_thread(
         functools.partial(store.inbox_list, sources=tuple(receiver.sources)), state, limit
     )
@@ -53,6 +63,8 @@ async def list_inbox(
     return {"items": [inbox_view(row, now) for row in rows], "count": len(rows)}
 
 
-@router.get("/metrics")
-async def prometheus_metrics(metrics: MetricsDep) -> Response:
+@router.get("/metrics", response_class=PlainTextResponse)
+async def prometheus_metrics(actor: ActorDep, metrics: MetricsDep) -> Response:
+    """Prometheus text format; scrape with a bearer token of an `ops` or `metrics` actor."""
+    require_roles(actor, METRICS_ROLES, "read metrics")
     return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)

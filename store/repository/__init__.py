@@ -13,19 +13,32 @@ business identity), or decide retries (it raises the typed errors of ``store.err
 """
 
 from store.repository._base import StoreBase
+from store.repository.audit import AuditOps
 from store.repository.exceptions import ExceptionOps
 from store.repository.inbox import InboxOps
 from store.repository.records import RecordOps
+from store.repository.retention import RetentionOps
 from store.repository.time_postings import TimePostingOps
 from store.repository.xref import XrefOps
 
 __all__ = ["Store"]
 
 
-class Store(XrefOps, InboxOps, ExceptionOps, RecordOps, TimePostingOps, StoreBase):
+class Store(
+    XrefOps,
+    InboxOps,
+    ExceptionOps,
+    RecordOps,
+    TimePostingOps,
+    AuditOps,
+    RetentionOps,
+    StoreBase,
+):
     """The store's operations over one engine (SQLite or PostgreSQL), one module per table
-    family: `xref`, `inbox`, `exceptions`, `records` (lineage, outbox, sync state) and
-    `time_postings`; `_base` holds the engine and transaction plumbing.
+    family: `xref`, `inbox`, `exceptions`, `records` (lineage, outbox, sync state),
+    `time_postings` and `audit` (people's decisions), plus `retention` (the batched purge of
+    aged inbox, lineage, outbox and audit rows); `_base` holds the engine and transaction
+    plumbing.
 
     ``clock`` returns the time written into timestamps; it must return aware datetimes.
     """

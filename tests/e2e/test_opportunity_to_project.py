@@ -207,5 +207,8 @@ async def test_sigkill_of_the_worker_at_each_step_duplicates_nothing(tmp_path: P
         assert len(stack.store.xrefs_for(eid)) == 3
         assert [e.key for e in stack.store.pending_outbox()] == [eid]
         async with httpx.AsyncClient() as http:
-            r = await http.get(f"{stack.urls['gateway']}/api/projects/{eid}")
+            r = await http.get(
+                f"{stack.urls['gateway']}/api/projects/{eid}",
+                headers={"Authorization": "Bearer dev-ops-token"},
+            )
         assert r.status_code == 200

@@ -47,6 +47,8 @@ from sandbox._twin import WebhookSender
 from store import InboxRow, NewExceptionItem, Store, make_engine, upgrade
 from tests._servers import serve
 
+OPS_AUTH = {"Authorization": "Bearer dev-ops-token"}
+
 CRM_TENANT = "acme-crm"
 CRM_OPPORTUNITY_ID = SearchAttributeKey.for_keyword("CrmOpportunityId")
 BUSINESS_PROCESS = SearchAttributeKey.for_keyword("BusinessProcess")
@@ -195,6 +197,7 @@ def sign(
 async def post_event(
     gw: Gw, payload: Any, *, source: str = "crm", event_id: str | None = None, **kw: Any
 ) -> httpx.Response:
+
     body = json.dumps(payload)
     return await gw.http.post(
         f"/webhooks/{source}", content=body, headers=sign(body, event_id=event_id, **kw)
@@ -415,7 +418,7 @@ async def test_replayed_event_is_a_duplicate_and_starts_nothing(gw: Gw) -> None:
     assert other.status_code == 422
     assert other.json()["error"]["code"] == "event_id_reused"
 
-    metrics = (await gw.http.get("/metrics")).text
+    metrics = (await gw.http.get("/metrics", headers=OPS_AUTH)).text
     assert metric(metrics, "pssync_gateway_webhooks_duplicate_total", source="crm") == 2
     assert metric(metrics, "pssync_gateway_workflows_started_total",
                   workflow="OpportunityToProject") == 1  # fmt: skip
@@ -442,7 +445,7 @@ async def test_fifty_concurrent_copies_start_one_run(gw: Gw) -> None:
     assert await listed_runs(gw.client, wid) == [desc.run_id]
     rows = inbox_rows(gw, "crm")
     assert [(r.event_id, r.workflow_id) for r in rows] == [("evt-burst", wid)]
-    metrics = (await gw.http.get("/metrics")).text
+    metrics = (await gw.http.get("/metrics", headers=OPS_AUTH)).text
     assert metric(metrics, "pssync_gateway_workflows_started_total",
                   workflow="OpportunityToProject") == 1  # fmt: skip
     assert metric(metrics, "pssync_gateway_webhooks_received_total", source="crm") == 50
@@ -546,7 +549,11 @@ async def test_psa_time_events_signal_the_projects_pipeline(gw: Gw) -> None:
         await asyncio.sleep(0.1)
     assert [s.signal_name for s in signals] == ["entries_changed", "entries_changed"]
     assert resp.json()["run_id"] == resp2.json()["run_id"]
-    payloads = [json.loads(s.input.payloads[0].data) for s in signals]
+    # the history holds them encrypted (plumbing.codec): decode as a pssync client does
+    codec = gw.client.data_converter.payload_codec
+    assert codec is not None
+    decoded = await codec.decode([s.input.payloads[0] for s in signals])
+    payloads = [json.loads(p.data) for p in decoded]
     assert [(p["refs"][0]["kind"], p["refs"][0]["entry_id"]) for p in payloads] == [
         ("time", "7"),
         ("expense", "9"),
@@ -632,7 +639,7 @@ async def test_resolution_needs_a_token_and_a_resolver_role(gw: Gw) -> None:
     # The run has completed: a second resolution cannot reach it.
     late = await gw.http.post(url, json=decision, headers=dm)
     assert late.status_code == 409, late.text
-    metrics = (await gw.http.get("/metrics")).text
+    metrics = (await gw.http.get("/metrics", headers=OPS_AUTH)).text
     assert metric(metrics, "pssync_gateway_resolutions_total",
                   action="retry_with_data", outcome="accepted") == 1  # fmt: skip
     assert metric(metrics, "pssync_gateway_resolutions_total",
@@ -667,7 +674,7 @@ async def test_exceptions_are_listed_with_their_age(gw: Gw) -> None:
     first = await asyncio.to_thread(open_item, gw.store, opp)
     second = await asyncio.to_thread(open_item, gw.store, opp, item_id=f"b-{opp}")
     await asyncio.to_thread(gw.store.resolve_exception, second, {"action": "skip"}, "ops")
-    resp = await gw.http.get("/api/exceptions", params={"status": "open"})
+    resp = await gw.http.get("/api/exceptions", params={"status": "open"}, headers=OPS_AUTH)
     assert resp.status_code == 200
     [item] = resp.json()["items"]
     assert item["id"] == first
@@ -680,15 +687,15 @@ async def test_exceptions_are_listed_with_their_age(gw: Gw) -> None:
     assert item["age_s"] >= 0
     assert item["resolution"] is None
     everything = await gw.http.get(
-        "/api/exceptions", params={"process": PROCESS_OPPORTUNITY_TO_PROJECT}
+        "/api/exceptions", params={"process": PROCESS_OPPORTUNITY_TO_PROJECT}, headers=OPS_AUTH
     )
     assert [i["id"] for i in everything.json()["items"]] == [first, second]
     assert everything.json()["items"][1]["resolution"] == {"action": "skip", "actor": "ops"}
-    bad = await gw.http.get("/api/exceptions", params={"status": "sideways"})
+    bad = await gw.http.get("/api/exceptions", params={"status": "sideways"}, headers=OPS_AUTH)
     assert bad.status_code == 422
     assert bad.json()["error"]["field"] == "status"
-    assert (await gw.http.get(f"/api/exceptions/{first}")).json()["id"] == first
-    assert (await gw.http.get("/api/exceptions/none")).status_code == 404
+    assert (await gw.http.get(f"/api/exceptions/{first}", headers=OPS_AUTH)).json()["id"] == first
+    assert (await gw.http.get("/api/exceptions/none", headers=OPS_AUTH)).status_code == 404
 
 
 # --------------------------------------------------------------------------- status, ops
@@ -708,7 +715,7 @@ async def test_project_status_shows_ids_and_the_run(gw: Gw) -> None:
         await asyncio.to_thread(
             gw.store.link_xref, eid, "project", system, tenant, object_type, external_id
         )
-    resp = await gw.http.get(f"/api/projects/{eid}")
+    resp = await gw.http.get(f"/api/projects/{eid}", headers=OPS_AUTH)
     assert resp.status_code == 200, resp.text
     view = resp.json()
     assert view["ids"] == {
@@ -726,10 +733,10 @@ async def test_project_status_shows_ids_and_the_run(gw: Gw) -> None:
     await asyncio.to_thread(
         gw.store.link_xref, orphan, "project", "CRM", CRM_TENANT, "opportunity", new_opp()
     )
-    no_run = await gw.http.get(f"/api/projects/{orphan}")
+    no_run = await gw.http.get(f"/api/projects/{orphan}", headers=OPS_AUTH)
     assert no_run.status_code == 200
     assert no_run.json()["workflow"] is None
-    unknown = await gw.http.get("/api/projects/01JUNKNOWN")
+    unknown = await gw.http.get("/api/projects/01JUNKNOWN", headers=OPS_AUTH)
     assert unknown.status_code == 404
     assert unknown.json()["error"]["code"] == "project_not_found"
 
@@ -743,7 +750,7 @@ async def test_healthz_and_metrics(gw: Gw) -> None:
     assert checks["relay"]["ok"] is True and checks["relay"]["state"] != "stopped"
     await post_event(gw, won_event(new_opp()))
     await gw.http.post("/webhooks/crm", content=b"{}")
-    resp = await gw.http.get("/metrics")
+    resp = await gw.http.get("/metrics", headers=OPS_AUTH)
     assert resp.status_code == 200
     assert resp.headers["content-type"].startswith("text/plain")
     text = resp.text

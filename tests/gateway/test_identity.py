@@ -29,11 +29,13 @@ from tests.gateway.test_gateway import (
     workflow_exists,
 )
 
+OPS_AUTH = {"Authorization": "Bearer dev-ops-token"}
+
 FINANCE = {"Authorization": "Bearer dev-finance-token"}
 
 
 async def started_total(gw: Gw) -> float:
-    text = (await gw.http.get("/metrics")).text
+    text = (await gw.http.get("/metrics", headers=OPS_AUTH)).text
     return metric(text, "pssync_gateway_workflows_started_total", workflow="OpportunityToProject")
 
 
@@ -79,7 +81,7 @@ async def test_an_unknown_tenant_is_refused_and_starts_nothing(gw: Gw) -> None:
     assert inbox_rows(gw, "crm") == []
     assert await no_run_named(gw, opportunity_workflow_id("globex", opp))
     assert await started_total(gw) == 0
-    text = (await gw.http.get("/metrics")).text
+    text = (await gw.http.get("/metrics", headers=OPS_AUTH)).text
     assert metric(text, "pssync_gateway_webhooks_refused_total",
                   source="crm", reason="unknown_tenant") == 1  # fmt: skip
 
@@ -157,7 +159,7 @@ async def test_salesforce_15_and_18_character_ids_name_one_run(gw: Gw) -> None:
     assert {r.json()["workflow_id"] for r in responses} == {wid}
     assert len(await listed_runs(gw.client, wid)) == 1
     assert await started_total(gw) == 1
-    text = (await gw.http.get("/metrics")).text
+    text = (await gw.http.get("/metrics", headers=OPS_AUTH)).text
     assert metric(text, "pssync_gateway_webhooks_accepted_total",
                   source="crm", event_type="opportunity.won", result="joined") == 3  # fmt: skip
     status = await gw.client.get_workflow_handle(wid).query("status")
@@ -179,7 +181,7 @@ async def test_billing_an_unknown_project_is_404_and_starts_nothing(gw: Gw) -> N
         f"/api/projects/{project}/billing", json={"milestone_id": "5"}, headers=FINANCE
     )
     assert milestone.status_code == 404, milestone.text
-    status = await gw.http.get(f"/api/projects/{project}/time-to-invoice")
+    status = await gw.http.get(f"/api/projects/{project}/time-to-invoice", headers=OPS_AUTH)
     assert status.status_code == 404
     assert status.json()["error"]["code"] == "project_not_found"
     assert not await workflow_exists(gw.client, wid)

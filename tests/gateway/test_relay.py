@@ -36,6 +36,8 @@ from store import InboxRow, Store, make_engine, upgrade
 from tests._servers import free_port, serve
 from tests.gateway.test_gateway import listed_runs, metric, new_opp, sign, workflow_exists
 
+OPS_AUTH = {"Authorization": "Bearer dev-ops-token"}
+
 FAST = {"relay_interval_s": 0.1, "relay_max_backoff_s": 0.4}
 
 
@@ -194,6 +196,7 @@ async def signalled_entries(client: Client, workflow_id: str) -> list[str]:
 async def test_events_accepted_while_temporal_is_down_take_effect_once_it_is_back(
     outage: Outage,
 ) -> None:
+
     tenant = outage.settings.crm.tenant
     opps = [new_opp() for _ in range(3)]
     project_a, project_b = new_project(), new_project()
@@ -254,7 +257,7 @@ async def test_events_accepted_while_temporal_is_down_take_effect_once_it_is_bac
     relay = health["checks"]["relay"]
     assert relay["backlog"] == 0 and relay["oldest_age_s"] is None
     assert relay["state"] in ("draining", "idle") and relay["replayed"] == 6
-    text = (await outage.http.get("/metrics")).text
+    text = (await outage.http.get("/metrics", headers=OPS_AUTH)).text
     assert metric(text, "pssync_gateway_inbox_backlog") == 0
     assert metric(text, "pssync_gateway_relay_replays_total", source="crm", result="processed") == 3
     assert metric(text, "pssync_gateway_relay_replays_total", source="psa", result="processed") == 3
@@ -317,7 +320,9 @@ async def test_an_event_refused_for_good_is_marked_failed_and_not_retried(
     await asyncio.to_thread(outage.store.inbox_accept, "hcm", "default/evt-1", "h")
     await eventually(lambda: not outage.store.inbox_pending(sources=("crm", "psa")))
 
-    failed = (await outage.http.get("/api/inbox", params={"state": "failed"})).json()
+    failed = (
+        await outage.http.get("/api/inbox", params={"state": "failed"}, headers=OPS_AUTH)
+    ).json()
     by_id = {item["event_id"]: item for item in failed["items"]}
     assert set(by_id) == {"no-entry", "old-type", "no-body"}
     assert by_id["no-entry"]["last_error"].startswith("422 invalid_payload")
@@ -331,8 +336,8 @@ async def test_an_event_refused_for_good_is_marked_failed_and_not_retried(
     assert row is not None and (row.state, row.attempts) == ("failed", 1)
     hcm = await asyncio.to_thread(outage.store.inbox_get, "hcm", "default/evt-1")
     assert hcm is not None and (hcm.state, hcm.attempts) == ("pending", 0)
-    assert (await outage.http.get("/api/inbox")).json()["count"] == 0
-    text = (await outage.http.get("/metrics")).text
+    assert (await outage.http.get("/api/inbox", headers=OPS_AUTH)).json()["count"] == 0
+    text = (await outage.http.get("/metrics", headers=OPS_AUTH)).text
     assert metric(text, "pssync_gateway_inbox_failed") == 3
     assert metric(text, "pssync_gateway_relay_replays_total", source="psa", result="failed") == 1
 

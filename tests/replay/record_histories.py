@@ -18,6 +18,12 @@ Scenarios (see `SCENARIOS`):
 - `otp_clean`, `otp_corrected_cost_center`, `otp_abandoned_after_erp_refusal`: the saga's
   clean run, a cost center a person corrects, a run abandoned after the ERP refused
   (compensations).
+- `otp_clean_encrypted`, `otp_abandoned_encrypted`: the clean run and the abandoned one again,
+  recorded as production records them since payload encryption (`plumbing.codec`, the test key
+  of `tests/replay/replay_key.py`; failure messages encrypted too). The files recorded before
+  encryption hold plain payloads: both kinds must replay.
+
+Every scenario now records with encryption on (the replay test holds the key).
 - `demo`: one history per other workflow type, from the demo scenario on the whole stack.
 - `otp_escalated_then_corrected`: an exception item escalates (its escalation recorded in the
   store), then ops retries it with corrected data and the run completes.
@@ -64,6 +70,7 @@ from contracts.v1.processes import (
     ResolutionAction,
 )
 from sandbox.temporal import embedded_temporal
+from tests.replay.replay_key import REPLAY_KEYS
 from tests.workflows import _provisioning as otp
 from workflows.opportunity_to_project import OpportunityToProjectWorkflow
 
@@ -205,8 +212,14 @@ async def _otp_step(
     return await otp.wait_for_step(handle, step, timeout_s=30)
 
 
-def _otp_basic(name: str) -> Recorder:
-    """The first three saga scenarios, recorded as they always were."""
+def _settings(home: Path) -> Any:
+    """Settings of a recording: payloads encrypted with the replay test's key."""
+    return load_settings(home=home, payloads={"keys": REPLAY_KEYS})
+
+
+def _otp_basic(name: str, suffix: str = "") -> Recorder:
+    """The first three saga scenarios, recorded as they always were (`suffix`: the same run
+    under another workflow id, hence file)."""
 
     async def record(env: WorkflowEnvironment) -> list[Path]:
         opp, path = {
@@ -219,7 +232,9 @@ def _otp_basic(name: str) -> Recorder:
                 if path == "abandon":
                     world.erp_refuses_the_project(otp.credit_hold())
                 # the id = the file stem
-                handle = await otp.start_saga(world, workflow_id=f"opportunity_to_project_{name}")
+                handle = await otp.start_saga(
+                    world, workflow_id=f"opportunity_to_project_{name}{suffix}"
+                )
                 if path is not None:
                     status = await _otp_step(handle)
                     assert status.open_exception is not None
@@ -241,7 +256,7 @@ def _otp_basic(name: str) -> Recorder:
                 except WorkflowFailureError:
                     pass
                 history = await handle.fetch_history()
-        return [_write(history, f"opportunity_to_project_{name}")]
+        return [_write(history, f"opportunity_to_project_{name}{suffix}")]
 
     return record
 
@@ -621,7 +636,7 @@ async def from_the_demo() -> None:
         "TimeToInvoiceSweep",
     }
     home = Path(tempfile.mkdtemp()) / ".pssync"
-    async with running_stack(load_settings(home=home), ephemeral_ports=True) as stack:
+    async with running_stack(_settings(home), ephemeral_ports=True) as stack:
         await run_scenario(stack, deals=2, say=lambda _m: None)
         # The sweep runs every few minutes; an operator can run it at once.
         from contracts.naming import time_sweep_schedule_id
@@ -662,6 +677,8 @@ SCENARIOS: dict[str, Recorder] = {
     "otp_clean": _otp_basic("clean"),
     "otp_corrected_cost_center": _otp_basic("corrected_cost_center"),
     "otp_abandoned_after_erp_refusal": _otp_basic("abandoned_after_erp_refusal"),
+    "otp_clean_encrypted": _otp_basic("clean", "_encrypted"),
+    "otp_abandoned_encrypted": _otp_basic("abandoned_after_erp_refusal", "_encrypted"),
     "otp_escalated_then_corrected": record_otp_escalated_then_corrected,
     "otp_resolution_races_escalation": record_otp_resolution_races_escalation,
     "otp_compensation_failed": record_otp_compensation_failed,
@@ -691,7 +708,7 @@ async def record(names: list[str]) -> list[str]:
     on_server = [n for n in names if n in SCENARIOS]
     if on_server:
         home = Path(tempfile.mkdtemp())
-        async with embedded_temporal(load_settings(home=home), ui=False, persist=False) as env:
+        async with embedded_temporal(_settings(home), ui=False, persist=False) as env:
             for name in on_server:
                 began = time.monotonic()
                 try:

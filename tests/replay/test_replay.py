@@ -6,6 +6,11 @@ A failure here means a change would break running workflows: gate it with
 
 A file is named by its workflow ID with "/" as "~"; a workflow that continued as new has one
 file per run, the run's label after "@" (`<id>@continued_as_new.json`, `<id>@continuation.json`).
+
+Histories replay through pssync's data converter with payload encryption (`plumbing.codec`),
+as workers run: the files recorded before encryption hold plain payloads, which the codec passes
+through; those recorded since (`*_encrypted`) hold payloads encrypted with the test key of
+`tests/replay/replay_key.py`.
 """
 
 from __future__ import annotations
@@ -15,11 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from google.protobuf.message import Message
+from temporalio.api.common.v1 import Payload
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from plumbing.codec import data_converter, is_encrypted
+from tests.replay.replay_key import replay_keyring
 from worker import WORKFLOWS
+
+CONVERTER = data_converter(replay_keyring())
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
@@ -50,6 +61,9 @@ def test_histories_are_committed() -> None:
         "time-to-invoice~replay~101@continuation",
         "assignment-sync~test~101@continued_as_new",
         "assignment-sync~test~101@continuation",
+        # recorded with payload encryption on
+        "opportunity_to_project_clean_encrypted",
+        "opportunity_to_project_abandoned_after_erp_refusal_encrypted",
     } <= names
     recorded_types = {
         _events(p)[0]["workflowExecutionStartedEventAttributes"]["workflowType"]["name"]
@@ -90,6 +104,64 @@ async def test_history_replays_without_nondeterminism(path: Path) -> None:
     # and for a workflow that continued as new, "@" and the run's label.
     workflow_id = workflow_id_of(path)
     history = WorkflowHistory.from_json(workflow_id, path.read_text())  # noqa: ASYNC240
-    replayer = Replayer(workflows=list(WORKFLOWS), data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=list(WORKFLOWS), data_converter=CONVERTER)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure
+
+
+def payloads_in(message: Message) -> list[Payload]:
+    """Every `Payload` inside a proto message (inputs, results, failures, memos, summaries),
+    depth first; search attributes aside (indexed in clear by design, never encoded). Also
+    used by tests/e2e/test_payload_encryption.py."""
+    if isinstance(message, Payload):
+        return [message]
+    found: list[Payload] = []
+    for field, value in message.ListFields():
+        if field.message_type is None or field.name == "search_attributes":
+            continue
+        if field.message_type.GetOptions().map_entry:
+            values = list(value.values())
+            found += [p for v in values if isinstance(v, Message) for p in payloads_in(v)]
+        elif field.is_repeated:
+            found += [p for item in value for p in payloads_in(item)]
+        else:
+            found += payloads_in(value)
+    return found
+
+
+def _history_payloads(path: Path) -> list[Payload]:
+    history = WorkflowHistory.from_json(workflow_id_of(path), path.read_text())
+    return [p for event in history.events for p in payloads_in(event)]
+
+
+async def test_plain_and_encrypted_histories_decode_through_the_codec() -> None:
+    """Histories recorded before encryption pass through the codec unchanged; in those recorded
+    since every payload is encrypted and decrypts to its original encoding."""
+    codec = CONVERTER.payload_codec
+    assert codec is not None
+    plain = [p for p in HISTORIES if not p.stem.endswith("_encrypted")]
+    encrypted = [p for p in HISTORIES if p.stem.endswith("_encrypted")]
+    assert plain and encrypted
+    for path in plain:
+        payloads = _history_payloads(path)
+        assert payloads and not any(is_encrypted(p) for p in payloads), path.stem
+        assert await codec.decode(payloads) == payloads, path.stem
+    for path in encrypted:
+        payloads = _history_payloads(path)
+        assert payloads and all(is_encrypted(p) for p in payloads), path.stem
+        opened = await codec.decode(payloads)
+        assert {p.metadata["encoding"] for p in opened} <= {b"json/plain", b"binary/null"}
+        # the first is the workflow's input, as the workflow was given it
+        (started,) = pydantic_data_converter.payload_converter.from_payloads(opened[:1])
+        assert started["opportunity_id"], started
+
+
+def test_an_encrypted_history_shows_no_failure_in_clear() -> None:
+    """Failure messages and stack traces are encrypted with the payloads ("Encoded failure" is
+    all that shows): the ERP's refusal cannot be read from the raw history."""
+    path = HISTORIES[0].parent / "opportunity_to_project_abandoned_after_erp_refusal_encrypted.json"
+    raw = path.read_text()
+    assert "Encoded failure" in raw
+    assert "credit hold" not in raw and "CUSTOMER_CREDIT_HOLD" not in raw
+    plain = path.with_name("opportunity_to_project_abandoned_after_erp_refusal.json").read_text()
+    assert "credit hold" in plain  # what the same run showed before encryption

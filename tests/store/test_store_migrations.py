@@ -14,7 +14,9 @@ from sqlalchemy import inspect
 from store import current_revision, make_engine, metadata, normalize_url, upgrade
 from store.database import alembic_config
 
-TABLES = {"xref", "inbox", "exception_item", "lineage", "outbox", "sync_state", "time_posting"}
+TABLES = {
+    "xref", "inbox", "exception_item", "lineage", "outbox", "sync_state", "time_posting", "audit",
+}  # fmt: skip
 
 
 def head() -> str:

@@ -455,7 +455,7 @@ def pssync_variables(raw_text: str, c: Mapping[str, Any], example: Path) -> set[
 
 def test_every_pssync_variable_is_a_setting(compose: dict[str, Any]) -> None:
     names = pssync_variables(COMPOSE.read_text(), compose, EXAMPLE_ENV)
-    assert "PSSYNC_TEMPORAL__ADDRESS" in names and "PSSYNC_ACTORS" in names
+    assert "PSSYNC_TEMPORAL__ADDRESS" in names and "PSSYNC_OIDC__ISSUER" in names
     unknown = sorted(n for n in names if not is_setting(n))
     assert not unknown, f"not settings in contracts/settings.py: {unknown}"
 
@@ -463,7 +463,12 @@ def test_every_pssync_variable_is_a_setting(compose: dict[str, Any]) -> None:
 def test_production_secrets_have_no_defaults(raw: dict[str, Any]) -> None:
     for name in PSSYNC_SERVICES:
         environment = services(raw)[name]["environment"]
-        for key in ("PSSYNC_WEBHOOK_SECRET_CRM", "PSSYNC_WEBHOOK_SECRET_PSA", "PSSYNC_ACTORS"):
+        for key in (
+            "PSSYNC_WEBHOOK_SECRET_CRM",
+            "PSSYNC_WEBHOOK_SECRET_PSA",
+            "PSSYNC_OIDC__ISSUER",
+            "PSSYNC_OIDC__AUDIENCE",
+        ):
             with pytest.raises(MissingVariable):
                 interpolate(environment[key], {})
         with pytest.raises(MissingVariable):
@@ -477,7 +482,7 @@ def test_example_env_sets_every_required_variable(example_env: dict[str, str]) -
         if m.group("op") in (":?", "?")
     }
     assert required and required <= set(example_env), required - set(example_env)
-    json.loads(example_env["PSSYNC_ACTORS"])
+    assert example_env["PSSYNC_OIDC__ISSUER"].startswith("https://")
 
 
 @pytest.mark.parametrize("name", (*PSSYNC_SERVICES, "pssync-migrate"))
@@ -496,7 +501,8 @@ def test_environment_makes_valid_production_settings(
     assert settings.temporal.embedded is False
     assert settings.temporal.address == "temporal:7233"
     assert settings.resolved_database_url.startswith("postgresql+psycopg://pssync:")
-    assert settings.actors and all(a.roles for a in settings.actors.values())
+    assert settings.actors == {}  # static tokens are the dev profile's only
+    assert settings.oidc is not None and settings.oidc.issuer.startswith("https://")
 
 
 def test_systems_default_to_the_sandbox_profile(raw: dict[str, Any]) -> None:

@@ -475,7 +475,9 @@ async def test_each_exception_cause_is_held_and_resolved_through_the_gateway(
         assert set(items) == {"MissingRateCard", "Duplicate", "InactiveWorker"}
         assert set(_open_items(world, "cc")) == {"InvalidCostCenter"}
         assert set(_open_items(world, "closing")) == {"ProjectClosed"}
-        listed = (await world.gateway.get("/api/exceptions?process=time_to_invoice")).json()
+        listed = (
+            await world.gateway.get("/api/exceptions?process=time_to_invoice", headers=OPS)
+        ).json()
         assert listed["count"] == 5
 
         def posted(entry: TimeEntry) -> int:
