@@ -12,6 +12,7 @@ from typing import Any
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
+from temporalio.converter import PayloadCodec
 
 from bench._harness.stats import percentile
 from contracts.v1.time_to_invoice import ENTRIES_CHANGED_SIGNAL
@@ -75,6 +76,19 @@ def workflow_task_time(history: WorkflowHistory, since: float, until_: float) ->
                 count += 1
                 run += t - start.get(attrs_c.started_event_id, t)
     return {"count": count, "queue_s": queue, "run_s": run}
+
+
+async def decode_inputs(histories: Sequence[WorkflowHistory], codec: PayloadCodec | None) -> None:
+    """Decode in place the signal and activity inputs `entry_timeline` reads (pssync's payload
+    codec encrypts them; without a codec they are left as they are)."""
+    if codec is None:
+        return
+    for history in histories:
+        for event in history.events:
+            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+                await codec.decode_wrapper(event.workflow_execution_signaled_event_attributes.input)
+            elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+                await codec.decode_wrapper(event.activity_task_scheduled_event_attributes.input)
 
 
 def entry_timeline(histories: Sequence[WorkflowHistory]) -> dict[str, dict[str, float]]:

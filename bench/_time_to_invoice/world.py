@@ -13,6 +13,7 @@ from temporalio.client import Client, WorkflowHistory
 
 from activities.time_to_invoice import SWEEP_PAGE, signal_pipeline
 from bench._harness import Twins, WorkerRunner, until
+from bench._harness.histories import decode_inputs
 from contracts.naming import TASK_QUEUE, opportunity_workflow_id, time_pipeline_workflow_id
 from contracts.v1.processes import ProvisionProjectResult
 from contracts.v1.time_to_invoice import (
@@ -211,8 +212,10 @@ class Bench:
         return sorted({e.project for e in entries})
 
     async def pipeline_histories(self, projects: list[str]) -> list[WorkflowHistory]:
+        """The pipelines' histories with the inputs the timeline reads decrypted (histories
+        come from the server as stored: encrypted by pssync's payload codec)."""
         tenant = self.stack.settings.psa.tenant
-        return list(
+        histories = list(
             await asyncio.gather(
                 *(
                     self.client.get_workflow_handle(
@@ -222,3 +225,5 @@ class Bench:
                 )
             )
         )
+        await decode_inputs(histories, self.client.data_converter.payload_codec)
+        return histories
