@@ -42,7 +42,8 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI
 
 from contracts.settings import DEV_WEBHOOK_SECRET
-from sandbox._twin import TwinState, WebhookSender, create_twin_app, make_twin_engine
+from sandbox._tamper import DroppingWebhookSender
+from sandbox._twin import TwinState, create_twin_app, make_twin_engine
 from sandbox.crm.bodies import error_body, render, sf_datetime
 from sandbox.crm.context import CrmTwin
 from sandbox.crm.describe import (
@@ -61,7 +62,7 @@ from sandbox.crm.describe import (
     SObject,
 )
 from sandbox.crm.load import load_firm
-from sandbox.crm.routes import query, sobject_basic, sobject_external_id, sobject_rows
+from sandbox.crm.routes import query, sobject_basic, sobject_external_id, sobject_rows, tamper
 from sandbox.crm.soql import Soql, parse_soql
 from sandbox.crm.tables import (
     TABLES,
@@ -85,7 +86,7 @@ def create_app(
 ) -> FastAPI:
     """The Salesforce twin. `tenant` goes into every won-deal event (the org's name in pssync)."""
     state = TwinState(system="crm", engine=make_twin_engine(db_path, TABLES))
-    state.webhooks = WebhookSender(webhook_url, webhook_secret)
+    state.webhooks = DroppingWebhookSender(webhook_url, webhook_secret)
     twin = CrmTwin(state, tenant)
     router = APIRouter(prefix="/services/data/{version}", tags=["salesforce"])
     # Registration order is route order.
@@ -100,6 +101,7 @@ def create_app(
         description=__doc__ or "",
         router=router,
         error_body=error_body,
+        extra_routers=[tamper.build_router(twin)],
     )
 
 

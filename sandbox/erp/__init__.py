@@ -125,6 +125,7 @@ from sandbox.erp.records import (
     TimebillType,
 )
 from sandbox.erp.routes import build_router
+from sandbox.erp.routes import tamper as tamper_routes
 from sandbox.erp.tables import (
     TABLES,
     ErpAccountingPeriod,
@@ -231,5 +232,5 @@ def create_app(
         description=__doc__ or "",
         router=build_router(ErpContext(state, async_pending_polls, date_format)),
         error_body=error_body,
-        extra_routers=[m2m.build_router(state)],
+        extra_routers=[m2m.build_router(state), tamper_routes.build_router(state)],
     )

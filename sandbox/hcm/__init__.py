@@ -57,7 +57,7 @@ from sandbox.hcm.bodies import (
 )
 from sandbox.hcm.context import DEFAULT_LIMIT, MAX_LIMIT, Clock, HcmTwin
 from sandbox.hcm.load import load_firm
-from sandbox.hcm.routes import rehire, termination, workers
+from sandbox.hcm.routes import rehire, tamper, termination, workers
 from sandbox.hcm.tables import (
     EVENT_HIRE,
     EVENT_REHIRE,
@@ -96,6 +96,7 @@ def create_app(
         description=__doc__ or "",
         router=router,
         error_body=error_body,
+        extra_routers=[tamper.build_router(twin)],
     )
     app.state.tenant = tenant
     return app

@@ -62,7 +62,8 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from contracts.settings import DEV_WEBHOOK_SECRET
-from sandbox._twin import TwinState, WebhookSender, create_twin_app, make_twin_engine
+from sandbox._tamper import DroppingWebhookSender
+from sandbox._twin import TwinState, create_twin_app, make_twin_engine
 from sandbox.psa.bodies import (
     AssignmentBody,
     AssignmentFields,
@@ -118,7 +119,7 @@ from sandbox.psa.responses import (
     list_rows,
     render,
 )
-from sandbox.psa.routes import API, admin, vendor_router
+from sandbox.psa.routes import API, admin, tamper, vendor_router
 from sandbox.psa.routes.admin import bulk_time_entries
 from sandbox.psa.routes.change_orders import CHANGE_ORDER_TRANSITIONS
 from sandbox.psa.rules import MAX_MINUTES_PER_DAY
@@ -157,7 +158,7 @@ def create_app(
 ) -> FastAPI:
     """The PSA twin; `db_path=None` keeps its data in memory."""
     state = TwinState(system=SYSTEM, engine=make_twin_engine(db_path, TABLES))
-    state.webhooks = WebhookSender(webhook_url, webhook_secret)
+    state.webhooks = DroppingWebhookSender(webhook_url, webhook_secret)
     add_workspace_custom_fields(state)
     return create_twin_app(
         state=state,
@@ -165,7 +166,7 @@ def create_app(
         description=__doc__ or "",
         router=vendor_router(),
         error_body=error_body,
-        extra_routers=[admin.router],
+        extra_routers=[admin.router, tamper.router],
     )
 
 

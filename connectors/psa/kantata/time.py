@@ -32,6 +32,45 @@ def _expense_user(obj: dict[str, Any]) -> str:
     return required_ref(obj, "expense", "user_id")
 
 
+MIN_WINDOW = 20
+"""The largest window over one timestamp's records is at least this many records, whatever the
+page size asked: the window sizes to choose from must be many (see `_window`)."""
+
+
+def _window(frontier: int, largest: int, overlap: int) -> tuple[int, int]:
+    """The page to read next, as (first record's position, page size), of a list whose first
+    `frontier` records were read: the one reaching furthest that starts at least `overlap`
+    records before the frontier, among page sizes from half of `largest` to `largest`
+    (Kantata's pages only start at multiples of their size). With nothing read, or an overlap
+    reaching back to the start, it is the first page of `largest`. The overlap lets the walk
+    check that no record slipped in front of the page (`_starts_on`).
+
+    One page size would leave no overlap or a page's worth; many sizes leave a few records
+    (about 9 % more requests than pages of 200). A frontier that is a multiple of every size
+    allowed has no overlapping page reaching past it, and is read from there without one: with
+    at least `MIN_WINDOW` sizes that is a multiple of lcm(10..20) = 232,792,560, beyond any
+    walk."""
+    if frontier - overlap < 0:
+        return 0, largest
+    best = (0, largest)
+    for size in range(max(1, largest // 2), largest + 1):
+        start = size * ((frontier - overlap) // size)
+        if start + size >= best[0] + best[1]:
+            best = (start, size)
+    if overlap == 1 and best[0] + best[1] <= frontier:
+        return frontier, largest  # a multiple of every size: the page from the frontier on
+    return best
+
+
+def _starts_on(objects: list[dict[str, Any]], cursor: datetime | None, seen: set[str]) -> bool:
+    """Does a page start on a record already read at the cursor's timestamp? Then every record
+    there not read yet comes after it: none was skipped."""
+    if not objects or cursor is None:
+        return False
+    first = objects[0]
+    return _when(first.get("updated_at")) == cursor and str(first.get("id")) in seen
+
+
 class TimeMixin(KantataBase):
     """`KantataPsa`'s time entries and expenses."""
 
@@ -49,39 +88,59 @@ class TimeMixin(KantataBase):
     async def _changed_since(
         self, path: str, params: dict[str, Any], since: datetime | None, page_size: int
     ) -> AsyncIterator[dict[str, Any]]:
-        """Records updated after `since`, oldest change first, by keyset paging on
-        `updated_at`: page numbers would skip records when one is updated mid-walk (the rest
-        shift left). Kantata stamps whole seconds, so many records share one `updated_at`; the
-        walk re-reads from the last timestamp inclusively and drops IDs already yielded at it."""
+        """Records updated after `since`, oldest change first, walked by keyset on
+        `updated_at` (`order=updated_at:asc`, `updated_after=<cursor>`): plain page numbers
+        would skip records when one is updated mid-walk (the rest shift left).
+
+        Kantata stamps whole seconds, so thousands of records can share one `updated_at`, more
+        than a page; Kantata has no filter to page within a timestamp (no id cursor), only
+        `page`/`per_page`. The records of the cursor's timestamp are read in windows that
+        overlap what was already read by at least one record and start on a seen record (see
+        `_window`): then no record of that timestamp can lie unread before the window, however
+        the list shifted since the last page. A window that does not start on a seen record
+        (records before it left the list meanwhile) is read again with twice the overlap, and
+        eventually from the first page. The requests are linear in the records (about 9 % more
+        than pages of 200 when one timestamp spans many pages), and no record left unchanged
+        during the walk is
+        missed; one changed during the walk may come again, newer. A record changed during the
+        walk *within the cursor's very second* and sorted before the records read at it is left
+        to the next walk (the sweep re-reads an overlap behind its watermark)."""
         per_page = max(1, min(page_size, MAX_PAGE_SIZE))
+        wide = max(per_page, MIN_WINDOW)
         cursor = since.astimezone(UTC) if since and since.tzinfo else since
         if cursor is not None and cursor.tzinfo is None:
             cursor = cursor.replace(tzinfo=UTC)
-        at_cursor: set[str] = set()
+        seen: set[str] = set()  # the ids read at `cursor`: the first `frontier` records there
+        frontier = 0  # records of the list from `cursor` on, read without a gap
+        overlap = 1
         inclusive = False
-        page = 1
         while True:
-            query = {**params, "page": page, "per_page": per_page}
+            start, size = _window(frontier, wide if frontier else per_page, overlap)
+            query = {**params, "page": start // size + 1, "per_page": size}
             if cursor is not None:
                 after = cursor - timedelta(microseconds=1) if inclusive else cursor
                 query["updated_after"] = after.isoformat()
-            objects = self._objects(await self._call("GET", f"{path}", params=query))
-            fresh = 0
+            objects = self._objects(await self._call("GET", path, params=query))
+            if 0 < start < frontier and not _starts_on(objects, cursor, seen):
+                overlap = frontier if 2 * overlap >= frontier else 2 * overlap
+                continue
+            overlap = 1
+            anchor = cursor
+            at_cursor = 0
             for obj in objects:
                 stamp = _when(obj.get("updated_at"))
-                if inclusive and cursor is not None and stamp <= cursor:
-                    if stamp < cursor or str(obj.get("id")) in at_cursor:
-                        continue
+                if cursor is not None and stamp < cursor:
+                    continue
                 if cursor is None or stamp > cursor:
-                    cursor, at_cursor = stamp, set()
-                at_cursor.add(str(obj.get("id")))
-                fresh += 1
-                yield obj
-            if len(objects) < per_page:
+                    cursor, seen, at_cursor = stamp, set(), 0
+                at_cursor += 1
+                ident = str(obj.get("id"))
+                if ident not in seen:
+                    seen.add(ident)
+                    yield obj
+            if len(objects) < size:
                 return
-            # A full page of records already seen: more than a page share one timestamp,
-            # so walk that timestamp's pages; otherwise restart from the new cursor.
-            page = page + 1 if fresh == 0 else 1
+            frontier = start + len(objects) if cursor == anchor else at_cursor
             inclusive = True
 
     async def list_approved_time(
