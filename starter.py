@@ -251,6 +251,76 @@ def doctor() -> None:
     console.print(f"doctor: {result}")
 
 
+@app.command("reconcile")
+def reconcile(
+    domain: Annotated[str, typer.Option(help="labor_actuals or project_master")] = "labor_actuals",
+    project: Annotated[str | None, typer.Option(help="One PSA project (default: all)")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Compare periods from this date's month, YYYY-MM-DD")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Report only: repair and escalate nothing")
+    ] = False,
+) -> None:
+    """Reconcile the systems now (a worker must be running): print the report; exit 1 while
+    drift remains unrepaired (open or escalated), 2 on a bad option."""
+    from datetime import date
+
+    from rich.table import Table
+
+    from contracts.v1.reconciliation import IMPLEMENTED_DOMAINS, reconciliation_input
+
+    settings = _settings()
+    try:
+        request = reconciliation_input(
+            settings,
+            domain,
+            project=project,
+            since=date.fromisoformat(since) if since else None,
+            dry_run=dry_run,
+            requested_by="cli",
+        )
+        if request.domain not in IMPLEMENTED_DOMAINS:
+            raise ValueError(f"reconciliation of {domain} is not built yet")
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+    async def run() -> Any:
+        import worker
+        from activities.reconciliation import start_reconciliation
+        from contracts.naming import TASK_QUEUE
+
+        client = await worker.connect_client(settings)
+        handle = await start_reconciliation(client, request, task_queue=TASK_QUEUE)
+        console.print(f"run {handle.id} ...")
+        return await handle.result()
+
+    try:
+        report = asyncio.run(run())
+    except RuntimeError as exc:  # the client could not connect
+        console.print(f"[red]Temporal unreachable at {settings.temporal.address}: {exc}[/red]")
+        raise typer.Exit(2) from None
+    table = Table(title=f"{report.domain.value} · {report.tenant} · {report.project or 'all'}")
+    table.add_column("drift kind")
+    table.add_column("found", justify="right")
+    for kind, n in report.by_kind.items():
+        table.add_row(kind, str(n))
+    for label, n in (
+        ("found", report.found), ("new", report.new), ("repaired", report.repaired),
+        ("escalated", report.escalated), ("reported", report.reported),
+        ("known, in hand", report.kept), ("gone (verified)", report.gone),
+        ("unrepaired", report.unrepaired),
+    ):  # fmt: skip
+        table.add_row(f"[bold]{label}[/bold]", str(n))
+    console.print(table)
+    console.print(
+        f"{report.records} records of {report.projects} projects, {report.vendor_calls} vendor "
+        f"calls, {report.seconds:.1f} s{' (dry run)' if report.dry_run else ''}: {report.run_id}"
+    )
+    raise typer.Exit(1 if report.unrepaired else 0)
+
+
 @app.command("demo")
 def demo(
     keep_running: Annotated[bool, typer.Option(help="Leave the stack up afterwards")] = False,

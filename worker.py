@@ -33,6 +33,10 @@ from activities.crm import CrmActivities
 from activities.erp import ErpActivities
 from activities.hcm_poll import HcmPollActivities, ensure_hcm_schedule
 from activities.psa import PsaActivities
+from activities.reconciliation import (
+    ReconciliationActivities,
+    ensure_reconciliation_schedules,
+)
 from activities.retention import RetentionActivities, ensure_retention_schedule
 from activities.store import StoreActivities
 from activities.time_posting import TimePostingActivities
@@ -48,6 +52,7 @@ from contracts.v1.time_to_invoice import pipeline_input
 from plumbing.codec import converter_for
 from workflows import assignment_sync as assignment_sync_workflows
 from workflows import change_order as change_order_workflows
+from workflows import reconciliation as reconciliation_workflows
 from workflows import retention as retention_workflows
 from workflows import time_to_invoice as time_to_invoice_workflows
 from workflows import worker_termination as termination_workflows
@@ -64,6 +69,7 @@ WORKFLOWS: Sequence[type] = (
     *termination_workflows.WORKFLOWS,
     *time_to_invoice_workflows.WORKFLOWS,
     *retention_workflows.WORKFLOWS,
+    *reconciliation_workflows.WORKFLOWS,
 )
 
 
@@ -167,6 +173,15 @@ def build_workers(
         pipeline_defaults=pipeline_input(settings, "-"),
     )
     retention = RetentionActivities(deployment.store)
+    reconciliation = ReconciliationActivities(
+        deployment.crm,
+        deployment.psa,
+        deployment.erp,
+        deployment.store,
+        client=client,
+        pipeline_defaults=pipeline_input(settings, "-"),
+        tenants=deployment.tenants(),
+    )
     poll = HcmPollActivities(
         deployment.hcm, deployment.store, client, default_tenant=settings.hcm.tenant
     )
@@ -219,6 +234,11 @@ def build_workers(
         st.record_lineage,
         # retention: the daily purge of aged inbox, outbox, lineage and audit rows
         retention.purge,
+        # reconciliation (its comparisons and forced repairs are on the ERP queue below)
+        reconciliation.begin,
+        reconciliation.plan,
+        reconciliation.finish,
+        reconciliation.acknowledge,
     ]
     erp_activities: list[Any] = [
         erp.check_cost_center,
@@ -233,6 +253,9 @@ def build_workers(
         time_to_invoice.process_batch,
         time_to_invoice.create_invoice,
         time_to_invoice.void_invoice,
+        reconciliation.compare_labor_actuals,
+        reconciliation.compare_project_master,
+        reconciliation.force_repair,
     ]
     # A deploy (SIGTERM) lets activities in flight finish instead of abandoning them to their
     # start-to-close timeouts.
@@ -284,6 +307,8 @@ async def run_workers(
         )
         # Retention: a Schedule purges aged inbox, outbox, lineage and audit rows (daily).
         await ensure_retention_schedule(client, settings.retention, task_queue=task_queue)
+        # Reconciliation: a Schedule per configured domain compares the systems (nightly).
+        await ensure_reconciliation_schedules(client, settings, task_queue=task_queue)
         async with contextlib.AsyncExitStack() as stack:
             for w in workers:
                 await stack.enter_async_context(w)

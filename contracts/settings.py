@@ -317,6 +317,31 @@ class RetentionSettings(BaseModel):
     """How often the purge runs."""
 
 
+ReconcileDomain = Literal[
+    "project_master", "labor_actuals", "billing_status", "forecast_alignment", "workforce"
+]
+_RECONCILED: tuple[ReconcileDomain, ...] = ("labor_actuals",)
+
+
+class ReconcileSettings(BaseModel):
+    """Reconciliation (docs/processes/reconciliation.md): a Schedule per domain in `domains`
+    runs the `Reconciliation` workflow over the PSA tenant every `interval_s` (nightly);
+    `PSSYNC_RECONCILE__INTERVAL_S`, `PSSYNC_RECONCILE__DOMAINS='["labor_actuals"]'`, ..."""
+
+    enabled: bool = True
+    """Create the Schedules (off: runs only from `pssync reconcile` and the API)."""
+    interval_s: float = Field(default=86_400.0, ge=60)
+    domains: list[ReconcileDomain] = Field(default_factory=lambda: list(_RECONCILED))
+    """Domains the Schedules reconcile (`contracts.v1.reconciliation.Domain`; a domain pssync
+    does not implement yet gets no Schedule)."""
+    settle_s: float = Field(default=300.0, ge=0)
+    """Records changed this recently are left for the next run (processes are on them)."""
+    page_size: int = Field(default=25, ge=1, le=500)
+    """Projects per comparison activity."""
+    max_repairs: int = Field(default=3, ge=1, le=20)
+    """A drift repaired this often and found again is escalated to a person."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PSSYNC_",
@@ -390,6 +415,8 @@ class Settings(BaseSettings):
     """How often the Schedule polls the HCM's changed-workers window (0 < interval)."""
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     """Days kept of the inbox, lineage, outbox and audit rows; a daily Schedule purges."""
+    reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
+    """Reconciliation Schedules: domains, interval, settle window, repair attempts."""
 
     @classmethod
     def settings_customise_sources(

@@ -37,6 +37,9 @@ Routes (every error is `{"error": {"code", "message", "field"?}}`; bad input is 
   (bearer ops/auditor) — people's decisions and their outcomes, newest first: every decision
   route above records one row (`gateway.audit`; 503 `audit_unavailable` and nothing sent when
   it cannot be recorded).
+- `POST /api/reconciliations` (bearer ops), `GET /api/reconciliations`,
+  `GET /api/reconciliations/{run_id}` — start a reconciliation run, list runs, read one with its
+  drifts (paged) (`gateway.routes.reconciliations`).
 - `GET /metrics` — Prometheus text format (a registry per app).
 
 Every route is behind `gateway.limits` (`settings.limits`): 429 + Retry-After over a caller's
@@ -76,6 +79,7 @@ from gateway.routes.billing import BILLING_ROLES, BillingBody
 from gateway.routes.codec import install_codec_server
 from gateway.routes.decisions import DecisionRequest, RescindBody
 from gateway.routes.exceptions import ResolutionRequest
+from gateway.routes.reconciliations import ReconciliationGauges
 from gateway.webhooks import (
     EventRoute,
     OpportunityWon,
@@ -150,6 +154,7 @@ def create_app(
     inbox events every `relay_interval_s` and backs off up to `relay_max_backoff_s` while
     Temporal is unavailable. `authenticator` (tests) replaces the one built from settings."""
     metrics = GatewayMetrics()
+    metrics.registry.register(ReconciliationGauges(store))  # read from the store per scrape
     authenticator = authenticator or Authenticator(settings)
     processes = Processes(
         client,

@@ -55,6 +55,8 @@ _PER_ROUTE: dict[tuple[str, str], set[int]] = {
     ("POST", "/api/projects/{psa_project_id}/billing"): {404, 502},
     ("GET", "/api/projects/{psa_project_id}/time-to-invoice"): {404, 409, 502},
     ("GET", "/api/projects/{enterprise_id}"): {404},
+    ("POST", "/api/reconciliations"): {502},
+    ("GET", "/api/reconciliations/{run_id}"): {404},
     ("POST", "/webhooks/crm"): {401},
     ("POST", "/webhooks/psa"): {401},
 }
@@ -79,6 +81,7 @@ _PATH_PARAMETERS: dict[str, dict[str, Any]] = {
     "termination_date": {"type": "string", "format": "date"},
     "item_id": _OPAQUE_ID,
     "enterprise_id": _OPAQUE_ID,
+    "run_id": _OPAQUE_ID,
 }
 
 _WEBHOOK_HEADERS = [

@@ -458,3 +458,88 @@ class TimeTotal:
     cost_amount: Decimal
     """Sum of the cost amounts (0 when none has one)."""
     entries: int
+
+
+class ReconciliationRunRow(StoreModel, table=True):
+    """One reconciliation run over one domain and scope: what it found and did."""
+
+    __tablename__ = "reconciliation_run"
+    __table_args__ = (Index("ix_reconciliation_run_domain_started", "domain", "started_at"),)
+
+    id: str = Field(primary_key=True)
+    """The run's workflow id (`reconcile/{domain}/{tenant}/{project|all}/{stamp}`)."""
+    domain: str
+    tenant: str
+    project: str | None = None
+    since: date | None = None
+    dry_run: bool = False
+    requested_by: str
+    state: str = "running"
+    """running | finished"""
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    by_kind: dict[str, int] = Field(default_factory=dict, sa_type=JSON)
+    found: int = 0
+    new: int = 0
+    repaired: int = 0
+    escalated: int = 0
+    reported: int = 0
+    kept: int = 0
+    gone: int = 0
+    unrepaired: int = 0
+    records: int = 0
+    projects: int = 0
+    vendor_calls: int = 0
+    seconds: float | None = None
+
+
+class DriftRow(StoreModel, table=True):
+    """One difference between the systems, by fingerprint (domain, kind and business keys):
+    found again by a later run it is the same row, with its values and state brought up to
+    date; a run that no longer finds it closes it (``gone``)."""
+
+    __tablename__ = "drift"
+    __table_args__ = (
+        Index("ix_drift_domain_state", "domain", "state"),
+        Index("ix_drift_scope", "tenant", "project"),
+        Index("ix_drift_last_run", "last_run"),
+        Index("ix_drift_closed_run", "closed_run"),
+    )
+
+    fingerprint: str = Field(primary_key=True)
+    domain: str
+    kind: str
+    tenant: str
+    project: str | None = None
+    """The PSA project it is about (None for tenant-wide drifts)."""
+    period: str | None = None
+    keys: dict[str, str] = Field(default_factory=dict, sa_type=JSON)
+    values: dict[str, str | None] = Field(default_factory=dict, sa_type=JSON)
+    owner: str
+    disposition: str
+    detail: str = Field(default="", sa_type=Text)
+    state: str
+    """open | repaired | escalated | acknowledged | gone (``contracts.v1.reconciliation``)."""
+    repairs: int = 0
+    escalations: int = 0
+    item_id: str | None = None
+    resolved_by: str | None = None
+    first_seen: datetime = Field(sa_type=UTCDateTime)
+    last_seen: datetime = Field(sa_type=UTCDateTime)
+    first_run: str
+    last_run: str
+    closed_run: str | None = None
+    """The run that found it gone."""
+    closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+@dataclass(frozen=True, slots=True)
+class DriftGauges:
+    """What the gateway's /metrics says about reconciliation, read at scrape time."""
+
+    open: dict[tuple[str, str, str], int]
+    """(domain, kind, state) -> drifts still standing (open, repaired, escalated)."""
+    oldest: dict[str, datetime]
+    """domain -> first_seen of its oldest standing drift."""
+    last_success: dict[str, datetime]
+    """domain -> when its last run finished."""

@@ -11,7 +11,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from contracts.errors import ErrorInfo
+from contracts.errors import ErrorInfo, NotFoundError
 from contracts.money import Money
 from contracts.systems import System
 from contracts.v1.change_orders import ErpBudget
@@ -109,8 +109,8 @@ class ErpPostingsPort(Protocol):
     """Cost postings and the reference data they are checked against (cost centers, periods,
     cost rates).
 
-    `post_time_one`, `reverse_posting` and `posted_totals` follow from `post_time` and
-    `list_postings`: adapters that subclass the port inherit them."""
+    `post_time_one`, `reverse_posting`, `posted_totals` and `list_postings_of` follow from
+    `post_time` and `list_postings`: adapters that subclass the port inherit them."""
 
     async def post_time(self, postings: Sequence[CostPosting]) -> list[PostingResult]:
         """Post cost postings in batches; one result per posting, in order. A business refusal
@@ -132,6 +132,18 @@ class ErpPostingsPort(Protocol):
         return await self.post_time_one(reversal)
 
     async def list_postings(self, project: str) -> list[CostPosting]: ...
+
+    async def list_postings_of(self, projects: Sequence[str]) -> dict[str, list[CostPosting]]:
+        """The postings of each project (as `list_postings`), by the project as given; a
+        project the ERP does not hold has none. For reconciliation over many projects: an
+        adapter may answer them in a few queries instead of one per project."""
+        found: dict[str, list[CostPosting]] = {}
+        for project in dict.fromkeys(projects):
+            try:
+                found[project] = await self.list_postings(project)
+            except NotFoundError:
+                found[project] = []
+        return found
 
     async def posted_totals(self, project: str) -> list[PostedTotal]:
         return _totals(await self.list_postings(project))

@@ -26,6 +26,7 @@ RESOLVER_ROLES: dict[str, frozenset[str]] = {
     "worker_termination": frozenset({"ops", "resource_manager", "payroll"}),
     "time_to_invoice": frozenset({"ops", "delivery_manager", "finance_controller"}),
     "assignment_sync": frozenset({"ops", "finance_controller"}),
+    "reconciliation": frozenset({"ops", "finance_controller"}),
 }
 """Roles that may resolve a process's exception items."""
 

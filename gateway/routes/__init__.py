@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from gateway.routes import billing, decisions, exceptions, operations, projects, webhooks
+from gateway.routes import (
+    billing,
+    decisions,
+    exceptions,
+    operations,
+    projects,
+    reconciliations,
+    webhooks,
+)
 
 ROUTERS: tuple[APIRouter, ...] = (
     webhooks.router,
@@ -17,6 +25,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     decisions.router,
     billing.router,
     operations.router,
+    reconciliations.router,
 )
 
 __all__ = ["ROUTERS"]

@@ -16,6 +16,7 @@ from store.repository._base import StoreBase
 from store.repository.audit import AuditOps
 from store.repository.exceptions import ExceptionOps
 from store.repository.inbox import InboxOps
+from store.repository.reconciliation import ReconciliationOps
 from store.repository.records import RecordOps
 from store.repository.retention import RetentionOps
 from store.repository.time_postings import TimePostingOps
@@ -32,6 +33,7 @@ class Store(
     TimePostingOps,
     AuditOps,
     RetentionOps,
+    ReconciliationOps,
     StoreBase,
 ):
     """The store's operations over one engine (SQLite or PostgreSQL), one module per table

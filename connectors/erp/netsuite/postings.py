@@ -4,7 +4,8 @@ the reference data they are checked against: departments, accounting periods, co
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from connectors.erp.mapping import (
@@ -21,9 +22,15 @@ from connectors.erp.mapping import (
 )
 from connectors.erp.netsuite._base import _NetSuiteBase
 from connectors.erp.port import CostCenterStatus, ErpPostingsPort, PostingResult
+from connectors.erp.values import ref_id
 from contracts.errors import BusinessRuleViolation, NotFoundError
 from contracts.money import Money
 from contracts.v1.models import CostPosting
+
+_IN_LIST = 100
+"""Values per SuiteQL `IN (...)` list."""
+_PLAIN_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+"""External ids that go into a query as they are (anything else is read by a GET)."""
 
 
 class _PostingsMixin(_NetSuiteBase, ErpPostingsPort):
@@ -71,6 +78,66 @@ class _PostingsMixin(_NetSuiteBase, ErpPostingsPort):
     async def list_postings(self, project: str) -> list[CostPosting]:
         job_id = await self._internal_id("job", project)
         rows = await self._suiteql(f"SELECT * FROM timebill WHERE customer = {int(job_id)}")
+        return await self._postings(rows, lambda _row: job_id)
+
+    async def list_postings_of(self, projects: Sequence[str]) -> dict[str, list[CostPosting]]:
+        """Many projects' postings in a few SuiteQL queries: their internal ids (one query per
+        100 external ids not yet known), their timebills (`customer IN (...)`, pages of 1,000),
+        the departments and the reversed postings' keys once."""
+        wanted = list(dict.fromkeys(projects))
+        job_ids = await self._job_ids(wanted)
+        found: dict[str, list[CostPosting]] = {p: [] for p in wanted}
+        ids = sorted({int(j) for j in job_ids.values()})
+        rows: list[dict[str, Any]] = []
+        for i in range(0, len(ids), _IN_LIST):
+            chunk = ", ".join(str(j) for j in ids[i : i + _IN_LIST])
+            rows += await self._suiteql(f"SELECT * FROM timebill WHERE customer IN ({chunk})")
+        if not rows:
+            return found
+        postings = await self._postings(rows, lambda row: str(ref_id(row.get("customer")) or ""))
+        by_job: dict[str, list[CostPosting]] = {}
+        for posting in postings:
+            by_job.setdefault(posting.project_id, []).append(posting)
+        for project, job_id in job_ids.items():
+            found[project] = by_job.get(job_id, [])
+        return found
+
+    async def _job_ids(self, projects: Sequence[str]) -> dict[str, str]:
+        """Project (internal id, `eid:` + external id, or external id) -> its internal id,
+        for those the ERP holds; external ids not yet cached are asked for in one SuiteQL
+        query per 100."""
+        found: dict[str, str] = {}
+        unknown: dict[str, str] = {}
+        for project in projects:
+            external = project[4:] if project.startswith("eid:") else project
+            if project.isdigit():
+                found[project] = project
+            elif ("job", external) in self._ids:
+                found[project] = self._ids[("job", external)]
+            elif _PLAIN_ID.match(external):
+                unknown[external] = project
+            else:
+                try:
+                    found[project] = await self._internal_id("job", project)
+                except NotFoundError:
+                    pass
+        names = sorted(unknown)
+        for i in range(0, len(names), _IN_LIST):
+            quoted = ", ".join(f"'{n}'" for n in names[i : i + _IN_LIST])
+            for row in await self._suiteql(
+                f"SELECT id, externalid FROM job WHERE externalid IN ({quoted})"
+            ):
+                external = str(row.get("externalid") or "")
+                if external in unknown:
+                    self._ids[("job", external)] = str(row["id"])
+                    found[unknown[external]] = str(row["id"])
+        return found
+
+    async def _postings(
+        self, rows: list[dict[str, Any]], job_of: Callable[[dict[str, Any]], str]
+    ) -> list[CostPosting]:
+        """SuiteQL timebill rows as canonical postings (the reversed postings' keys and the
+        departments read once)."""
         departments = department_codes(await self._suiteql("SELECT id, externalid FROM department"))
         keys = timebill_keys(rows)
         missing = {str(r["reverses"]) for r in rows if r.get("reverses")} - set(keys)
@@ -85,7 +152,7 @@ class _PostingsMixin(_NetSuiteBase, ErpPostingsPort):
         return [
             posting_from_timebill(
                 row,
-                job_id=job_id,
+                job_id=job_of(row),
                 keys=keys,
                 departments=departments,
                 date_format=self.date_format,

@@ -1,0 +1,221 @@
+"""Project master: every won CRM opportunity compared with its PSA and ERP projects and the xref
+(`recon.compare.project_master`, ERP queue), and a person's "repair anyway" of one escalated
+project drift (`project_force`, called by `recon.force_repair`).
+
+Reads: the CRM's won opportunities (`opportunities_in_stage`, paged by the connector), the xref
+(store), and per provisioned opportunity its PSA project (by the link, else by its enterprise ID
+reference) and its ERP project (by enterprise ID): three requests per project, none per field.
+Safe repair: a lost xref link is written again. A won deal that was never provisioned is for a
+person (it may predate pssync): their retry starts the provisioning saga (`OpportunityToProject`,
+keyed by the opportunity: a run already there is joined, a completed one is not started again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from temporalio import activity
+from temporalio.common import SearchAttributePair
+
+from activities._errors import translate_errors
+from activities.reconciliation._base import (
+    HEARTBEAT_EVERY_S,
+    _CallCounter,
+    _ReconBase,
+    heartbeat_every,
+)
+from activities.reconciliation.project_rules import (
+    ERP_PROJECT_OBJECT,
+    PSA_PROJECT_OBJECT,
+    Deal,
+    FoundProject,
+    ProjectContext,
+    ProjectFinding,
+    ProjectRepair,
+    compare_project,
+)
+from contracts.errors import BusinessRuleViolation, NotFoundError
+from contracts.naming import opportunity_workflow_id
+from contracts.systems import System
+from contracts.v1 import Opportunity
+from contracts.v1.processes import (
+    OPPORTUNITY_TO_PROJECT,
+    PROCESS_OPPORTUNITY_TO_PROJECT,
+    ProvisionProjectInput,
+)
+from contracts.v1.provisioning import CONTRACTED_STAGE
+from contracts.v1.reconciliation import CompareChunk, DriftDecision, DriftKind, RunTotals
+from plumbing.temporal import BUSINESS_PROCESS, CRM_OPPORTUNITY_ID, start_or_join
+from store import XrefConflict
+
+DEALS_AT_ONCE = 4
+
+
+class _ProjectMasterMixin(_ReconBase):
+    @activity.defn(name="recon.compare.project_master")
+    @translate_errors
+    async def compare_project_master(self, request: CompareChunk) -> RunTotals:
+        """Compare every won opportunity of the scope with its projects and the xref."""
+        ticker = asyncio.create_task(heartbeat_every(HEARTBEAT_EVERY_S))
+        try:
+            return await self._compare_projects(request)
+        finally:
+            ticker.cancel()
+
+    async def _compare_projects(self, request: CompareChunk) -> RunTotals:
+        counter = _CallCounter(self.crm, self.psa, self.erp)
+        counter.note(self.crm)
+        won = [o for o in await self.crm.opportunities_in_stage(CONTRACTED_STAGE) if o.is_won]
+        only = {u.psa_project_id for u in request.units} - {"*"}
+        limit = asyncio.Semaphore(DEALS_AT_ONCE)
+
+        async def one(opp: Opportunity) -> Deal:
+            async with limit:
+                return await self._deal(opp, counter)
+
+        deals = await asyncio.gather(*(one(o) for o in won))
+        if only:
+            deals = [
+                d for d in deals if d.psa_link in only or (d.psa and d.psa.external_id in only)
+            ]
+        ctx = ProjectContext(
+            tenant=request.tenant,
+            now=datetime.now(UTC),
+            settle_s=request.settle_s,
+            since=request.since,
+        )
+        findings = [f for d in deals for f in compare_project(ctx, d)]
+        totals = await self._settle(request, findings, self._repair_projects)
+        totals.records = len(won) + sum(bool(d.psa) + bool(d.erp) for d in deals)
+        totals.projects = len(deals)
+        totals.vendor_calls = counter.total()
+        return totals
+
+    def _crm_tenant(self) -> str:
+        return self.tenants.get(System.CRM.value, "default")
+
+    async def _deal(self, opp: Opportunity, counter: _CallCounter) -> Deal:
+        eid = await asyncio.to_thread(
+            self.store.find_enterprise_id,
+            System.CRM.value,
+            self._crm_tenant(),
+            "Opportunity",
+            opp.external_id,
+        )
+        eid = eid or opp.enterprise_id
+        if eid is None:
+            return Deal(
+                opp.external_id, opp.name, updated_at=opp.updated_at, closed_on=opp.close_date
+            )
+        links = {
+            (row.system, row.object_type): row.external_id
+            for row in await asyncio.to_thread(self.store.xrefs_for, eid)
+        }
+        psa_link = links.get((System.PSA.value, PSA_PROJECT_OBJECT))
+        erp_link = links.get((System.ERP.value, ERP_PROJECT_OBJECT))
+        psa = await self._psa_project(eid, psa_link, counter)
+        erp = await self._erp_project(eid, counter)
+        activity.heartbeat()
+        return Deal(
+            opp.external_id,
+            opp.name,
+            opp.updated_at,
+            opp.close_date,
+            eid,
+            psa_link,
+            erp_link,
+            psa,
+            erp,
+        )
+
+    async def _psa_project(
+        self, eid: str, link: str | None, counter: _CallCounter
+    ) -> FoundProject | None:
+        psa_id = link
+        if psa_id is not None:
+            counter.note(self.psa)
+            try:
+                project = await self.psa.get_project(psa_id)
+            except NotFoundError:
+                psa_id = None
+            else:
+                if project.enterprise_id in (None, eid):
+                    return FoundProject(psa_id, project.name, project.currency,
+                                        project.cost_center)  # fmt: skip
+                psa_id = None
+        counter.note(self.psa)
+        psa_id = await self.psa.find_project_by_enterprise_id(eid)
+        if psa_id is None:
+            return None
+        counter.note(self.psa)
+        project = await self.psa.get_project(psa_id)
+        return FoundProject(psa_id, project.name, project.currency, project.cost_center)
+
+    async def _erp_project(self, eid: str, counter: _CallCounter) -> FoundProject | None:
+        counter.note(self.erp)
+        try:
+            job = await self.erp.get_project(f"eid:{eid}")
+        except NotFoundError:
+            return None
+        return FoundProject(job.erp_id, job.name, job.currency, job.cost_center)
+
+    async def _repair_projects(self, request: CompareChunk, findings: Sequence[Any]) -> None:
+        for finding in findings:
+            if isinstance(finding, ProjectFinding) and finding.repair is not None:
+                await self._project_repair(finding.repair, task_queue=request.task_queue)
+
+    async def _project_repair(self, repair: ProjectRepair, *, task_queue: str) -> str:
+        if repair.link is not None and repair.enterprise_id is not None:
+            system, object_type, external_id = repair.link
+            tenant = self.tenants.get(system, "default")
+            try:
+                await asyncio.to_thread(
+                    self.store.link_xref,
+                    repair.enterprise_id,
+                    "project",
+                    system,
+                    tenant,
+                    object_type,
+                    external_id,
+                )
+            except XrefConflict as exc:
+                raise BusinessRuleViolation("XREF_CONFLICT", str(exc), system="PSSYNC") from exc
+            return f"linked {system} {object_type} {external_id} to {repair.enterprise_id}"
+        if repair.provision:
+            tenant = self._crm_tenant()
+            result = await start_or_join(
+                self._client(),
+                OPPORTUNITY_TO_PROJECT,
+                ProvisionProjectInput(crm_tenant=tenant, opportunity_id=repair.opportunity_id),
+                id=opportunity_workflow_id(tenant, repair.opportunity_id),
+                task_queue=task_queue,
+                search_attributes=[
+                    SearchAttributePair(CRM_OPPORTUNITY_ID, repair.opportunity_id),
+                    SearchAttributePair(BUSINESS_PROCESS, PROCESS_OPPORTUNITY_TO_PROJECT),
+                ],
+                static_summary=f"Provision project for opportunity {repair.opportunity_id}",
+                static_details="started by reconciliation: the won deal was never provisioned",
+            )
+            return f"provisioning of {repair.opportunity_id}: {result.outcome}"
+        return "nothing to do"
+
+    async def project_force(self, decision: DriftDecision) -> str:
+        """A person asks for the repair of an escalated project drift anyway: only a won deal
+        never provisioned can be (its saga is started); the others are fixed in the owning
+        system, then acknowledged."""
+        drift = decision.drift.drift
+        if (
+            drift.kind is DriftKind.PROJECT_MISSING_PSA_PROJECT
+            and "enterprise_id" not in drift.keys
+        ):
+            repair = ProjectRepair(drift.keys["opportunity"], provision=True)
+            return await self._project_repair(repair, task_queue=decision.task_queue)
+        raise BusinessRuleViolation(
+            "NOT_REPAIRABLE",
+            f"pssync cannot repair {drift.kind.value}: fix it in the owning system "
+            f"({drift.owner.value}), then acknowledge",
+            system="PSSYNC",
+        )

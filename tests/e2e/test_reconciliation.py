@@ -1,0 +1,237 @@
+"""Reconciliation of labor actuals end to end on the real dev server: time approved in the PSA
+twin reaches the ERP twin through webhooks, the gateway and a real `pssync worker` process;
+then the twins drift behind pssync's back the way real life makes them drift, through their
+own databases (no webhook is sent for any of it):
+
+- an approved entry whose webhook was never sent        -> missing_in_erp, repaired
+- a timebill deleted in the ERP                           -> missing_in_erp, repaired
+- an entry unapproved in the PSA                          -> posted_not_approved, repaired
+- an entry edited and approved again in the PSA           -> stale_version, repaired
+- a timebill's hours edited by hand in the ERP            -> amount_mismatch, escalated
+- approved time in a period closed in the ERP             -> missing_in_erp, escalated
+
+`POST /api/reconciliations` runs a pass: each drift is found and repaired through the time
+pipeline or escalated as an exception item; the ERP twin then agrees with the PSA twin except
+for the two escalated entries, and a second pass finds nothing new (the repairs are verified,
+the escalations not repeated).
+
+Project master: a deal won in the CRM twin and provisioned by the saga agrees across the twins
+(no false drift from their shapes); its ERP project renamed by hand is one escalated
+`field_mismatch`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from bench._harness.waiting import must_eventually as eventually
+from contracts.settings import load_settings
+from contracts.v1.processes import ProvisionProjectResult
+from demo import deal_from_template, provisionable_templates, wait_for_workflow, win_deal
+from sandbox.seed import build_firm
+from stack import running_stack
+from tests.e2e.test_time_to_invoice import OPS, World, pipeline_world, reconciled
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def settle_now(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The gateway's runs compare what changed a moment ago too (the drift is fresh here)."""
+    monkeypatch.setenv("PSSYNC_RECONCILE__SETTLE_S", "0")
+    yield
+
+
+async def run_pass(world: World) -> dict[str, Any]:
+    """Start a run through the API and wait for its report."""
+    started = await world.gateway.post(
+        "/api/reconciliations", json={"domain": "labor_actuals"}, headers=OPS
+    )
+    assert started.status_code == 202, started.text
+    run_id = started.json()["run_id"]
+
+    async def finished() -> dict[str, Any] | None:
+        r = await world.gateway.get(f"/api/reconciliations/{run_id}", headers=OPS)
+        r.raise_for_status()
+        body: dict[str, Any] = r.json()
+        return body if body["run"]["state"] == "finished" else None
+
+    body: dict[str, Any] = await eventually(finished, 90)
+    return body
+
+
+def this_month_entries(world: World, ids: list[int]) -> list[int]:
+    first = date.today().replace(day=1)
+    rows = world.psa_rows(
+        "SELECT id, date_performed FROM psa_time_entry "
+        f"WHERE id IN ({','.join(map(str, ids))}) ORDER BY id"
+    )
+    return [int(i) for i, day in rows if date.fromisoformat(str(day)) >= first]
+
+
+async def test_labor_drift_injected_in_the_twins_is_repaired_or_escalated(
+    tmp_path: Path, settle_now: None
+) -> None:
+    async with pipeline_world(tmp_path, projects=2) as world:
+        ids = await world.approve(world.plan(10))
+        await reconciled(world, 60)
+        await eventually(world.pipelines_idle, 30)
+        deleted, unapproved, stale, edited = this_month_entries(world, ids)[:4]
+        p = world.projects[0]
+
+        # -- the drift, behind pssync's back -------------------------------------------------
+        today = date.today()
+        last_month = today.replace(day=1) - timedelta(days=1)
+        [_dropped, late] = (
+            await world.twins.post(
+                "/psa/_admin/time_entries/bulk",
+                json={
+                    "entries": [
+                        {
+                            "workspace_id": p.psa_id,
+                            "user_id": p.users[0],
+                            "date_performed": today.isoformat(),
+                            "time_in_minutes": 1425,
+                        },
+                        {
+                            "workspace_id": p.psa_id,
+                            "user_id": p.users[1],
+                            "date_performed": last_month.isoformat(),
+                            "time_in_minutes": 1410,
+                        },
+                    ],
+                    "approved": True,
+                    "emit": False,
+                },
+            )
+        ).json()["ids"]
+        erp_db = world.stack.sandbox.state("erp").engine
+        psa_db = world.stack.sandbox.state("psa").engine
+        with erp_db.begin() as conn:
+            conn.exec_driver_sql(f"DELETE FROM erp_timebill WHERE source_entry = '{deleted}'")
+            conn.exec_driver_sql(
+                f"UPDATE erp_timebill SET hours = '0.25' WHERE source_entry = '{edited}'"
+            )
+            conn.exec_driver_sql(
+                "UPDATE erp_accounting_period SET closed = 1 "
+                f"WHERE start_date <= '{last_month.isoformat()}' "
+                f"AND end_date >= '{last_month.isoformat()}'"
+            )
+        with psa_db.begin() as conn:
+            conn.exec_driver_sql(
+                f"UPDATE psa_time_entry SET approved = 0, lock_version = lock_version + 1 "
+                f"WHERE id = {unapproved}"
+            )
+            conn.exec_driver_sql(
+                "UPDATE psa_time_entry SET time_in_minutes = 1395, "
+                f"lock_version = lock_version + 2 WHERE id = {stale}"
+            )
+
+        # -- the first pass ------------------------------------------------------------------
+        first = await run_pass(world)
+        run = first["run"]
+        assert run["by_kind"] == {
+            "amount_mismatch": 1,
+            "missing_in_erp": 3,
+            "posted_not_approved": 1,
+            "stale_version": 1,
+        }, first
+        assert (run["found"], run["repaired"], run["escalated"]) == (6, 4, 2)
+        assert run["vendor_calls"] > 0 and run["projects"] == 2
+        by_entry = {d["keys"].get("entry"): d for d in first["drifts"]}
+        assert by_entry[f"time:{late}"]["state"] == "escalated"
+        assert by_entry[f"time:{edited}"]["values"]["erp"] == "0.250000"
+
+        # Repaired through the time pipeline: the ERP agrees but for the two escalated.
+        await eventually(world.pipelines_idle, 60)
+
+        def agrees_but_escalated() -> bool:
+            rec = world.reconcile()
+            return (
+                not rec.duplicates
+                and rec.missing == {str(late)}
+                and not rec.extra
+                and (all(w.startswith(f"{edited}:") for w in rec.wrong) and len(rec.wrong) == 1)
+            )
+
+        await eventually(agrees_but_escalated, 60)
+        versions = world.erp_rows(
+            f"SELECT external_id, hours FROM erp_timebill WHERE source_entry = '{stale}' "
+            "ORDER BY id"
+        )
+        assert [e.rsplit("-", 1)[-1] for e, _ in versions] == ["v2", "reversal", "v4"]
+        assert Decimal(versions[-1][1]) == Decimal(1395) / 60
+        [(reversal,)] = world.erp_rows(
+            "SELECT count(*) FROM erp_timebill r JOIN erp_timebill o ON r.reverses_id = o.id "
+            f"WHERE o.source_entry = '{unapproved}'"
+        )
+        assert reversal == 1
+
+        items = await world.gateway.get(
+            "/api/exceptions", params={"process": "reconciliation"}, headers=OPS
+        )
+        causes = sorted(i["cause_code"] for i in items.json()["items"])
+        assert causes == ["amount_mismatch", "missing_in_erp"]
+
+        # -- the second pass: nothing new ----------------------------------------------------
+        second = (await run_pass(world))["run"]
+        assert (second["new"], second["repaired"], second["escalated"]) == (0, 0, 0), second
+        assert (second["found"], second["kept"], second["gone"]) == (2, 2, 4)
+        items = await world.gateway.get(
+            "/api/exceptions", params={"process": "reconciliation"}, headers=OPS
+        )
+        assert len(items.json()["items"]) == 2  # no second item for the same drift
+        await world.assert_no_run_failed()
+
+
+async def test_a_provisioned_deal_agrees_until_its_erp_project_is_renamed_by_hand(
+    tmp_path: Path, settle_now: None
+) -> None:
+    firm = build_firm(7)
+    settings = load_settings(home=tmp_path / ".pssync")
+    async with (
+        running_stack(settings, ephemeral_ports=True) as stack,
+        httpx.AsyncClient(base_url=stack.urls["gateway"], timeout=30) as gateway,
+    ):
+        deal = await win_deal(stack, deal_from_template(firm, provisionable_templates(firm)[0]))
+        handle = await wait_for_workflow(
+            stack.client, deal.workflow_id, result_type=ProvisionProjectResult
+        )
+        result = await asyncio.wait_for(handle.result(), 60)
+
+        async def project_pass() -> dict[str, Any]:
+            r = await gateway.post(
+                "/api/reconciliations", json={"domain": "project_master"}, headers=OPS
+            )
+            assert r.status_code == 202, r.text
+            run_id = r.json()["run_id"]
+
+            async def finished() -> dict[str, Any] | None:
+                got = await gateway.get(f"/api/reconciliations/{run_id}", headers=OPS)
+                body: dict[str, Any] = got.json()
+                return body if body["run"]["state"] == "finished" else None
+
+            body: dict[str, Any] = await eventually(finished, 60)
+            return body
+
+        clean = (await project_pass())["run"]
+        assert (clean["found"], clean["projects"]) == (0, 1), clean  # the twins' shapes agree
+        with stack.sandbox.state("erp").engine.begin() as conn:
+            conn.execute(
+                text("UPDATE erp_job SET company_name = 'Renamed by hand' WHERE id = :id"),
+                {"id": int(result.erp_project_id)},
+            )
+        renamed = await project_pass()
+        assert renamed["run"]["by_kind"] == {"field_mismatch": 1}, renamed
+        [drift] = renamed["drifts"]
+        assert drift["keys"]["field"] == "name" and drift["state"] == "escalated"
+        assert drift["values"]["erp"] == "Renamed by hand"
