@@ -81,16 +81,21 @@ def covers(scopes: Iterable[str], keys: Iterable[str]) -> bool:
     return False
 
 
-def workflow_scopes(scopes: Iterable[str]) -> list[str]:
+def workflow_scopes(scopes: Iterable[str], keys: Iterable[str] = ()) -> list[str]:
     """The actor's scopes as the workflows' own checks read them (bare business values, `*`):
     typed project, practice and opportunity scopes also as their bare values. The gateway has
-    already decided; this keeps the workflows' defence in depth meaningful."""
+    already decided: an actor whose tenant scope covers the run's `keys` reaches all of that
+    run, which the workflows (knowing no tenants) read as `*`. Their own checks stay meaningful
+    for project, practice and opportunity scopes."""
+    keys = frozenset(keys)
     out: list[str] = []
     for scope in scopes:
         out.append(scope)
         kind, sep, value = scope.partition(":")
         if sep and kind in _BARE_KINDS:
             out.append(value)
+        if sep and kind == "tenant" and _normalised(scope) in keys:
+            out.append(EVERYTHING)
     return sorted(set(out))
 
 

@@ -51,11 +51,11 @@ async def decide_change_order(
     scoper: ScoperDep,
 ) -> dict[str, Any]:
     """Approve or reject; the run's validator checks role, scope and what is still needed."""
-    await _run_in_scope(scoper, actor, processes.change_order_run(change_order_id))
+    keys = await _run_in_scope(scoper, actor, processes.change_order_run(change_order_id))
     decision = ChangeOrderDecision(
         actor=actor.name,
         roles=list(actor.roles),
-        scopes=workflow_scopes(actor.scopes),
+        scopes=workflow_scopes(actor.scopes, keys),
         approve=body.approve,
         as_role=body.as_role,
         note=body.note,
@@ -82,7 +82,10 @@ async def rescind_termination(
     return {"status": "accepted", "worker_id": worker_id, "result": result}
 
 
-async def _run_in_scope(scoper: Scoper, actor: Actor, workflow_id: str) -> None:
-    """Out of the actor's scopes, a run answers as a run that does not exist."""
-    if scopes.EVERYTHING not in actor.scopes:
-        require_scope(actor, await scoper.run_keys(workflow_id), not_running(workflow_id))
+async def _run_in_scope(scoper: Scoper, actor: Actor, workflow_id: str) -> set[str]:
+    """The run's keys; out of the actor's scopes, a run answers as one that does not exist."""
+    if scopes.EVERYTHING in actor.scopes:
+        return set()
+    keys = await scoper.run_keys(workflow_id)
+    require_scope(actor, keys, not_running(workflow_id))
+    return keys

@@ -85,6 +85,7 @@ async def resolve_exception(
     action = body.action.value
     try:
         row = await exception_in_scope(store, scoper, actor, item_id)
+        keys = await scoper.item_keys(row)
         if row.status == ExceptionStatus.RESOLVED.value:
             raise GatewayError(
                 409, "already_resolved", f"exception item {item_id!r} is already resolved"
@@ -102,7 +103,7 @@ async def resolve_exception(
             action=body.action,
             actor=actor.name,
             actor_roles=list(actor.roles),
-            actor_scopes=workflow_scopes(actor.scopes),
+            actor_scopes=workflow_scopes(actor.scopes, keys),
             corrections=body.corrections,
             note=body.note,
         )
