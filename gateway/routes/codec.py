@@ -64,7 +64,7 @@ Base64 = Annotated[str, Field(pattern=BASE64, max_length=4 << 20)]
 
 class ExternalPayloadJson(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    sizeBytes: int = Field(default=0, ge=0, le=2**63 - 1)  # proto3 JSON name
+    sizeBytes: int = Field(default=0, ge=0, le=2**53 - 1)  # proto3 JSON name; exact in JSON
 
 
 class PayloadJson(BaseModel):
