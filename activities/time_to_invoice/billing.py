@@ -17,7 +17,7 @@ from activities.time_to_invoice.caches import _Base
 from contracts.errors import NotFoundError
 from contracts.money import Money
 from contracts.systems import System
-from contracts.v1 import BillingRule, Invoice, InvoiceLine
+from contracts.v1 import BillingRule, Invoice, InvoiceLine, MilestoneStatus
 from contracts.v1.time_to_invoice import (
     BillingRequest,
     BillingTrigger,
@@ -89,6 +89,12 @@ class _BillingMixin(_Base):
                     f"{request.psa_project_id}",
                     system=System.PSA,
                 )
+            if ms.status is MilestoneStatus.INVOICED:
+                # Billed already (by an earlier request, or by a person in the PSA): billing it
+                # again would make a second ERP invoice the PSA then refuses to mark.
+                plan.status = "nothing_to_bill"
+                plan.detail = f"milestone {ms.code} is already invoiced in the PSA"
+                return plan
             milestone_code = ms.code
             plan.milestone_codes = [ms.code]
             if project.billing_rule is not BillingRule.TIME_AND_MATERIALS:

@@ -639,6 +639,31 @@ async def test_milestone_completion_invoices_the_milestone(
         assert world.psa.invoices  # the PSA holds the invoice for the milestone
 
 
+async def test_a_milestone_billed_again_after_it_was_invoiced_makes_no_second_invoice(
+    ts_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    """A second billing request for an invoiced milestone (a re-sent event, the sweep,
+    reconciliation) is nothing to bill: before, it made a second ERP invoice, the PSA refused
+    to mark it, pssync voided it and opened a BillingFailed item."""
+    async with tti_world(ts_env, tmp_path) as world:
+        pid = world.projects["milestones"]
+        milestone = await world.psa.complete_milestone(pid, "M1")
+        request = BillingRequest(
+            trigger=BillingTrigger.MILESTONE, milestone_id=milestone.external_id or "M1"
+        )
+        await world.bill("milestones", request)
+        await world.settled("milestones", done=0, key="invoices")
+        await world.bill("milestones", request)
+        deadline = asyncio.get_running_loop().time() + 30
+        while len((status := await world.status("milestones")).billed) < 2:
+            assert asyncio.get_running_loop().time() < deadline, status
+            await asyncio.sleep(0.05)
+        assert [b.status for b in status.billed] == ["invoiced", "nothing_to_bill"]
+        (invoice,) = world.erp.invoices.values()  # one invoice, not voided
+        assert invoice.status is not InvoiceStatus.VOID
+        assert not _open_items(world, "milestones")
+
+
 async def test_an_item_left_open_escalates_to_finance(
     ts_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
