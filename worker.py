@@ -181,6 +181,8 @@ def build_workers(
         client=client,
         pipeline_defaults=pipeline_input(settings, "-"),
         tenants=deployment.tenants(),
+        hcm=deployment.hcm,
+        budget_variance=settings.reconcile.budget_variance,
     )
     poll = HcmPollActivities(
         deployment.hcm, deployment.store, client, default_tenant=settings.hcm.tenant
@@ -255,6 +257,9 @@ def build_workers(
         time_to_invoice.void_invoice,
         reconciliation.compare_labor_actuals,
         reconciliation.compare_project_master,
+        reconciliation.compare_billing_status,
+        reconciliation.compare_forecast_alignment,
+        reconciliation.compare_workforce,
         reconciliation.force_repair,
     ]
     # A deploy (SIGTERM) lets activities in flight finish instead of abandoning them to their

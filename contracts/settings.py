@@ -340,6 +340,9 @@ class ReconcileSettings(BaseModel):
     """Projects per comparison activity."""
     max_repairs: int = Field(default=3, ge=1, le=20)
     """A drift repaired this often and found again is escalated to a person."""
+    budget_variance: Decimal = Field(default=Decimal("0.10"), ge=0, le=10)
+    """Forecast alignment: staffing whose labor cost exceeds the project's budget by more
+    than this fraction is an `assignment_budget_variance` for a person."""
 
 
 class Settings(BaseSettings):

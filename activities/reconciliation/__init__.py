@@ -9,6 +9,12 @@
   `labor_rules`;
 - `project_master` — won deals vs PSA and ERP projects and the xref:
   `recon.compare.project_master` (ERP queue), with its pure rules in `project_rules`;
+- `billing` — milestones and closed T&M periods vs ERP invoices, PSA invoiced flags:
+  `recon.compare.billing_status` (ERP queue), pure rules in `billing_rules`;
+- `forecast` — PSA staffing vs the ERP labor forecast and budget:
+  `recon.compare.forecast_alignment` (ERP queue), pure rules in `forecast_rules`;
+- `workforce` — HCM leavers vs their PSA assignments and time: `recon.compare.workforce`
+  (ERP queue, for one queue of comparisons), pure rules in `workforce_rules`;
 - `_base` — what the domains share: `_settle` (decide, repair, escalate, record), the desk's
   signals, heartbeats and the vendor-call count.
 
@@ -22,16 +28,22 @@ Client side: `ensure_reconciliation_schedules` (one Schedule per configured doma
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
+from activities.reconciliation.billing import _BillingStatusMixin
+from activities.reconciliation.forecast import _ForecastMixin
+from activities.reconciliation.forecast_rules import DEFAULT_BUDGET_VARIANCE
 from activities.reconciliation.labor import _LaborMixin
 from activities.reconciliation.project_master import _ProjectMasterMixin
 from activities.reconciliation.runs import _RunsMixin
+from activities.reconciliation.workforce import _WorkforceMixin
 from connectors.crm import CrmPort
 from connectors.erp import ErpPort
+from connectors.hcm import HcmPort
 from connectors.psa import PsaPort
 from contracts.settings import Settings
 from contracts.v1.reconciliation import (
@@ -50,7 +62,14 @@ from plumbing.temporal import BUSINESS_PROCESS, ensure_interval_schedule
 from store import Store
 
 
-class ReconciliationActivities(_LaborMixin, _ProjectMasterMixin, _RunsMixin):
+class ReconciliationActivities(
+    _LaborMixin,
+    _ProjectMasterMixin,
+    _BillingStatusMixin,
+    _ForecastMixin,
+    _WorkforceMixin,
+    _RunsMixin,
+):
     """Everything reconciliation does outside its workflows. The comparisons and
     `force_repair` read the ERP: they run on the ERP task queue, at its quota."""
 
@@ -64,6 +83,8 @@ class ReconciliationActivities(_LaborMixin, _ProjectMasterMixin, _RunsMixin):
         client: Client | None = None,
         pipeline_defaults: TimePipelineInput | None = None,
         tenants: dict[str, str] | None = None,
+        hcm: HcmPort | None = None,
+        budget_variance: Decimal = DEFAULT_BUDGET_VARIANCE,
     ) -> None:
         self.crm = crm
         self.psa = psa
@@ -72,6 +93,8 @@ class ReconciliationActivities(_LaborMixin, _ProjectMasterMixin, _RunsMixin):
         self.client = client
         self.pipeline_defaults = pipeline_defaults
         self.tenants = dict(tenants or {})
+        self.hcm = hcm
+        self.budget_variance = budget_variance
 
 
 async def ensure_reconciliation_schedules(

@@ -15,6 +15,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair
 
+from activities.reconciliation.billing_rules import billing_repairable
 from connectors.crm import CrmPort
 from connectors.erp import ErpPort
 from connectors.psa import PsaPort
@@ -242,8 +243,12 @@ class _ReconBase:
 def _actions(drift: Drift) -> list[ResolutionAction]:
     """What a person may do with an escalated drift: acknowledge it (`skip`), and where pssync
     can act on it, ask for the repair anyway (`retry`)."""
-    if drift.domain is Domain.LABOR_ACTUALS:
+    if drift.domain is Domain.BILLING_STATUS:  # billed again, or marked again
+        repairable = billing_repairable(drift)
+    elif drift.domain is Domain.LABOR_ACTUALS:
         repairable = drift.kind is not DriftKind.LABOR_PERIOD_TOTAL_MISMATCH
+    elif drift.domain in (Domain.FORECAST_ALIGNMENT, Domain.WORKFORCE):
+        repairable = False  # escalated only where pssync must not act: a person decides
     else:  # project master: only a deal never provisioned (its saga is started)
         repairable = (
             drift.kind is DriftKind.PROJECT_MISSING_PSA_PROJECT

@@ -33,6 +33,7 @@ class _RunsMixin(_ReconBase):
     # Set by each domain's mixin: domain -> its "repair anyway".
     labor_force: Callable[[DriftDecision], Awaitable[str]]
     project_force: Callable[[DriftDecision], Awaitable[str]]
+    billing_force: Callable[[DriftDecision], Awaitable[str]]
 
     @activity.defn(name="recon.begin")
     @translate_errors
@@ -54,9 +55,9 @@ class _RunsMixin(_ReconBase):
     @translate_errors
     async def plan(self, request: PlanRequest) -> PlanPage:
         """The next page of the scope's projects (one project, or every project pssync knows
-        for the tenant, in id order after `after`). Project master compares won deals, not
-        projects: one unit, the whole scope (`*`, or the project)."""
-        if request.domain is Domain.PROJECT_MASTER:
+        for the tenant, in id order after `after`). Project master (won deals) and workforce
+        (leavers) compare no projects: one unit, the whole scope (`*`, or the project)."""
+        if request.domain in (Domain.PROJECT_MASTER, Domain.WORKFORCE):
             if request.after is not None:
                 return PlanPage()
             return PlanPage(units=[ProjectUnit(psa_project_id=request.project or "*")])
@@ -195,6 +196,7 @@ class _RunsMixin(_ReconBase):
         forced = {
             Domain.LABOR_ACTUALS: self.labor_force,
             Domain.PROJECT_MASTER: self.project_force,
+            Domain.BILLING_STATUS: self.billing_force,
         }.get(drift.domain)
         if forced is None:
             raise BusinessRuleViolation(

@@ -12,6 +12,7 @@ from connectors.erp.port import (
     CostCenterStatus,
     ErpPort,
     ErpProject,
+    InvoiceHeader,
     PostingResult,
     _month,
 )
@@ -376,6 +377,31 @@ class FakeErp(ErpPort):
         if erp_id not in self.invoices:
             raise NotFoundError(f"{SYSTEM} no invoice {erp_id}", system=SYSTEM)
         return self.invoices[erp_id]
+
+    async def list_invoices_of(self, projects: Sequence[str]) -> dict[str, list[InvoiceHeader]]:
+        found: dict[str, list[InvoiceHeader]] = {}
+        for project in dict.fromkeys(projects):
+            try:
+                job = self._job(project).erp_id
+            except NotFoundError:
+                found[project] = []
+                continue
+            found[project] = [
+                InvoiceHeader(
+                    erp_id=erp_id,
+                    key=invoice.idempotency_key,
+                    project=project,
+                    milestone_code=invoice.milestone_code,
+                    period=invoice.period,
+                    invoice_date=invoice.invoice_date,
+                    total=invoice.total,
+                    status=invoice.status,
+                    updated_at=invoice.updated_at,
+                )
+                for erp_id, invoice in self.invoices.items()
+                if invoice.project_id == job
+            ]
+        return found
 
 
 def _same_posting(a: CostPosting, b: CostPosting) -> bool:

@@ -4,7 +4,7 @@ the canonical rules both adapters share (what a reversal is, posted totals). No 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol
@@ -20,6 +20,7 @@ from contracts.v1.models import (
     Customer,
     Forecast,
     Invoice,
+    InvoiceStatus,
     PostingKind,
     Project,
     ProjectStatus,
@@ -66,6 +67,26 @@ class ErpProject(BaseModel):
     currency: str
     budget: Money
     budget_version: int
+
+
+class InvoiceHeader(BaseModel):
+    """An invoice as the ERP's list of invoices shows it (no lines): for reconciliation."""
+
+    model_config = ConfigDict(frozen=True)
+
+    erp_id: str
+    key: str | None = None
+    """Its external id: pssync's idempotency key (`inv-...`) for an invoice pssync made."""
+    project: str
+    """The project as it was asked for."""
+    milestone_code: str | None = None
+    """`custbody_pssync_milestone`: the milestone pssync billed."""
+    period: str | None = None
+    """The T&M period pssync billed (the memo's first line, `period YYYY-MM`)."""
+    invoice_date: date
+    total: Money
+    status: InvoiceStatus
+    updated_at: datetime | None = None
 
 
 class PostedTotal(BaseModel):
@@ -175,6 +196,12 @@ class ErpBillingPort(Protocol):
         ...
 
     async def get_invoice(self, erp_id: str) -> Invoice: ...
+
+    async def list_invoices_of(self, projects: Sequence[str]) -> dict[str, list[InvoiceHeader]]:
+        """The invoices of each project (voided ones too), by the project as given; a project
+        the ERP does not hold has none. For reconciliation over many projects: a few list
+        queries for them all, no request per invoice."""
+        ...
 
 
 class ErpBudgetPort(Protocol):

@@ -62,7 +62,13 @@ class Domain(StrEnum):
     WORKFORCE = "workforce"
 
 
-IMPLEMENTED_DOMAINS: tuple[Domain, ...] = (Domain.LABOR_ACTUALS, Domain.PROJECT_MASTER)
+IMPLEMENTED_DOMAINS: tuple[Domain, ...] = (
+    Domain.LABOR_ACTUALS,
+    Domain.PROJECT_MASTER,
+    Domain.BILLING_STATUS,
+    Domain.FORECAST_ALIGNMENT,
+    Domain.WORKFORCE,
+)
 """Domains a run can compare today; a request for another is refused before it starts."""
 
 
@@ -88,11 +94,44 @@ class DriftKind(StrEnum):
     PROJECT_XREF_MISSING = "xref_missing"
     PROJECT_FIELD_MISMATCH = "field_mismatch"
     PROJECT_DUPLICATE_PROJECT = "duplicate_project"
+    # forecast alignment: per project and period, PSA staffing vs the ERP labor forecast
+    FORECAST_MISSING = "forecast_missing"
+    """Staffed in a period, no ERP forecast for it."""
+    FORECAST_STALE = "forecast_stale"
+    """The ERP forecast differs and the assignment sync missed a staffing change."""
+    FORECAST_HOURS_MISMATCH = "forecast_hours_mismatch"
+    """The ERP forecast differs though the sync knows the staffing (edited in the ERP), or a
+    finance-approved or locked forecast differs from the staffing."""
+    FORECAST_ASSIGNMENT_BUDGET_VARIANCE = "assignment_budget_variance"
+    """The staffing's labor cost exceeds the project's budget beyond the threshold."""
+    # workforce: HCM leavers with PSA staffing or time left
+    WORKFORCE_LEAVER_OPEN_ASSIGNMENT = "leaver_open_assignment"
+    """A leaver's PSA assignment runs past their last day."""
+    WORKFORCE_LEAVER_OPEN_TIME_ENTRY = "leaver_open_time_entry"
+    """A leaver's unapproved PSA time on or before their last day."""
+    WORKFORCE_LEAVER_FUTURE_TIME = "leaver_future_time"
+    """A leaver's PSA time after their last day."""
+    # billing status: completed milestones and closed T&M periods vs ERP invoices, PSA flags
+    BILLING_INVOICE_MISSING = "invoice_missing"
+    """A completed milestone or closed T&M period (unbilled entries) with no live invoice."""
+    BILLING_INVOICE_DUPLICATE = "invoice_duplicate"
+    """More than one live ERP invoice for one milestone or period's entries."""
+    BILLING_INVOICE_AMOUNT_MISMATCH = "invoice_amount_mismatch"
+    """The invoice's total differs from what pssync billed (edited in the ERP)."""
+    BILLING_INVOICE_VOIDED = "invoice_voided"
+    """An invoice pssync billed (its entries or milestone invoiced) was voided in the ERP."""
+    BILLING_INVOICED_FLAG_MISMATCH = "invoiced_flag_mismatch"
+    """The PSA's invoiced flags differ from what the ERP invoiced."""
+    BILLING_INVOICE_WITHOUT_SOURCE = "invoice_without_source"
+    """An invoice pssync made whose milestone or period does not exist or is not complete."""
 
 
 KIND_DOMAIN: dict[DriftKind, Domain] = {
     **{k: Domain.LABOR_ACTUALS for k in DriftKind if k.name.startswith("LABOR_")},
     **{k: Domain.PROJECT_MASTER for k in DriftKind if k.name.startswith("PROJECT_")},
+    **{k: Domain.FORECAST_ALIGNMENT for k in DriftKind if k.name.startswith("FORECAST_")},
+    **{k: Domain.WORKFORCE for k in DriftKind if k.name.startswith("WORKFORCE_")},
+    **{k: Domain.BILLING_STATUS for k in DriftKind if k.name.startswith("BILLING_")},
 }
 
 

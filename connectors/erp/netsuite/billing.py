@@ -1,18 +1,31 @@
 """NetSuite invoices: created once per idempotency key (an async job keyed like a batch),
-voided by transform, read back."""
+voided by transform, read back one by one or, many projects' at once, over SuiteQL."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from connectors._vendor_errors import unmappable
 from connectors.erp.mapping import (
+    _ISO_DATES,
+    _NO_CURRENCIES,
+    _memo_period,
+    _money,
     _raise_info,
     batch_idempotency_key,
     invoice_body,
     invoice_from_netsuite,
 )
 from connectors.erp.netsuite._base import _NetSuiteBase
-from connectors.erp.port import SYSTEM
+from connectors.erp.port import SYSTEM, InvoiceHeader
+from connectors.erp.values import DateFormat, currency_code, invoice_status, ref_id
 from contracts.errors import TransientError
 from contracts.v1.models import Invoice
+
+_IN_LIST = 100
+"""Values per SuiteQL `IN (...)` list."""
 
 
 class _BillingMixin(_NetSuiteBase):
@@ -46,3 +59,67 @@ class _BillingMixin(_NetSuiteBase):
         body = await self._get(self._path("invoice", erp_id), params={"expandSubResources": "true"})
         currencies = await self._currencies(body.get("currency"))
         return invoice_from_netsuite(body, date_format=self.date_format, currencies=currencies)
+
+    if TYPE_CHECKING:  # `_PostingsMixin`'s, beside this one in `NetSuiteErp`
+
+        async def _job_ids(self, projects: Sequence[str]) -> dict[str, str]: ...
+
+    async def list_invoices_of(self, projects: Sequence[str]) -> dict[str, list[InvoiceHeader]]:
+        """Many projects' invoices in a few SuiteQL queries: the projects' internal ids (one
+        query per 100 not yet known), their invoices (`job IN (...)`, pages of 1,000) with
+        the header fields pssync reads (no lines)."""
+        wanted = list(dict.fromkeys(projects))
+        job_ids = await self._job_ids(wanted)
+        found: dict[str, list[InvoiceHeader]] = {p: [] for p in wanted}
+        ids = sorted({int(j) for j in job_ids.values()})
+        rows: list[dict[str, Any]] = []
+        for i in range(0, len(ids), _IN_LIST):
+            chunk = ", ".join(str(j) for j in ids[i : i + _IN_LIST])
+            rows += await self._suiteql(f"SELECT * FROM invoice WHERE job IN ({chunk})")
+        if not rows:
+            return found
+        currencies = await self._currencies(*(row.get("currency") for row in rows))
+        by_job: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            by_job.setdefault(str(ref_id(row.get("job")) or ""), []).append(row)
+        for project, job_id in job_ids.items():
+            found[project] = [
+                invoice_header_from_row(
+                    row, project=project, date_format=self.date_format, currencies=currencies
+                )
+                for row in by_job.get(job_id, [])
+            ]
+        return found
+
+
+@unmappable(SYSTEM, "invoice")
+def invoice_header_from_row(
+    row: Mapping[str, Any],
+    *,
+    project: str,
+    date_format: DateFormat = _ISO_DATES,
+    currencies: Mapping[str, str] = _NO_CURRENCIES,
+) -> InvoiceHeader:
+    """A SuiteQL `invoice` row (text values, bare ids, dates in the account's format) as the
+    header reconciliation compares: its key, milestone, period, total and status."""
+    currency = currency_code(row.get("currency"), currencies) or "USD"
+    return InvoiceHeader(
+        erp_id=str(row["id"]),
+        key=row.get("externalid") or None,
+        project=project,
+        milestone_code=row.get("custbody_pssync_milestone") or None,
+        period=_memo_period(row.get("memo")),
+        invoice_date=date_format.parse(row["trandate"]),
+        total=_money(row.get("total") or 0, currency),
+        status=invoice_status(row.get("status")),
+        updated_at=_stamp(row.get("lastmodifieddate")),
+    )
+
+
+def _stamp(value: Any) -> datetime | None:
+    """`lastmodifieddate` when it is an ISO time stamp (the twin's); None otherwise (an
+    account may show it in its own format: then nothing is left to settle by it)."""
+    try:
+        return datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None

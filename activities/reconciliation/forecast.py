@@ -1,0 +1,225 @@
+"""Forecast alignment: a chunk of projects compared (`recon.compare.forecast_alignment`, ERP
+queue): each project's PSA assignments and what its assignment sync knows against the ERP labor
+forecast per period, and its labor cost against its ERP budget.
+
+Per project: the PSA's assignments (`list_assignments`, one request), the project's
+`AssignmentSync` (its `staffing` query: the assignments it holds and the periods it forecast),
+the ERP forecast of each period (`get_forecast`) and the ERP budget (`get_budget`); the workers'
+cost rates once per chunk (`get_cost_rate`). `forecast_rules` compares them with the sync's own
+forecast computation. Safe repairs go through the sync: thin `assignment_changed` signals
+(signal-with-start, as the gateway routes `assignment.changed`), after which it re-reads the
+assignments and writes the forecast, never over a finance-approved or locked period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from temporalio import activity
+from temporalio.common import SearchAttributePair
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities._errors import translate_errors
+from activities.assignment_sync import facts_of
+from activities.reconciliation._base import (
+    HEARTBEAT_EVERY_S,
+    _CallCounter,
+    _ReconBase,
+    heartbeat_every,
+)
+from activities.reconciliation.forecast_rules import (
+    ErpForecast,
+    ForecastContext,
+    ForecastFinding,
+    ForecastSide,
+    SyncNudge,
+    SyncView,
+    compare_forecast,
+    periods_to_read,
+)
+from contracts.errors import NotFoundError
+from contracts.money import Money
+from contracts.naming import assignment_sync_workflow_id
+from contracts.v1.assignment_sync import (
+    ASSIGNMENT_CHANGED_SIGNAL,
+    ASSIGNMENT_SYNC,
+    PROCESS_ASSIGNMENT_SYNC,
+    STAFFING_QUERY,
+    AssignmentChange,
+    AssignmentSyncInput,
+    Staffing,
+)
+from contracts.v1.reconciliation import CompareChunk, RunTotals
+from contracts.v1.time_to_invoice import period_of
+from plumbing.temporal import BUSINESS_PROCESS, signal_with_start
+
+PROJECTS_AT_ONCE = 4
+
+
+class _ForecastMixin(_ReconBase):
+    budget_variance: Decimal
+
+    @activity.defn(name="recon.compare.forecast_alignment")
+    @translate_errors
+    async def compare_forecast_alignment(self, request: CompareChunk) -> RunTotals:
+        """Compare a chunk of projects' staffing with the ERP forecast; repair through the
+        assignment sync, escalate the rest, record all."""
+        ticker = asyncio.create_task(heartbeat_every(HEARTBEAT_EVERY_S))
+        try:
+            return await self._compare_forecasts(request)
+        finally:
+            ticker.cancel()
+
+    async def _compare_forecasts(self, request: CompareChunk) -> RunTotals:
+        counter = _CallCounter(self.psa, self.erp)
+        limit = asyncio.Semaphore(PROJECTS_AT_ONCE)
+        rates: dict[str, Money | None] = {}
+        rate_lock = asyncio.Lock()
+
+        async def rate_of(worker_id: str) -> None:
+            async with rate_lock:
+                if worker_id not in rates:
+                    counter.note(self.erp)
+                    rates[worker_id] = await self.erp.get_cost_rate(worker_id)
+
+        async def one(psa_project_id: str, erp_project: str | None) -> ForecastSide | None:
+            async with limit:
+                side = await self._forecast_side(
+                    request.tenant, psa_project_id, erp_project, counter
+                )
+                if side is not None:
+                    for a in side.assignments:
+                        if a.worker_id:
+                            await rate_of(a.worker_id)
+                return side
+
+        found = await asyncio.gather(*(one(u.psa_project_id, u.erp_project) for u in request.units))
+        sides = [s for s in found if s is not None]
+        ctx = ForecastContext(
+            tenant=request.tenant,
+            now=datetime.now(UTC),
+            settle_s=request.settle_s,
+            since_period=period_of(request.since) if request.since else None,
+            budget_variance=getattr(self, "budget_variance", ForecastContext.budget_variance),
+        )
+        findings = [f for side in sides for f in compare_forecast(ctx, _with_rates(side, rates))]
+        totals = await self._settle(request, findings, self._repair_forecasts)
+        totals.records = sum(len(s.assignments) + len(s.erp) for s in sides)
+        totals.projects = len(request.units)
+        totals.vendor_calls = counter.total()
+        return totals
+
+    async def _forecast_side(
+        self, tenant: str, psa_project_id: str, erp_project: str | None, counter: _CallCounter
+    ) -> ForecastSide | None:
+        """The project's staffing, its sync's view and the ERP's forecast (None: the project
+        has no ERP project, so nothing can be forecast)."""
+        counter.note(self.psa)
+        assignments = await self.psa.list_assignments(project_id=psa_project_id)
+        if erp_project is None:
+            counter.note(self.psa)
+            try:
+                project = await self.psa.get_project(psa_project_id)
+            except NotFoundError:
+                return None
+            if project.enterprise_id is None:
+                return None
+            erp_project = f"eid:{project.enterprise_id}"
+        facts = [facts_of(a) for a in assignments]
+        sync = await self._sync_view(tenant, psa_project_id)
+        erp: dict[str, ErpForecast | None] = {}
+        try:
+            for period in periods_to_read(facts, sync):
+                counter.note(self.erp)
+                current = await self.erp.get_forecast(erp_project, period)
+                erp[period] = None if current is None else _erp_forecast(current)
+        except NotFoundError:
+            return None  # no ERP project: project master's drift, not a forecast's
+        budget: Money | None = None
+        counter.note(self.erp)
+        try:
+            budget = (await self.erp.get_budget(erp_project)).amount
+        except NotFoundError:
+            pass  # no budget held: no variance to measure
+        activity.heartbeat()
+        changed = [a.updated_at for a in assignments if a.updated_at is not None]
+        return ForecastSide(
+            psa_project_id=psa_project_id,
+            assignments=facts,
+            rates={},
+            erp=erp,
+            sync=sync,
+            budget=budget,
+            changed_at=max(changed) if changed else None,
+        )
+
+    async def _sync_view(self, tenant: str, psa_project_id: str) -> SyncView | None:
+        """What the project's assignment sync holds (None: it has none)."""
+        handle = self._client().get_workflow_handle(
+            assignment_sync_workflow_id(tenant, psa_project_id)
+        )
+        try:
+            staffing: Staffing = await handle.query(STAFFING_QUERY, result_type=Staffing)
+        except RPCError as err:
+            if err.status is RPCStatusCode.NOT_FOUND:
+                return None
+            raise
+        return SyncView(
+            assignments={a.assignment_id: a.version for a in staffing.assignments},
+            periods=tuple(f.period for f in staffing.forecast),
+            pending=staffing.pending,
+        )
+
+    async def _repair_forecasts(self, request: CompareChunk, findings: Sequence[Any]) -> None:
+        """Each project's sync told once (however many of its periods drifted)."""
+        nudges: dict[str, SyncNudge] = {}
+        for f in findings:
+            if isinstance(f, ForecastFinding) and f.repair is not None:
+                nudges.setdefault(f.repair.psa_project_id, f.repair)
+        for _, nudge in sorted(nudges.items()):
+            await self._nudge_sync(request.tenant, nudge, task_queue=request.task_queue)
+
+    async def _nudge_sync(self, tenant: str, nudge: SyncNudge, *, task_queue: str) -> None:
+        for assignment_id, version in nudge.changes:
+            await signal_with_start(
+                self._client(),
+                ASSIGNMENT_SYNC,
+                AssignmentSyncInput(psa_tenant=tenant, psa_project_id=nudge.psa_project_id),
+                id=assignment_sync_workflow_id(tenant, nudge.psa_project_id),
+                signal=ASSIGNMENT_CHANGED_SIGNAL,
+                signal_arg=AssignmentChange(assignment_id=assignment_id, version=version),
+                task_queue=task_queue,
+                search_attributes=[SearchAttributePair(BUSINESS_PROCESS, PROCESS_ASSIGNMENT_SYNC)],
+                static_summary=(
+                    f"Staffing of PSA project {nudge.psa_project_id} -> ERP labor forecast"
+                ),
+            )
+            activity.heartbeat()
+
+
+def _erp_forecast(forecast: Any) -> ErpForecast:
+    return ErpForecast(
+        period=forecast.period,
+        hours=forecast.hours,
+        labor_cost=forecast.labor_cost.amount,
+        currency=forecast.labor_cost.currency,
+        status=forecast.status.value,
+    )
+
+
+def _with_rates(side: ForecastSide, rates: dict[str, Money | None]) -> ForecastSide:
+    workers = {a.worker_id for a in side.assignments if a.worker_id}
+    return ForecastSide(
+        psa_project_id=side.psa_project_id,
+        assignments=side.assignments,
+        rates={w: rates.get(w) for w in workers},
+        erp=side.erp,
+        sync=side.sync,
+        budget=side.budget,
+        changed_at=side.changed_at,
+        settings=side.settings,
+    )
