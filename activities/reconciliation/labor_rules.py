@@ -264,6 +264,10 @@ def _entry_finding(
     [posting] = postings
     if posting.version != entry.version:
         ledger_holds = row is not None and row.live and row.posting_key == posting.key
+        if entry.invoiced and ledger_holds and posted == entry.quantity:
+            # Marking an entry invoiced raises its version in the PSA (Kantata's lock_version)
+            # without changing what was posted: the posting pssync made still stands for it.
+            return _amounts(entry, posting, row, drift, evidence)
         reasons = [
             f"period {p} is closed in the ERP"
             for p in sorted({posting.period, entry.period} & ctx.closed_periods)

@@ -172,6 +172,15 @@ def test_a_stale_posting_pssync_may_not_redo_is_escalated(why: str) -> None:
     assert found.drift.disposition is Disposition.ESCALATE
 
 
+def test_an_invoiced_entry_whose_version_moved_only_by_invoicing_is_no_drift() -> None:
+    """Invoicing raises the PSA entry's lock_version; the hours pssync posted still hold."""
+    entry = approved("1", version="3", invoiced=True)
+    assert compare_labor(ctx(), [entry], [posting("1")], [ledger("1")]) == []
+    edited = approved("1", "6", version="3", invoiced=True)  # hours changed too: a real drift
+    found = only(compare_labor(ctx(), [edited], [posting("1")], [ledger("1")]))
+    assert found.drift.kind is DriftKind.LABOR_STALE_VERSION
+
+
 def test_two_live_postings_of_one_entry_are_a_duplicate() -> None:
     erp = [posting("1"), posting("1", version="0")]
     found = only(compare_labor(ctx(), [approved("1")], erp, [ledger("1")]))
