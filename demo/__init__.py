@@ -1,6 +1,6 @@
 """The demo scenario (`pssync demo`): deals won in the CRM twin, a duplicate webhook storm, an
-exception fixed through the API, a change order, a termination and time to invoice, each
-checked against what the systems hold.
+exception fixed through the API, a change order, a termination, time to invoice and a
+reconciliation pass after drift, each checked against what the systems hold.
 
 Importable without the CLI (`starter`) or typer: tests and benches reuse its moves and waits.
 """
@@ -15,6 +15,7 @@ from demo.deals import (
     systems_hold,
     win_deal,
 )
+from demo.reconciliation import reconciliation_scene
 from demo.scenario import run_demo, run_scenario
 from demo.termination import TerminationOutcome, termination_scene
 from demo.time_to_invoice import time_to_invoice_scene
@@ -29,6 +30,7 @@ __all__ = [
     "checks_table",
     "deal_from_template",
     "provisionable_templates",
+    "reconciliation_scene",
     "redeliver_webhook",
     "run_demo",
     "run_scenario",

@@ -20,6 +20,7 @@ from demo.deals import (
     systems_hold,
     win_deal,
 )
+from demo.reconciliation import reconciliation_scene
 from demo.termination import termination_scene
 from demo.time_to_invoice import time_to_invoice_scene
 from demo.waits import actor_token, wait_for_open_exception, wait_for_workflow
@@ -65,6 +66,11 @@ async def run_scenario(stack: Stack, *, deals: int = 3, say: Any = print) -> lis
 
     say("time and expense on the first project, to the ERP and an invoice")
     checks.extend(await time_to_invoice_scene(stack, outcomes[0], say))
+
+    say("a lost webhook and an ERP posting edited by hand, then a reconciliation pass")
+    # On the first project, after its time was posted and invoiced: invoicing moved the
+    # entries' PSA versions, which must not read as drift.
+    checks.extend(await reconciliation_scene(stack, outcomes[0], say))
 
     runs = [
         wf.run_id
