@@ -320,7 +320,12 @@ class RetentionSettings(BaseModel):
 ReconcileDomain = Literal[
     "project_master", "labor_actuals", "billing_status", "forecast_alignment", "workforce"
 ]
-_RECONCILED: tuple[ReconcileDomain, ...] = ("labor_actuals",)
+_RECONCILED: tuple[ReconcileDomain, ...] = (
+    "labor_actuals",
+    "billing_status",
+    "forecast_alignment",
+    "workforce",
+)
 
 
 class ReconcileSettings(BaseModel):
@@ -332,8 +337,9 @@ class ReconcileSettings(BaseModel):
     """Create the Schedules (off: runs only from `pssync reconcile` and the API)."""
     interval_s: float = Field(default=86_400.0, ge=60)
     domains: list[ReconcileDomain] = Field(default_factory=lambda: list(_RECONCILED))
-    """Domains the Schedules reconcile (`contracts.v1.reconciliation.Domain`; a domain pssync
-    does not implement yet gets no Schedule)."""
+    """Domains the Schedules reconcile (`contracts.v1.reconciliation.Domain`), each its own
+    nightly run. Project master is left out by default: on a CRM older than pssync every won
+    deal it never provisioned would be an item; add it after a `--dry-run` pass."""
     settle_s: float = Field(default=300.0, ge=0)
     """Records changed this recently are left for the next run (processes are on them)."""
     page_size: int = Field(default=25, ge=1, le=500)
