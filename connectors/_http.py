@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Self, TypedDict, TypeVar
@@ -39,7 +39,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from connectors._oauth import ClientAssertionAuth
+from connectors._oauth import CachedTokenAuth, ClientAssertionAuth
 from connectors._vendor_errors import CodeRule, ErrorTable
 from contracts.errors import (
     AuthError,
@@ -211,25 +211,16 @@ def from_rule(
     return BusinessRuleViolation(err.code, err.message, field=err.field, system=system)
 
 
-class ClientCredentials(httpx.Auth):
-    """OAuth2 client credentials: cache the token, refresh before expiry and once on a 401.
-
-    One request fetches a token while the others wait for it (no stampede of token requests
-    when many requests start at once, nor when they all meet the same 401)."""
-
-    requires_response_body = True
+class ClientCredentials(CachedTokenAuth):
+    """OAuth2 client credentials with a client secret: the token cached, refreshed before
+    expiry and once on a 401 (`CachedTokenAuth`)."""
 
     def __init__(self, token_url: str, client_id: str, client_secret: str) -> None:
+        super().__init__()
         self.token_url = token_url
         self.client_id = client_id
         self.client_secret = client_secret
-        self._token: str | None = None
-        self._expires_at = 0.0
-        self._lock = asyncio.Lock()
         self.refreshes = 0
-
-    def _stale(self) -> bool:
-        return self._token is None or time.monotonic() >= self._expires_at
 
     def _token_request(self, request: httpx.Request) -> httpx.Request:
         # Carry the client's timeout: a hung token endpoint must not block past timeout_s.
@@ -253,31 +244,8 @@ class ClientCredentials(httpx.Auth):
         body = response.json()
         self._token = body["access_token"]
         # Refresh a little early so a request never leaves with a token about to lapse.
-        self._expires_at = time.monotonic() + float(body.get("expires_in", 3600)) * 0.9
+        self._expires_at = self._clock() + float(body.get("expires_in", 3600)) * 0.9
         self.refreshes += 1
-
-    async def async_auth_flow(
-        self, request: httpx.Request
-    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        # Overriding async_auth_flow skips httpx's own `requires_response_body` read, so the
-        # token response is read here before its JSON is used.
-        if self._stale():
-            async with self._lock:
-                if self._stale():
-                    token_response = yield self._token_request(request)
-                    await token_response.aread()
-                    self._accept(token_response)
-        used = self._token
-        request.headers["Authorization"] = f"Bearer {used}"
-        response = yield request
-        if response.status_code == 401:
-            async with self._lock:
-                if self._token == used:  # else another request has refreshed it already
-                    token_response = yield self._token_request(request)
-                    await token_response.aread()
-                    self._accept(token_response)
-            request.headers["Authorization"] = f"Bearer {self._token}"
-            yield request
 
 
 class _WaitRetryAfterOrJitter:

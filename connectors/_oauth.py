@@ -148,7 +148,56 @@ def _seconds(value: str | None) -> float | None:
         return None  # an HTTP date: the usual backoff instead
 
 
-class ClientAssertionAuth(httpx.Auth):
+class CachedTokenAuth(httpx.Auth):
+    """An OAuth 2.0 access token cached until shortly before it lapses, fetched again once on
+    a 401; subclasses say how to ask for one (`_token_request`) and how to take the answer
+    (`_accept`, which sets `_token` and `_expires_at` on `_clock`).
+
+    One request fetches a token while the others wait for it (no stampede of token requests
+    when many requests start at once, nor when they all meet the same 401)."""
+
+    requires_response_body = True
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self._lock = asyncio.Lock()
+
+    def _stale(self) -> bool:
+        return self._token is None or self._clock() >= self._expires_at
+
+    def _token_request(self, request: httpx.Request) -> httpx.Request:
+        raise NotImplementedError
+
+    def _accept(self, response: httpx.Response) -> None:
+        raise NotImplementedError
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        # Overriding async_auth_flow skips httpx's own `requires_response_body` read, so the
+        # token response is read here before its JSON is used.
+        if self._stale():
+            async with self._lock:
+                if self._stale():
+                    token_response = yield self._token_request(request)
+                    await token_response.aread()
+                    self._accept(token_response)
+        used = self._token
+        request.headers["Authorization"] = f"Bearer {used}"
+        response = yield request
+        if response.status_code == 401:
+            async with self._lock:
+                if self._token == used:  # else another request has fetched a new one already
+                    token_response = yield self._token_request(request)
+                    await token_response.aread()
+                    self._accept(token_response)
+            request.headers["Authorization"] = f"Bearer {self._token}"
+            yield request
+
+
+class ClientAssertionAuth(CachedTokenAuth):
     """httpx auth for `auth = "oauth2_jwt"`: a cached access token, fetched with a fresh client
     assertion when there is none, shortly before it lapses, and once on a 401.
 
@@ -165,13 +214,10 @@ class ClientAssertionAuth(httpx.Auth):
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__(clock=clock)
         self.system = system
         self.token_url = token_url
         self.assertion = assertion
-        self._clock = clock
-        self._token: str | None = None
-        self._expires_at = 0.0
-        self._lock = asyncio.Lock()
         self.fetched = 0
         """Access tokens obtained so far."""
 
@@ -189,9 +235,6 @@ class ClientAssertionAuth(httpx.Auth):
             scope=settings.scope,
         )
         return cls(system, settings.token_url, assertion)
-
-    def _stale(self) -> bool:
-        return self._token is None or self._clock() >= self._expires_at
 
     def _token_request(self, request: httpx.Request) -> httpx.Request:
         # Carry the client's timeout: a hung token endpoint must not block past timeout_s.
@@ -222,26 +265,3 @@ class ClientAssertionAuth(httpx.Auth):
         self._token = str(token)
         self._expires_at = self._clock() + lifetime - min(REFRESH_MARGIN_S, lifetime / 10)
         self.fetched += 1
-
-    async def async_auth_flow(
-        self, request: httpx.Request
-    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        # Overriding async_auth_flow skips httpx's own `requires_response_body` read, so the
-        # token response is read here before its JSON is used.
-        if self._stale():
-            async with self._lock:
-                if self._stale():
-                    token_response = yield self._token_request(request)
-                    await token_response.aread()
-                    self._accept(token_response)
-        used = self._token
-        request.headers["Authorization"] = f"Bearer {used}"
-        response = yield request
-        if response.status_code == 401:
-            async with self._lock:
-                if self._token == used:  # else another request has fetched a new one already
-                    token_response = yield self._token_request(request)
-                    await token_response.aread()
-                    self._accept(token_response)
-            request.headers["Authorization"] = f"Bearer {self._token}"
-            yield request
