@@ -79,19 +79,22 @@ class JwksCache:
 
     async def key(self, kid: str | None) -> jwt.PyJWK:
         """The key for `kid` (the only key when the token names none and there is one)."""
-        now = self._clock()
-        stale = self._fetched_at is None or now - self._fetched_at > self._oidc.jwks_cache_s
-        unknown = self._lookup(kid) is None
-        may_refresh = (
-            self._fetched_at is None or now - self._fetched_at >= self._oidc.jwks_refresh_min_s
-        )
-        if stale or (unknown and may_refresh):
+        if self._should_refresh(kid):
             async with self._lock:
-                await self._refresh()
+                if self._should_refresh(kid):  # not if a request before us just did
+                    await self._refresh()
         found = self._lookup(kid)
         if found is None:
             raise InvalidToken(f"no signing key {kid!r} in the provider's key set")
         return found
+
+    def _should_refresh(self, kid: str | None) -> bool:
+        if self._fetched_at is None:
+            return True
+        age = self._clock() - self._fetched_at
+        if age > self._oidc.jwks_cache_s:
+            return True
+        return self._lookup(kid) is None and age >= self._oidc.jwks_refresh_min_s
 
     def _lookup(self, kid: str | None) -> jwt.PyJWK | None:
         if kid is None:

@@ -6,6 +6,7 @@ JWTs are signed here with keys the test makes, and the gateway fetches the key s
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -63,7 +64,8 @@ class Provider:
     now: float = 1000.0
     """The gateway's monotonic clock (the key cache's), moved by the test."""
 
-    def handler(self, request: httpx.Request) -> httpx.Response:
+    async def handler(self, request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.01)  # the network: concurrent requests overlap here
         if self.down:
             return httpx.Response(503)
         if str(request.url) == JWKS_URL:
@@ -255,6 +257,22 @@ async def test_a_rotated_key_is_fetched_once_and_garbage_key_ids_do_not_flood_th
         del api.provider.keys[f"junk-{n}"]
         refused = await api.http.get("/api/exceptions", headers=bearer(forged))
         assert refused.status_code == 401
+    assert api.provider.fetches == 2
+
+
+async def test_concurrent_tokens_with_unknown_key_ids_fetch_the_keys_once(api: Api) -> None:
+    assert (await api.http.get("/api/exceptions", headers=bearer(api.provider.token()))).is_success
+    api.provider.now += 61  # a refetch is allowed again: exactly one, however many ask at once
+    intruder = new_key()
+    forged = []
+    for n in range(10):
+        api.provider.keys[f"junk-{n}"] = intruder
+        forged.append(api.provider.token(f"junk-{n}"))
+        del api.provider.keys[f"junk-{n}"]
+    answers = await asyncio.gather(
+        *(api.http.get("/api/exceptions", headers=bearer(t)) for t in forged)
+    )
+    assert {a.status_code for a in answers} == {401}
     assert api.provider.fetches == 2
 
 
