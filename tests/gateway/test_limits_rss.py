@@ -59,6 +59,7 @@ def serve_main() -> None:
         app = create_app(load_settings(home=home / ".pssync"), Store(make_engine(url)), down)
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
+        sock.listen(128)  # before the port is told: a connection waits instead of being refused
         print(sock.getsockname()[1], flush=True)
         config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
         await uvicorn.Server(config).serve(sockets=[sock])
