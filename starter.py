@@ -268,7 +268,7 @@ def reconcile(
 
     from rich.table import Table
 
-    from contracts.v1.reconciliation import IMPLEMENTED_DOMAINS, reconciliation_input
+    from contracts.v1.reconciliation import reconciliation_input
 
     settings = _settings()
     try:
@@ -280,8 +280,6 @@ def reconcile(
             dry_run=dry_run,
             requested_by="cli",
         )
-        if request.domain not in IMPLEMENTED_DOMAINS:
-            raise ValueError(f"reconciliation of {domain} is not built yet")
     except ValueError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None

@@ -44,7 +44,6 @@ with workflow.unsafe.imports_passed_through():
         DESK_STATUS_QUERY,
         DRIFTS_ESCALATED_SIGNAL,
         DRIFTS_GONE_SIGNAL,
-        IMPLEMENTED_DOMAINS,
         PROCESS_RECONCILIATION,
         RECON_RESOLVER_ROLES,
         RECONCILIATION,
@@ -93,12 +92,6 @@ class ReconciliationWorkflow:
     @workflow.run
     async def run(self, request: ReconciliationInput) -> ReconciliationReport:
         workflow.upsert_search_attributes([BUSINESS_PROCESS.value_set(PROCESS_RECONCILIATION)])
-        if request.domain not in IMPLEMENTED_DOMAINS:
-            raise ApplicationError(
-                f"reconciliation of {request.domain.value} is not implemented",
-                type="NotImplementedDomain",
-                non_retryable=True,
-            )
         info = workflow.info()
         queue = info.task_queue
         carry = request.carry
@@ -106,16 +99,7 @@ class ReconciliationWorkflow:
             carry = ReconciliationCarry(run_id=info.workflow_id, started_at=workflow.now())
             await workflow.execute_activity(
                 "recon.begin",
-                BeginRun(
-                    run_id=carry.run_id,
-                    domain=request.domain,
-                    tenant=request.tenant,
-                    project=request.project,
-                    since=request.since,
-                    dry_run=request.dry_run,
-                    requested_by=request.requested_by,
-                    started_at=carry.started_at,
-                ),
+                BeginRun(**request.scope(), run_id=carry.run_id, started_at=carry.started_at),
                 start_to_close_timeout=STEP_TIMEOUT,
                 retry_policy=RECON_RETRY,
                 summary="record the run",
@@ -181,13 +165,8 @@ class ReconciliationWorkflow:
         report: ReconciliationReport = await workflow.execute_activity(
             "recon.finish",
             FinishRun(
+                **request.scope(),
                 run_id=carry.run_id,
-                domain=request.domain,
-                tenant=request.tenant,
-                project=request.project,
-                since=request.since,
-                dry_run=request.dry_run,
-                requested_by=request.requested_by,
                 totals=totals,
                 started_at=carry.started_at,
                 finished_at=workflow.now(),

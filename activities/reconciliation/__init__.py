@@ -18,8 +18,8 @@
 - `_base` — what the domains share: `_settle` (decide, repair, escalate, record), the desk's
   signals, heartbeats and the vendor-call count.
 
-A new domain adds a module with its `recon.compare.<domain>` activity (and its rules), a
-mixin here, its activity in `worker.build_workers` and its name in `IMPLEMENTED_DOMAINS`.
+A new domain adds a member of `Domain`, a module with its `recon.compare.<domain>` activity
+(and its rules), a mixin here and its activity in `worker.build_workers`.
 
 Client side: `ensure_reconciliation_schedules` (one Schedule per configured domain) and
 `start_reconciliation` (the CLI).
@@ -47,7 +47,6 @@ from connectors.hcm import HcmPort
 from connectors.psa import PsaPort
 from contracts.settings import Settings
 from contracts.v1.reconciliation import (
-    IMPLEMENTED_DOMAINS,
     PROCESS_RECONCILIATION,
     RECONCILIATION,
     Domain,
@@ -100,7 +99,7 @@ class ReconciliationActivities(
 async def ensure_reconciliation_schedules(
     client: Client, settings: Settings, *, task_queue: str
 ) -> list[str]:
-    """Create (or bring up to date) one Schedule per configured, implemented domain that
+    """Create (or bring up to date) one Schedule per configured domain that
     runs `Reconciliation` over the PSA tenant every `settings.reconcile.interval_s`;
     overlapping runs are skipped. Returns the Schedule ids."""
     if not settings.reconcile.enabled:
@@ -108,8 +107,6 @@ async def ensure_reconciliation_schedules(
     made = []
     for name in settings.reconcile.domains:
         domain = Domain(name)
-        if domain not in IMPLEMENTED_DOMAINS:
-            continue
         tenant = settings.psa.tenant
         schedule_id = reconciliation_schedule_id(domain, tenant)
         await ensure_interval_schedule(
@@ -133,13 +130,7 @@ def run_stamp(now: datetime | None = None) -> str:
 async def start_reconciliation(
     client: Client, request: ReconciliationInput, *, task_queue: str, stamp: str | None = None
 ) -> WorkflowHandle[Any, ReconciliationReport]:
-    """Start one run (the CLI and tests); its handle. A domain pssync does not implement is
-    refused (`ValueError`) before anything starts."""
-    if request.domain not in IMPLEMENTED_DOMAINS:
-        raise ValueError(
-            f"reconciliation of {request.domain.value} is not implemented "
-            f"(implemented: {', '.join(d.value for d in IMPLEMENTED_DOMAINS)})"
-        )
+    """Start one run (the CLI and tests); its handle."""
     workflow_id = reconciliation_workflow_id(
         request.domain, request.tenant, request.project, stamp or run_stamp()
     )

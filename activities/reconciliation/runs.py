@@ -125,13 +125,8 @@ class _RunsMixin(_ReconBase):
         t = request.totals
         seconds = max(0.0, (request.finished_at - request.started_at).total_seconds())
         report = ReconciliationReport(
+            **request.scope(),
             run_id=request.run_id,
-            domain=request.domain,
-            tenant=request.tenant,
-            project=request.project,
-            since=request.since,
-            dry_run=request.dry_run,
-            requested_by=request.requested_by,
             by_kind=dict(sorted(t.by_kind.items())),
             found=t.found,
             new=t.new,

@@ -62,16 +62,6 @@ class Domain(StrEnum):
     WORKFORCE = "workforce"
 
 
-IMPLEMENTED_DOMAINS: tuple[Domain, ...] = (
-    Domain.LABOR_ACTUALS,
-    Domain.PROJECT_MASTER,
-    Domain.BILLING_STATUS,
-    Domain.FORECAST_ALIGNMENT,
-    Domain.WORKFORCE,
-)
-"""Domains a run can compare today; a request for another is refused before it starts."""
-
-
 class DriftKind(StrEnum):
     """Every difference reconciliation knows, by domain (a closed set)."""
 
@@ -232,48 +222,36 @@ def decide(drift: Drift, prior: PriorDrift | None, *, dry_run: bool, max_repairs
     """What a run does with a drift it found, given what earlier runs did (pure)."""
     repairs = prior.repairs if prior else 0
     escalations = prior.escalations if prior else 0
-    known = prior is not None and prior.state is not DriftState.GONE
+    known = prior if prior is not None and prior.state is not DriftState.GONE else None
+
+    def decision(state: DriftState, action: DriftAction, detail: str = "") -> Decision:
+        return Decision(
+            state=state,
+            action=action,
+            repairs=repairs + (action is DriftAction.REPAIR),
+            escalations=escalations + (action is DriftAction.ESCALATE),
+            detail=detail,
+        )
+
     if dry_run:
-        state = prior.state if known and prior is not None else DriftState.OPEN
-        return Decision(
-            state=state, action=DriftAction.REPORT, repairs=repairs, escalations=escalations
-        )
-    if known and prior is not None:
-        if prior.state is DriftState.ESCALATED:
-            return Decision(
-                state=prior.state, action=DriftAction.KEEP, repairs=repairs, escalations=escalations
-            )
-        if prior.state is DriftState.ACKNOWLEDGED and prior.values == drift.values:
-            return Decision(
-                state=prior.state, action=DriftAction.KEEP, repairs=repairs, escalations=escalations
-            )
+        return decision(known.state if known else DriftState.OPEN, DriftAction.REPORT)
+    if known is not None and (
+        known.state is DriftState.ESCALATED
+        or (known.state is DriftState.ACKNOWLEDGED and known.values == drift.values)
+    ):
+        return decision(known.state, DriftAction.KEEP)
     if drift.disposition is Disposition.REPORT:
-        return Decision(
-            state=DriftState.OPEN, action=DriftAction.REPORT, repairs=repairs,
-            escalations=escalations,
-        )  # fmt: skip
+        return decision(DriftState.OPEN, DriftAction.REPORT)
     if drift.disposition is Disposition.REPAIR:
-        again = known and prior is not None and prior.state is DriftState.REPAIRED
+        again = known is not None and known.state is DriftState.REPAIRED
         if not (again and repairs >= max_repairs):
-            return Decision(
-                state=DriftState.REPAIRED,
-                action=DriftAction.REPAIR,
-                repairs=repairs + 1,
-                escalations=escalations,
-            )
-        return Decision(
-            state=DriftState.ESCALATED,
-            action=DriftAction.ESCALATE,
-            repairs=repairs,
-            escalations=escalations + 1,
-            detail=f"repaired {repairs} times and found again: " + drift.detail,
+            return decision(DriftState.REPAIRED, DriftAction.REPAIR)
+        return decision(
+            DriftState.ESCALATED,
+            DriftAction.ESCALATE,
+            f"repaired {repairs} times and found again: " + drift.detail,
         )
-    return Decision(
-        state=DriftState.ESCALATED,
-        action=DriftAction.ESCALATE,
-        repairs=repairs,
-        escalations=escalations + 1,
-    )
+    return decision(DriftState.ESCALATED, DriftAction.ESCALATE)
 
 
 def item_scope(fingerprint: str, generation: int) -> str:
@@ -348,7 +326,10 @@ class ReconciliationCarry(Message):
     chunks: int = 0
 
 
-class ReconciliationInput(Message):
+class RunScope(Message):
+    """What a run compares, whether it repairs, and who asked: the fields every message of
+    a run carries."""
+
     domain: Domain
     tenant: str
     project: str | None = None
@@ -356,6 +337,16 @@ class ReconciliationInput(Message):
     since: date | None = None
     """Compare periods from this date's month on (None: every period)."""
     dry_run: bool = False
+    """Report only: nothing is repaired or escalated."""
+    requested_by: str = "schedule"
+    """`schedule`, `cli` or `api:<actor>`."""
+
+    def scope(self) -> dict[str, Any]:
+        """The scope fields, to build the run's next message from this one."""
+        return {name: getattr(self, name) for name in RunScope.model_fields}
+
+
+class ReconciliationInput(RunScope):
     page_size: int = Field(default=25, ge=1, le=500)
     """Projects per comparison activity."""
     settle_s: float = Field(default=300.0, ge=0)
@@ -366,18 +357,11 @@ class ReconciliationInput(Message):
     """Continue as new after this many chunks (or when the server suggests it)."""
     escalation_after_s: float = Field(default=86_400.0, gt=0)
     """The desk escalates an item nobody resolved after this long."""
-    requested_by: str = "schedule"
     carry: ReconciliationCarry | None = None
 
 
-class ReconciliationReport(Message):
+class ReconciliationReport(RunScope):
     run_id: str
-    domain: Domain
-    tenant: str
-    project: str | None = None
-    since: date | None = None
-    dry_run: bool = False
-    requested_by: str = "schedule"
     by_kind: dict[str, int] = Field(default_factory=dict)
     found: int = 0
     new: int = 0
@@ -421,14 +405,8 @@ class PlanPage(Message):
     """The last project of this page (pass it as `after`); None when this was the last."""
 
 
-class BeginRun(Message):
+class BeginRun(RunScope):
     run_id: str
-    domain: Domain
-    tenant: str
-    project: str | None = None
-    since: date | None = None
-    dry_run: bool = False
-    requested_by: str = "schedule"
     started_at: datetime
 
 
@@ -446,14 +424,8 @@ class CompareChunk(Message):
     escalation_after_s: float = 86_400.0
 
 
-class FinishRun(Message):
+class FinishRun(RunScope):
     run_id: str
-    domain: Domain
-    tenant: str
-    project: str | None = None
-    since: date | None = None
-    dry_run: bool = False
-    requested_by: str = "schedule"
     totals: RunTotals
     started_at: datetime
     finished_at: datetime

@@ -2,8 +2,7 @@
 `/metrics` renders from the store at scrape time.
 
 - `POST /api/reconciliations` (bearer `ops`; audited) — body `{"domain", "project"?, "since"?,
-  "dry_run"?}`: starts a `Reconciliation` run, 202 with its `run_id`. A domain pssync does not
-  implement is 422 `domain_not_implemented`.
+  "dry_run"?}`: starts a `Reconciliation` run, 202 with its `run_id`.
 - `GET /api/reconciliations?domain=&project=&limit=&offset=` — runs, newest first.
 - `GET /api/reconciliations/{run_id}?state=&kind=&offset=&limit=` — the run's report and the
   drifts it found (or found gone), paged.
@@ -21,7 +20,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from prometheus_client.core import GaugeMetricFamily, Metric
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 from temporalio.common import SearchAttributePair
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
@@ -30,7 +29,6 @@ from contracts import scopes
 from contracts.ids import PsaId
 from contracts.settings import Actor
 from contracts.v1.reconciliation import (
-    IMPLEMENTED_DOMAINS,
     PROCESS_RECONCILIATION,
     RECONCILE_ROLES,
     RECONCILIATION,
@@ -62,11 +60,7 @@ class ReconcileBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    domain: Domain = Field(
-        default=Domain.LABOR_ACTUALS,
-        json_schema_extra={"enum": [d.value for d in IMPLEMENTED_DOMAINS]},
-    )
-    """A domain pssync implements (the others are refused, 422)."""
+    domain: Domain = Domain.LABOR_ACTUALS
     project: PsaId | None = None
     """One PSA project; absent: every project of the tenant."""
     since: date | None = None
@@ -90,14 +84,6 @@ async def start_reconciliation(
 ) -> JSONResponse:
     """Start a reconciliation run now (operators)."""
     require_roles(actor, RECONCILE_ROLES, "start a reconciliation")
-    if body.domain not in IMPLEMENTED_DOMAINS:
-        raise GatewayError(
-            422,
-            "domain_not_implemented",
-            f"reconciliation of {body.domain.value} is not implemented (implemented: "
-            f"{', '.join(d.value for d in IMPLEMENTED_DOMAINS)})",
-            field="domain",
-        )
     project = body.project
     settings = processes.settings
     request = reconciliation_input(

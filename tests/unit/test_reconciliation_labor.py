@@ -358,11 +358,10 @@ def test_the_settings_name_every_domain_and_default_to_the_built_one() -> None:
     from typing import get_args
 
     from contracts.settings import ReconcileSettings
-    from contracts.v1.reconciliation import IMPLEMENTED_DOMAINS
 
     [item] = get_args(ReconcileSettings.model_fields["domains"].annotation)
     assert set(get_args(item)) == {d.value for d in Domain}
-    assert set(ReconcileSettings().domains) <= {d.value for d in IMPLEMENTED_DOMAINS}
+    assert set(ReconcileSettings().domains) <= {d.value for d in Domain}
 
 
 @pytest.mark.parametrize(
