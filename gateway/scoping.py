@@ -20,11 +20,12 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from contracts import scopes
+from contracts.naming import change_order_workflow_id
 from contracts.settings import Actor, Settings
 from contracts.systems import System
 from gateway.errors import GatewayError
 from gateway.webhooks import in_thread
-from store import ExceptionItemRow, Store
+from store import AuditRow, ExceptionItemRow, Store
 
 PSA_PROJECT_OBJECT = "workspace"
 _RPC_TIMEOUT = timedelta(seconds=5)
@@ -105,6 +106,35 @@ class Scoper:
         if scopes.EVERYTHING in actor.scopes:
             return list(rows)
         return [row for row in rows if scopes.covers(actor.scopes, await self.item_keys(row))]
+
+    async def audit_keys(self, row: AuditRow) -> set[str]:
+        """The keys of the subject an audit record is about: its tenant, and the item, run,
+        worker or project it names (widened through the cross-reference)."""
+        keys = {scopes.key("tenant", row.tenant)} if row.tenant else set()
+        subject = row.subject_id
+        if row.subject_kind == "exception_item":
+            item = await in_thread(self._store.get_exception, subject)
+            if item is not None:
+                keys |= await self.item_keys(item)
+        elif row.subject_kind == "change_order":
+            keys.add(scopes.key("change-order", subject))
+            tenant = row.tenant or self.psa_tenant
+            keys |= await self.run_keys(change_order_workflow_id(tenant, subject))
+        elif row.subject_kind == "termination":
+            keys.add(scopes.key("worker", subject.split("/", 1)[0]))
+        elif row.subject_kind == "project":
+            keys |= await self.project_keys(subject)
+        elif row.subject_kind == "reconciliation":
+            project = subject.partition("/")[2]
+            if project and project != "all":
+                keys |= await self.project_keys(project)
+        return keys
+
+    async def visible_audit(self, actor: Actor, rows: Iterable[AuditRow]) -> list[AuditRow]:
+        """The audit records whose subject the actor reaches (`*`: all of them)."""
+        if scopes.EVERYTHING in actor.scopes:
+            return list(rows)
+        return [row for row in rows if scopes.covers(actor.scopes, await self.audit_keys(row))]
 
 
 def _attributes(typed: Any) -> dict[str, Any]:

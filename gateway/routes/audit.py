@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from gateway.audit import AUDIT_ROLES
 from gateway.auth import require_roles
 from gateway.openapi import ErrorBody
-from gateway.routes._deps import ActorDep, StoreDep
+from gateway.routes._deps import ActorDep, ScoperDep, StoreDep
 from gateway.webhooks import in_thread
 from store import AUDIT_PAGE_MAX, AuditOutcome, AuditRow
 
@@ -83,6 +83,7 @@ def _utc(moment: datetime | None) -> datetime | None:
 async def list_audit(
     actor: ActorDep,
     store: StoreDep,
+    scoper: ScoperDep,
     actor_name: Annotated[str | None, Query(alias="actor", max_length=200)] = None,
     action: Annotated[str | None, Query(max_length=100)] = None,
     subject_kind: Annotated[str | None, Query(max_length=100)] = None,
@@ -95,7 +96,9 @@ async def list_audit(
     """People's decisions (resolutions, change-order approvals and rejections, rescinds,
     billing requests) and their outcomes, newest first, filtered by every given filter; page
     with `cursor`. Roles `ops` or `auditor` only. Filters no row can match (`since` after
-    `until`) answer an empty page."""
+    `until`) answer an empty page. An actor without the `*` scope sees only the records whose
+    subject (item, change order, worker, project, tenant) its scopes reach: a page may then
+    hold fewer than `limit` records while `next_cursor` still leads on."""
     require_roles(actor, AUDIT_ROLES, "read the audit trail")
     texts = (actor_name, action, subject_kind, subject_id)
     if any(value is not None and "\x00" in value for value in texts):
@@ -113,7 +116,7 @@ async def list_audit(
             limit=limit,
         )
     )
-    items = [_view(row) for row in page.rows]
+    items = [_view(row) for row in await scoper.visible_audit(actor, page.rows)]
     return AuditList(items=items, count=len(items), next_cursor=page.next_cursor)
 
 

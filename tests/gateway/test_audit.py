@@ -31,6 +31,9 @@ OPS = {"Authorization": "Bearer dev-ops-token"}
 DM = {"Authorization": "Bearer dev-dm-token"}
 FINANCE = {"Authorization": "Bearer dev-finance-token"}
 AUDITOR = {"Authorization": "Bearer audit-token"}
+PROJECT_AUDITOR = {"Authorization": "Bearer project-audit-token"}
+SCOPED_PROJECT = "4399001"
+"""The one PSA project the project auditor's scopes reach."""
 
 
 @pytest.fixture
@@ -38,8 +41,10 @@ def settings(tmp_path: Path) -> Settings:
     """The embedded profile's actors and one auditor, serving the tests' CRM tenant."""
     dev = load_settings(home=tmp_path / ".pssync")
     auditor = Actor(name="ada.auditor", roles=["auditor"], scopes=["*"])
+    scoped = Actor(name="pat.auditor", roles=["auditor"], scopes=[f"project:{SCOPED_PROJECT}"])
     settings = load_settings(
-        home=tmp_path / ".pssync", actors={**dev.actors, "audit-token": auditor}
+        home=tmp_path / ".pssync",
+        actors={**dev.actors, "audit-token": auditor, "project-audit-token": scoped},
     )
     settings.crm.tenants = [CRM_TENANT]
     return settings
@@ -205,3 +210,27 @@ async def test_the_trail_is_for_ops_and_auditors_filtered_and_paged(gw: Gw) -> N
         resp = await gw.http.get("/api/audit", params=bad, headers=AUDITOR)
         assert resp.status_code == 422, bad
         assert resp.json()["error"]["field"] == next(iter(bad))
+
+
+async def test_an_auditor_scoped_to_a_project_reads_only_that_projects_decisions(gw: Gw) -> None:
+    other = f"44{uuid.uuid4().hex[:6]}"
+    for project in (SCOPED_PROJECT, other):
+        await asyncio.to_thread(link_psa_project, gw, project)
+        resp = await gw.http.post(
+            f"/api/projects/{project}/billing", json={"period": "2026-10"}, headers=FINANCE
+        )
+        assert resp.status_code == 202, resp.text
+    co = f"7{uuid.uuid4().int % 10**6}"
+    await gw.http.post(f"/api/change-orders/{co}/decision", json={"approve": True}, headers=OPS)
+    await gw.http.post(
+        "/api/terminations/W-78/2026-05-31/rescind", json={"reason": "x"}, headers=OPS
+    )
+
+    seen = await audit(gw, PROJECT_AUDITOR)
+    assert {(r["subject_kind"], r["subject_id"]) for r in seen} == {("project", SCOPED_PROJECT)}
+    # the same filters answer the unscoped auditor in full
+    everything = await audit(gw, AUDITOR)
+    assert {("project", other), ("change_order", co)} <= {
+        (r["subject_kind"], r["subject_id"]) for r in everything
+    }
+    assert await audit(gw, PROJECT_AUDITOR, subject_id=other) == []
