@@ -2,15 +2,15 @@
 person's "repair anyway" of one escalated billing drift (`billing_force`, called by
 `recon.force_repair`).
 
-Per chunk of projects: each project from the PSA (its billing rule and ERP project), its
-billing milestones and its approved time and expenses (their invoiced flags; paged by the
-connector), the ERP's invoices of them all at once (`list_invoices_of`: SuiteQL
-`job IN (...)`, pages of 1,000) and the time-posting ledger (which entries went on which
-invoice); `billing_rules` compares them. Safe repairs go through the time pipeline
-(`TimeToInvoice`): a missing invoice is a `BillingRequest` signalled to the project's
-pipeline (source `reconciliation`), which bills through its ledger and invoice keys; the
-PSA's lost invoiced flags are marked again under the invoice's key (`mark_invoiced` adds only
-what the PSA's invoice of that key does not cover yet, as the pipeline's own re-mark does).
+Per chunk of projects: each project from the PSA (its billing rule and ERP project), its billing
+milestones and its approved time and expenses (their invoiced flags; paged by the connector),
+the ERP's invoices of them all at once (`list_invoices_of`: SuiteQL `transaction` rows of type
+`CustInvc` whose lines are the projects', pages of 1,000) and the time-posting ledger (which
+entries went on which invoice); `billing_rules` compares them. Safe repairs go through the time
+pipeline (`TimeToInvoice`): a missing invoice is a `BillingRequest` signalled to the project's
+pipeline (source `reconciliation`), which bills through its ledger and invoice keys; the PSA's
+lost invoiced flags are marked again under the invoice's key (`mark_invoiced` adds only what the
+PSA's invoice of that key does not cover yet, as the pipeline's own re-mark does).
 Invoices themselves — voided, duplicated, edited, without a source — are for a person: pssync
 never voids or edits an invoice on its own.
 """

@@ -24,9 +24,10 @@ Its *source* is the milestone or the T&M period it bills; the ledger rows carryi
 - an invoice voided in the ERP while the PSA or the ledger still say it billed its
   milestone or entries (pssync's compensation unmarks both) -> `invoice_voided`: escalate;
 - a live invoice whose entries or milestone the PSA does not show invoiced ->
-  `invoiced_flag_mismatch`: repair (marked again under the invoice's key); an entry the PSA
-  shows invoiced on no invoice pssync made: escalate; a live T&M invoice no ledger entry
-  carries (its marking did not finish, the pipeline holds it for a person): report;
+  `invoiced_flag_mismatch`: repair (marked again under the invoice's key); escalate when the
+  invoice has no key (made in the ERP by hand), and for an entry the PSA shows invoiced on no
+  invoice pssync made; a live T&M invoice no ledger entry carries (its marking did not
+  finish, the pipeline holds it for a person): report;
 - a live invoice of pssync's whose milestone does not exist or is not complete, or whose
   period has not begun, is of a project not billed by time, or has no entries ->
   `invoice_without_source`: escalate.
@@ -219,7 +220,8 @@ class _Compare:
         self.by_key = {i.key: i for i in self.invoices if i.key}
         self.findings: list[BillingFinding] = []
         self.explained: set[str] = set()
-        """Invoice keys whose entries a `invoice_voided` or `invoice_missing` speaks for."""
+        """Invoices (by `name`: a keyless one by its ERP id, never all keyless ones at once)
+        and lost invoice keys another finding speaks for."""
 
     # -------------------------------------------------------------------- helpers
 
@@ -283,7 +285,7 @@ class _Compare:
             by_source[where].append(invoice)
             if self.recent(invoice.updated_at):
                 busy.add(where)
-                self.explained.add(invoice.key or "")
+                self.explained.add(invoice.name)
         for ms in self.milestones:
             invoices = by_source.get(("milestone", ms.code), [])
             if ("milestone", ms.code) in busy:
@@ -312,7 +314,7 @@ class _Compare:
         )
 
     def without_source(self, invoice: ErpInvoice, source: _Source, why: str) -> None:
-        self.explained.add(invoice.key or "")
+        self.explained.add(invoice.name)
         keys = {"invoice": invoice.name}
         if source.period:
             keys["period"] = source.period
@@ -336,7 +338,7 @@ class _Compare:
             "erp_voided": self.names(voided),
         }
         if len(live) > 1:
-            self.explained |= {i.key or "" for i in live}
+            self.explained |= {i.name for i in live}
             self.add(
                 DriftKind.BILLING_INVOICE_DUPLICATE,
                 Disposition.ESCALATE,
@@ -397,7 +399,7 @@ class _Compare:
         what: str,
         evidence: dict[str, str | None],
     ) -> None:
-        self.explained |= {i.key or "" for i in voided}
+        self.explained |= {i.name for i in voided}
         entries = sum(len(self.carried.get(i.key or "", [])) for i in voided)
         self.add(
             DriftKind.BILLING_INVOICE_VOIDED,
@@ -453,7 +455,7 @@ class _Compare:
         uncarried = [i for i in live if not self.carried.get(i.key or "")]
         evidence = {"erp_invoices": self.names(live), "erp_voided": self.names(voided)}
         if len(live) > 1 and uncarried:
-            self.explained |= {i.key or "" for i in uncarried}
+            self.explained |= {i.name for i in uncarried}
             self.add(
                 DriftKind.BILLING_INVOICE_DUPLICATE,
                 Disposition.ESCALATE,
@@ -536,7 +538,7 @@ class _Compare:
         for invoice in self.invoices:
             source = invoice_source(self.ctx.psa_project_id, invoice)
             key = invoice.key or ""
-            if source is None or not invoice.live or key in self.explained:
+            if source is None or not invoice.live or invoice.name in self.explained:
                 continue
             if self.recent(invoice.updated_at):
                 continue
@@ -571,6 +573,18 @@ class _Compare:
                 continue
             what = [f"{len(unmarked)} entries"] if unmarked else []
             what += [f"milestone {c}" for c in codes]
+            if not key:
+                # Made in the ERP by hand (no key of pssync's to mark the PSA under).
+                self.add(
+                    DriftKind.BILLING_INVOICED_FLAG_MISMATCH,
+                    Disposition.ESCALATE,
+                    keys | {"milestone": codes[0]} if codes else keys,
+                    f"the ERP invoice {invoice.name} was made outside pssync (no external id);"
+                    f" the PSA does not show {' and '.join(what)} invoiced",
+                    {"psa": f"{len(unmarked) + len(codes)} not invoiced", "erp": invoice.name},
+                    owner=System.PSA,
+                )
+                continue
             self.add(
                 DriftKind.BILLING_INVOICED_FLAG_MISMATCH,
                 Disposition.REPAIR,
@@ -625,4 +639,9 @@ def billing_repairable(drift: Drift) -> bool:
     invoice itself (voided, duplicated, edited, without source) is fixed in the ERP."""
     if drift.kind is DriftKind.BILLING_INVOICE_MISSING:
         return "invoice" not in drift.keys
-    return drift.kind is DriftKind.BILLING_INVOICED_FLAG_MISMATCH and "invoice" in drift.keys
+    # (A hand-made invoice's lost milestone flag names the milestone: no key to mark under.)
+    return (
+        drift.kind is DriftKind.BILLING_INVOICED_FLAG_MISMATCH
+        and "invoice" in drift.keys
+        and "milestone" not in drift.keys
+    )

@@ -325,6 +325,34 @@ def test_flags_the_psa_lost_are_marked_again_under_the_invoice() -> None:
     assert _actions(found.drift) == [ResolutionAction.SKIP, ResolutionAction.RETRY]
 
 
+def test_invoices_made_in_the_erp_by_hand_are_told_apart_and_their_flags_escalated() -> None:
+    """Two invoices made in the ERP by hand (no external id): a copy of M1's, and M2's only
+    invoice while the PSA shows M2 completed, not invoiced. The copy being a duplicate does
+    not hide the other (each is its own invoice, not "the keyless one"), and M2's flag is for
+    a person: there is no key of pssync's to mark the PSA under."""
+    copy = inv(None, "5000.00", erp_id="71", milestone_code="M1")
+    by_hand = inv(None, "1000.00", erp_id="72", milestone_code="M2")
+    found = compare_billing(
+        ctx(tm=False),
+        [ms(), ms("M2", status="completed", amount="1000.00")],
+        [],
+        [],
+        [ms_invoice(), copy, by_hand],
+    )
+    assert kinds(found) == [
+        ("invoice_duplicate", "escalate"),
+        ("invoiced_flag_mismatch", "escalate"),
+    ]
+    flag = found[1]
+    assert flag.drift.keys == {
+        "tenant": "acme",
+        "psa_project_id": P,
+        "invoice": "invoice-72",
+        "milestone": "M2",
+    }
+    assert flag.repair is None and not billing_repairable(flag.drift)
+
+
 def test_an_entry_invoiced_in_the_psa_on_no_invoice_of_pssyncs_is_escalated() -> None:
     found = only(compare_billing(ctx(), [], [item("time:9")], [row("time:9", None)], []))
     assert kinds([found]) == [("invoiced_flag_mismatch", "escalate")]

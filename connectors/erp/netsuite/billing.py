@@ -1,5 +1,10 @@
 """NetSuite invoices: created once per idempotency key (an async job keyed like a batch),
-voided by transform, read back one by one or, many projects' at once, over SuiteQL."""
+voided by transform, read back one by one or, many projects' at once, over SuiteQL.
+
+SuiteQL has no `invoice` table: an invoice is a row of `transaction` with `type = 'CustInvc'`
+(`status` a letter, `A` Open, `B` Paid In Full, `V` Voided; `foreigntotal` its total in its
+own currency). With the project apart from the customer (pssync's invoices set `entity` = the
+customer, `job` = the project), the project is on the lines: `transactionline.entity`."""
 
 from __future__ import annotations
 
@@ -26,6 +31,16 @@ from contracts.v1.models import Invoice
 
 _IN_LIST = 100
 """Values per SuiteQL `IN (...)` list."""
+_INVOICES_OF = (
+    "SELECT DISTINCT t.id, t.externalid, t.trandate, t.foreigntotal, t.currency, t.status,"
+    " t.memo, t.custbody_pssync_milestone, t.lastmodifieddate, tl.entity AS job"
+    " FROM transaction t INNER JOIN transactionline tl ON tl.transaction = t.id"
+    " WHERE t.type = 'CustInvc' AND tl.mainline = 'F' AND tl.entity IN ({jobs})"
+    " ORDER BY t.id, tl.entity"
+)
+"""The invoices (header fields, no lines) of some projects: one row per invoice and project
+its item lines bill (not the main line: its `entity` is the customer, and customers and
+projects share one id space), in a stable order for paging."""
 
 
 class _BillingMixin(_NetSuiteBase):
@@ -66,8 +81,9 @@ class _BillingMixin(_NetSuiteBase):
 
     async def list_invoices_of(self, projects: Sequence[str]) -> dict[str, list[InvoiceHeader]]:
         """Many projects' invoices in a few SuiteQL queries: the projects' internal ids (one
-        query per 100 not yet known), their invoices (`job IN (...)`, pages of 1,000) with
-        the header fields pssync reads (no lines)."""
+        query per 100 not yet known), their invoices (`transaction` rows of type `CustInvc`
+        whose lines are the project's, 100 projects a query, pages of 1,000) with the header
+        fields pssync reads (no lines)."""
         wanted = list(dict.fromkeys(projects))
         job_ids = await self._job_ids(wanted)
         found: dict[str, list[InvoiceHeader]] = {p: [] for p in wanted}
@@ -75,7 +91,7 @@ class _BillingMixin(_NetSuiteBase):
         rows: list[dict[str, Any]] = []
         for i in range(0, len(ids), _IN_LIST):
             chunk = ", ".join(str(j) for j in ids[i : i + _IN_LIST])
-            rows += await self._suiteql(f"SELECT * FROM invoice WHERE job IN ({chunk})")
+            rows += await self._suiteql(_INVOICES_OF.format(jobs=chunk))
         if not rows:
             return found
         currencies = await self._currencies(*(row.get("currency") for row in rows))
@@ -100,8 +116,9 @@ def invoice_header_from_row(
     date_format: DateFormat = _ISO_DATES,
     currencies: Mapping[str, str] = _NO_CURRENCIES,
 ) -> InvoiceHeader:
-    """A SuiteQL `invoice` row (text values, bare ids, dates in the account's format) as the
-    header reconciliation compares: its key, milestone, period, total and status."""
+    """A SuiteQL `transaction` row of an invoice (text values, bare ids, dates in the
+    account's format, `job` the project its lines bill) as the header reconciliation compares:
+    its key, milestone, period, total and status."""
     currency = currency_code(row.get("currency"), currencies) or "USD"
     return InvoiceHeader(
         erp_id=str(row["id"]),
@@ -110,7 +127,7 @@ def invoice_header_from_row(
         milestone_code=row.get("custbody_pssync_milestone") or None,
         period=_memo_period(row.get("memo")),
         invoice_date=date_format.parse(row["trandate"]),
-        total=_money(row.get("total") or 0, currency),
+        total=_money(row.get("foreigntotal") or 0, currency),
         status=invoice_status(row.get("status")),
         updated_at=_stamp(row.get("lastmodifieddate")),
     )
