@@ -3,8 +3,10 @@
 project drift (`project_force`, called by `recon.force_repair`).
 
 Reads: the CRM's won opportunities (`opportunities_in_stage`, paged by the connector), the xref
-(store), and per provisioned opportunity its PSA project (by the link, else by its enterprise ID
-reference) and its ERP project (by enterprise ID): three requests per project, none per field.
+(store), and per provisioned opportunity its PSA project (by its enterprise ID reference, and
+the one the xref links when that is another: a duplicate if it is the deal's too) with its
+budget, and its ERP project with its budget (by enterprise ID; the job the xref links only when
+that is another): a handful of requests per project, none per field.
 Safe repair: a lost xref link is written again. A won deal that was never provisioned is for a
 person (it may predate pssync): their retry starts the provisioning saga (`OpportunityToProject`,
 keyed by the opportunity: a run already there is joined, a completed one is not started again).
@@ -37,10 +39,11 @@ from activities.reconciliation.project_rules import (
     ProjectRepair,
     compare_project,
 )
+from connectors.erp import ErpProject
 from contracts.errors import BusinessRuleViolation, NotFoundError
 from contracts.naming import opportunity_workflow_id
 from contracts.systems import System
-from contracts.v1 import Opportunity
+from contracts.v1 import Opportunity, Project
 from contracts.v1.processes import (
     OPPORTUNITY_TO_PROJECT,
     PROCESS_OPPORTUNITY_TO_PROJECT,
@@ -116,8 +119,8 @@ class _ProjectMasterMixin(_ReconBase):
         }
         psa_link = links.get((System.PSA.value, PSA_PROJECT_OBJECT))
         erp_link = links.get((System.ERP.value, ERP_PROJECT_OBJECT))
-        psa = await self._psa_project(eid, psa_link, counter)
-        erp = await self._erp_project(eid, counter)
+        psa, psa_duplicates = await self._psa_side(eid, opp.external_id, psa_link, counter)
+        erp, erp_duplicates = await self._erp_side(eid, erp_link, counter)
         activity.heartbeat()
         return Deal(
             opp.external_id,
@@ -129,38 +132,70 @@ class _ProjectMasterMixin(_ReconBase):
             erp_link,
             psa,
             erp,
+            psa_duplicates,
+            erp_duplicates,
         )
 
-    async def _psa_project(
-        self, eid: str, link: str | None, counter: _CallCounter
-    ) -> FoundProject | None:
-        psa_id = link
-        if psa_id is not None:
-            counter.note(self.psa)
-            try:
-                project = await self.psa.get_project(psa_id)
-            except NotFoundError:
-                psa_id = None
-            else:
-                if project.enterprise_id in (None, eid):
-                    return FoundProject(psa_id, project.name, project.currency,
-                                        project.cost_center)  # fmt: skip
-                psa_id = None
+    async def _psa_side(
+        self, eid: str, opportunity_id: str, link: str | None, counter: _CallCounter
+    ) -> tuple[FoundProject | None, tuple[str, ...]]:
+        """The deal's PSA project (the one its enterprise ID reference leads to, else the one
+        the xref links, if that one is the deal's) and, when both are there and differ, the
+        linked one as a duplicate."""
         counter.note(self.psa)
-        psa_id = await self.psa.find_project_by_enterprise_id(eid)
-        if psa_id is None:
-            return None
-        counter.note(self.psa)
-        project = await self.psa.get_project(psa_id)
-        return FoundProject(psa_id, project.name, project.currency, project.cost_center)
+        found_id = await self.psa.find_project_by_enterprise_id(eid)
+        found = await self._psa_project(found_id, counter) if found_id is not None else None
+        if link is None or link == found_id:
+            return (found[0] if found else None), ()
+        linked = await self._psa_project(link, counter)
+        if linked is None or not _psa_of_deal(linked[1], eid, opportunity_id):
+            return (found[0] if found else None), ()  # the link is gone or wrong
+        if found is None:
+            return linked[0], ()
+        return found[0], (link,)
 
-    async def _erp_project(self, eid: str, counter: _CallCounter) -> FoundProject | None:
-        counter.note(self.erp)
+    async def _psa_project(
+        self, psa_id: str, counter: _CallCounter
+    ) -> tuple[FoundProject, Project] | None:
+        """A workspace and its budget as compared (None: it is not there)."""
+        counter.note(self.psa, 2)
         try:
-            job = await self.erp.get_project(f"eid:{eid}")
+            project = await self.psa.get_project(psa_id)
+            budget = await self.psa.get_project_budget(psa_id)
         except NotFoundError:
             return None
-        return FoundProject(job.erp_id, job.name, job.currency, job.cost_center)
+        found = FoundProject(
+            psa_id, project.name, project.currency, project.cost_center, budget, project.status
+        )
+        return found, project
+
+    async def _erp_side(
+        self, eid: str, link: str | None, counter: _CallCounter
+    ) -> tuple[FoundProject | None, tuple[str, ...]]:
+        """The ERP project keyed by the enterprise ID and, when the xref links another job
+        that is there and carries the same enterprise ID, that one as a duplicate (read only
+        then: one more request, rarely)."""
+        found = await self._erp_project(f"eid:{eid}", counter)
+        if found is None or link is None or link == found[0].external_id:
+            return (found[0] if found else None), ()
+        linked = await self._erp_project(link, counter)
+        if linked is None or linked[1].enterprise_id != eid:
+            return found[0], ()
+        return found[0], (link,)
+
+    async def _erp_project(
+        self, ident: str, counter: _CallCounter
+    ) -> tuple[FoundProject, ErpProject] | None:
+        counter.note(self.erp)
+        try:
+            job = await self.erp.get_project(ident)
+        except NotFoundError:
+            return None
+        budget = job.budget if job.budget_version > 0 else None
+        found = FoundProject(
+            job.erp_id, job.name, job.currency, job.cost_center, budget, job.status
+        )
+        return found, job
 
     async def _repair_projects(self, request: CompareChunk, findings: Sequence[Any]) -> None:
         for finding in findings:
@@ -219,3 +254,11 @@ class _ProjectMasterMixin(_ReconBase):
             f"({drift.owner.value}), then acknowledge",
             system="PSSYNC",
         )
+
+
+def _psa_of_deal(project: Project, eid: str, opportunity_id: str) -> bool:
+    """Whether a workspace is this deal's: it carries its enterprise ID, or no other one and
+    the deal's opportunity (or no opportunity: a link pssync wrote is trusted then)."""
+    if project.enterprise_id is not None:
+        return project.enterprise_id == eid
+    return project.opportunity_id in (None, opportunity_id)

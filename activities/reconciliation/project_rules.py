@@ -12,10 +12,17 @@ one enterprise ID, and the fields copied between them agree:
   not compared (the history before pssync is not pssync's to provision);
 - provisioned, the PSA (ERP) project gone -> `missing_psa_project` (`missing_erp_project`):
   escalate;
+- a second project in one system for the deal (the xref links one, the enterprise ID leads to
+  another that is there too: made outside pssync, e.g. a person re-keyed the deal) ->
+  `duplicate_project`: escalate with both projects and the one the xref links; which one is
+  the deal's is for a person, so that system's link and fields are not compared meanwhile;
 - a project found by its enterprise ID but not linked in the xref -> `xref_missing`: repair (the
   link is written again); linked to another object -> escalate;
-- name, currency or cost center differ between the PSA and the ERP project ->
-  `field_mismatch`, one per field, owned by the system holding the copy: escalate.
+- name, currency, cost center, budget or status differ between the PSA and the ERP project ->
+  `field_mismatch`, one per field, owned by the system holding the copy (the system of record
+  per `contracts.ownership` is in the evidence): escalate. Budget is compared where both
+  systems hold one; status as open or closed, not while the PSA project is still being
+  provisioned.
 """
 
 from __future__ import annotations
@@ -23,29 +30,36 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
+from contracts.money import Money
+from contracts.ownership import owner_of
 from contracts.systems import System
+from contracts.v1.models import ProjectStatus
 from contracts.v1.reconciliation import Disposition, Domain, Drift, DriftKind
 
 PSA_PROJECT_OBJECT = "workspace"
 ERP_PROJECT_OBJECT = "job"
 
-COPIED_FIELDS: tuple[tuple[str, System], ...] = (
-    ("name", System.ERP),
-    ("currency", System.ERP),
-    ("cost_center", System.PSA),
-)
-"""Fields both projects hold, and the system whose copy is wrong when they differ (the name
-belongs to the PSA, the currency to the contract, the cost center to the ERP)."""
+COPIED_FIELDS: tuple[str, ...] = ("name", "currency", "cost_center", "budget", "status")
+"""Fields both projects hold. When they differ the system of record (`owner_of("Project",
+field)`: the PSA for name, currency and status, the ERP for cost center and budget) is right
+and the other system's copy is the value to change (the drift's `owner`)."""
+
+CLOSED_STATUSES = frozenset({ProjectStatus.CLOSED, ProjectStatus.ARCHIVED})
+"""A project over (closed to time and billing) in either system; `closed_for_time` is still
+open: the ERP still bills it."""
 
 
 @dataclass(frozen=True)
 class FoundProject:
-    """A project as one system holds it (the fields compared)."""
+    """A project as one system holds it (the fields compared; None: not known, not compared)."""
 
     external_id: str
     name: str
     currency: str
     cost_center: str | None
+    budget: Money | None = None
+    """None: the system holds no budget for it (a workspace not budgeted, a job without one)."""
+    status: ProjectStatus | None = None
 
 
 @dataclass(frozen=True)
@@ -61,8 +75,12 @@ class Deal:
     """The PSA project the xref links (None: no link)."""
     erp_link: str | None = None
     psa: FoundProject | None = None
-    """The PSA project found (by the link, else by its enterprise ID reference)."""
+    """The PSA project found (by its enterprise ID reference, else by the link)."""
     erp: FoundProject | None = None
+    psa_duplicates: tuple[str, ...] = ()
+    """Other PSA projects of this deal that are there (the one the xref links when the
+    enterprise ID leads to another)."""
+    erp_duplicates: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -92,23 +110,40 @@ class ProjectFinding:
     evidence: dict[str, str | None] = field(default_factory=dict)
 
 
-def compare_project(ctx: ProjectContext, deal: Deal) -> list[ProjectFinding]:
-    """Every project-master drift of one won opportunity (none while it changed within the
-    settle window: provisioning may be under way; none for a deal closed before `since`)."""
-    if ctx.since is not None and deal.closed_on is not None and deal.closed_on < ctx.since:
-        return []
-    if deal.updated_at is not None and ctx.now - deal.updated_at < timedelta(seconds=ctx.settle_s):
-        return []
-    evidence: dict[str, str | None] = {
-        "enterprise_id": deal.enterprise_id,
-        "xref_psa": deal.psa_link,
-        "xref_erp": deal.erp_link,
-        "psa_project": deal.psa.external_id if deal.psa else None,
-        "erp_project": deal.erp.external_id if deal.erp else None,
-    }
-    eid = deal.enterprise_id
+def field_value(found: FoundProject, name: str) -> str | None:
+    """A copied field as compared and shown: money rounded to its minor unit with its
+    currency, a status as open or closed (None: not compared)."""
+    value = getattr(found, name)
+    if isinstance(value, Money):
+        rounded = value.rounded()
+        return f"{rounded.amount} {rounded.currency}"
+    if isinstance(value, ProjectStatus):
+        if value is ProjectStatus.PROVISIONING:
+            return None  # the saga is still on it
+        return "closed" if value in CLOSED_STATUSES else "open"
+    return value if value is None else str(value)
+
+
+def _copy_holder(name: str) -> System:
+    """The system whose copy of `name` is wrong when the two differ."""
+    return System.ERP if owner_of("Project", name) is System.PSA else System.PSA
+
+
+class _Drifts:
+    """Builds one deal's drifts: its keys, the default values and the evidence."""
+
+    def __init__(self, ctx: ProjectContext, deal: Deal) -> None:
+        self.ctx, self.deal = ctx, deal
+        self.evidence: dict[str, str | None] = {
+            "enterprise_id": deal.enterprise_id,
+            "xref_psa": deal.psa_link,
+            "xref_erp": deal.erp_link,
+            "psa_project": deal.psa.external_id if deal.psa else None,
+            "erp_project": deal.erp.external_id if deal.erp else None,
+        }
 
     def drift(
+        self,
         kind: DriftKind,
         disposition: Disposition,
         owner: System,
@@ -116,9 +151,10 @@ def compare_project(ctx: ProjectContext, deal: Deal) -> list[ProjectFinding]:
         values: dict[str, str | None] | None = None,
         **extra: str,
     ) -> Drift:
-        keys = {"tenant": ctx.tenant, "opportunity": deal.opportunity_id, **extra}
-        if eid is not None:
-            keys["enterprise_id"] = eid
+        deal = self.deal
+        keys = {"tenant": self.ctx.tenant, "opportunity": deal.opportunity_id, **extra}
+        if deal.enterprise_id is not None:
+            keys["enterprise_id"] = deal.enterprise_id
         values = values or {
             "crm": deal.opportunity_id,
             "psa": deal.psa.external_id if deal.psa else None,
@@ -134,72 +170,138 @@ def compare_project(ctx: ProjectContext, deal: Deal) -> list[ProjectFinding]:
             detail=detail,
         )
 
+    def finding(
+        self,
+        drift: Drift,
+        repair: ProjectRepair | None = None,
+        **evidence: str | None,
+    ) -> ProjectFinding:
+        return ProjectFinding(drift, repair, {**self.evidence, **evidence})
+
+
+def compare_project(ctx: ProjectContext, deal: Deal) -> list[ProjectFinding]:
+    """Every project-master drift of one won opportunity (none while it changed within the
+    settle window: provisioning may be under way; none for a deal closed before `since`)."""
+    if ctx.since is not None and deal.closed_on is not None and deal.closed_on < ctx.since:
+        return []
+    if deal.updated_at is not None and ctx.now - deal.updated_at < timedelta(seconds=ctx.settle_s):
+        return []
+    made = _Drifts(ctx, deal)
+    eid = deal.enterprise_id
     if eid is None:
-        missing = drift(
+        missing = made.drift(
             DriftKind.PROJECT_MISSING_PSA_PROJECT,
             Disposition.ESCALATE,
             System.PSA,
             f"opportunity {deal.opportunity_id} ({deal.name}) is won and was never provisioned;"
             " retry provisions it",
         )
-        return [ProjectFinding(missing, ProjectRepair(deal.opportunity_id, provision=True),
-                               evidence)]  # fmt: skip
+        return [made.finding(missing, ProjectRepair(deal.opportunity_id, provision=True))]
     findings: list[ProjectFinding] = []
-    for system, link, found, kind, object_type in (
-        (System.PSA, deal.psa_link, deal.psa, DriftKind.PROJECT_MISSING_PSA_PROJECT,
-         PSA_PROJECT_OBJECT),
-        (System.ERP, deal.erp_link, deal.erp, DriftKind.PROJECT_MISSING_ERP_PROJECT,
-         ERP_PROJECT_OBJECT),
+    for system, link, found, duplicates, kind, object_type in (
+        (System.PSA, deal.psa_link, deal.psa, deal.psa_duplicates,
+         DriftKind.PROJECT_MISSING_PSA_PROJECT, PSA_PROJECT_OBJECT),
+        (System.ERP, deal.erp_link, deal.erp, deal.erp_duplicates,
+         DriftKind.PROJECT_MISSING_ERP_PROJECT, ERP_PROJECT_OBJECT),
     ):  # fmt: skip
         if found is None:
             findings.append(
-                ProjectFinding(
-                    drift(
+                made.finding(
+                    made.drift(
                         kind,
                         Disposition.ESCALATE,
                         system,
                         f"enterprise project {eid} has no {system.value} project"
                         + (f" (the xref links {link}, which is gone)" if link else ""),
-                    ),
-                    evidence=evidence,
+                    )
                 )
             )
+        elif duplicates:
+            findings.append(_duplicate(made, system, link, found, duplicates))
         elif link != found.external_id:
-            relink = link is None
-            detail = (
-                f"the {system.value} project {found.external_id} of {eid} is not linked in the xref"
-                if relink
-                else f"the xref links {link}, but {system.value} project {found.external_id} "
-                f"carries {eid}"
-            )
-            repair = ProjectRepair(
-                deal.opportunity_id, eid, link=(system.value, object_type, found.external_id)
-            )
-            findings.append(
-                ProjectFinding(
-                    drift(
-                        DriftKind.PROJECT_XREF_MISSING,
-                        Disposition.REPAIR if relink else Disposition.ESCALATE,
-                        System.PSSYNC,
-                        detail,
-                        system=system.value,
-                    ),
-                    repair,
-                    evidence,
-                )
-            )
+            findings.append(_unlinked(made, system, link, found, object_type))
     if deal.psa is not None and deal.erp is not None:
-        for name, owner in COPIED_FIELDS:
-            psa_value, erp_value = getattr(deal.psa, name), getattr(deal.erp, name)
-            if psa_value == erp_value:
-                continue
-            mismatch = drift(
-                DriftKind.PROJECT_FIELD_MISMATCH,
-                Disposition.ESCALATE,
-                owner,
-                f"{name} differs: PSA {psa_value!r}, ERP {erp_value!r}",
-                {"psa": psa_value, "erp": erp_value},
-                field=name,
-            )
-            findings.append(ProjectFinding(mismatch, evidence=evidence))
+        if not (deal.psa_duplicates or deal.erp_duplicates):
+            findings += _mismatches(made, deal.psa, deal.erp)
+    return findings
+
+
+def _duplicate(
+    made: _Drifts,
+    system: System,
+    link: str | None,
+    found: FoundProject,
+    duplicates: tuple[str, ...],
+) -> ProjectFinding:
+    projects = sorted({found.external_id, *duplicates}, key=lambda i: (len(i), i))
+    eid = made.deal.enterprise_id
+    detail = (
+        f"{len(projects)} {system.value} projects for enterprise project {eid} "
+        f"(opportunity {made.deal.opportunity_id}): {', '.join(projects)}; "
+        f"{found.external_id} carries the enterprise ID"
+        + (f", the xref links {link}" if link else ", the xref links none")
+        + ". One was made outside pssync: keep one, close or remove the other, then acknowledge"
+    )
+    drift = made.drift(
+        DriftKind.PROJECT_DUPLICATE_PROJECT,
+        Disposition.ESCALATE,
+        system,
+        detail,
+        {"xref": link, "projects": ",".join(projects)},
+        system=system.value,
+    )
+    return made.finding(
+        drift,
+        duplicates=",".join(projects),
+        carries_enterprise_id=found.external_id,
+        xref_links=link,
+    )
+
+
+def _unlinked(
+    made: _Drifts, system: System, link: str | None, found: FoundProject, object_type: str
+) -> ProjectFinding:
+    eid = made.deal.enterprise_id
+    assert eid is not None
+    relink = link is None
+    detail = (
+        f"the {system.value} project {found.external_id} of {eid} is not linked in the xref"
+        if relink
+        else f"the xref links {link}, but {system.value} project {found.external_id} carries {eid}"
+    )
+    repair = ProjectRepair(
+        made.deal.opportunity_id, eid, link=(system.value, object_type, found.external_id)
+    )
+    drift = made.drift(
+        DriftKind.PROJECT_XREF_MISSING,
+        Disposition.REPAIR if relink else Disposition.ESCALATE,
+        System.PSSYNC,
+        detail,
+        system=system.value,
+    )
+    return made.finding(drift, repair)
+
+
+def _mismatches(made: _Drifts, psa: FoundProject, erp: FoundProject) -> list[ProjectFinding]:
+    findings = []
+    for name in COPIED_FIELDS:
+        psa_value, erp_value = field_value(psa, name), field_value(erp, name)
+        if psa_value is None or erp_value is None or psa_value == erp_value:
+            continue  # equal, or one side holds none (no budget; still provisioning)
+        of_record = owner_of("Project", name)
+        holder = _copy_holder(name)
+        detail = (
+            f"{name} differs: PSA {psa_value!r}, ERP {erp_value!r}; the {of_record.value} owns "
+            f"it, so the {holder.value} copy is to change (or the {of_record.value} value, if it "
+            "is the one that is wrong)"
+        )
+        mismatch = made.drift(
+            DriftKind.PROJECT_FIELD_MISMATCH,
+            Disposition.ESCALATE,
+            holder,
+            detail,
+            {"psa": psa_value, "erp": erp_value},
+            field=name,
+        )
+        findings.append(made.finding(mismatch, system_of_record=of_record.value))
     return findings

@@ -4,6 +4,7 @@ Pure functions, no I/O."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 from activities.reconciliation.project_rules import (
@@ -13,7 +14,9 @@ from activities.reconciliation.project_rules import (
     ProjectRepair,
     compare_project,
 )
+from contracts.money import Money
 from contracts.systems import System
+from contracts.v1.models import ProjectStatus
 from contracts.v1.reconciliation import Disposition, DriftKind
 
 NOW = datetime(2027, 2, 10, 3, 0, tzinfo=UTC)
@@ -84,6 +87,7 @@ def test_a_lost_xref_link_is_written_again_and_a_wrong_one_escalated() -> None:
 
 
 def test_copied_fields_that_differ_are_one_drift_each_owned_by_the_copy() -> None:
+    # (name, currency and status belong to the PSA, cost center and budget to the ERP)
     erp = FoundProject("9", "Acme platform", "EUR", "CC-110")
     psa = FoundProject("101", "Acme data platform", "USD", "CC-999")
     found = compare_project(CTX, deal(erp=erp, psa=psa))
@@ -94,3 +98,86 @@ def test_copied_fields_that_differ_are_one_drift_each_owned_by_the_copy() -> Non
     assert by_field["cost_center"].owner is System.PSA
     assert {d.disposition for d in by_field.values()} == {Disposition.ESCALATE}
     assert len({d.fingerprint for d in by_field.values()}) == 3
+
+
+BUDGET = Money("150000.00", "USD")
+PSA_FULL = FoundProject(
+    "101", "Acme data platform", "USD", "CC-110", Money("150000", "USD"), ProjectStatus.ACTIVE
+)
+ERP_FULL = FoundProject("9", "Acme data platform", "USD", "CC-110", BUDGET, ProjectStatus.ACTIVE)
+
+
+def test_budget_and_status_as_each_system_shapes_them_agree() -> None:
+    assert compare_project(CTX, deal(psa=PSA_FULL, erp=ERP_FULL)) == []
+    # closed for time entry is still open for the ERP (it still bills); closed and archived
+    # are both over
+    psa = replace(PSA_FULL, status=ProjectStatus.CLOSED_FOR_TIME)
+    assert compare_project(CTX, deal(psa=psa, erp=ERP_FULL)) == []
+    psa = replace(PSA_FULL, status=ProjectStatus.ARCHIVED)
+    erp = replace(ERP_FULL, status=ProjectStatus.CLOSED)
+    assert compare_project(CTX, deal(psa=psa, erp=erp)) == []
+
+
+def test_a_budget_or_status_held_by_one_side_only_is_not_compared() -> None:
+    unbudgeted = replace(PSA_FULL, budget=None)
+    other = replace(ERP_FULL, budget=Money(1, "USD"))
+    assert compare_project(CTX, deal(psa=unbudgeted, erp=other)) == []
+    provisioning = replace(PSA_FULL, status=ProjectStatus.PROVISIONING)
+    closed = replace(ERP_FULL, status=ProjectStatus.CLOSED)
+    assert compare_project(CTX, deal(psa=provisioning, erp=closed)) == []
+
+
+def test_a_budget_that_differs_is_escalated_as_the_psa_copy_of_the_erp_budget() -> None:
+    psa = replace(PSA_FULL, budget=Money("120000.5", "USD"))
+    [found] = compare_project(CTX, deal(psa=psa, erp=ERP_FULL))
+    drift = found.drift
+    assert (drift.kind, drift.disposition, drift.owner) == (
+        DriftKind.PROJECT_FIELD_MISMATCH, Disposition.ESCALATE, System.PSA,
+    )  # fmt: skip
+    assert drift.keys == {
+        "tenant": "acme", "opportunity": "006A", "enterprise_id": EID, "field": "budget",
+    }  # fmt: skip
+    assert drift.values == {"psa": "120000.50 USD", "erp": "150000.00 USD"}
+    assert found.evidence["system_of_record"] == "ERP" and found.repair is None
+
+
+def test_a_project_closed_in_one_system_and_open_in_the_other_is_escalated_either_way() -> None:
+    closed_in_psa = compare_project(
+        CTX, deal(psa=replace(PSA_FULL, status=ProjectStatus.CLOSED), erp=ERP_FULL)
+    )
+    closed_in_erp = compare_project(
+        CTX, deal(psa=PSA_FULL, erp=replace(ERP_FULL, status=ProjectStatus.CLOSED))
+    )
+    for found, values in (
+        (closed_in_psa, {"psa": "closed", "erp": "open"}),
+        (closed_in_erp, {"psa": "open", "erp": "closed"}),
+    ):
+        [one] = found
+        assert one.drift.keys["field"] == "status" and one.drift.values == values
+        assert (one.drift.disposition, one.drift.owner) == (Disposition.ESCALATE, System.ERP)
+        assert one.evidence["system_of_record"] == "PSA"
+    assert closed_in_psa[0].drift.fingerprint == closed_in_erp[0].drift.fingerprint
+
+
+def test_a_second_project_of_the_deal_is_escalated_with_both_and_the_linked_one() -> None:
+    # a person re-keyed the deal in the ERP: the xref links job 9, the enterprise ID now
+    # leads to job 12, which is there too
+    rekeyed = replace(ERP_FULL, external_id="12", name="Acme data platform (re-keyed)")
+    [dup] = compare_project(CTX, deal(erp=rekeyed, erp_duplicates=("9",)))
+    drift = dup.drift
+    assert (drift.kind, drift.disposition, drift.owner) == (
+        DriftKind.PROJECT_DUPLICATE_PROJECT, Disposition.ESCALATE, System.ERP,
+    )  # fmt: skip
+    assert drift.keys["system"] == "ERP" and drift.keys["enterprise_id"] == EID
+    assert drift.values == {"xref": "9", "projects": "9,12"}
+    assert dup.evidence["xref_links"] == "9" and dup.evidence["carries_enterprise_id"] == "12"
+    assert dup.repair is None
+    # no xref_missing nor field_mismatch while a person decides which project is the deal's
+    assert "9" in drift.detail and "12" in drift.detail
+
+
+def test_a_duplicate_in_the_psa_is_one_drift_of_its_own_system() -> None:
+    [dup] = compare_project(CTX, deal(psa_duplicates=("99",)))
+    assert dup.drift.kind is DriftKind.PROJECT_DUPLICATE_PROJECT
+    assert (dup.drift.keys["system"], dup.drift.owner) == ("PSA", System.PSA)
+    assert dup.drift.values == {"xref": "101", "projects": "99,101"}
