@@ -295,6 +295,23 @@ class PayloadSettings(BaseModel):
     Default `http://127.0.0.1:<ui_port>` and `http://localhost:<ui_port>`."""
 
 
+class ConsoleSettings(BaseModel):
+    """The operations console at `/console` (`gateway.console`, docs/console/README.md): people
+    sign in with the same bearer tokens as the API and keep them in an encrypted session cookie.
+    `PSSYNC_CONSOLE__SECRET_KEY=<at least 32 random characters>`."""
+
+    enabled: bool = True
+    """Serve the console (false: the gateway has no `/console`, and needs no secret key)."""
+    secret_key: SecretStr | None = Field(default=None, min_length=32)
+    """Encrypts and authenticates the session cookie (Fernet, key derived with SHA-256). Every
+    gateway process of a deployment must share it; changing it signs everyone out. The dev
+    profile generates one on first start in `<home>/console.key`; in production the gateway
+    refuses to start without it while the console is enabled (the worker does not need it)."""
+    session_lifetime_s: int = Field(default=8 * 3600, ge=60, le=7 * 24 * 3600)
+    """A session ends this long after sign-in (sooner when its token expires or is revoked:
+    every request verifies the token again)."""
+
+
 class RetentionSettings(BaseModel):
     """How long pssync keeps its own records, in days (0 keeps them forever): a Schedule runs
     the `RetentionPurge` workflow every `interval_s` (daily), which deletes older rows in
@@ -426,6 +443,8 @@ class Settings(BaseSettings):
     """Days kept of the inbox, lineage, outbox and audit rows; a daily Schedule purges."""
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
     """Reconciliation Schedules: domains, interval, settle window, repair attempts."""
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    """The operations console (`/console`): its session key and lifetime."""
 
     @classmethod
     def settings_customise_sources(

@@ -41,6 +41,8 @@ Routes (every error is `{"error": {"code", "message", "field"?}}`; bad input is 
   `GET /api/reconciliations/{run_id}` — start a reconciliation run, list runs, read one with its
   drifts (paged) (`gateway.routes.reconciliations`).
 - `GET /metrics` — Prometheus text format (a registry per app).
+- `/console/...` — the operations console for people (`gateway.console`): sign-in with the
+  same tokens, the exception inbox and an item's page; HTML forms, not in the OpenAPI document.
 
 Every route is behind `gateway.limits` (`settings.limits`): 429 + Retry-After over a caller's
 rate, 414 for an overlong path, 413 for a body over its limit (counted while it streams in),
@@ -67,6 +69,7 @@ from temporalio.client import Client
 from contracts.naming import TASK_QUEUE
 from contracts.settings import Settings
 from gateway.auth import Authenticator, current_actor
+from gateway.console import install_console
 from gateway.errors import install_error_handlers
 from gateway.limits import install_limits
 from gateway.metrics import GatewayMetrics
@@ -221,5 +224,6 @@ def create_app(
         app.include_router(router)
     app.include_router(audit_routes.router)  # GET /api/audit (gateway.audit records decisions)
     install_codec_server(app, settings)  # /codec/decode, /codec/encode for the Temporal UI
+    install_console(app, settings)  # /console: the people's pages (gateway.console)
     declare_openapi(app)  # every answer, the error model, the bearer scheme (last: all routes)
     return app

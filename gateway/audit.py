@@ -52,7 +52,9 @@ AUDIT_ROLES = frozenset({"ops", "auditor"})
 REQUEST_ID_HEADERS = ("x-request-id", "x-correlation-id")
 COMPLETE_ATTEMPTS = 3
 _COMPLETE_BACKOFF_S = (0.05, 0.25)
-_REQUEST_PARAM = "audit_http_request"
+REQUEST_PARAM = "audit_http_request"
+"""The keyword `audited` adds to a route for the HTTP request (callers outside FastAPI, such
+as the console, pass it themselves)."""
 
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Awaitable[Any]])
 Args = Mapping[str, Any]
@@ -125,12 +127,12 @@ def audited(spec: AuditSpec) -> Callable[[Endpoint], Endpoint]:
             signature = inspect.signature(endpoint)
         parameters = [
             *signature.parameters.values(),
-            inspect.Parameter(_REQUEST_PARAM, inspect.Parameter.KEYWORD_ONLY, annotation=Request),
+            inspect.Parameter(REQUEST_PARAM, inspect.Parameter.KEYWORD_ONLY, annotation=Request),
         ]
 
         @functools.wraps(endpoint)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            http_request: Request = kwargs.pop(_REQUEST_PARAM)
+            http_request: Request = kwargs.pop(REQUEST_PARAM)
             recorder = await AuditRecorder.begin(http_request, spec, kwargs)
             try:
                 answer = await endpoint(*args, **kwargs)

@@ -230,9 +230,16 @@ class Authenticator:
         if not authorization:
             raise InvalidToken("no Authorization header")
         scheme, _, token = authorization.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        if scheme.lower() != "bearer" or not token.strip():
             raise InvalidToken("not a bearer token")
+        return await self.actor_for_token(token)
+
+    async def actor_for_token(self, token: str) -> Actor:
+        """The actor a bare token stands for (the console's session keeps one), verified exactly
+        as a bearer header's; `InvalidToken` / `IdentityProviderUnavailable` otherwise."""
+        token = token.strip()
+        if not token:
+            raise InvalidToken("no token")
         if len(token) > MAX_TOKEN_LENGTH:
             raise InvalidToken("token too long")
         actor = self._static_actor(token)

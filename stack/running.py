@@ -135,6 +135,8 @@ async def _start_gateway(
     stack.urls["gateway_metrics"] = f"{stack.urls['gateway']}/metrics"
     stack.urls["exceptions_api"] = f"{stack.urls['gateway']}/api/exceptions"
     stack.urls["codec_server"] = f"{stack.urls['gateway']}/codec"
+    if settings.console.enabled:
+        stack.urls["console"] = f"{stack.urls['gateway']}/console"
     return {
         "crm_webhook_url": f"{stack.urls['gateway']}/webhooks/crm",
         "psa_webhook_url": f"{stack.urls['gateway']}/webhooks/psa",

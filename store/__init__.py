@@ -47,17 +47,27 @@ from store.models import (
 )
 from store.repository import Store
 from store.repository.audit import AUDIT_PAGE_MAX
+from store.repository.exceptions import (
+    EXCEPTION_PAGE_MAX,
+    PROJECT_CONTEXT_KEYS,
+    ExceptionFilter,
+    ExceptionPage,
+)
 from store.repository.retention import RetentionTable
 
 __all__ = [
     "AUDIT_PAGE_MAX",
+    "EXCEPTION_PAGE_MAX",
+    "PROJECT_CONTEXT_KEYS",
     "AlreadyResolved",
     "AuditOutcome",
     "AuditPage",
     "AuditRow",
     "DriftGauges",
     "DriftRow",
+    "ExceptionFilter",
     "ExceptionItemRow",
+    "ExceptionPage",
     "ExceptionStatus",
     "InboxBacklog",
     "InboxRow",

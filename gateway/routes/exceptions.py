@@ -6,16 +6,19 @@ import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from contracts import scopes
 from contracts.scopes import workflow_scopes
 from contracts.settings import Actor
 from contracts.v1.processes import RESOLVER_ROLES, ExceptionResolution, ResolutionAction
+from gateway.audit import REQUEST_PARAM as AUDIT_REQUEST_PARAM  # what `audited` adds
 from gateway.audit import RESOLUTION, audited
 from gateway.auth import READ_ROLES, require_roles
 from gateway.errors import GatewayError
+from gateway.metrics import GatewayMetrics
+from gateway.processes import Processes
 from gateway.routes._deps import ActorDep, MetricsDep, ProcessesDep, ScoperDep, StoreDep
 from gateway.scoping import Scoper, require_scope
 from gateway.views import exception_view, outcome_label
@@ -23,6 +26,7 @@ from gateway.webhooks import in_thread
 from store import ExceptionItemRow, ExceptionStatus, Store
 
 log = logging.getLogger("pssync.gateway")
+
 
 router = APIRouter(tags=["exceptions"])
 
@@ -82,6 +86,41 @@ async def resolve_exception(
     metrics: MetricsDep,
     scoper: ScoperDep,
 ) -> dict[str, Any]:
+    """Route a person's decision to the run that owns the item (audited: `gateway.audit`)."""
+    return await resolve_item(item_id, body, actor, store, processes, metrics, scoper)
+
+
+async def resolve_from_console(
+    request: Request, item_id: str, body: ResolutionRequest, actor: Actor
+) -> dict[str, Any]:
+    """The same resolution, through the same audited route function, for the console's forms
+    (`gateway.console`): the app's parts come from `app.state` as the route's dependencies do."""
+    state = request.app.state
+    audit_request: dict[str, Any] = {AUDIT_REQUEST_PARAM: request}
+    answer: dict[str, Any] = await resolve_exception(
+        item_id=item_id,
+        body=body,
+        actor=actor,
+        store=state.store,
+        processes=state.processes,
+        metrics=state.metrics,
+        scoper=Scoper(state.store, state.client, state.settings),
+        **audit_request,
+    )
+    return answer
+
+
+async def resolve_item(
+    item_id: str,
+    body: ResolutionRequest,
+    actor: Actor,
+    store: Store,
+    processes: Processes,
+    metrics: GatewayMetrics,
+    scoper: Scoper,
+) -> dict[str, Any]:
+    """Scope, state and role checks, then the `resolve_exception` update to the owning run;
+    the answer of `POST /api/exceptions/{item_id}/resolution` (refusals as `GatewayError`)."""
     action = body.action.value
     try:
         row = await exception_in_scope(store, scoper, actor, item_id)

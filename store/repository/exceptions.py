@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import ColumnElement, func, or_, update
 from sqlmodel import col, select
 
 from store.errors import AlreadyResolved, NotFound
@@ -19,6 +21,61 @@ from store.repository._base import (
     _UNRESOLVED,
     StoreBase,
 )
+
+PROJECT_CONTEXT_KEYS = (
+    "enterprise_id",
+    "enterprise_project_id",
+    "psa_project_id",
+    "project_id",
+    "erp_project_id",
+)
+"""Context keys that name an item's project (any system's id for it)."""
+EXCEPTION_PAGE_MAX = 500
+
+
+@dataclass(frozen=True, slots=True)
+class ExceptionFilter:
+    """Which unresolved (open or escalated) items: every given field must match."""
+
+    process: str | None = None
+    cause_code: str | None = None
+    owner: str | None = None
+    project: str | None = None
+    """Any of `PROJECT_CONTEXT_KEYS` in the item's context equals it."""
+    opened_before: datetime | None = None
+    """Opened at or before this moment (an aware datetime): items at least this old."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExceptionPage:
+    """One page of unresolved items, oldest first, with the totals of every matching item."""
+
+    rows: list[ExceptionItemRow]
+    total: int
+    """Items matching the whole filter."""
+    by_cause: dict[str, int] = field(default_factory=dict)
+    """Matching items per cause code, counted without the filter's `cause_code`."""
+
+
+def _conditions(where: ExceptionFilter, *, with_cause: bool = True) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = [col(ExceptionItemRow.status).in_(_UNRESOLVED)]
+    for column, value in (
+        (ExceptionItemRow.process, where.process),
+        (ExceptionItemRow.owner, where.owner),
+        (ExceptionItemRow.cause_code, where.cause_code if with_cause else None),
+    ):
+        if value is not None:
+            conditions.append(col(column) == value)
+    if where.project is not None:
+        context = col(ExceptionItemRow.context)
+        conditions.append(
+            or_(*(context[name].as_string() == where.project for name in PROJECT_CONTEXT_KEYS))
+        )
+    if where.opened_before is not None:
+        if where.opened_before.utcoffset() is None:
+            raise ValueError(f"naive datetime {where.opened_before!r}: give an aware datetime")
+        conditions.append(col(ExceptionItemRow.created_at) <= where.opened_before)
+    return conditions
 
 
 class ExceptionOps(StoreBase):
@@ -115,5 +172,49 @@ class ExceptionOps(StoreBase):
         if workflow_id is not None:
             query = query.where(col(ExceptionItemRow.workflow_id) == workflow_id)
         query = query.order_by(col(ExceptionItemRow.created_at), col(ExceptionItemRow.id))
+        with self._read() as session:
+            return list(session.exec(query).all())
+
+    def unresolved_exception_page(
+        self, where: ExceptionFilter, *, limit: int = 50, offset: int = 0
+    ) -> ExceptionPage:
+        """A page of the unresolved items matching `where`, oldest first (then by id), at most
+        `limit` (1..`EXCEPTION_PAGE_MAX`) from `offset`, with the matching total and the count
+        per cause: three indexed queries, whatever the number of items."""
+        if not 1 <= limit <= EXCEPTION_PAGE_MAX:
+            raise ValueError(f"limit must be 1..{EXCEPTION_PAGE_MAX}, not {limit}")
+        if offset < 0:
+            raise ValueError(f"offset must be >= 0, not {offset}")
+        conditions = _conditions(where)
+        page = (
+            select(ExceptionItemRow)
+            .where(*conditions)
+            .order_by(col(ExceptionItemRow.created_at), col(ExceptionItemRow.id))
+            .limit(limit)
+            .offset(offset)
+        )
+        causes = (
+            select(col(ExceptionItemRow.cause_code), func.count())
+            .where(*_conditions(where, with_cause=False))
+            .group_by(col(ExceptionItemRow.cause_code))
+        )
+        with self._read() as session:
+            rows = list(session.exec(page).all())
+            by_cause = {str(code): int(n) for code, n in session.exec(causes).all()}
+            total = (
+                sum(by_cause.values())
+                if where.cause_code is None
+                else by_cause.get(where.cause_code, 0)
+            )
+        return ExceptionPage(rows=rows, total=total, by_cause=dict(sorted(by_cause.items())))
+
+    def unresolved_exceptions(self, where: ExceptionFilter) -> list[ExceptionItemRow]:
+        """Every unresolved item matching `where`, oldest first (for a caller that must filter
+        further, e.g. by an actor's scopes, before it pages)."""
+        query = (
+            select(ExceptionItemRow)
+            .where(*_conditions(where))
+            .order_by(col(ExceptionItemRow.created_at), col(ExceptionItemRow.id))
+        )
         with self._read() as session:
             return list(session.exec(query).all())
