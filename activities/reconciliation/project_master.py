@@ -6,7 +6,13 @@ Reads: the CRM's won opportunities (`opportunities_in_stage`, paged by the conne
 (store), and per provisioned opportunity its PSA project (by its enterprise ID reference, and
 the one the xref links when that is another: a duplicate if it is the deal's too) with its
 budget, and its ERP project with its budget (by enterprise ID; the job the xref links only when
-that is another): a handful of requests per project, none per field.
+that is another): a handful of requests per project, none per field. Then, for the whole
+chunk at once, the ERP projects of the deals' customers (`jobs_of_customers`: one SuiteQL
+query per 100 customers, pages of 1,000), to find a job a person made for a deal by hand
+(no enterprise ID, the deal's name or opportunity); the xref is asked only about the jobs that
+match. The PSA has no list of a customer's workspaces to read so (Kantata's `GET /workspaces`
+has no customer filter, its `search` matches keywords: one query per deal): there a duplicate
+is found by its enterprise ID reference or the xref link, as above.
 Safe repair: a lost xref link is written again. A won deal that was never provisioned is for a
 person (it may predate pssync): their retry starts the provisioning saga (`OpportunityToProject`,
 keyed by the opportunity: a run already there is joined, a completed one is not started again).
@@ -15,6 +21,7 @@ keyed by the opportunity: a run already there is joined, a completed one is not 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -30,16 +37,20 @@ from activities.reconciliation._base import (
     heartbeat_every,
 )
 from activities.reconciliation.project_rules import (
+    CLOSED_STATUSES,
     ERP_PROJECT_OBJECT,
     PSA_PROJECT_OBJECT,
     Deal,
     FoundProject,
+    OtherProject,
     ProjectContext,
     ProjectFinding,
     ProjectRepair,
     compare_project,
+    duplicate_reason,
 )
 from connectors.erp import ErpProject
+from connectors.erp.port import ErpJobHeader
 from contracts.errors import BusinessRuleViolation, NotFoundError
 from contracts.naming import opportunity_workflow_id
 from contracts.systems import System
@@ -84,6 +95,7 @@ class _ProjectMasterMixin(_ReconBase):
             deals = [
                 d for d in deals if d.psa_link in only or (d.psa and d.psa.external_id in only)
             ]
+        deals = await self._with_erp_others(deals, counter)
         ctx = ProjectContext(
             tenant=request.tenant,
             now=datetime.now(UTC),
@@ -96,6 +108,36 @@ class _ProjectMasterMixin(_ReconBase):
         totals.projects = len(deals)
         totals.vendor_calls = counter.total()
         return totals
+
+    async def _with_erp_others(self, deals: Sequence[Deal], counter: _CallCounter) -> list[Deal]:
+        """The deals with the other ERP projects of their customers that may be copies made by
+        hand (read for all the deals at once; the xref asked only about those)."""
+        customers = sorted({d.erp.customer for d in deals if d.erp and d.erp.customer})
+        if not customers:
+            return list(deals)
+        counter.note(self.erp, -(-len(customers) // 100))
+        jobs = await self.erp.jobs_of_customers(customers)
+        tenant = self.tenants.get(System.ERP.value, "default")
+        out = []
+        for deal in deals:
+            if deal.erp is None or deal.erp.customer is None:
+                out.append(deal)
+                continue
+            others = []
+            for job in jobs.get(deal.erp.customer, []):
+                other = _other(job)
+                if duplicate_reason(deal, deal.erp, other, (deal.erp_link,)) is None:
+                    continue
+                linked = await asyncio.to_thread(
+                    self.store.find_enterprise_id,
+                    System.ERP.value,
+                    tenant,
+                    ERP_PROJECT_OBJECT,
+                    other.external_id,
+                )
+                others.append(dataclasses.replace(other, linked_to=linked))
+            out.append(dataclasses.replace(deal, erp_others=tuple(others)))
+        return out
 
     def _crm_tenant(self) -> str:
         return self.tenants.get(System.CRM.value, "default")
@@ -193,7 +235,13 @@ class _ProjectMasterMixin(_ReconBase):
             return None
         budget = job.budget if job.budget_version > 0 else None
         found = FoundProject(
-            job.erp_id, job.name, job.currency, job.cost_center, budget, job.status
+            job.erp_id,
+            job.name,
+            job.currency,
+            job.cost_center,
+            budget,
+            job.status,
+            job.customer_erp_id or None,
         )
         return found, job
 
@@ -254,6 +302,16 @@ class _ProjectMasterMixin(_ReconBase):
             f"({drift.owner.value}), then acknowledge",
             system="PSSYNC",
         )
+
+
+def _other(job: ErpJobHeader) -> OtherProject:
+    return OtherProject(
+        job.erp_id,
+        job.name,
+        job.enterprise_id,
+        job.reference,
+        job.status in CLOSED_STATUSES,
+    )
 
 
 def _psa_of_deal(project: Project, eid: str, opportunity_id: str) -> bool:

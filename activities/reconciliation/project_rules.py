@@ -16,6 +16,11 @@ one enterprise ID, and the fields copied between them agree:
   another that is there too: made outside pssync, e.g. a person re-keyed the deal) ->
   `duplicate_project`: escalate with both projects and the one the xref links; which one is
   the deal's is for a person, so that system's link and fields are not compared meanwhile;
+- another project of the deal's customer that carries no enterprise ID and that the xref links
+  to no enterprise ID (a person re-keyed the won deal by hand), open, with the deal's project
+  name (case and spaces aside) or noting the deal's opportunity id -> `duplicate_project`
+  (keyed by the duplicate): escalate with both projects and why it matched. Projects of other
+  deals (they carry or are linked to their enterprise ID) and closed ones never match;
 - a project found by its enterprise ID but not linked in the xref -> `xref_missing`: repair (the
   link is written again); linked to another object -> escalate;
 - name, currency, cost center, budget or status differ between the PSA and the ERP project ->
@@ -27,6 +32,7 @@ one enterprise ID, and the fields copied between them agree:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -60,6 +66,25 @@ class FoundProject:
     budget: Money | None = None
     """None: the system holds no budget for it (a workspace not budgeted, a job without one)."""
     status: ProjectStatus | None = None
+    customer: str | None = None
+    """The system's id of the project's customer (not compared: where its other projects are
+    looked for)."""
+
+
+@dataclass(frozen=True)
+class OtherProject:
+    """Another project of the deal's customer, as the system's list of the customer's
+    projects shows it: a duplicate if a person made it for this deal by hand."""
+
+    external_id: str
+    name: str
+    enterprise_id: str | None = None
+    """The enterprise ID it carries (None: pssync did not make it)."""
+    reference: str | None = None
+    """Free text a person noted on it (where an opportunity id may be)."""
+    closed: bool = False
+    linked_to: str | None = None
+    """The enterprise ID the xref links it to (None: none)."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +106,9 @@ class Deal:
     """Other PSA projects of this deal that are there (the one the xref links when the
     enterprise ID leads to another)."""
     erp_duplicates: tuple[str, ...] = ()
+    psa_others: tuple[OtherProject, ...] = ()
+    """The other projects of the deal's customer in the PSA (none: not looked for)."""
+    erp_others: tuple[OtherProject, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -198,12 +226,16 @@ def compare_project(ctx: ProjectContext, deal: Deal) -> list[ProjectFinding]:
         )
         return [made.finding(missing, ProjectRepair(deal.opportunity_id, provision=True))]
     findings: list[ProjectFinding] = []
-    for system, link, found, duplicates, kind, object_type in (
+    for system, link, found, duplicates, kind, object_type, others in (
         (System.PSA, deal.psa_link, deal.psa, deal.psa_duplicates,
-         DriftKind.PROJECT_MISSING_PSA_PROJECT, PSA_PROJECT_OBJECT),
+         DriftKind.PROJECT_MISSING_PSA_PROJECT, PSA_PROJECT_OBJECT, deal.psa_others),
         (System.ERP, deal.erp_link, deal.erp, deal.erp_duplicates,
-         DriftKind.PROJECT_MISSING_ERP_PROJECT, ERP_PROJECT_OBJECT),
+         DriftKind.PROJECT_MISSING_ERP_PROJECT, ERP_PROJECT_OBJECT, deal.erp_others),
     ):  # fmt: skip
+        for other in others:
+            reason = duplicate_reason(deal, found, other, exclude=(link, *duplicates))
+            if reason is not None and other.linked_to is None:
+                findings.append(_hand_made(made, system, found, other, reason))
         if found is None:
             findings.append(
                 made.finding(
@@ -224,6 +256,72 @@ def compare_project(ctx: ProjectContext, deal: Deal) -> list[ProjectFinding]:
         if not (deal.psa_duplicates or deal.erp_duplicates):
             findings += _mismatches(made, deal.psa, deal.erp)
     return findings
+
+
+def normalised_name(name: str) -> str:
+    """A project name as compared for duplicates: case and surrounding or repeated spaces
+    aside."""
+    return " ".join(name.split()).casefold()
+
+
+def duplicate_reason(
+    deal: Deal,
+    found: FoundProject | None,
+    other: OtherProject,
+    exclude: tuple[str | None, ...] = (),
+) -> str | None:
+    """Why `other` (a project of the deal's customer) looks like a second project for the
+    deal made by hand, or None: it must carry no enterprise ID, be open, not be the deal's
+    project (`found`, or one in `exclude`), and have the deal's project name (or the deal's)
+    or note the deal's opportunity id. Whether the xref links it is checked apart
+    (`OtherProject.linked_to`)."""
+    if other.enterprise_id is not None or other.closed:
+        return None
+    if other.external_id in (found.external_id if found else None, *exclude):
+        return None
+    names = {normalised_name(deal.name)} | ({normalised_name(found.name)} if found else set())
+    reasons = []
+    name = normalised_name(other.name)
+    if name and name in names:
+        reasons.append(f"same name as the deal's project ({other.name!r})")
+    if other.reference and deal.opportunity_id in re.findall(r"[\w-]+", other.reference):
+        reasons.append(f"notes opportunity {deal.opportunity_id}")
+    return " and ".join(reasons) or None
+
+
+def _hand_made(
+    made: _Drifts,
+    system: System,
+    found: FoundProject | None,
+    other: OtherProject,
+    reason: str,
+) -> ProjectFinding:
+    deal = made.deal
+    ours = found.external_id if found else None
+    detail = (
+        f"{system.value} project {other.external_id} ({other.name!r}) of the same customer "
+        f"looks like a second project for opportunity {deal.opportunity_id} made outside "
+        f"pssync: {reason}; it carries no enterprise ID"
+        + (f"; pssync's is {ours} ({found.name!r})" if found else "")
+        + ". Keep one, close or remove the other, then acknowledge"
+    )
+    drift = made.drift(
+        DriftKind.PROJECT_DUPLICATE_PROJECT,
+        Disposition.ESCALATE,
+        system,
+        detail,
+        {"project": ours, "duplicate": other.external_id},
+        system=system.value,
+        duplicate=other.external_id,
+    )
+    return made.finding(
+        drift,
+        duplicate=other.external_id,
+        duplicate_name=other.name,
+        project=ours,
+        project_name=found.name if found else None,
+        matched=reason,
+    )
 
 
 def _duplicate(

@@ -10,6 +10,7 @@ from datetime import date
 from connectors.erp.port import (
     SYSTEM,
     CostCenterStatus,
+    ErpJobHeader,
     ErpPort,
     ErpProject,
     InvoiceHeader,
@@ -37,8 +38,9 @@ from contracts.v1.models import (
 @dataclass
 class _FakeJob:
     erp_id: str
-    external_id: str
-    enterprise_id: str
+    external_id: str | None
+    enterprise_id: str | None
+    """None: a project a person made by hand (pssync's carry their enterprise ID)."""
     name: str
     customer_erp_id: str
     cost_center: str
@@ -47,6 +49,8 @@ class _FakeJob:
     budget: Money | None = None
     budget_version: int = 0
     close_reason: str | None = None
+    reference: str | None = None
+    """Free text a person noted (NetSuite's `comments`)."""
 
 
 @dataclass
@@ -100,6 +104,25 @@ class FakeErp(ErpPort):
 
     def set_credit_hold(self, customer_external_id: str, on: bool = True) -> None:
         self._customer(customer_external_id).credit_hold = on
+
+    def add_job_by_hand(
+        self, customer: str, name: str, *, cost_center: str = "", reference: str | None = None
+    ) -> str:
+        """A project a person makes in the ERP for `customer` (internal or external id),
+        without pssync: no external or enterprise ID. Its internal id."""
+        owner = self._customer(customer)
+        job = _FakeJob(
+            erp_id=self._id(),
+            external_id=None,
+            enterprise_id=None,
+            name=name,
+            customer_erp_id=owner.erp_id,
+            cost_center=cost_center,
+            currency=owner.currency,
+            reference=reference,
+        )
+        self.jobs[job.erp_id] = job
+        return job.erp_id
 
     def set_forecast_status(self, project: str, period: str, status: ForecastStatus) -> None:
         key = (self._job(project).erp_id, period)
@@ -230,6 +253,22 @@ class FakeErp(ErpPort):
             budget=job.budget or Money.zero(job.currency),
             budget_version=job.budget_version,
         )
+
+    async def jobs_of_customers(self, customers: Sequence[str]) -> dict[str, list[ErpJobHeader]]:
+        found: dict[str, list[ErpJobHeader]] = {c: [] for c in dict.fromkeys(customers)}
+        for job in sorted(self.jobs.values(), key=lambda j: int(j.erp_id)):
+            if job.customer_erp_id in found:
+                found[job.customer_erp_id].append(
+                    ErpJobHeader(
+                        erp_id=job.erp_id,
+                        name=job.name,
+                        customer_erp_id=job.customer_erp_id,
+                        enterprise_id=job.enterprise_id,
+                        reference=job.reference or job.close_reason,
+                        status=job.status,
+                    )
+                )
+        return found
 
     # -- budget and forecast ---------------------------------------------------------------
 

@@ -69,6 +69,22 @@ class ErpProject(BaseModel):
     budget_version: int
 
 
+class ErpJobHeader(BaseModel):
+    """A financial project as the ERP's list of a customer's projects shows it (no budget):
+    for finding projects a person made outside pssync."""
+
+    model_config = ConfigDict(frozen=True)
+
+    erp_id: str
+    name: str
+    customer_erp_id: str
+    enterprise_id: str | None = None
+    """None: the project carries no enterprise ID (pssync did not make it)."""
+    reference: str | None = None
+    """The free text a person may note a deal in (e.g. the CRM opportunity id)."""
+    status: ProjectStatus
+
+
 class InvoiceHeader(BaseModel):
     """An invoice as the ERP's list of invoices shows it (no lines): for reconciliation."""
 
@@ -124,6 +140,12 @@ class ErpProjectsPort(Protocol):
         ...
 
     async def get_project(self, erp_id_or_eid: str) -> ErpProject: ...
+
+    async def jobs_of_customers(self, customers: Sequence[str]) -> dict[str, list[ErpJobHeader]]:
+        """Every project of each customer (by its internal id), closed ones too; a customer
+        the ERP does not hold has none. For reconciliation over many deals: a few list
+        queries for them all, no request per project."""
+        ...
 
 
 class ErpPostingsPort(Protocol):

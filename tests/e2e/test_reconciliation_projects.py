@@ -10,6 +10,8 @@ tamper endpoints and databases (no webhook is sent for any of it):
   external ID, pssync's job (the one the xref links) stays   -> duplicate_project, escalated
 - a deal's ERP job closed and renamed by hand, its PSA budget edited by hand
                                                              -> field_mismatch x3, escalated
+- a deal made again by hand in the ERP: a job of the same customer, the same name in other
+  case and spacing, no enterprise ID                         -> duplicate_project, escalated
 
 One pass through `POST /api/reconciliations` finds each, repairs the lost link (written again)
 and opens one exception item for each of the rest; a second pass finds nothing new.
@@ -110,6 +112,25 @@ def rekey_erp_job(stack: Stack, job_id: str, enterprise_id: str) -> int:
         return int(conn.execute(text("SELECT max(id) FROM erp_job")).scalar_one())
 
 
+def job_by_hand(stack: Stack, job_id: str, name: str) -> int:
+    """A person makes the deal's job again by hand: the same customer (and the rest), no
+    external or enterprise ID. The new job's id."""
+    with stack.sandbox.state("erp").engine.begin() as conn:
+        columns = [
+            row[1] for row in conn.execute(text("PRAGMA table_info(erp_job)")) if row[1] != "id"
+        ]
+        given = {"external_id": "NULL", "enterprise_id": "NULL", "company_name": ":name"}
+        copied = ", ".join(given.get(c, c) for c in columns)
+        conn.execute(
+            text(
+                f"INSERT INTO erp_job ({', '.join(columns)}) "
+                f"SELECT {copied} FROM erp_job WHERE id = :id"
+            ),
+            {"name": name, "id": int(job_id)},
+        )
+        return int(conn.execute(text("SELECT max(id) FROM erp_job")).scalar_one())
+
+
 async def test_each_project_master_drift_is_found_and_repaired_or_escalated(
     tmp_path: Path, settle_now: None
 ) -> None:
@@ -151,6 +172,8 @@ async def test_each_project_master_drift_is_found_and_repaired_or_escalated(
                 {"id": int(edited.psa_project_id)},
             )
         copy_id = rekey_erp_job(stack, rekeyed.erp_project_id, rekeyed.enterprise_id)
+        assert unlinked.erp_project_id is not None
+        hand_made = job_by_hand(stack, unlinked.erp_project_id, "  RECON   deal 1 ")
         engine = store.make_engine(settings.resolved_database_url)
         with engine.begin() as conn:
             conn.execute(
@@ -166,14 +189,17 @@ async def test_each_project_master_drift_is_found_and_repaired_or_escalated(
             "missing_psa_project": 1,
             "missing_erp_project": 1,
             "xref_missing": 1,
-            "duplicate_project": 1,
+            "duplicate_project": 2,
             "field_mismatch": 3,
         }, run
-        assert (run["repaired"], run["escalated"], run["projects"]) == (1, 6, 5), run
+        assert (run["repaired"], run["escalated"], run["projects"]) == (1, 7, 5), run
         drifts = {
             (d["kind"], d["keys"].get("field") or d["keys"]["opportunity"]): d
             for d in found["drifts"]
         }
+        copied = drifts["duplicate_project", unlinked.opportunity_id]
+        assert copied["state"] == "escalated" and copied["keys"]["duplicate"] == str(hand_made)
+        assert copied["values"] == {"project": unlinked.erp_project_id, "duplicate": str(hand_made)}
         assert drifts["missing_psa_project", never.opportunity_id]["state"] == "escalated"
         assert "enterprise_id" not in drifts["missing_psa_project", never.opportunity_id]["keys"]
         assert drifts["missing_erp_project", gone.opportunity_id]["state"] == "escalated"
@@ -193,12 +219,20 @@ async def test_each_project_master_drift_is_found_and_repaired_or_escalated(
         links = {(x.system, x.external_id) for x in stack.store.xrefs_for(unlinked.enterprise_id)}
         assert ("PSA", unlinked.psa_project_id) in links
         # one exception item per escalated drift, with the evidence
-        items = await eventually(lambda: reconciliation_items(gateway, 6), 30)
+        items = await eventually(lambda: reconciliation_items(gateway, 7), 30)
         assert sorted(i["cause_code"] for i in items) == sorted(
-            ["missing_psa_project", "missing_erp_project", "duplicate_project"]
+            ["missing_psa_project", "missing_erp_project"]
+            + ["duplicate_project"] * 2
             + ["field_mismatch"] * 3
         ), items
-        [dup_item] = [i for i in items if i["cause_code"] == "duplicate_project"]
+        [made_item] = [i for i in items if i["context"]["keys"].get("duplicate")]
+        assert made_item["context"]["evidence"]["duplicate_name"] == "  RECON   deal 1 "
+        assert "same name" in made_item["context"]["evidence"]["matched"]
+        [dup_item] = [
+            i
+            for i in items
+            if i["cause_code"] == "duplicate_project" and not i["context"]["keys"].get("duplicate")
+        ]
         evidence = dup_item["context"]["evidence"]
         assert evidence["xref_links"] == rekeyed.erp_project_id
         assert evidence["carries_enterprise_id"] == str(copy_id)
@@ -206,5 +240,5 @@ async def test_each_project_master_drift_is_found_and_repaired_or_escalated(
         # -- a second pass: nothing new ------------------------------------------------------
         second = (await project_pass(gateway))["run"]
         assert (second["new"], second["repaired"], second["escalated"]) == (0, 0, 0), second
-        assert (second["kept"], second["gone"]) == (6, 1), second
-        assert len(await reconciliation_items(gateway, 0)) == 6  # no second item per drift
+        assert (second["kept"], second["gone"]) == (7, 1), second
+        assert len(await reconciliation_items(gateway, 0)) == 7  # no second item per drift

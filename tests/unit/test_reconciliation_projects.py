@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from activities.reconciliation.project_rules import (
     Deal,
     FoundProject,
+    OtherProject,
     ProjectContext,
     ProjectRepair,
     compare_project,
@@ -181,3 +182,53 @@ def test_a_duplicate_in_the_psa_is_one_drift_of_its_own_system() -> None:
     assert dup.drift.kind is DriftKind.PROJECT_DUPLICATE_PROJECT
     assert (dup.drift.keys["system"], dup.drift.owner) == ("PSA", System.PSA)
     assert dup.drift.values == {"xref": "101", "projects": "99,101"}
+
+
+# -- a deal re-keyed by hand: another project of the same customer ---------------------------
+
+
+def test_a_job_made_by_hand_with_the_deals_name_is_an_escalated_duplicate() -> None:
+    by_hand = OtherProject("12", "  ACME   data platform ")
+    [found] = compare_project(CTX, deal(erp_others=(by_hand,)))
+    assert (found.drift.kind, found.drift.disposition, found.drift.owner) == (
+        DriftKind.PROJECT_DUPLICATE_PROJECT, Disposition.ESCALATE, System.ERP,
+    )  # fmt: skip
+    assert found.drift.keys == {
+        "tenant": "acme", "opportunity": "006A", "enterprise_id": EID,
+        "system": "ERP", "duplicate": "12",
+    }  # fmt: skip
+    assert found.drift.values == {"project": "9", "duplicate": "12"}
+    assert found.evidence["duplicate_name"] == "  ACME   data platform "
+    assert found.evidence["project_name"] == "Acme data platform"
+    assert "same name" in (found.evidence["matched"] or "") and found.repair is None
+
+
+def test_a_project_noting_the_opportunity_is_a_duplicate_whatever_its_name() -> None:
+    noted = OtherProject("205", "Data platform (re-keyed)", reference="won deal 006A, re-keyed")
+    [found] = compare_project(CTX, deal(psa_others=(noted,)))
+    assert found.drift.kind is DriftKind.PROJECT_DUPLICATE_PROJECT
+    assert (found.drift.keys["system"], found.drift.keys["duplicate"]) == ("PSA", "205")
+    assert found.evidence["matched"] == "notes opportunity 006A"
+    assert found.drift.values == {"project": "101", "duplicate": "205"}
+
+
+def test_the_customers_other_projects_are_not_duplicates() -> None:
+    others = (
+        OtherProject("9", "Acme data platform", EID),  # the deal's own job
+        OtherProject("13", "Acme data platform", "01JP-OTHER-DEAL"),  # another deal's (eid)
+        OtherProject("14", "Acme data platform", linked_to="01JP-OTHER-DEAL"),  # linked to one
+        OtherProject("15", "Acme data platform", closed=True),  # closed: dealt with
+        OtherProject("16", "Acme data platform 2"),  # another name
+        OtherProject("17", "Acme support", reference="006AB; see 006A-old"),  # not the id
+        OtherProject("18", ""),
+    )
+    assert compare_project(CTX, deal(erp_others=others)) == []
+
+
+def test_each_hand_made_duplicate_is_its_own_drift_beside_the_field_comparison() -> None:
+    two = (OtherProject("12", "acme data platform"), OtherProject("20", "x", reference="006A"))
+    renamed = replace(ERP, name="Acme data platform (ERP)")
+    found = compare_project(CTX, deal(erp=renamed, erp_others=two))
+    assert sorted((f.drift.kind.value, f.drift.keys.get("duplicate")) for f in found) == [
+        ("duplicate_project", "12"), ("duplicate_project", "20"), ("field_mismatch", None),
+    ]  # fmt: skip

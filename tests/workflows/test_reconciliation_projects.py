@@ -3,7 +3,8 @@
 provisioning saga; a lost xref link is written again; a project renamed in the ERP by hand is an
 exception item; each later pass verifies (and finds nothing new). Budget and status: a PSA
 budget and an ERP status changed by hand are one item each; a second ERP project for the deal
-(re-keyed by a person) is one `duplicate_project` item with both projects."""
+(re-keyed by a person) is one `duplicate_project` item with both projects, and so is a job a
+person made again by hand (no enterprise ID, the deal's name) until it is closed."""
 
 from __future__ import annotations
 
@@ -164,3 +165,21 @@ async def test_budget_status_and_a_second_project_are_escalated_with_their_evide
         assert dup.context["evidence"]["carries_enterprise_id"] == "9001"
         last = await reconcile(world)
         assert (last.new, last.repaired, last.escalated) == (0, 0, 0), last
+
+        # A person makes the deal's project again by hand, for the same customer: no
+        # enterprise ID, the name in other case and spacing.
+        by_hand = world.erp.add_job_by_hand(
+            original.customer_erp_id, f"  {original.name.upper()} ", cost_center="CC-110"
+        )
+        hand_made = await reconcile(world)
+        assert (hand_made.new, hand_made.escalated) == (1, 1), hand_made
+        [item] = [
+            i for i in await desk_items(world, 4) if i.context["keys"].get("duplicate") == by_hand
+        ]
+        assert item.cause_code == "duplicate_project" and item.context["keys"]["system"] == "ERP"
+        assert item.context["evidence"]["duplicate_name"] == f"  {original.name.upper()} "
+        assert "same name" in item.context["evidence"]["matched"]
+        # closed by the person: not a duplicate any more
+        await world.erp.close_project(by_hand, reason="made by mistake")
+        closed = await reconcile(world)
+        assert (closed.new, closed.escalated, closed.gone) == (0, 0, 1), closed

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from connectors._vendor_errors import unmappable
 from connectors.erp.mapping import (
+    ENTERPRISE_ID_FIELD,
     JOB_STATUS_CLOSED,
     _ref_id,
     _tail_id,
@@ -11,10 +16,21 @@ from connectors.erp.mapping import (
     project_from_netsuite,
 )
 from connectors.erp.netsuite.budgets import _BudgetsMixin
-from connectors.erp.port import ErpProject
+from connectors.erp.port import SYSTEM, ErpJobHeader, ErpProject
+from connectors.erp.values import ref_id
 from contracts.errors import NotFoundError, StaleVersionError
 from contracts.money import Money
-from contracts.v1.models import Customer, Project
+from contracts.v1.models import Customer, Project, ProjectStatus
+
+_IN_LIST = 100
+"""Values per SuiteQL `IN (...)` list."""
+_JOBS_OF = (
+    "SELECT id, companyname, customer, entitystatus, "
+    + ENTERPRISE_ID_FIELD
+    + ", comments FROM job WHERE customer IN ({customers}) ORDER BY id"
+)
+"""The projects of some customers (a job's `customer` is its customer's internal id), the
+fields reconciliation compares, in a stable order for paging."""
 
 
 class _ProjectsMixin(_BudgetsMixin):
@@ -75,3 +91,33 @@ class _ProjectsMixin(_BudgetsMixin):
         return project_from_netsuite(
             body, budget=budget, cost_center=cost_center, currencies=currencies
         )
+
+    async def jobs_of_customers(self, customers: Sequence[str]) -> dict[str, list[ErpJobHeader]]:
+        """Many customers' projects in a few SuiteQL queries (`job` rows, 100 customers a
+        query, pages of 1,000): their names, enterprise IDs, status and `comments` (where a
+        person re-keying a deal may note its opportunity). Customers by internal id; another
+        id holds no projects here."""
+        wanted = list(dict.fromkeys(customers))
+        found: dict[str, list[ErpJobHeader]] = {c: [] for c in wanted}
+        ids = sorted({int(c) for c in wanted if c.isdigit()})
+        for i in range(0, len(ids), _IN_LIST):
+            chunk = ", ".join(str(c) for c in ids[i : i + _IN_LIST])
+            for row in await self._suiteql(_JOBS_OF.format(customers=chunk)):
+                job = job_header_from_row(row)
+                found.setdefault(job.customer_erp_id, []).append(job)
+        return found
+
+
+@unmappable(SYSTEM, "job")
+def job_header_from_row(row: Mapping[str, Any]) -> ErpJobHeader:
+    """A SuiteQL `job` row (text values, references as bare ids, empty fields left out) as
+    the project header reconciliation compares."""
+    status = str(ref_id(row.get("entitystatus")) or "")
+    return ErpJobHeader(
+        erp_id=str(row["id"]),
+        name=str(row.get("companyname") or ""),
+        customer_erp_id=str(row["customer"]),
+        enterprise_id=row.get(ENTERPRISE_ID_FIELD) or None,
+        reference=row.get("comments") or None,
+        status=ProjectStatus.CLOSED if status == JOB_STATUS_CLOSED else ProjectStatus.ACTIVE,
+    )
