@@ -29,9 +29,11 @@ SIGN_IN = f"{PREFIX}/sign-in"
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
 
-NAV: tuple[tuple[str, str], ...] = (("Exceptions", HOME),)
+APPROVALS = f"{PREFIX}/approvals"
+
+NAV: tuple[tuple[str, str], ...] = (("Exceptions", HOME), ("Approvals", APPROVALS))
 """The console's sections, in the header's order. Later slices add theirs here
-(approvals, a project's story, runs and health)."""
+(a project's story, runs and health)."""
 
 _env = Environment(
     loader=FileSystemLoader(TEMPLATES),

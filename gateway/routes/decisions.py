@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts import scopes
@@ -14,6 +14,7 @@ from contracts.settings import Actor
 from contracts.v1.change_orders import ChangeOrderDecision
 from contracts.v1.worker_termination import RescindRequest
 from gateway.audit import CHANGE_ORDER_DECISION, RESCIND, audited
+from gateway.audit import REQUEST_PARAM as AUDIT_REQUEST_PARAM  # what `audited` adds
 from gateway.processes import not_running
 from gateway.routes._deps import ActorDep, ProcessesDep, ScoperDep
 from gateway.scoping import Scoper, require_scope
@@ -63,6 +64,31 @@ async def decide_change_order(
     result = await processes.decide_change_order(change_order_id, decision)
     log.info("change order %s: %s by %s", change_order_id, body.approve, actor.name)
     return {"status": "accepted", "change_order_id": change_order_id, "result": result}
+
+
+async def decide_from_console(
+    request: Request, change_order_id: str, body: DecisionRequest, actor: Actor
+) -> dict[str, Any]:
+    """The same decision, through the same audited route function, for the console's forms
+    (`gateway.console.approvals`): the app's parts come from `app.state` as the route's
+    dependencies do. Refusals are the route's `GatewayError`s."""
+    state = request.app.state
+    audit_request: dict[str, Any] = {AUDIT_REQUEST_PARAM: request}
+    answer: dict[str, Any] = await decide_change_order(
+        change_order_id=change_order_id,
+        body=body,
+        actor=actor,
+        processes=state.processes,
+        scoper=Scoper(state.store, state.client, state.settings),
+        **audit_request,
+    )
+    return answer
+
+
+async def change_order_in_scope(scoper: Scoper, actor: Actor, workflow_id: str) -> set[str]:
+    """A change order's run keys when the actor reaches it; otherwise the 404 of a run that
+    does not exist (what the decision route answers; the console's pages use it too)."""
+    return await _run_in_scope(scoper, actor, workflow_id)
 
 
 @router.post("/api/terminations/{worker_id}/{termination_date}/rescind", tags=["terminations"])
