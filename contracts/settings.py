@@ -237,6 +237,22 @@ class OidcSettings(BaseModel):
     `realm_access.roles` (Keycloak) reach into objects."""
     scopes_claim: str = "pssync_scopes"
     timeout_s: float = Field(default=5.0, gt=0)
+    console_client_id: str | None = None
+    """The console's OAuth 2.0 client at the provider. Set, the console's sign-in page offers
+    "Sign in with your organisation": the authorization code flow with PKCE (S256) and a state
+    bound to the browser's session; the access token it gets (a JWT for `audience`) is verified
+    like any bearer token. Register `<gateway>/console/sign-in/callback` as its redirect URI."""
+    console_client_secret: SecretStr | None = None
+    """For a confidential client (sent with HTTP Basic to the token endpoint); none: a public
+    client, PKCE alone."""
+    console_redirect_url: str | None = None
+    """The callback URL the provider redirects to; default: this gateway's own
+    `/console/sign-in/callback` as the browser reached it (set it behind a proxy)."""
+    console_scope: str = "openid profile email"
+    authorization_url: str | None = None
+    """Default: `authorization_endpoint` of the discovery document."""
+    token_url: str | None = None
+    """Default: `token_endpoint` of the discovery document."""
 
 
 def _sandbox_url(system: str) -> str:

@@ -98,6 +98,9 @@ class Session:
     flash: tuple[str, str] | None = None
     issued_at: int = field(default_factory=lambda: int(time.time()))
     """When the person signed in (kept when the cookie is rewritten: the lifetime is absolute)."""
+    login: tuple[str, str, str] | None = None
+    """A sign-in through the OIDC provider under way: its state, PKCE verifier and the page
+    to return to (`gateway.console.oidc`); anonymous sessions only."""
 
     @classmethod
     def anonymous(cls) -> Session:
@@ -107,6 +110,12 @@ class Session:
     def signed_in(cls, token: str) -> Session:
         """A new session (a new CSRF token: nothing from before the sign-in carries over)."""
         return cls(csrf=secrets.token_urlsafe(32), token=token)
+
+    def with_login(self, state: str, verifier: str, next_path: str) -> Session:
+        return replace(self, login=(state, verifier, next_path))
+
+    def without_login(self) -> Session:
+        return replace(self, login=None)
 
     def with_flash(self, kind: str, text: str) -> Session:
         return replace(self, flash=(kind, text[:600]))
@@ -129,6 +138,7 @@ class Sessions:
             "t": session.token,
             "f": session.flash,
             "i": session.issued_at,
+            "l": session.login,
         }
         return self._fernet.encrypt(json.dumps(document).encode()).decode("ascii")
 
@@ -153,7 +163,15 @@ class Sessions:
             and all(isinstance(x, str) for x in flash)
             else None
         )
-        return Session(csrf=csrf, token=token, flash=shown, issued_at=issued)
+        login = document.get("l")
+        pending = (
+            (login[0], login[1], login[2])
+            if isinstance(login, list)
+            and len(login) == 3
+            and all(isinstance(x, str) for x in login)
+            else None
+        )
+        return Session(csrf=csrf, token=token, flash=shown, issued_at=issued, login=pending)
 
     def read(self, request: Request) -> Session | None:
         value = request.cookies.get(COOKIE)
