@@ -8,7 +8,9 @@ the ERP forecast of each period (`get_forecast`) and the ERP budget (`get_budget
 cost rates once per chunk (`get_cost_rate`). `forecast_rules` compares them with the sync's own
 forecast computation. Safe repairs go through the sync: thin `assignment_changed` signals
 (signal-with-start, as the gateway routes `assignment.changed`), after which it re-reads the
-assignments and writes the forecast, never over a finance-approved or locked period.
+assignments and writes the forecast, never over a finance-approved or locked period. A sync
+that is not running (terminated, timed out) is started afresh with the periods it must cover
+and told of the whole staffing (`forecast_rules.restart_of`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from temporalio import activity
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.common import SearchAttributePair
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -37,9 +40,11 @@ from activities.reconciliation.forecast_rules import (
     ForecastFinding,
     ForecastSide,
     SyncNudge,
+    SyncRestart,
     SyncView,
     compare_forecast,
     periods_to_read,
+    restart_of,
 )
 from contracts.errors import NotFoundError
 from contracts.money import Money
@@ -51,6 +56,7 @@ from contracts.v1.assignment_sync import (
     STAFFING_QUERY,
     AssignmentChange,
     AssignmentSyncInput,
+    AssignmentSyncState,
     Staffing,
 )
 from contracts.v1.reconciliation import CompareChunk, RunTotals
@@ -107,7 +113,12 @@ class _ForecastMixin(_ReconBase):
             budget_variance=getattr(self, "budget_variance", ForecastContext.budget_variance),
         )
         findings = [f for side in sides for f in compare_forecast(ctx, _with_rates(side, rates))]
-        totals = await self._settle(request, findings, self._repair_forecasts)
+        by_project = {s.psa_project_id: s for s in sides}
+
+        async def repair(chunk: CompareChunk, repairs: Sequence[Any]) -> None:
+            await self._repair_forecasts(chunk, repairs, by_project)
+
+        totals = await self._settle(request, findings, repair)
         totals.records = sum(len(s.assignments) + len(s.erp) for s in sides)
         totals.projects = len(request.units)
         totals.vendor_calls = counter.total()
@@ -174,29 +185,71 @@ class _ForecastMixin(_ReconBase):
             pending=staffing.pending,
         )
 
-    async def _repair_forecasts(self, request: CompareChunk, findings: Sequence[Any]) -> None:
-        """Each project's sync told once (however many of its periods drifted)."""
+    async def _repair_forecasts(
+        self, request: CompareChunk, findings: Sequence[Any], sides: dict[str, ForecastSide]
+    ) -> None:
+        """Each project's sync told once (however many of its periods drifted): a running one
+        what it missed; when none runs, a new one the whole staffing and its periods."""
         nudges: dict[str, SyncNudge] = {}
         for f in findings:
             if isinstance(f, ForecastFinding) and f.repair is not None:
                 nudges.setdefault(f.repair.psa_project_id, f.repair)
-        for _, nudge in sorted(nudges.items()):
-            await self._nudge_sync(request.tenant, nudge, task_queue=request.task_queue)
+        for project, nudge in sorted(nudges.items()):
+            restart = restart_of(sides[project])
+            if restart is not None and not await self._sync_running(request.tenant, project):
+                await self._restart_sync(request.tenant, restart, task_queue=request.task_queue)
+            else:
+                await self._nudge_sync(request.tenant, nudge, task_queue=request.task_queue)
+
+    async def _sync_running(self, tenant: str, psa_project_id: str) -> bool:
+        handle = self._client().get_workflow_handle(
+            assignment_sync_workflow_id(tenant, psa_project_id)
+        )
+        try:
+            described = await handle.describe()
+        except RPCError as err:
+            if err.status is RPCStatusCode.NOT_FOUND:
+                return False
+            raise
+        return described.status is WorkflowExecutionStatus.RUNNING
 
     async def _nudge_sync(self, tenant: str, nudge: SyncNudge, *, task_queue: str) -> None:
-        for assignment_id, version in nudge.changes:
+        start = AssignmentSyncInput(psa_tenant=tenant, psa_project_id=nudge.psa_project_id)
+        await self._signal_sync(tenant, start, nudge.changes, task_queue=task_queue)
+
+    async def _restart_sync(self, tenant: str, restart: SyncRestart, *, task_queue: str) -> None:
+        """Start the sync knowing the periods it must cover (a month whose assignments all
+        went is written as zero), then tell it of the whole staffing."""
+        known = AssignmentSyncState(
+            psa_tenant=tenant,
+            psa_project_id=restart.psa_project_id,
+            periods=list(restart.periods),
+        )
+        start = AssignmentSyncInput(
+            psa_tenant=tenant, psa_project_id=restart.psa_project_id, state=known
+        )
+        await self._signal_sync(tenant, start, restart.changes, task_queue=task_queue)
+
+    async def _signal_sync(
+        self,
+        tenant: str,
+        start: AssignmentSyncInput,
+        changes: Sequence[tuple[str, int]],
+        *,
+        task_queue: str,
+    ) -> None:
+        project = start.psa_project_id
+        for assignment_id, version in changes:
             await signal_with_start(
                 self._client(),
                 ASSIGNMENT_SYNC,
-                AssignmentSyncInput(psa_tenant=tenant, psa_project_id=nudge.psa_project_id),
-                id=assignment_sync_workflow_id(tenant, nudge.psa_project_id),
+                start,
+                id=assignment_sync_workflow_id(tenant, project),
                 signal=ASSIGNMENT_CHANGED_SIGNAL,
                 signal_arg=AssignmentChange(assignment_id=assignment_id, version=version),
                 task_queue=task_queue,
                 search_attributes=[SearchAttributePair(BUSINESS_PROCESS, PROCESS_ASSIGNMENT_SYNC)],
-                static_summary=(
-                    f"Staffing of PSA project {nudge.psa_project_id} -> ERP labor forecast"
-                ),
+                static_summary=f"Staffing of PSA project {project} -> ERP labor forecast",
             )
             activity.heartbeat()
 

@@ -27,6 +27,14 @@ no longer has (at the next version: the re-read finds it gone); when it knows th
 exactly, one thin change at the next version of one assignment makes it re-read and write the
 forecast again (the re-read finds nothing newer; the forecast is compared and written). A
 project with no assignment anywhere has nothing to recompute from: escalated.
+
+A sync that is not running (terminated, timed out: its `staffing` query still answers with
+what it last held) is started afresh by the first signal, knowing nothing: the changes that
+would bring a running one up to date would leave a new one with part of the staffing and no
+memory of the months it forecast. So a new run is started knowing the periods to cover (those
+the ERP or the closed run forecast: a month whose assignments all went is written as zero) and
+told of every PSA assignment, and of those the closed run held that the PSA no longer has
+(`restart_of`).
 """
 
 from __future__ import annotations
@@ -117,6 +125,18 @@ class SyncNudge:
 
 
 @dataclass(frozen=True)
+class SyncRestart:
+    """What a new run of the project's sync needs when none is running."""
+
+    psa_project_id: str
+    changes: tuple[tuple[str, int], ...]
+    """(assignment id, version) per signal: every PSA assignment, and those the closed run held
+    that the PSA no longer has (at the next version)."""
+    periods: tuple[str, ...]
+    """The periods it must cover, whatever is staffed in them now."""
+
+
+@dataclass(frozen=True)
 class ForecastFinding:
     drift: Drift
     repair: SyncNudge | None = None
@@ -143,6 +163,21 @@ def nudge_of(side: ForecastSide) -> SyncNudge | None:
     if not changes:
         return None
     return SyncNudge(side.psa_project_id, tuple(changes))
+
+
+def restart_of(side: ForecastSide) -> SyncRestart | None:
+    """The start of a new sync run that writes the project's whole forecast (None: no
+    assignment to name, in the PSA or in the closed run)."""
+    psa = {a.assignment_id: a.version for a in side.assignments}
+    held = dict(side.sync.assignments) if side.sync else {}
+    changes = sorted(psa.items()) + [
+        (aid, v + 1) for aid, v in sorted(held.items()) if aid not in psa
+    ]
+    if not changes:
+        return None
+    forecast = {p for p, f in side.erp.items() if f is not None}
+    periods = forecast | set(side.sync.periods if side.sync else ())
+    return SyncRestart(side.psa_project_id, tuple(changes), tuple(sorted(periods)))
 
 
 def sync_is_behind(side: ForecastSide) -> bool:

@@ -127,7 +127,8 @@ class AssignmentSyncInput(Message):
     erp_project: str | None = None
     settings: SyncSettings = Field(default_factory=SyncSettings)
     state: AssignmentSyncState | None = None
-    """Set by continue-as-new; a fresh start leaves it None."""
+    """Set by continue-as-new, or by reconciliation restarting a sync that is not running (only
+    `periods` set: the months it must cover); otherwise None."""
 
 
 class Staffing(Message):

@@ -9,36 +9,27 @@ own databases (no webhook is sent for any of it):
 - an entry edited and approved again in the PSA           -> stale_version, repaired
 - a timebill's hours edited by hand in the ERP            -> amount_mismatch, escalated
 - approved time in a period closed in the ERP             -> missing_in_erp, escalated
+- a second live timebill for one entry (an older version's
+  posting never reversed)                                 -> duplicate_posting, escalated
+- time entered straight into the ERP (not pssync's)       -> period_total_mismatch, escalated
 
 `POST /api/reconciliations` runs a pass: each drift is found and repaired through the time
 pipeline or escalated as an exception item; the ERP twin then agrees with the PSA twin except
-for the two escalated entries, and a second pass finds nothing new (the repairs are verified,
+for the four escalated drifts, and a second pass finds nothing new (the repairs are verified,
 the escalations not repeated).
-
-Project master: a deal won in the CRM twin and provisioned by the saga agrees across the twins
-(no false drift from their shapes); its ERP project renamed by hand is one escalated
-`field_mismatch`.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from sqlalchemy import text
 
 from bench._harness.waiting import must_eventually as eventually
-from contracts.settings import load_settings
-from contracts.v1.processes import ProvisionProjectResult
-from demo import deal_from_template, provisionable_templates, wait_for_workflow, win_deal
-from sandbox.seed import build_firm
-from stack import running_stack
 from tests.e2e.test_time_to_invoice import OPS, World, pipeline_world, reconciled
 
 pytestmark = pytest.mark.e2e
@@ -85,7 +76,7 @@ async def test_labor_drift_injected_in_the_twins_is_repaired_or_escalated(
         ids = await world.approve(world.plan(10))
         await reconciled(world, 60)
         await eventually(world.pipelines_idle, 30)
-        deleted, unapproved, stale, edited = this_month_entries(world, ids)[:4]
+        deleted, unapproved, stale, edited, doubled = this_month_entries(world, ids)[:5]
         p = world.projects[0]
 
         # -- the drift, behind pssync's back -------------------------------------------------
@@ -121,6 +112,25 @@ async def test_labor_drift_injected_in_the_twins_is_repaired_or_escalated(
             conn.exec_driver_sql(
                 f"UPDATE erp_timebill SET hours = '0.25' WHERE source_entry = '{edited}'"
             )
+            [(posted,)] = conn.exec_driver_sql(
+                f"SELECT external_id FROM erp_timebill WHERE source_entry = '{doubled}'"
+            ).all()
+            older = posted.rsplit("-v", 1)[0] + f"-v{int(posted.rsplit('-v', 1)[1]) - 1}"
+            copy = (
+                "INSERT INTO erp_timebill (external_id, last_modified, job_id, employee, "
+                "tran_date, period_id, period_name, hours, rate, cost_amount, bill_amount, "
+                "currency, department_id, memo, is_billable, reverses_id, kind, source_entry) "
+                "SELECT {external_id}, last_modified, job_id, employee, tran_date, period_id, "
+                "period_name, {hours}, rate, cost_amount, bill_amount, currency, department_id, "
+                "memo, is_billable, NULL, kind, {source} FROM erp_timebill "
+                f"WHERE external_id = '{posted}'"
+            )
+            # The same entry posted twice: an older version's posting still live beside it.
+            conn.exec_driver_sql(
+                copy.format(external_id=f"'{older}'", hours="hours", source="source_entry")
+            )
+            # Time a person entered straight into the ERP: no externalId, no PSA entry.
+            conn.exec_driver_sql(copy.format(external_id="NULL", hours="'3.5'", source="NULL"))
             conn.exec_driver_sql(
                 "UPDATE erp_accounting_period SET closed = 1 "
                 f"WHERE start_date <= '{last_month.isoformat()}' "
@@ -141,25 +151,33 @@ async def test_labor_drift_injected_in_the_twins_is_repaired_or_escalated(
         run = first["run"]
         assert run["by_kind"] == {
             "amount_mismatch": 1,
+            "duplicate_posting": 1,
             "missing_in_erp": 3,
+            "period_total_mismatch": 1,
             "posted_not_approved": 1,
             "stale_version": 1,
         }, first
-        assert (run["found"], run["repaired"], run["escalated"]) == (6, 4, 2)
+        assert (run["found"], run["repaired"], run["escalated"]) == (8, 4, 4)
         assert run["vendor_calls"] > 0 and run["projects"] == 2
         by_entry = {d["keys"].get("entry"): d for d in first["drifts"]}
         assert by_entry[f"time:{late}"]["state"] == "escalated"
         assert by_entry[f"time:{edited}"]["values"]["erp"] == "0.250000"
+        twice = by_entry[f"time:{doubled}"]
+        assert (twice["kind"], twice["state"]) == ("duplicate_posting", "escalated")
+        assert Decimal(twice["values"]["erp"]) == 2 * Decimal(twice["values"]["psa"])
+        [stray] = [d for d in first["drifts"] if d["kind"] == "period_total_mismatch"]
+        assert stray["state"] == "escalated" and stray["values"]["erp"] == "3.500000"
+        assert stray["keys"]["period"] == f"{today:%Y-%m}"
 
-        # Repaired through the time pipeline: the ERP agrees but for the two escalated.
+        # Repaired through the time pipeline: the ERP agrees but for the four escalated.
         await eventually(world.pipelines_idle, 60)
 
         def agrees_but_escalated() -> bool:
             rec = world.reconcile()
             return (
-                not rec.duplicates
+                rec.duplicates == {str(doubled): 2}
                 and rec.missing == {str(late)}
-                and not rec.extra
+                and rec.extra == {"None"}  # the posting no PSA entry explains
                 and (all(w.startswith(f"{edited}:") for w in rec.wrong) and len(rec.wrong) == 1)
             )
 
@@ -180,58 +198,19 @@ async def test_labor_drift_injected_in_the_twins_is_repaired_or_escalated(
             "/api/exceptions", params={"process": "reconciliation"}, headers=OPS
         )
         causes = sorted(i["cause_code"] for i in items.json()["items"])
-        assert causes == ["amount_mismatch", "missing_in_erp"]
+        assert causes == [
+            "amount_mismatch",
+            "duplicate_posting",
+            "missing_in_erp",
+            "period_total_mismatch",
+        ]
 
         # -- the second pass: nothing new ----------------------------------------------------
         second = (await run_pass(world))["run"]
         assert (second["new"], second["repaired"], second["escalated"]) == (0, 0, 0), second
-        assert (second["found"], second["kept"], second["gone"]) == (2, 2, 4)
+        assert (second["found"], second["kept"], second["gone"]) == (4, 4, 4)
         items = await world.gateway.get(
             "/api/exceptions", params={"process": "reconciliation"}, headers=OPS
         )
-        assert len(items.json()["items"]) == 2  # no second item for the same drift
+        assert len(items.json()["items"]) == 4  # no second item for the same drift
         await world.assert_no_run_failed()
-
-
-async def test_a_provisioned_deal_agrees_until_its_erp_project_is_renamed_by_hand(
-    tmp_path: Path, settle_now: None
-) -> None:
-    firm = build_firm(7)
-    settings = load_settings(home=tmp_path / ".pssync")
-    async with (
-        running_stack(settings, ephemeral_ports=True) as stack,
-        httpx.AsyncClient(base_url=stack.urls["gateway"], timeout=30) as gateway,
-    ):
-        deal = await win_deal(stack, deal_from_template(firm, provisionable_templates(firm)[0]))
-        handle = await wait_for_workflow(
-            stack.client, deal.workflow_id, result_type=ProvisionProjectResult
-        )
-        result = await asyncio.wait_for(handle.result(), 60)
-
-        async def project_pass() -> dict[str, Any]:
-            r = await gateway.post(
-                "/api/reconciliations", json={"domain": "project_master"}, headers=OPS
-            )
-            assert r.status_code == 202, r.text
-            run_id = r.json()["run_id"]
-
-            async def finished() -> dict[str, Any] | None:
-                got = await gateway.get(f"/api/reconciliations/{run_id}", headers=OPS)
-                body: dict[str, Any] = got.json()
-                return body if body["run"]["state"] == "finished" else None
-
-            body: dict[str, Any] = await eventually(finished, 60)
-            return body
-
-        clean = (await project_pass())["run"]
-        assert (clean["found"], clean["projects"]) == (0, 1), clean  # the twins' shapes agree
-        with stack.sandbox.state("erp").engine.begin() as conn:
-            conn.execute(
-                text("UPDATE erp_job SET company_name = 'Renamed by hand' WHERE id = :id"),
-                {"id": int(result.erp_project_id)},
-            )
-        renamed = await project_pass()
-        assert renamed["run"]["by_kind"] == {"field_mismatch": 1}, renamed
-        [drift] = renamed["drifts"]
-        assert drift["keys"]["field"] == "name" and drift["state"] == "escalated"
-        assert drift["values"]["erp"] == "Renamed by hand"

@@ -1,15 +1,18 @@
 """Forecast alignment end to end on the real dev server: a deal won in the CRM twin is
-provisioned by the saga; two consultants are staffed on its PSA project in two months, and the
+provisioned by the saga; a consultant is staffed on its PSA project in three months, and the
 PSA twin's `assignment.changed` webhooks reach the assignment sync through the gateway, which
 writes the ERP twin's labor forecast. Then the twins drift behind pssync's back:
 
 - an assignment deleted in the PSA (tamper: no webhook)     -> forecast_stale, repaired
 - a month's forecast approved and changed by finance         -> forecast_hours_mismatch,
                                                                 escalated (never overwritten)
+- a month's forecast record deleted in the ERP               -> forecast_missing, repaired
+- the project's budget cut in the ERP below the staffing     -> assignment_budget_variance,
+                                                                escalated (a person decides)
 
 `POST /api/reconciliations` runs a pass: the stale month is written again by the assignment
-sync (it reads zero), the approved one becomes an exception item, and a second pass finds
-nothing new.
+sync (it reads zero) and the missing one written anew, the approved month and the variance
+become exception items, and a second pass finds nothing new.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import pytest
 
 from bench._harness.waiting import must_eventually as eventually
 from connectors.erp import NetSuiteErp
+from connectors.erp.mapping import forecast_external_id
+from contracts.money import Money
 from contracts.naming import assignment_sync_workflow_id
 from contracts.settings import load_settings
 from contracts.v1.assignment_sync import STAFFING_QUERY, Staffing
@@ -114,9 +119,11 @@ async def test_forecast_drift_injected_in_the_twins_is_repaired_or_escalated(
         project = str(result.psa_project_id)
         first_month = (date.today().replace(day=1) + timedelta(days=40)).replace(day=1)
         second_month = (first_month + timedelta(days=40)).replace(day=1)
-        m1, m2 = f"{first_month:%Y-%m}", f"{second_month:%Y-%m}"
+        third_month = (second_month + timedelta(days=40)).replace(day=1)
+        m1, m2, m3 = (f"{m:%Y-%m}" for m in (first_month, second_month, third_month))
         await _staff(stack, project, first_month)
         gone = await _staff(stack, project, second_month)
+        await _staff(stack, project, third_month)
 
         sync = stack.client.get_workflow_handle(
             assignment_sync_workflow_id(stack.settings.psa.tenant, project)
@@ -130,7 +137,7 @@ async def test_forecast_drift_injected_in_the_twins_is_repaired_or_escalated(
             done = not s.pending and {f.period for f in s.forecast} >= periods
             return s if done and len(s.assignments) == assignments else None
 
-        await eventually(lambda: synced({m1, m2}, 2), 90)
+        await eventually(lambda: synced({m1, m2, m3}, 3), 90)
         erp = NetSuiteErp(stack.settings.erp)
         try:
             eid = f"eid:{result.enterprise_id}"
@@ -153,21 +160,51 @@ async def test_forecast_drift_injected_in_the_twins_is_repaired_or_escalated(
                 ),
                 project=eid,
             )
+            with stack.sandbox.state("erp").engine.begin() as conn:  # a record deleted by hand
+                conn.exec_driver_sql(
+                    "DELETE FROM erp_labor_forecast WHERE external_id = "
+                    f"'{forecast_external_id(str(result.erp_project_id), m3)}'"
+                )
+            budget = await erp.get_budget(eid)  # finance cuts the budget below the staffing
+            await erp.revise_budget(
+                eid, amount=Money("1.00", budget.amount.currency), expected_version=budget.version
+            )
 
             first = await forecast_pass(gateway)
             run = first["run"]
-            assert run["by_kind"] == {"forecast_hours_mismatch": 1, "forecast_stale": 1}, first
-            assert (run["found"], run["repaired"], run["escalated"]) == (2, 1, 1)
-            by_period = {d["keys"]["period"]: d for d in first["drifts"]}
+            assert run["by_kind"] == {
+                "assignment_budget_variance": 1,
+                "forecast_hours_mismatch": 1,
+                "forecast_missing": 1,
+                "forecast_stale": 1,
+            }, first
+            assert (run["found"], run["repaired"], run["escalated"]) == (4, 2, 2)
+            by_period = {d["keys"].get("period"): d for d in first["drifts"]}
             assert by_period[m2]["kind"] == "forecast_stale"
             stale = by_period[m2]["values"]
             assert (stale["psa"], stale["erp"], stale["psa_cost"]) == ("0.00", "40.00", "0.00")
             assert by_period[m1]["state"] == "escalated"
+            missing = by_period[m3]
+            assert (missing["kind"], missing["state"]) == ("forecast_missing", "repaired")
+            assert (missing["values"]["psa"], missing["values"]["erp"]) == ("40.00", None)
+            variance = by_period[None]
+            assert (variance["kind"], variance["state"]) == (
+                "assignment_budget_variance",
+                "escalated",
+            )
+            assert Decimal(variance["values"]["erp"]) == 1 < Decimal(variance["values"]["psa"])
 
-            # Repaired through the assignment sync: the deleted month's forecast reads zero.
+            # Repaired through the assignment sync: the deleted month's forecast reads zero,
+            # the deleted record is written again.
             async def rewritten() -> bool:
                 f = await erp.get_forecast(eid, m2)
-                return f is not None and f.hours == 0
+                again = await erp.get_forecast(eid, m3)
+                return (
+                    f is not None
+                    and f.hours == 0
+                    and again is not None
+                    and again.hours == Decimal("40.00")
+                )
 
             await eventually(rewritten, 90)
             approved = await erp.get_forecast(eid, m1)
@@ -175,11 +212,15 @@ async def test_forecast_drift_injected_in_the_twins_is_repaired_or_escalated(
             items = await gateway.get(
                 "/api/exceptions", params={"process": "reconciliation"}, headers=OPS
             )
-            [item] = items.json()["items"]
-            assert item["cause_code"] == "forecast_hours_mismatch"
+            causes = sorted(i["cause_code"] for i in items.json()["items"])
+            assert causes == ["assignment_budget_variance", "forecast_hours_mismatch"]
 
             second = (await forecast_pass(gateway))["run"]
             assert (second["new"], second["repaired"], second["escalated"]) == (0, 0, 0), second
-            assert (second["found"], second["kept"], second["gone"]) == (1, 1, 1)
+            assert (second["found"], second["kept"], second["gone"]) == (2, 2, 2)
+            items = await gateway.get(
+                "/api/exceptions", params={"process": "reconciliation"}, headers=OPS
+            )
+            assert len(items.json()["items"]) == 2  # no second item for the same drift
         finally:
             await erp.aclose()

@@ -1,12 +1,15 @@
 """Workforce end to end on the real dev server: a consultant is staffed on a provisioned PSA
-project (an assignment running two months on, and time booked today); then the HCM twin
+project (an assignment running two months on, time booked today and time booked two days ago
+left unapproved); then the HCM twin
 terminates them as of yesterday behind pssync's back — the termination's entry moment lies in
 a window the HCM poller has already read, so it never sees it.
 
-`POST /api/reconciliations` (workforce, the project's scope) runs a pass: the open assignment
-and the time after the last day are found and repaired by starting the worker's termination
-saga, as the poller would have (it ends the assignment on the last day); the next pass verifies
-the assignment and escalates the time the saga does not undo; the pass after finds nothing new.
+`POST /api/reconciliations` (workforce, the project's scope) runs a pass: the open assignment,
+the unapproved time up to the last day and the time after it are found and repaired by
+starting the worker's termination saga, as the poller would have (it ends the assignment on the
+last day and flags the unapproved time for the project's managers); the next pass verifies the
+assignment and escalates the two entries the saga does not undo (a person approves, rejects or
+moves them); the pass after finds nothing new.
 """
 
 from __future__ import annotations
@@ -98,20 +101,23 @@ async def test_a_leaver_the_poller_never_saw_is_terminated_by_reconciliation(
             headers=PSA_AUTH,
         )
         assert staffed.status_code in (200, 201), staffed.text
-        booked = await twins.post(
-            "/psa/api/v1/time_entries.json",
-            json={
-                "time_entry": {
-                    "workspace_id": int(project),
-                    "user_id": user_id,
-                    "date_performed": today.isoformat(),
-                    "time_in_minutes": 240,
-                }
-            },
-            headers=PSA_AUTH,
-        )
-        assert booked.status_code in (200, 201), booked.text
-        entry = str(booked.json()["results"][0]["id"])
+        booked: list[str] = []
+        for day in (today, today - timedelta(days=2)):
+            created = await twins.post(
+                "/psa/api/v1/time_entries.json",
+                json={
+                    "time_entry": {
+                        "workspace_id": int(project),
+                        "user_id": user_id,
+                        "date_performed": day.isoformat(),
+                        "time_in_minutes": 240,
+                    }
+                },
+                headers=PSA_AUTH,
+            )
+            assert created.status_code in (200, 201), created.text
+            booked.append(str(created.json()["results"][0]["id"]))
+        entry, unapproved = booked
         clean = (await workforce_pass(gateway, project))["run"]
         assert clean["found"] == 0, clean
 
@@ -131,10 +137,16 @@ async def test_a_leaver_the_poller_never_saw_is_terminated_by_reconciliation(
 
         first = await workforce_pass(gateway, project)
         run = first["run"]
-        assert run["by_kind"] == {"leaver_future_time": 1, "leaver_open_assignment": 1}, first
-        assert (run["found"], run["repaired"], run["escalated"]) == (2, 2, 0)
+        assert run["by_kind"] == {
+            "leaver_future_time": 1,
+            "leaver_open_assignment": 1,
+            "leaver_open_time_entry": 1,
+        }, first
+        assert (run["found"], run["repaired"], run["escalated"]) == (3, 3, 0)
         by_kind = {d["kind"]: d for d in first["drifts"]}
         assert by_kind["leaver_future_time"]["keys"]["entry"] == f"time:{entry}"
+        assert by_kind["leaver_open_time_entry"]["keys"]["entry"] == f"time:{unapproved}"
+        assert by_kind["leaver_open_time_entry"]["state"] == "repaired"
         assert by_kind["leaver_open_assignment"]["values"]["hcm"] == left.isoformat()
 
         # Repaired: the termination saga runs, as if the poller had seen the termination.
@@ -156,18 +168,25 @@ async def test_a_leaver_the_poller_never_saw_is_terminated_by_reconciliation(
 
         second = await workforce_pass(gateway, project)
         run = second["run"]
-        assert (run["found"], run["gone"], run["repaired"], run["escalated"]) == (1, 1, 0, 1)
+        assert (run["found"], run["gone"], run["repaired"], run["escalated"]) == (2, 1, 0, 2)
         items = await gateway.get(
             "/api/exceptions", params={"process": "reconciliation"}, headers=OPS
         )
-        [item] = items.json()["items"]
-        assert item["cause_code"] == "leaver_future_time"
-        assert item["context"]["evidence"]["termination_run"] == run_id
+        by_cause = {i["cause_code"]: i for i in items.json()["items"]}
+        assert sorted(by_cause) == ["leaver_future_time", "leaver_open_time_entry"]
+        assert all(i["context"]["evidence"]["termination_run"] == run_id for i in by_cause.values())
+        assert (
+            by_cause["leaver_open_time_entry"]["context"]["keys"]["entry"] == f"time:{unapproved}"
+        )
 
         third = (await workforce_pass(gateway, project))["run"]
         assert (third["new"], third["repaired"], third["escalated"], third["kept"]) == (
             0,
             0,
             0,
-            1,
+            2,
         )
+        items = await gateway.get(
+            "/api/exceptions", params={"process": "reconciliation"}, headers=OPS
+        )
+        assert len(items.json()["items"]) == 2  # no second item for the same drift

@@ -1,9 +1,11 @@
 """Reconciliation of forecast alignment on the time-skipping server, over the in-memory fakes
 and a real SQLite store, wired exactly as `worker.build_workers` does.
 
-Three projects' staffing reaches the ERP labor forecast through the real assignment sync; then
+Four projects' staffing reaches the ERP labor forecast through the real assignment sync; then
 the systems drift the way real life makes them drift: an assignment deleted in the PSA with no
-webhook (the sync's forecast goes stale), a draft forecast edited by hand in the ERP, a
+webhook (the sync's forecast goes stale), the same where the project's sync was terminated too
+(its `staffing` query still answers; the repair must start a new run that writes the whole
+forecast, the emptied month as zero), a draft forecast edited by hand in the ERP, a
 finance-locked forecast edited by hand, a project whose `assignment.changed` webhooks were all
 lost (no forecast at all) and whose staffing costs far more than its budget. A
 `Reconciliation` run finds each, repairs the safe ones through the assignment sync and hands
@@ -25,6 +27,7 @@ from typing import Any
 
 import pytest
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 import store
@@ -128,7 +131,9 @@ async def world_of(env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Wo
         settings = load_settings(home=tmp_path, database_url=url)
         settings.psa.tenant = f"t-{uuid.uuid4().hex[:8]}"
         projects: dict[str, tuple[str, str]] = {}
-        for n, (name, budget) in enumerate((("P1", "90000"), ("P2", "90000"), ("P3", "1000"))):
+        for n, (name, budget) in enumerate(
+            (("P1", "90000"), ("P2", "90000"), ("P3", "1000"), ("P4", "90000"))
+        ):
             eid = f"01JP00000000000000000008{n}0"
             project = make_project(rate_card_id=None).model_copy(
                 update={"name": name, "contract_value": Money(budget, "USD")}
@@ -176,18 +181,22 @@ async def test_forecast_drift_is_found_repaired_or_escalated_and_a_second_pass_a
     async with world_of(ts_env, tmp_path) as world:
         psa, erp = world.psa, world.erp
         m1, m2 = world.months
-        (p1, _), (p2, e2), (p3, _) = (world.projects[n] for n in ("P1", "P2", "P3"))
+        (p1, _), (p2, e2), (p3, _), (p4, _) = (world.projects[n] for n in ("P1", "P2", "P3", "P4"))
         psa.add_assignment(p1, "Consultant", *_week(m1), worker_id=W1, minutes=40 * 60)
         gone = psa.add_assignment(p1, "Consultant", *_week(m2), worker_id=W2, minutes=40 * 60)
         psa.add_assignment(p2, "Consultant", *_week(m1), worker_id=W1, minutes=20 * 60)
         psa.add_assignment(p2, "Consultant", *_week(m2), worker_id=W1, minutes=30 * 60)
         psa.add_assignment(p3, "Consultant", *_week(m1), worker_id=W2, minutes=40 * 60)
+        psa.add_assignment(p4, "Consultant", *_week(m1), worker_id=W1, minutes=10 * 60)
+        gone4 = psa.add_assignment(p4, "Consultant", *_week(m2), worker_id=W1, minutes=10 * 60)
         await world.sync("P1")
         await world.sync("P2")  # P3's webhooks were all lost
+        await world.sync("P4")
         await eventually(
             lambda: (
                 world.hours("P1", m2) == Decimal("40.00")
                 and world.hours("P2", m2) == Decimal("30.00")
+                and world.hours("P4", m2) == Decimal("10.00")
             ),
             "the sync did not write the forecasts",
         )
@@ -197,6 +206,11 @@ async def test_forecast_drift_is_found_repaired_or_escalated_and_a_second_pass_a
 
         # The drift, none of it announced to pssync:
         del psa.assignments[gone.external_id]  # P1: deleted in the PSA, no webhook
+        del psa.assignments[gone4.external_id]  # P4: the same, and its sync terminated
+        with contextlib.suppress(RPCError):  # already closed: timed out on this server
+            await world.client.get_workflow_handle(
+                assignment_sync_workflow_id(world.settings.psa.tenant, p4)
+            ).terminate("an operator stopped it")
         key = (e2, m1)  # P2: a draft edited by hand; a locked one edited by hand
         erp.forecasts[key] = erp.forecasts[key].model_copy(update={"hours": Decimal("12")})
         key = (e2, m2)
@@ -205,35 +219,42 @@ async def test_forecast_drift_is_found_repaired_or_escalated_and_a_second_pass_a
         )
 
         dry = await world.reconcile(dry_run=True)
-        assert dry.found == 5 and dry.repaired == dry.escalated == 0
+        assert dry.found == 6 and dry.repaired == dry.escalated == 0
 
         first = await world.reconcile()
         assert first.by_kind == {
             "assignment_budget_variance": 1,
             "forecast_hours_mismatch": 2,
             "forecast_missing": 1,
-            "forecast_stale": 1,
+            "forecast_stale": 2,
         }, first
-        assert (first.found, first.repaired, first.escalated, first.projects) == (5, 3, 2, 3)
+        assert (first.found, first.repaired, first.escalated, first.projects) == (6, 4, 2, 4)
 
-        # Repaired through the sync: P1's deleted month reads zero, P2's draft is restored,
-        # P3 gets its forecast (its sync started by the repair); the locked one is untouched.
-        # P3's new sync debounces 5 s (the default settings, as the gateway starts it): move the
+        # Repaired through the sync: P1's and P4's deleted months read zero (P4's by a new run
+        # of its sync, which keeps its other month), P2's draft is restored, P3 gets its
+        # forecast (its sync started by the repair); the locked one is untouched.
+        # New syncs debounce 5 s (the default settings, as the gateway starts them): move the
         # server's clock while waiting, so a timer the loaded worker creates late still fires.
-        # KNOWN RACE (open, see the stop's closing note): P1's month whose only assignment was
-        # deleted without a webhook is zeroed by the repair in most runs but not all (about one
-        # run in four leaves 40.00), so it is not asserted here until that is fixed.
+        # (The time-skipping server may also jump past the syncs' default execution timeout
+        # while a run is awaited: then every sync here is repaired as P4's is.)
         deadline = asyncio.get_running_loop().time() + 60
         while not (
-            world.hours("P2", m1) == Decimal("20.00") and world.hours("P3", m1) == Decimal("40.00")
+            world.hours("P1", m2) == Decimal("0.00")
+            and world.hours("P4", m2) == Decimal("0.00")
+            and world.hours("P2", m1) == Decimal("20.00")
+            and world.hours("P3", m1) == Decimal("40.00")
         ):
             assert asyncio.get_running_loop().time() < deadline, (
                 "the repairs did not land",
+                world.hours("P1", m2),
+                world.hours("P4", m2),
                 world.hours("P2", m1),
                 world.hours("P3", m1),
             )
             await world.env.sleep(1)
         assert world.hours("P2", m2) == Decimal("99")
+        assert world.hours("P1", m1) == Decimal("40.00")
+        assert world.hours("P4", m1) == Decimal("10.00")
         await eventually(lambda: len(world.items()) == 2, "the desk did not open two items")
         items = world.items()
         assert set(items) == {("forecast_hours_mismatch", p2), ("assignment_budget_variance", p3)}
@@ -246,5 +267,5 @@ async def test_forecast_drift_is_found_repaired_or_escalated_and_a_second_pass_a
 
         second = await world.reconcile()
         assert (second.new, second.repaired, second.escalated) == (0, 0, 0), second
-        assert (second.found, second.kept, second.gone) == (2, 2, 3)
+        assert (second.found, second.kept, second.gone) == (2, 2, 4)
         assert len(world.items()) == 2
