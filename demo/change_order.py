@@ -14,6 +14,9 @@ from stack import Stack
 if TYPE_CHECKING:
     import httpx
 
+FINANCE_DELTA = 25_000
+"""A budget increase above the default finance threshold: finance must approve too."""
+
 
 async def change_order_scene(stack: Stack, deal: DealOutcome, say: Any = print) -> list[Check]:
     """A change order submitted in the PSA twin for a provisioned project: its signed webhook
@@ -27,7 +30,7 @@ async def change_order_scene(stack: Stack, deal: DealOutcome, say: Any = print) 
     erp = NetSuiteErp(stack.settings.erp)
     try:
         before = await erp.get_budget(f"eid:{eid}")
-        delta = 25_000  # above the default finance threshold: finance must approve too
+        delta = FINANCE_DELTA
         async with httpx.AsyncClient(timeout=60) as http:
             co_id = await _submit(http, stack, deal, delta, before.amount.currency)
             say(f"change order {co_id} submitted in the PSA (+{delta} {before.amount.currency})")
@@ -71,6 +74,47 @@ async def change_order_scene(stack: Stack, deal: DealOutcome, say: Any = print) 
     ]
 
 
+async def submit_change_order(
+    stack: Stack, deal: DealOutcome, delta: int = FINANCE_DELTA
+) -> tuple[Any, Any, Any]:
+    """Submit "Extend the build phase" (+`delta` in the ERP budget's currency, 100 consultant
+    hours) in the PSA twin for the deal's project, and wait for its run to ask for approval;
+    returns the change order's ID, the run's handle and its status (`required_roles`...)."""
+    import httpx
+
+    budget = await erp_budget(stack, deal)
+    async with httpx.AsyncClient(timeout=60) as http:
+        co_id = await _submit(http, stack, deal, delta, budget.amount.currency)
+    handle, status = await wait_for_approval(stack, co_id)
+    return co_id, handle, status
+
+
+async def erp_budget(stack: Stack, deal: DealOutcome) -> Any:
+    """The ERP's budget record of the deal's project (amount and version), read through the
+    ERP connector as pssync reads it."""
+    from connectors.erp import NetSuiteErp
+
+    erp = NetSuiteErp(stack.settings.erp)
+    try:
+        return await erp.get_budget(f"eid:{deal.enterprise_id or ''}")
+    finally:
+        await erp.aclose()
+
+
+async def wait_for_approval(stack: Stack, co_id: Any) -> tuple[Any, Any]:
+    """The change order's run (its handle typed to `ChangeOrderResult`) once it waits for
+    approval, and its status then."""
+    from contracts.naming import change_order_workflow_id
+    from contracts.v1.change_orders import ChangeOrderResult
+
+    handle = await wait_for_workflow(
+        stack.client,
+        change_order_workflow_id(stack.settings.psa.tenant, co_id),
+        result_type=ChangeOrderResult,
+    )
+    return handle, await wait_for_step(handle, "waiting_for_approval")
+
+
 async def _submit(
     http: httpx.AsyncClient, stack: Stack, deal: DealOutcome, delta: int, currency: Any
 ) -> Any:
@@ -98,15 +142,7 @@ async def _approve(
 ) -> tuple[Any, Any, list[int]]:
     """Wait for the run to ask for approval, then approve as every role it asks for through
     the gateway; returns the run's handle, its status and the gateway's status codes."""
-    from contracts.naming import change_order_workflow_id
-    from contracts.v1.change_orders import ChangeOrderResult
-
-    handle = await wait_for_workflow(
-        stack.client,
-        change_order_workflow_id(stack.settings.psa.tenant, co_id),
-        result_type=ChangeOrderResult,
-    )
-    status = await wait_for_step(handle, "waiting_for_approval")
+    handle, status = await wait_for_approval(stack, co_id)
     say(f"waiting for approval by {', '.join(status['required_roles'])}")
     codes = []
     for role in status["required_roles"]:

@@ -9,8 +9,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from contracts.settings import Settings
-from demo.change_order import change_order_scene
+from contracts.settings import DEV_TOKENS, Settings
+from demo.change_order import change_order_scene, submit_change_order
 from demo.checks import Check, checks_table
 from demo.deals import (
     DealOutcome,
@@ -22,22 +22,25 @@ from demo.deals import (
 )
 from demo.reconciliation import reconciliation_scene
 from demo.termination import termination_scene
-from demo.time_to_invoice import time_to_invoice_scene
+from demo.time_to_invoice import RATED_ROLE, hold_missing_rate_card, time_to_invoice_scene
 from demo.waits import actor_token, wait_for_open_exception, wait_for_workflow
 from stack import Stack, print_urls, running_stack, stop_on_signal
 
 console = Console()
 
 
-async def run_scenario(stack: Stack, *, deals: int = 3, say: Any = print) -> list[Check]:
+async def run_scenario(
+    stack: Stack, *, deals: int = 3, say: Any = print, won: list[DealOutcome] | None = None
+) -> list[Check]:
     """The demo: several deals won, one webhook delivered 50 times at once, one deal with a
-    bad cost center fixed through the exceptions API. Returns every check."""
+    bad cost center fixed through the exceptions API. Returns every check; the deals won are
+    appended to `won` when given."""
     from sandbox.seed import build_firm
 
     firm = build_firm(7)
     templates = provisionable_templates(firm)
     checks: list[Check] = []
-    outcomes: list[DealOutcome] = []
+    outcomes: list[DealOutcome] = [] if won is None else won
 
     say(f"winning {deals} deals in the CRM twin")
     for i in range(deals):
@@ -129,15 +132,47 @@ def _holdings_table(outcomes: list[DealOutcome]) -> Table:
 
 
 async def run_demo(settings: Settings, *, seed: int, keep_running: bool) -> bool:
-    """Start the stack, drive the scenario, check what each system holds. True if all held."""
+    """Start the stack, drive the scenario, check what each system holds. True if all held.
+    `keep_running`: once every check held, leave work for the console on the last deal won (a
+    `MissingRateCard` item, a change order waiting for approval) and stay up until Ctrl-C."""
     async with running_stack(settings, seed=seed) as stack:
         print_urls(stack, console)
+        won: list[DealOutcome] = []
         try:
-            checks = await run_scenario(stack, say=lambda m: console.print(f"[cyan]>[/cyan] {m}"))
+            checks = await run_scenario(stack, say=_say, won=won)
         except Exception as exc:  # the demo reports, it does not crash
             checks = [Check("scenario ran to the end", False, f"{type(exc).__name__}: {exc}")]
         console.print(checks_table(checks))
         if keep_running:
+            if won and all(check.held for check in checks):
+                await _leave_for_the_console(stack, won[-1], _say)
             console.print("--keep-running: the stack stays up; Ctrl-C stops everything.")
             await stop_on_signal().wait()
     return all(check.held for check in checks)
+
+
+def _say(message: str) -> None:
+    console.print(f"[cyan]>[/cyan] {message}")
+
+
+async def _leave_for_the_console(stack: Stack, deal: DealOutcome, say: Any) -> None:
+    """`--keep-running`: leave one `MissingRateCard` item open and one change order waiting
+    for approval on `deal`'s project, and say where to sign in to handle them."""
+    try:
+        say(f"for the console: an entry on {deal.name} for a role its rate card lacks")
+        _entry, item = await hold_missing_rate_card(stack, deal)
+        say(f"for the console: a change order on {deal.name}, left waiting for approval")
+        co_id, _run, status = await submit_change_order(stack, deal)
+    except Exception as exc:  # the checks already held; the stack stays up regardless
+        console.print(f"[yellow]could not leave work for the console: {exc!r}[/yellow]")
+        return
+    url = stack.urls.get("console", f"{stack.urls['gateway']}/console")
+    tokens = {role: DEV_TOKENS[role] for role in status["required_roles"] if role in DEV_TOKENS}
+    console.print(f"The console: {url}")
+    console.print(
+        f"  sign in with [bold]{DEV_TOKENS['delivery_manager']}[/bold]: {item.cause_code} item "
+        f"{item.id} waits in {url}/exceptions (correct its role to {RATED_ROLE} and retry)"
+    )
+    console.print(f"  change order {co_id} waits in {url}/approvals for:")
+    for role, token in tokens.items():
+        console.print(f"    {role}: sign in with [bold]{token}[/bold]")

@@ -4,7 +4,8 @@ fixed through the exceptions API, an unapproval is reversed, and the period is i
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -18,6 +19,13 @@ from stack import Stack
 if TYPE_CHECKING:
     import httpx
 
+UNRATED_ROLE = "Apprentice"
+"""A billing role no project's rate card has: an entry logged for it is a `MissingRateCard`."""
+RATED_ROLE = "Consultant"
+"""The role the rate cards have, which a `MissingRateCard` item is corrected to."""
+UNRATED_MINUTES = 45
+"""The unrated entry's length: three quarters of an hour."""
+
 
 async def time_to_invoice_scene(stack: Stack, deal: DealOutcome, say: Any = print) -> list[Check]:
     """Time on a provisioned project: 24 entries approved in the PSA twin reach the ERP through
@@ -26,29 +34,18 @@ async def time_to_invoice_scene(stack: Stack, deal: DealOutcome, say: Any = prin
     and the ERP invoice covers what was posted, with the PSA entries marked invoiced."""
     import httpx
 
-    from contracts.naming import time_pipeline_workflow_id
-
-    assert stack.sandbox is not None and deal.psa_project_id is not None
     day = date.today() - timedelta(days=1)
-    auth = {"Authorization": "Bearer dev-static-token"}
-    async with httpx.AsyncClient(timeout=60, headers=auth) as http:
-        run = _TimeRun(
-            stack=stack,
-            deal=deal,
-            http=http,
-            workflow_id=time_pipeline_workflow_id(stack.settings.psa.tenant, deal.psa_project_id),
-            psa=f"{stack.urls['sandbox']}/psa/api/v1",
-            erp=stack.sandbox.state("erp").engine,
-        )
-        entries, odd = await _log_entries(run, day)
+    async with open_time_run(stack, deal) as run:
+        entries = await log_entries(run, day, 24)
+        odd = await log_unrated_entry(run, day)
         say(f"24 entries approved on {deal.name}, plus one for a role its rate card lacks")
         await run.until(lambda: len(run.erp_rows(entries)) == 24, "24 postings in the ERP")
         item = await wait_for_open_exception(stack, run.workflow_id)
-        say(f"exception {item.cause_code}: {item.detail}; billing it as a Consultant")
+        say(f"exception {item.cause_code}: {item.detail}; billing it as a {RATED_ROLE}")
         async with httpx.AsyncClient(timeout=60) as gw:
             resolution = await _resolve_as_consultant(run, gw, item)
             # A timesheet approved by mistake is unapproved: the ERP gets a reversing posting.
-            await http.put(
+            await run.http.put(
                 f"{run.psa}/time_entries/{entries[0]}.json",
                 json={"time_entry": {"approved": False}},
             )
@@ -142,9 +139,29 @@ class _TimeRun:
         return entry_id
 
 
-async def _log_entries(run: _TimeRun, day: date) -> tuple[list[str], str]:
-    """24 approved entries by three active workers over the week up to `day` (in its month),
-    and one more for a role the rate card lacks; returns the 24 IDs and the odd one's."""
+@asynccontextmanager
+async def open_time_run(stack: Stack, deal: DealOutcome) -> AsyncIterator[_TimeRun]:
+    """Time on a provisioned project's pipeline: the PSA API client (as the PSA's dev token)
+    open for the block, the pipeline's workflow ID and the ERP twin's database."""
+    import httpx
+
+    from contracts.naming import time_pipeline_workflow_id
+
+    assert stack.sandbox is not None and deal.psa_project_id is not None
+    auth = {"Authorization": "Bearer dev-static-token"}
+    async with httpx.AsyncClient(timeout=60, headers=auth) as http:
+        yield _TimeRun(
+            stack=stack,
+            deal=deal,
+            http=http,
+            workflow_id=time_pipeline_workflow_id(stack.settings.psa.tenant, deal.psa_project_id),
+            psa=f"{stack.urls['sandbox']}/psa/api/v1",
+            erp=stack.sandbox.state("erp").engine,
+        )
+
+
+async def _logging_users(run: _TimeRun, day: date) -> list[int]:
+    """The PSA users of three workers active on `day` (the same three every time)."""
     from sandbox.seed import build_firm
 
     workers = [
@@ -152,15 +169,36 @@ async def _log_entries(run: _TimeRun, day: date) -> tuple[list[str], str]:
         for w in build_firm(7).workers
         if w.status == "active" and w.termination_date is None and w.hire_date < day
     ][10:13]
-    users = [await run.user_of(w.id) for w in workers]
+    return [await run.user_of(w.id) for w in workers]
+
+
+async def log_entries(run: _TimeRun, day: date, count: int) -> list[str]:
+    """`count` approved entries by three active workers over the week up to `day` (in its
+    month), each a quarter hour longer every three; returns their IDs."""
+    users = await _logging_users(run, day)
     entries = []
-    for i in range(24):
+    for i in range(count):
         on = day - timedelta(days=i % 8)
         if on.month != day.month:
             on = day
         entries.append(await run.log_time(users[i % 3], on, 60 + 15 * (i // 3)))
-    odd = await run.log_time(users[0], day, 45, role="Apprentice")
-    return entries, odd
+    return entries
+
+
+async def log_unrated_entry(run: _TimeRun, day: date) -> str:
+    """One approved entry of 45 minutes on `day` for a role the project's rate card lacks
+    (`UNRATED_ROLE`): the pipeline holds it as a `MissingRateCard` item. Returns its ID."""
+    users = await _logging_users(run, day)
+    return await run.log_time(users[0], day, UNRATED_MINUTES, role=UNRATED_ROLE)
+
+
+async def hold_missing_rate_card(stack: Stack, deal: DealOutcome) -> tuple[str, Any]:
+    """Log one unrated entry on the deal's project (yesterday) and wait for the pipeline to
+    hold it; returns the entry's ID and its open `MissingRateCard` exception item."""
+    async with open_time_run(stack, deal) as run:
+        odd = await log_unrated_entry(run, date.today() - timedelta(days=1))
+        item = await wait_for_open_exception(stack, run.workflow_id)
+    return odd, item
 
 
 async def _resolve_as_consultant(
@@ -172,7 +210,7 @@ async def _resolve_as_consultant(
     resolved = await gw.post(
         f"{run.stack.urls['gateway']}/api/exceptions/{item.id}/resolution",
         headers=ops,
-        json={"action": "retry_with_data", "corrections": {"role": "Consultant"}},
+        json={"action": "retry_with_data", "corrections": {"role": RATED_ROLE}},
     )
     return resolved, resolved.json().get("result", {}).get("outcome")
 
