@@ -6,10 +6,11 @@ items (delivery managers, finance, ops), with the API's authentication, roles an
 Pages are Jinja2 templates (`templates/`) with one small stylesheet (`static/`, served at
 `/console/static`); no script is needed: every action is a plain HTML form with a CSRF token
 (`gateway.console.csrf`). Sign-in keeps the bearer token in an encrypted session cookie
-(`gateway.console.session`) that is verified again on every request. This slice has the
-exception inbox and an item's page (`gateway.console.exceptions`) and the approvals inbox and a
-change order's page (`gateway.console.approvals`); `pages.NAV` is where a project's story and
-runs and health join later.
+(`gateway.console.session`) that is verified again on every request, or signs people in through
+the OIDC provider (`gateway.console.oidc`). The sections (`pages.NAV`): the exception inbox and
+an item's page (`gateway.console.exceptions`), the approvals inbox and a change order's page
+(`gateway.console.approvals`), a project's story (`gateway.console.projects`) and runs and
+health (`gateway.console.health`, `health_runs`).
 
 Must never: import workflows, activities or connectors.
 """
@@ -21,7 +22,7 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
 from contracts.settings import Settings
-from gateway.console import approvals, exceptions, signin
+from gateway.console import approvals, exceptions, health, projects, signin
 from gateway.console.csrf import CsrfRefused
 from gateway.console.pages import (
     PREFIX,
@@ -46,6 +47,8 @@ def install_console(app: FastAPI, settings: Settings) -> None:
     app.include_router(signin.router)
     app.include_router(exceptions.router)
     app.include_router(approvals.router)
+    app.include_router(projects.router)
+    app.include_router(health.router)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=STATIC), name="console-static")
 
     async def sign_in_needed(request: Request, exc: Exception) -> Response:

@@ -31,9 +31,13 @@ STATIC = Path(__file__).parent / "static"
 
 APPROVALS = f"{PREFIX}/approvals"
 
-NAV: tuple[tuple[str, str], ...] = (("Exceptions", HOME), ("Approvals", APPROVALS))
-"""The console's sections, in the header's order. Later slices add theirs here
-(a project's story, runs and health)."""
+NAV: tuple[tuple[str, str], ...] = (
+    ("Exceptions", HOME),
+    ("Approvals", APPROVALS),
+    ("Projects", f"{PREFIX}/projects"),
+    ("Health", f"{PREFIX}/health"),
+)
+"""The console's sections, in the header's order (a new page adds its entry here)."""
 
 _env = Environment(
     loader=FileSystemLoader(TEMPLATES),

@@ -218,3 +218,21 @@ class ExceptionOps(StoreBase):
         )
         with self._read() as session:
             return list(session.exec(query).all())
+
+    def exceptions_opened_since(
+        self, since: datetime, *, limit: int = EXCEPTION_PAGE_MAX
+    ) -> list[ExceptionItemRow]:
+        """Items opened at or after `since` (an aware datetime), whatever their status, newest
+        first, at most `limit` (1..`EXCEPTION_PAGE_MAX`)."""
+        if not 1 <= limit <= EXCEPTION_PAGE_MAX:
+            raise ValueError(f"limit must be 1..{EXCEPTION_PAGE_MAX}, not {limit}")
+        if since.utcoffset() is None:
+            raise ValueError(f"naive datetime {since!r}: give an aware datetime")
+        query = (
+            select(ExceptionItemRow)
+            .where(col(ExceptionItemRow.created_at) >= since)
+            .order_by(col(ExceptionItemRow.created_at).desc(), col(ExceptionItemRow.id))
+            .limit(limit)
+        )
+        with self._read() as session:
+            return list(session.exec(query).all())

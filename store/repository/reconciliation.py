@@ -259,6 +259,24 @@ class ReconciliationOps(StoreBase):
             ).all()
         return list(rows), int(total)
 
+    def project_drifts(self, projects: Iterable[str], *, limit: int = 20) -> list[DriftRow]:
+        """The drifts recorded about any of ``projects`` (PSA project ids), the most recently
+        seen first (then by fingerprint), whatever their state: at most ``limit``
+        (1..``DRIFTS_PAGE_MAX``)."""
+        keys = list(dict.fromkeys(projects))[:100]
+        if not keys:
+            return []
+        limit = max(1, min(limit, DRIFTS_PAGE_MAX))
+        with self._read() as session:
+            return list(
+                session.exec(
+                    select(DriftRow)
+                    .where(col(DriftRow.project).in_(keys))
+                    .order_by(col(DriftRow.last_seen).desc(), col(DriftRow.fingerprint))
+                    .limit(limit)
+                ).all()
+            )
+
     def count_standing_drifts(
         self,
         *,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -30,6 +31,39 @@ from store.repository._base import (
     StoreBase,
     _chunks,
 )
+
+PERIOD_GROUPS_MAX = 2000
+"""Groups ``postings_by_period`` returns at most (the latest periods first)."""
+INVOICES_MAX = 200
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodPostings:
+    """The ledger rows of one project, period, state, kind and currency, summed."""
+
+    period: str | None
+    state: str
+    kind: str
+    currency: str | None
+    hours: Decimal
+    bill_amount: Decimal
+    """Sum of the bill amounts (0 when none has one)."""
+    cost_amount: Decimal
+    """Sum of the cost amounts (0 when none has one)."""
+    entries: int
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceTotal:
+    """The entries of one project billed on one invoice (one currency)."""
+
+    invoice_ref: str
+    currency: str | None
+    hours: Decimal
+    bill_amount: Decimal
+    entries: int
+    first_period: str | None
+    last_period: str | None
 
 
 class TimePostingOps(StoreBase):
@@ -263,6 +297,84 @@ class TimePostingOps(StoreBase):
         with self._reader.connect() as conn:
             counts.update((state, count) for state, count in conn.execute(query).all())
         return counts
+
+    def postings_by_period(
+        self, psa_project_id: str, *, limit: int = PERIOD_GROUPS_MAX
+    ) -> list[PeriodPostings]:
+        """A project's ledger rows summed per period, state, kind and currency (amounts of
+        different currencies are never added up): the latest periods first (no period last),
+        then by state, kind and currency; at most ``limit`` (1..``PERIOD_GROUPS_MAX``) groups."""
+        limit = max(1, min(limit, PERIOD_GROUPS_MAX))
+        t = _TIME_POSTING.c
+        query = (
+            core_select(
+                t.period,
+                t.state,
+                t.kind,
+                t.currency,
+                func.sum(t.hours),
+                func.sum(t.bill_amount),
+                func.sum(t.cost_amount),
+                func.count(),
+            )
+            .where(t.psa_project_id == psa_project_id)
+            .group_by(t.period, t.state, t.kind, t.currency)
+            .order_by(t.period.is_(None), t.period.desc(), t.state, t.kind, t.currency)
+            .limit(limit)
+        )
+        with self._reader.connect() as conn:
+            result = conn.execute(query).all()
+        zero_hours, zero_amount = Decimal("0.000000"), Decimal("0.00")
+        return [
+            PeriodPostings(
+                period=period,
+                state=state,
+                kind=kind,
+                currency=currency,
+                hours=hours if hours is not None else zero_hours,
+                bill_amount=bill if bill is not None else zero_amount,
+                cost_amount=cost if cost is not None else zero_amount,
+                entries=entries,
+            )
+            for period, state, kind, currency, hours, bill, cost, entries in result
+        ]
+
+    def invoices_of(self, psa_project_id: str, *, limit: int = 50) -> list[InvoiceTotal]:
+        """The invoices a project's entries were billed on (``invoice_ref``), per currency, with
+        their entries, hours and bill amount: the latest billed periods first, at most
+        ``limit`` (1..``INVOICES_MAX``)."""
+        limit = max(1, min(limit, INVOICES_MAX))
+        t = _TIME_POSTING.c
+        last = func.max(t.period)
+        query = (
+            core_select(
+                t.invoice_ref,
+                t.currency,
+                func.sum(t.hours),
+                func.sum(t.bill_amount),
+                func.count(),
+                func.min(t.period),
+                last,
+            )
+            .where(t.psa_project_id == psa_project_id, t.invoice_ref.is_not(None))
+            .group_by(t.invoice_ref, t.currency)
+            .order_by(last.desc(), t.invoice_ref)
+            .limit(limit)
+        )
+        with self._reader.connect() as conn:
+            result = conn.execute(query).all()
+        return [
+            InvoiceTotal(
+                invoice_ref=ref,
+                currency=currency,
+                hours=hours if hours is not None else Decimal("0.000000"),
+                bill_amount=bill if bill is not None else Decimal("0.00"),
+                entries=entries,
+                first_period=first,
+                last_period=latest,
+            )
+            for ref, currency, hours, bill, entries, first, latest in result
+        ]
 
 
 def _time_posting_values(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -155,6 +158,57 @@ class XrefOps(StoreBase):
                     .order_by(col(XrefRow.system), col(XrefRow.object_type))
                 ).all()
             )
+
+    def projects_known_as(self, external_id: str, *, limit: int = 10) -> list[str]:
+        """Enterprise ids of the projects (``entity_type`` project) that some system knows by
+        ``external_id`` (any system, tenant and object type; an enterprise id is not looked
+        up here), in id order, at most ``limit`` (1..100)."""
+        limit = max(1, min(limit, 100))
+        query = (
+            select(col(XrefRow.enterprise_id))
+            .where(
+                col(XrefRow.external_id) == external_id,
+                col(XrefRow.entity_type) == "project",
+            )
+            .distinct()
+            .order_by(col(XrefRow.enterprise_id))
+            .limit(limit)
+        )
+        with self._read() as session:
+            return [str(eid) for eid in session.exec(query).all()]
+
+    def recent_projects(self, *, limit: int = 25, offset: int = 0) -> list[str]:
+        """Enterprise ids of projects (``entity_type`` project), the most recently linked or
+        synced first (then by id): at most ``limit`` (1..500) from ``offset``."""
+        limit = max(1, min(limit, 500))
+        latest = func.max(col(XrefRow.last_synced_at))
+        query = (
+            select(col(XrefRow.enterprise_id))
+            .where(col(XrefRow.entity_type) == "project")
+            .group_by(col(XrefRow.enterprise_id))
+            .order_by(latest.desc(), col(XrefRow.enterprise_id))
+            .offset(max(0, offset))
+            .limit(limit)
+        )
+        with self._read() as session:
+            return [str(eid) for eid in session.exec(query).all()]
+
+    def xrefs_of(self, enterprise_ids: Iterable[str]) -> dict[str, list[XrefRow]]:
+        """Every link of each of ``enterprise_ids`` (at most 500), by enterprise id, each list
+        ordered by system and object type; ids without a link are absent."""
+        ids = list(dict.fromkeys(enterprise_ids))[:500]
+        found: dict[str, list[XrefRow]] = {}
+        if not ids:
+            return found
+        with self._read() as session:
+            rows = session.exec(
+                select(XrefRow)
+                .where(col(XrefRow.enterprise_id).in_(ids))
+                .order_by(col(XrefRow.system), col(XrefRow.object_type))
+            ).all()
+        for row in rows:
+            found.setdefault(row.enterprise_id, []).append(row)
+        return found
 
     def set_xref_status(
         self,
