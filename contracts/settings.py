@@ -57,6 +57,10 @@ class TemporalSettings(BaseModel):
     """Load connection options from a Temporal envconfig profile (temporal.toml / TEMPORAL_*)
     first; the settings above then override what they set explicitly."""
     ui_port: int = Field(default=8233, ge=0, le=65535)
+    ui_url: str | None = None
+    """Where people open the Temporal UI (`https://temporal.example.com`, a Temporal Cloud
+    namespace's UI, a proxy); the console links runs there. Default: the dev server's UI on
+    this host, else the frontend's host at `ui_port`."""
     db_filename: str | None = None
     """Dev-server persistence; default `<home>/temporal.db`."""
 

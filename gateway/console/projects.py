@@ -134,8 +134,10 @@ def record_url(settings: Settings, system: str, object_type: str, external_id: s
 
 
 def temporal_ui(settings: Settings) -> str | None:
-    """The Temporal UI's root: the dev server's on this host, else the frontend's host, at
-    `temporal.ui_port` (0: no UI, no links)."""
+    """The Temporal UI's root: `temporal.ui_url` when set, else the dev server's on this host,
+    else the frontend's host, at `temporal.ui_port` (0: no UI, no links)."""
+    if settings.temporal.ui_url:
+        return settings.temporal.ui_url.rstrip("/")
     port = settings.temporal.ui_port
     if not port:
         return None

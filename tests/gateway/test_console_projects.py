@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -26,7 +27,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RetryConfig
 
 from contracts.naming import time_pipeline_workflow_id
-from contracts.settings import Settings
+from contracts.settings import Settings, load_settings
 from gateway import create_app
 from gateway.console.projects import period_lines
 from store import NewExceptionItem, Store
@@ -431,3 +432,18 @@ async def test_temporal_down_still_shows_the_store_with_a_notice(
     oct_eur = 'data-period="2026-10" data-kind="time" data-currency="EUR"'
     assert _cell(page.text, oct_eur, "net_hours") == "15.50"
     assert f'href="/console/exceptions/{story.item_id}"' in page.text
+
+
+def test_runs_link_to_the_configured_temporal_ui(tmp_path: Path) -> None:
+    from gateway.console.projects import run_url, temporal_ui
+
+    settings = load_settings(home=tmp_path / ".pssync")
+    assert temporal_ui(settings) == f"http://127.0.0.1:{settings.temporal.ui_port}"
+    settings.temporal.ui_url = "https://temporal.example.com/"
+    ui = temporal_ui(settings)
+    assert ui == "https://temporal.example.com"
+    assert run_url(ui, "default", "time-to-invoice/acme/42", None) == (
+        "https://temporal.example.com/namespaces/default/workflows/time-to-invoice%2Facme%2F42"
+    )
+    settings.temporal.ui_url, settings.temporal.ui_port = None, 0
+    assert temporal_ui(settings) is None
