@@ -3,20 +3,23 @@ queue): each project's PSA assignments and what its assignment sync knows agains
 forecast per period, and its labor cost against its ERP budget.
 
 Per project: the PSA's assignments (`list_assignments`, one request), the project's
-`AssignmentSync` (its `staffing` query: the assignments it holds and the periods it forecast),
-the ERP forecast of each period (`get_forecast`) and the ERP budget (`get_budget`); the workers'
-cost rates once per chunk (`get_cost_rate`). `forecast_rules` compares them with the sync's own
-forecast computation. Safe repairs go through the sync: thin `assignment_changed` signals
-(signal-with-start, as the gateway routes `assignment.changed`), after which it re-reads the
-assignments and writes the forecast, never over a finance-approved or locked period. A sync
-that is not running (terminated, timed out) is started afresh with the periods it must cover
-and told of the whole staffing (`forecast_rules.restart_of`).
+`AssignmentSync` (its `staffing` query: the assignments it holds and the periods it forecast)
+and the ERP budget (`get_budget`). Per chunk: the ERP forecasts of all its projects in the
+periods any of them needs (`list_forecasts_of`: SuiteQL over the forecast custom record, 100
+projects a query, pages of 1,000), and the workers' cost rates once (`get_cost_rate`).
+`forecast_rules` compares them with the sync's own forecast computation. Safe repairs go
+through the sync: thin `assignment_changed` signals (signal-with-start, as the gateway routes
+`assignment.changed`), after which it re-reads the assignments and writes the forecast, never
+over a finance-approved or locked period. A sync that is not running (terminated, timed out)
+is started afresh with the periods it must cover and told of the whole staffing
+(`forecast_rules.restart_of`).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -55,10 +58,12 @@ from contracts.v1.assignment_sync import (
     PROCESS_ASSIGNMENT_SYNC,
     STAFFING_QUERY,
     AssignmentChange,
+    AssignmentFacts,
     AssignmentSyncInput,
     AssignmentSyncState,
     Staffing,
 )
+from contracts.v1.models import Forecast
 from contracts.v1.reconciliation import CompareChunk, RunTotals
 from contracts.v1.time_to_invoice import period_of
 from plumbing.temporal import BUSINESS_PROCESS, signal_with_start
@@ -92,18 +97,38 @@ class _ForecastMixin(_ReconBase):
                     counter.note(self.erp)
                     rates[worker_id] = await self.erp.get_cost_rate(worker_id)
 
-        async def one(psa_project_id: str, erp_project: str | None) -> ForecastSide | None:
+        async def staffing(psa_project_id: str, erp_project: str | None) -> _Staffed | None:
             async with limit:
-                side = await self._forecast_side(
-                    request.tenant, psa_project_id, erp_project, counter
-                )
-                if side is not None:
-                    for a in side.assignments:
-                        if a.worker_id:
-                            await rate_of(a.worker_id)
+                return await self._staffing(request.tenant, psa_project_id, erp_project, counter)
+
+        staffed = [
+            s
+            for s in await asyncio.gather(
+                *(staffing(u.psa_project_id, u.erp_project) for u in request.units)
+            )
+            if s is not None
+        ]
+        forecasts: dict[str, dict[str, Forecast]] = {}
+        if staffed:
+            counter.note(self.erp)
+            forecasts = await self.erp.list_forecasts_of(
+                sorted({s.erp_project for s in staffed}),
+                periods=sorted({p for s in staffed for p in s.periods}),
+            )
+        activity.heartbeat()
+
+        async def one(project: _Staffed) -> ForecastSide | None:
+            async with limit:
+                held = forecasts.get(project.erp_project)
+                if held is None:
+                    return None  # no ERP project: project master's drift, not a forecast's
+                side = await self._forecast_side(project, held, counter)
+                for a in side.assignments:
+                    if a.worker_id:
+                        await rate_of(a.worker_id)
                 return side
 
-        found = await asyncio.gather(*(one(u.psa_project_id, u.erp_project) for u in request.units))
+        found = await asyncio.gather(*(one(s) for s in staffed))
         sides = [s for s in found if s is not None]
         ctx = ForecastContext(
             tenant=request.tenant,
@@ -124,11 +149,11 @@ class _ForecastMixin(_ReconBase):
         totals.vendor_calls = counter.total()
         return totals
 
-    async def _forecast_side(
+    async def _staffing(
         self, tenant: str, psa_project_id: str, erp_project: str | None, counter: _CallCounter
-    ) -> ForecastSide | None:
-        """The project's staffing, its sync's view and the ERP's forecast (None: the project
-        has no ERP project, so nothing can be forecast)."""
+    ) -> _Staffed | None:
+        """The project's staffing, its sync's view and the periods to compare (None: the
+        project has no ERP project, so nothing can be forecast)."""
         counter.note(self.psa)
         assignments = await self.psa.list_assignments(project_id=psa_project_id)
         if erp_project is None:
@@ -142,30 +167,40 @@ class _ForecastMixin(_ReconBase):
             erp_project = f"eid:{project.enterprise_id}"
         facts = [facts_of(a) for a in assignments]
         sync = await self._sync_view(tenant, psa_project_id)
+        changed = [a.updated_at for a in assignments if a.updated_at is not None]
+        return _Staffed(
+            psa_project_id=psa_project_id,
+            erp_project=erp_project,
+            assignments=facts,
+            sync=sync,
+            periods=periods_to_read(facts, sync),
+            changed_at=max(changed) if changed else None,
+        )
+
+    async def _forecast_side(
+        self, project: _Staffed, held: dict[str, Forecast], counter: _CallCounter
+    ) -> ForecastSide:
+        """The project as the systems hold it: its staffing, the ERP forecast of each period
+        it needs (None: the ERP holds none for that month) and its ERP budget."""
         erp: dict[str, ErpForecast | None] = {}
-        try:
-            for period in periods_to_read(facts, sync):
-                counter.note(self.erp)
-                current = await self.erp.get_forecast(erp_project, period)
-                erp[period] = None if current is None else _erp_forecast(current)
-        except NotFoundError:
-            return None  # no ERP project: project master's drift, not a forecast's
+        for period in project.periods:
+            current = held.get(period)
+            erp[period] = None if current is None else _erp_forecast(current)
         budget: Money | None = None
         counter.note(self.erp)
         try:
-            budget = (await self.erp.get_budget(erp_project)).amount
+            budget = (await self.erp.get_budget(project.erp_project)).amount
         except NotFoundError:
             pass  # no budget held: no variance to measure
         activity.heartbeat()
-        changed = [a.updated_at for a in assignments if a.updated_at is not None]
         return ForecastSide(
-            psa_project_id=psa_project_id,
-            assignments=facts,
+            psa_project_id=project.psa_project_id,
+            assignments=project.assignments,
             rates={},
             erp=erp,
-            sync=sync,
+            sync=project.sync,
             budget=budget,
-            changed_at=max(changed) if changed else None,
+            changed_at=project.changed_at,
         )
 
     async def _sync_view(self, tenant: str, psa_project_id: str) -> SyncView | None:
@@ -252,6 +287,19 @@ class _ForecastMixin(_ReconBase):
                 static_summary=f"Staffing of PSA project {project} -> ERP labor forecast",
             )
             activity.heartbeat()
+
+
+@dataclass(frozen=True)
+class _Staffed:
+    """What the PSA and the assignment sync hold of one project, and the ERP project it is."""
+
+    psa_project_id: str
+    erp_project: str
+    assignments: list[AssignmentFacts]
+    sync: SyncView | None
+    periods: list[str]
+    """The periods whose ERP forecast the comparison needs."""
+    changed_at: datetime | None
 
 
 def _erp_forecast(forecast: Any) -> ErpForecast:

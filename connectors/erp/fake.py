@@ -297,6 +297,23 @@ class FakeErp(ErpPort):
         found = self.forecasts.get((self._job(project).erp_id, period))
         return found.model_copy(update={"project_id": project}) if found else None
 
+    async def list_forecasts_of(
+        self, projects: Sequence[str], periods: Sequence[str] | None = None
+    ) -> dict[str, dict[str, Forecast]]:
+        wanted = None if periods is None else set(periods)
+        found: dict[str, dict[str, Forecast]] = {}
+        for project in dict.fromkeys(projects):
+            try:
+                job = self._job(project).erp_id
+            except NotFoundError:
+                continue
+            found[project] = {
+                period: forecast.model_copy(update={"project_id": project})
+                for (job_id, period), forecast in sorted(self.forecasts.items())
+                if job_id == job and (wanted is None or period in wanted)
+            }
+        return found
+
     async def put_forecast(self, forecast: Forecast, *, project: str | None = None) -> Forecast:
         project = project or forecast.project_id
         key = (self._job(project).erp_id, forecast.period)

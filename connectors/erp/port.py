@@ -243,6 +243,15 @@ class ErpForecastPort(Protocol):
 
     async def get_forecast(self, project: str, period: str) -> Forecast | None: ...
 
+    async def list_forecasts_of(
+        self, projects: Sequence[str], periods: Sequence[str] | None = None
+    ) -> dict[str, dict[str, Forecast]]:
+        """The labor forecasts of each project the ERP holds, by the project as given, then by
+        period (only `periods` when given, every month it holds otherwise); a month without
+        a forecast is absent, a project the ERP does not hold is left out. For reconciliation
+        over many projects: a few list queries for them all, no request per month."""
+        ...
+
     async def put_forecast(self, forecast: Forecast, *, project: str | None = None) -> Forecast:
         """Write a draft forecast; an approved or locked one is refused with
         `BusinessRuleViolation` (FORECAST_APPROVED / FORECAST_LOCKED), an older version with

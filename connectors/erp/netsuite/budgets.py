@@ -9,18 +9,29 @@ refuse a stale `expected_version` (budget) or an older version or a finance-held
 processes (or a person editing the record in NetSuite) that read the same version between
 another's read and write can still both write, and the later write wins. NetSuite's own
 custom-record optimistic locking answers a save that collides inside NetSuite with
-`RCRD_HAS_BEEN_CHANGED`, which is reported as `StaleVersionError` here."""
+`RCRD_HAS_BEEN_CHANGED`, which is reported as `StaleVersionError` here.
+
+Many projects' forecasts (reconciliation) are read over SuiteQL instead: the custom record
+type is a SuiteQL table of the same name, its fields columns (a reference its bare id)."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from connectors.erp.mapping import (
     BUDGET_CURRENCY,
     BUDGET_RECORD,
     FORECAST_CURRENCY,
+    FORECAST_HOURS,
+    FORECAST_LABOR_COST,
+    FORECAST_PERIOD,
+    FORECAST_PROJECT,
     FORECAST_RECORD,
+    FORECAST_STATUS,
+    FORECAST_VERSION,
     budget_body,
     budget_external_id,
     budget_from_netsuite,
@@ -32,6 +43,7 @@ from connectors.erp.mapping import (
 )
 from connectors.erp.netsuite._base import _NetSuiteBase
 from connectors.erp.port import SYSTEM
+from connectors.erp.values import ref_id
 from contracts.errors import (
     BusinessRuleViolation,
     ConflictError,
@@ -42,6 +54,17 @@ from contracts.errors import (
 from contracts.money import Money
 from contracts.v1.change_orders import ErpBudget
 from contracts.v1.models import Forecast
+
+_IN_LIST = 100
+"""Values per SuiteQL `IN (...)` list."""
+_MONTH = re.compile(r"^\d{4}-\d{2}$")
+_FORECASTS_OF = (
+    f"SELECT id, {FORECAST_PROJECT}, {FORECAST_PERIOD}, {FORECAST_HOURS},"
+    f" {FORECAST_LABOR_COST}, {FORECAST_CURRENCY}, {FORECAST_STATUS}, {FORECAST_VERSION}"
+    f" FROM {FORECAST_RECORD} WHERE {FORECAST_PROJECT} IN ({{jobs}}){{periods}} ORDER BY id"
+)
+"""The labor forecasts of some projects (optionally of some months), in a stable order for
+paging."""
 
 
 class _BudgetsMixin(_NetSuiteBase):
@@ -132,6 +155,60 @@ class _BudgetsMixin(_NetSuiteBase):
 
     async def get_forecast(self, project: str, period: str) -> Forecast | None:
         return await self._forecast(project, await self._job_id(project), period)
+
+    if TYPE_CHECKING:  # `_PostingsMixin`'s, beside this one in `NetSuiteErp`
+
+        async def _job_ids(self, projects: Sequence[str]) -> dict[str, str]: ...
+
+    async def _held_jobs(self, job_ids: Sequence[str]) -> set[str]:
+        """The internal ids among `job_ids` that name a project the ERP holds: those not
+        known yet asked for in one SuiteQL query per 100."""
+        unknown = sorted({j for j in job_ids if ("job-known", j) not in self._ids}, key=int)
+        for i in range(0, len(unknown), _IN_LIST):
+            chunk = ", ".join(unknown[i : i + _IN_LIST])
+            for row in await self._suiteql(f"SELECT id FROM job WHERE id IN ({chunk})"):
+                self._ids[("job-known", str(row["id"]))] = str(row["id"])
+        return {j for j in job_ids if ("job-known", j) in self._ids}
+
+    async def list_forecasts_of(
+        self, projects: Sequence[str], periods: Sequence[str] | None = None
+    ) -> dict[str, dict[str, Forecast]]:
+        """Many projects' labor forecasts in a few SuiteQL queries: the projects' internal ids
+        (one query per 100 external ids not yet known, one per 100 internal ids not yet seen
+        to exist), then their `customrecord_pssync_labor_forecast` rows (100 projects a
+        query, the months asked for, pages of 1,000) with the fields the forecast maps."""
+        wanted = list(dict.fromkeys(projects))
+        job_ids = await self._job_ids(wanted)
+        for project, job_id in job_ids.items():
+            if not project.isdigit():  # found by its external ID: it exists
+                self._ids[("job-known", job_id)] = job_id
+        held = await self._held_jobs(sorted(set(job_ids.values())))
+        job_ids = {p: j for p, j in job_ids.items() if j in held}
+        months = None if periods is None else sorted({m for m in periods if _MONTH.match(m)})
+        if months == [] or not job_ids:
+            return {p: {} for p in job_ids}
+        period_filter = ""
+        if months is not None and len(months) <= _IN_LIST:
+            quoted = ", ".join(f"'{m}'" for m in months)
+            period_filter = f" AND {FORECAST_PERIOD} IN ({quoted})"
+        ids = sorted({int(j) for j in job_ids.values()})
+        rows: list[dict[str, Any]] = []
+        for i in range(0, len(ids), _IN_LIST):
+            chunk = ", ".join(str(j) for j in ids[i : i + _IN_LIST])
+            rows += await self._suiteql(_FORECASTS_OF.format(jobs=chunk, periods=period_filter))
+        currencies = await self._currencies(*(row.get(FORECAST_CURRENCY) for row in rows))
+        by_job: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            if months is None or row.get(FORECAST_PERIOD) in months:
+                by_job.setdefault(str(ref_id(row.get(FORECAST_PROJECT)) or ""), []).append(row)
+        found: dict[str, dict[str, Forecast]] = {}
+        for project, job_id in job_ids.items():
+            mapped = (
+                forecast_from_netsuite(row, project, currencies=currencies)
+                for row in by_job.get(job_id, [])
+            )
+            found[project] = {f.period: f for f in mapped}
+        return found
 
     async def put_forecast(self, forecast: Forecast, *, project: str | None = None) -> Forecast:
         project = project or forecast.project_id
