@@ -39,6 +39,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from connectors import _evidence
 from connectors._oauth import CachedTokenAuth, ClientAssertionAuth
 from connectors._vendor_errors import CodeRule, ErrorTable
 from contracts.errors import (
@@ -101,6 +102,10 @@ class QuotaReading:
 QuotaParser = Callable[[httpx.Headers], tuple[int, int] | None]
 """Reads `(used, limit)` from a vendor response's headers, or None when it does not say."""
 
+CLIENT_HOOKS: list[Callable[[httpx.AsyncClient], None]] = []
+"""Called with every `VendorHttp`'s client as it is made: the composition root adds tracing
+here when telemetry is on (`worker.run_workers`); empty otherwise."""
+
 VENDOR_QUOTA_USED = Gauge(
     "pssync_vendor_quota_used",
     "API requests used of the vendor's allocation, as the vendor last reported it.",
@@ -153,13 +158,25 @@ def classified(
     parse: ErrorParser,
     codes: ErrorTable | None = None,
 ) -> tuple[PssyncError, VendorError]:
-    """`classify`, with the vendor error it read."""
+    """`classify`, with the vendor error it read. The error carries the evidence (what was
+    sent, what was answered; redacted and bounded: `connectors._evidence`), except a rate
+    limit's, whose answer says nothing a person needs."""
     status = response.status_code
     try:
         err = parse(response)
     except Exception:
         err = VendorError(code=f"HTTP_{status}", message=response.text[:500])
-    return _classify(system, status, response, err, codes), err
+    error = _classify(system, status, response, err, codes)
+    if not isinstance(error, RateLimitedError):
+        error.evidence = _evidence_of(system, response)
+    return error, err
+
+
+def _evidence_of(system: str, response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        return _evidence.of_response(response, system)
+    except Exception:  # evidence helps a person; it never changes what the error is
+        return None
 
 
 def _classify(
@@ -363,6 +380,8 @@ class VendorHttp:
             ),
             event_hooks={"request": [self.pacer.wait]} if self.pacer else None,
         )
+        for hook in CLIENT_HOOKS:
+            hook(self.client)
         self._limit = asyncio.Semaphore(settings.max_concurrency)
         self._wait = _WaitRetryAfterOrJitter(backoff_base_s, backoff_cap_s)
         self.backoff_base_s = backoff_base_s

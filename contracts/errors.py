@@ -7,6 +7,7 @@ Connectors raise these; activities translate them into Temporal `ApplicationErro
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -35,12 +36,19 @@ class ErrorInfo(BaseModel):
     field: str | None = None
     detail: str | None = None
     retry_after_s: float | None = None
+    evidence: dict[str, Any] | None = None
+    """What was sent and what the system answered, when a vendor refused a request: redacted
+    of credentials and bounded in size (`connectors._evidence`). None for pssync's own checks
+    and in histories recorded before it existed."""
 
 
 class PssyncError(Exception):
     """Base of every typed error pssync raises about a system of record."""
 
     kind: ErrorKind = ErrorKind.TRANSIENT
+    evidence: dict[str, Any] | None = None
+    """The vendor request and response behind the error (redacted, bounded), when the error
+    came from a vendor's answer; set by the connector that read it."""
 
     def __init__(self, message: str, *, system: str | None = None) -> None:
         super().__init__(message)
@@ -52,7 +60,9 @@ class PssyncError(Exception):
         return self.kind in RETRYABLE_KINDS
 
     def info(self) -> ErrorInfo:
-        return ErrorInfo(kind=self.kind, message=self.message, system=self.system)
+        return ErrorInfo(
+            kind=self.kind, message=self.message, system=self.system, evidence=self.evidence
+        )
 
 
 class TransientError(PssyncError):
@@ -78,6 +88,7 @@ class RateLimitedError(PssyncError):
             message=self.message,
             system=self.system,
             retry_after_s=self.retry_after_s,
+            evidence=self.evidence,
         )
 
 
@@ -112,6 +123,7 @@ class BusinessRuleViolation(PssyncError):
             code=self.code,
             field=self.field,
             detail=self.detail,
+            evidence=self.evidence,
         )
 
 

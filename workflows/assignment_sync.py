@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from temporalio import workflow
 from temporalio.client import Client
@@ -204,7 +205,8 @@ class AssignmentSyncWorkflow:
                         wanted_hours=Decimal(0),
                         wanted_cost=Money.zero(state.settings.currency),
                     )
-                ]
+                ],
+                evidence=info.evidence,
             )
             return
         state.periods = sorted(set(state.periods) | {f.period for f in result.forecast})
@@ -213,9 +215,12 @@ class AssignmentSyncWorkflow:
             state.forecast_version += 1
         await self._open_refusals(result.refused)
 
-    async def _open_refusals(self, refusals: list[ForecastRefusal]) -> None:
+    async def _open_refusals(
+        self, refusals: list[ForecastRefusal], *, evidence: dict[str, Any] | None = None
+    ) -> None:
         """Each refusal is one item, keyed by what was refused (the same refusal again is the
-        same item); an item whose refusal is gone (the forecast went through) is closed."""
+        same item); an item whose refusal is gone (the forecast went through) is closed.
+        `evidence`: the ERP's request and answer when it refused the whole write."""
         opened: list[ForecastRefusal] = []
         for refusal in refusals:
             scope = (
@@ -236,7 +241,9 @@ class AssignmentSyncWorkflow:
                     "period": refusal.period,
                     "wanted_hours": str(refusal.wanted_hours),
                     "wanted_cost": refusal.wanted_cost.model_dump(mode="json"),
-                },
+                    "step": "forecast",
+                }
+                | ({"evidence": evidence} if evidence is not None else {}),
                 flag=False,
             )
             opened.append(refusal.model_copy(update={"item_id": item.item_id}))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -428,6 +428,7 @@ class OpportunityToProjectWorkflow:
                     code=info.code or "BUSINESS_RULE",
                     field=info.field,
                     detail=info.detail or info.message,
+                    evidence=info.evidence,
                 )
                 await self._await_resolution(step, violation)
                 self._step(step, f"retrying after {violation.code} was resolved")
@@ -473,11 +474,7 @@ class OpportunityToProjectWorkflow:
             owner="delivery_manager",
             actions=actions,
             correctable=CORRECTABLE_FIELDS,
-            context={
-                "step": step.value,
-                "opportunity_id": self._request.opportunity_id,
-                "enterprise_id": self._status.enterprise_id,
-            },
+            context=self._item_context(step, violation),
         )
         self._status.open_exception = item
         self._step(
@@ -495,6 +492,24 @@ class OpportunityToProjectWorkflow:
             )
         if resolution.action is ResolutionAction.RETRY_WITH_DATA:
             self._corrections.update(resolution.corrections)
+
+    def _item_context(self, step: ProvisioningStep, violation: RuleViolation) -> dict[str, Any]:
+        """What the item records for a person: where it arose, the deal's master data (as
+        corrected so far), and the vendor's request and answer when a system refused."""
+        context: dict[str, Any] = {
+            "step": step.value,
+            "opportunity_id": self._request.opportunity_id,
+            "enterprise_id": self._status.enterprise_id,
+        }
+        opportunity = self._status.opportunity
+        if opportunity is not None:
+            context["master_data"] = {
+                name: self._corrections.get(name, getattr(opportunity, name, None))
+                for name in sorted(CORRECTABLE_FIELDS)
+            }
+        if violation.evidence is not None:
+            context["evidence"] = violation.evidence
+        return context
 
     # ----------------------------------------------------------------------- compensations
 

@@ -51,6 +51,7 @@ from workflows._time_to_invoice_state import (
 )
 
 with workflow.unsafe.imports_passed_through():
+    from activities._errors import error_evidence
     from activities.time_to_invoice import (
         InvoicePlan,
         InvoiceRef,
@@ -464,7 +465,7 @@ class TimeToInvoiceWorkflow:
             detail = f"billing {request.key} failed: {cause_text(err)}"
             item_id = f"tti.{self._input.psa_project_id}.billing-{request.key}.f{attempt}"
             self._billing_attempts[request.key] = attempt + 1
-            await self._open_item(item_id, TimeExceptionCause.BILLING_FAILED, detail, request)
+            await self._open_item(item_id, TimeExceptionCause.BILLING_FAILED, detail, request, err)
             self._billing_held[item_id] = request
             self._billed.append(BillingOutcome(key=request.key, status="failed", detail=detail))
             self._desk.flag()
@@ -532,7 +533,7 @@ class TimeToInvoiceWorkflow:
                     else f"tti.{project}.billing-{request.key}.s{attempt}"
                 )
                 await self._open_item(
-                    stalled_id, TimeExceptionCause.BILLING_STALLED, reason, request
+                    stalled_id, TimeExceptionCause.BILLING_STALLED, reason, request, err
                 )
                 self._marks_held[stalled_id] = ref
                 self._billed.append(billing_outcome(ref, "stalled", detail=reason))
@@ -542,7 +543,9 @@ class TimeToInvoiceWorkflow:
             await self._void(ref, reason, "compensation")
             self._billing_attempts[request.key] = attempt + 1
             failed_id = f"tti.{project}.billing-{request.key}.a{attempt}"
-            await self._open_item(failed_id, TimeExceptionCause.BILLING_FAILED, reason, request)
+            await self._open_item(
+                failed_id, TimeExceptionCause.BILLING_FAILED, reason, request, err
+            )
             self._billing_held[failed_id] = request
             self._billed.append(billing_outcome(ref, "voided", detail=reason))
             self._desk.flag()
@@ -589,8 +592,16 @@ class TimeToInvoiceWorkflow:
         )
 
     async def _open_item(
-        self, item_id: str, cause: TimeExceptionCause, detail: str, request: BillingRequest
+        self,
+        item_id: str,
+        cause: TimeExceptionCause,
+        detail: str,
+        request: BillingRequest,
+        err: ActivityError,
     ) -> None:
+        context = {"billing": request.model_dump(mode="json"), "actions": ["retry", "abandon"]}
+        if (evidence := error_evidence(err)) is not None:
+            context["evidence"] = evidence
         await self._desk.open(
             item_id=item_id,
             cause_code=cause.value,
@@ -598,7 +609,7 @@ class TimeToInvoiceWorkflow:
             detail=detail,
             owner="finance_controller",
             actions=[ResolutionAction.RETRY, ResolutionAction.ABANDON],
-            context={"billing": request.model_dump(mode="json"), "actions": ["retry", "abandon"]},
+            context=context,
             flag=False,
         )
 

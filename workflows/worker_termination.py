@@ -406,7 +406,8 @@ class WorkerTerminationWorkflow:
                     owner="resource_manager",
                     field=info.field,
                     actions=[ResolutionAction.RETRY, ResolutionAction.SKIP],
-                    context={"step": step.value},
+                    context={"step": step.value}
+                    | ({"evidence": info.evidence} if info.evidence is not None else {}),
                 )
                 resolution = await self._await_resolution(step, item_id)
                 if resolution.action is ResolutionAction.SKIP:

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from temporalio import activity
 
 from activities._errors import translate_errors
+from activities.time_to_invoice import evidence
 from activities.time_to_invoice._support import (
     HEARTBEAT_EVERY_S,
     _activity_info,
@@ -23,9 +24,10 @@ from activities.time_to_invoice._support import (
 )
 from activities.time_to_invoice.caches import _Base, _Entry, _ProjectContext
 from connectors.erp import PostingResult, reversal_of
+from contracts.errors import NotFoundError
 from contracts.money import Money
 from contracts.systems import System
-from contracts.v1 import CostPosting, ExpenseEntry, PostingKind, TimeEntry
+from contracts.v1 import CostPosting, ExpenseEntry, PostingKind, RateCard, TimeEntry
 from contracts.v1.posting_keys import posting_key
 from contracts.v1.time_to_invoice import (
     CORRECTABLE,
@@ -33,6 +35,7 @@ from contracts.v1.time_to_invoice import (
     BatchEntry,
     BatchResult,
     EntryException,
+    EntryFacts,
     EntryKind,
     EntryOutcomeKind,
     ProcessBatch,
@@ -74,6 +77,8 @@ class _Batch:
     to_post: list[tuple[_Entry, CostPosting, str]] = field(default_factory=list)
     """(entry, posting, fingerprint)"""
     invalid: list[tuple[_Entry, TimeExceptionCause, str | None, str]] = field(default_factory=list)
+    found: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """entry key -> what was checked and found for its item (`evidence`)."""
     ledger_rows: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -128,6 +133,7 @@ class _BatchMixin(_Base):
             facts, posting = await self._facts(batch.ctx, e, duplicate_of)
             violation = check_entry(facts)
             if violation is None and posting is None:
+                batch.found[e.key] = evidence.checked(e, facts, TimeExceptionCause.POSTING_REFUSED)
                 batch.invalid.append(
                     (
                         e,
@@ -138,6 +144,7 @@ class _BatchMixin(_Base):
                 )
                 continue
             if violation is not None:
+                batch.found[e.key] = await self._checked(batch.ctx, e, facts, violation.cause)
                 batch.invalid.append((e, violation.cause, violation.field, violation.detail))
                 continue
             assert posting is not None
@@ -165,6 +172,7 @@ class _BatchMixin(_Base):
                             | {"entry_version": e.version or "", "item_id": None, "cause": None}
                         )
                 else:
+                    batch.found[e.key] = evidence.refused(e, reversal_of(original), res)
                     batch.invalid.append(
                         (
                             e,
@@ -225,6 +233,7 @@ class _BatchMixin(_Base):
                     POSTING_LATENCY.observe(max(0.0, (now - observed).total_seconds()))
             else:
                 cause = _cause_of(res)
+                batch.found[e.key] = evidence.refused(e, posting, res)
                 batch.invalid.append(
                     (
                         e,
@@ -255,6 +264,8 @@ class _BatchMixin(_Base):
                     "entry_key": e.key,
                     "entry_version": e.version,
                     "psa_project_id": request.psa_project_id,
+                    "worker_id": e.current.worker_id if e.current is not None else None,
+                    **batch.found.get(e.key, {"entry": evidence.entry(e)}),
                     "correctable": sorted(CORRECTABLE[cause]),
                     "actions": ["retry", "retry_with_data", "reject"],
                 },
@@ -275,6 +286,24 @@ class _BatchMixin(_Base):
                 _row(e, batch.ctx, TimePostingState.EXCEPTION, None, erp_id=None)
                 | {"cause": cause.value, "item_id": item_id}
             )
+
+    async def _checked(
+        self, ctx: _ProjectContext, e: _Entry, facts: EntryFacts, cause: TimeExceptionCause
+    ) -> dict[str, Any]:
+        """What validation checked for the item; for a missing rate the project's rate card
+        (from the cache `_facts` just filled) with the roles it does have."""
+        card_id = ctx.project.rate_card_id
+        if cause is not TimeExceptionCause.MISSING_RATE_CARD or not card_id:
+            return evidence.checked(e, facts, cause, rate_card_id=card_id)
+
+        async def load_card() -> RateCard | None:
+            try:
+                return await self.psa.get_rate_card(card_id)
+            except NotFoundError:
+                return None
+
+        card = await self._rate_cards.get(card_id, load_card)
+        return evidence.checked(e, facts, cause, rate_card_id=card_id, card=card)
 
     async def _read_entries(self, items: Sequence[BatchEntry]) -> list[_Entry]:
         unique: dict[str, BatchEntry] = {}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import timedelta
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -39,6 +40,9 @@ class RuleViolation(BaseModel):
     code: str
     detail: str
     field: str | None = None
+    evidence: dict[str, Any] | None = None
+    """What the system was sent and answered when it refused (redacted, bounded); None for
+    pssync's own checks."""
 
 
 def apply_corrections(opportunity: Opportunity, corrections: dict[str, str]) -> Opportunity:

@@ -22,10 +22,10 @@ from store import ExceptionItemRow, ExceptionStatus
 REDACTED = "[redacted]"
 _SECRET_KEY = re.compile(
     r"token|secret|passw(or)?d|authori[sz]ation|api[_-]?key|cookie|credential|private[_-]?key"
-    r"|session|signature|bearer",
+    r"|session|signature|bearer|assertion",
     re.IGNORECASE,
 )
-_BEARER_VALUE = re.compile(r"^\s*(bearer|basic)\s+\S", re.IGNORECASE)
+_BEARER_VALUE = re.compile(r"^\s*(bearer|basic)\s+\S|^eyJ[\w-]{4,}\.[\w-]{4,}\.", re.IGNORECASE)
 _MAX_DEPTH = 32
 
 PROCESS_NAMES = {
@@ -62,6 +62,53 @@ CAUSES: dict[str, str] = {
     "LINE_WITHOUT_ROLE": "A line of the deal names no role, so it cannot be staffed or priced.",
     "MISSING_FIELD": "The deal lacks a field the project needs.",
     "UNMAPPABLE_RECORD": "A system answered with a record pssync cannot read.",
+    # master data and refusals of the ERP, PSA and CRM (provisioning, termination, postings)
+    "COST_CENTER_INVALID": "The cost center is unknown to the ERP or inactive there.",
+    "RATE_CARD_MISSING": "The rate card is not in the PSA.",
+    "RATE_CARD_NOT_FOUND": "The rate card is not in the PSA.",
+    "RATE_CARD_INACTIVE": "The rate card is inactive in the PSA.",
+    "CUSTOMER_CREDIT_HOLD": "The ERP holds the customer on credit hold, so it refuses new "
+    "projects for it until finance releases the hold.",
+    "PERIOD_CLOSED": "The accounting period of the date is closed in the ERP; finance must "
+    "reopen it, or the entry must move to an open period.",
+    "PROJECT_NOT_LINKED": "The PSA project has no ERP project linked to it.",
+    "NO_COST_RATE": "The ERP holds no labor cost rate for the worker.",
+    "REVERSAL_REFUSED": "The ERP refused to reverse an earlier posting.",
+    "ALREADY_REVERSED": "The ERP had already reversed that posting.",
+    "INVALID_KEY_OR_REF": "The system does not know a record the request referred to (a "
+    "customer, project, department or worker).",
+    "INVALID_FIELD": "The system refused a field of the request.",
+    "INVALID_CONTENT": "The system refused a value of the request.",
+    "NONEXISTENT_ID": "The system has no record with that id.",
+    "RCRD_DSNT_EXIST": "The system has no record with that id.",
+    "RCRD_HAS_BEEN_CHANGED": "Someone changed the record in the system meanwhile.",
+    "DUP_RCRD": "The system already holds a record with that key.",
+    "DUPLICATE_VALUE": "The system already holds a record with that value.",
+    "USER_ERROR": "The system refused the request as entered.",
+    "INVALID_TRANSACTION_STATE": "The record is in a state that does not allow this change.",
+    "REQUIRED_FIELD_MISSING": "The system needs a field the request did not carry.",
+    "STRING_TOO_LONG": "A value is longer than the system accepts.",
+    "FIELD_CUSTOM_VALIDATION_EXCEPTION": "A validation rule of the CRM refused the change.",
+    "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST": "A value is not among those the CRM allows "
+    "for the field.",
+    "INVALID_CROSS_REFERENCE_KEY": "The CRM does not know a record the request referred to.",
+    "ENTITY_IS_DELETED": "The record was deleted in the CRM.",
+    "MALFORMED_ID": "An id in the request is not an id the system accepts.",
+    "VALIDATION": "The system refused the request's values.",
+    "INVALID_REQUEST": "The system refused the request.",
+    "NOT_FOUND": "The system has no such record.",
+    "NO_TERMINATION": "HCM holds no termination for the worker.",
+    "XREF_CONFLICT": "Another record is already linked to this one across the systems.",
+    "FIELD_NOT_OWNED": "A system tried to change a field another system owns.",
+    "BUSINESS_RULE": "A system refused the request for a business reason.",
+    "ASSIGNMENTS_AFTER_LAST_DAY": "The leaving worker is still assigned to work after the "
+    "last day worked.",
+    "UNAPPROVED_TIME": "The leaving worker has time entries not yet approved.",
+    "APPROVER_LEAVING": "The leaving worker must still approve change orders.",
+    "PAYROLL_CUTOFF_UNPOSTED_TIME": "Approved time of the leaving worker is not in the ERP at "
+    "the payroll cutoff.",
+    "PAYROLL_CUTOFF_UNAPPROVED": "Time of the leaving worker is still unapproved at the "
+    "payroll cutoff.",
 }
 """Known cause codes in business words; any other code is shown as words from its name."""
 
@@ -102,7 +149,8 @@ _KEY_NAMES = (
     ("practice", "Practice"),
     ("step", "Step"),
 )
-_NOT_EVIDENCE = frozenset({"allowed_actions", "actions", "correctable"})
+_NOT_EVIDENCE = frozenset({"allowed_actions", "actions", "correctable", "evidence"})
+SYSTEM_NAMES = {"ERP": "the ERP", "PSA": "the PSA", "CRM": "the CRM", "HCM": "HCM"}
 
 
 def words(code: str) -> str:
@@ -149,10 +197,84 @@ def business_keys(row: ExceptionItemRow) -> list[tuple[str, str]]:
     return found
 
 
-def evidence(row: ExceptionItemRow) -> str:
-    """The stored context (what the run saw), redacted, as indented JSON."""
-    context = {k: v for k, v in (row.context or {}).items() if k not in _NOT_EVIDENCE}
-    return json.dumps(redact(context), indent=2, sort_keys=True, default=str, ensure_ascii=False)
+def _json(value: Any) -> str:
+    return json.dumps(redact(value), indent=2, sort_keys=True, default=str, ensure_ascii=False)
+
+
+def _block(value: Any) -> str:
+    """A body as the page shows it: JSON indented, text as it is (both redacted)."""
+    if value is None or value == "":
+        return ""
+    return redact(value) if isinstance(value, str) else _json(value)
+
+
+@dataclass(frozen=True)
+class Sent:
+    method: str
+    path: str
+    body: str
+
+
+@dataclass(frozen=True)
+class Answered:
+    status: str
+    body: str
+    request_id: str
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """An item's evidence for its page: what pssync sent and what the system answered (when a
+    system refused a request), and the rest of what the run recorded, all redacted. As text it
+    is that rest, as indented JSON."""
+
+    rest: str
+    system: str | None = None
+    sent: Sent | None = None
+    answered: Answered | None = None
+    other: str = ""
+    """What else the vendor evidence holds, as JSON (empty when nothing)."""
+
+    @property
+    def system_name(self) -> str:
+        return SYSTEM_NAMES.get(self.system or "", self.system or "the system")
+
+    def __str__(self) -> str:
+        return self.rest
+
+
+def evidence(row: ExceptionItemRow) -> Evidence:
+    """The stored context (what the run saw), redacted; a vendor's request and answer
+    (`context["evidence"]`) apart, as readable blocks."""
+    stored = row.context or {}
+    context = {k: v for k, v in stored.items() if k not in _NOT_EVIDENCE}
+    vendor = stored.get("evidence")
+    if not isinstance(vendor, Mapping):
+        return Evidence(rest=_json(context))
+    request = vendor.get("request")
+    response = vendor.get("response")
+    sent = answered = None
+    if isinstance(request, Mapping) and request:
+        sent = Sent(
+            method=str(request.get("method") or ""),
+            path=str(redact(str(request.get("path") or ""))),
+            body=_block(request.get("body")),
+        )
+    if isinstance(response, Mapping) and response:
+        answered = Answered(
+            status=str(response.get("status") or ""),
+            body=_block(response.get("body")),
+            request_id=str(redact(str(response.get("request_id") or ""))),
+        )
+    other = {k: v for k, v in vendor.items() if k not in ("system", "request", "response")}
+    system = vendor.get("system")
+    return Evidence(
+        rest=_json(context),
+        system=str(system) if isinstance(system, str) and system else None,
+        sent=sent,
+        answered=answered,
+        other=_json(other) if other else "",
+    )
 
 
 def project_of(row: ExceptionItemRow) -> str | None:
