@@ -65,6 +65,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(sandbox_app, name="sandbox")
 keys_app = typer.Typer(help="Payload encryption keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+events_app = typer.Typer(help="Domain events (docs/events.md).", no_args_is_help=True)
+app.add_typer(events_app, name="events")
 
 
 def _settings() -> Settings:
@@ -85,6 +87,50 @@ def contracts_export(directory: Path) -> None:
 
     paths = export_schemas(directory)
     console.print(f"wrote {len(paths)} schemas to {directory}")
+
+
+@events_app.command("tail")
+def events_tail(
+    event_type: Annotated[
+        str | None, typer.Option("--type", help="Only this type, e.g. time.posted")
+    ] = None,
+    subject: Annotated[
+        str | None, typer.Option("--subject", help="Only events about this enterprise id")
+    ] = None,
+) -> None:
+    """Print domain events live from NATS JetStream (an ephemeral ordered consumer)."""
+    import asyncio
+    import json
+
+    import nats
+
+    from activities.events_relay import SUBJECT_PREFIX
+
+    settings = _settings().events
+
+    async def tail() -> None:
+        nc = await nats.connect(settings.nats_url)
+        js = nc.jetstream()
+        filter_ = SUBJECT_PREFIX + (event_type or ">")
+        sub = await js.subscribe(filter_, ordered_consumer=True, deliver_policy="new")
+        console.print(f"[dim]tailing {filter_} on {settings.nats_url} (Ctrl-C stops)[/dim]")
+        try:
+            async for msg in sub.messages:
+                event = json.loads(msg.data)
+                if subject is not None and event.get("subject") != subject:
+                    continue
+                console.print(
+                    f"[cyan]{event['time']}[/cyan] [bold]{event['type']}[/bold] "
+                    f"[green]{event['subject']}[/green] {event['id']}"
+                )
+                console.print_json(data=event["data"])
+        finally:
+            await nc.close()
+
+    try:
+        asyncio.run(tail())
+    except KeyboardInterrupt:
+        pass
 
 
 @db_app.command("upgrade")

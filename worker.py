@@ -10,11 +10,12 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import prometheus_client
 from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.envconfig import ClientConfig
@@ -31,6 +32,7 @@ from activities.change_order import (
 )
 from activities.crm import CrmActivities
 from activities.erp import ErpActivities
+from activities.events_relay import run_relay
 from activities.hcm_poll import HcmPollActivities, ensure_hcm_schedule
 from activities.psa import PsaActivities
 from activities.reconciliation import (
@@ -42,6 +44,7 @@ from activities.store import StoreActivities
 from activities.time_posting import TimePostingActivities
 from activities.time_to_invoice import TimeToInvoiceActivities, ensure_time_sweep_schedule
 from activities.worker_termination import TerminationActivities
+from connectors._http import CLIENT_HOOKS
 from connectors.crm import CrmPort, SalesforceCrm
 from connectors.erp import ErpPort, NetSuiteErp
 from connectors.hcm import HcmPort, WorkdayHcm
@@ -50,6 +53,8 @@ from contracts.naming import TASK_QUEUE, erp_task_queue
 from contracts.settings import Settings, load_settings
 from contracts.v1.time_to_invoice import pipeline_input
 from plumbing.codec import converter_for
+from plumbing.logs import configure_logging
+from plumbing.telemetry import WORKER, Tracing, start_tracing
 from workflows import assignment_sync as assignment_sync_workflows
 from workflows import change_order as change_order_workflows
 from workflows import reconciliation as reconciliation_workflows
@@ -78,6 +83,23 @@ def prometheus_runtime(port: int) -> Runtime:
     return Runtime(
         telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"127.0.0.1:{port}"))
     )
+
+
+def serve_app_metrics(port: int, *, host: str = "127.0.0.1") -> Callable[[], None] | None:
+    """Serve pssync's own worker metrics (the default prometheus_client registry: vendor
+    quota and rate limits, posting latency, entry outcomes) on `host:port`, beside the SDK's
+    endpoint on `worker_metrics_port`. Returns what stops it; None when `port` is 0 (off)."""
+    if not port:
+        return None
+    server, thread = prometheus_client.start_http_server(port, addr=host)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+    log.info("pssync metrics on http://%s:%d/metrics", host, port)
+    return stop
 
 
 async def connect_client(
@@ -293,11 +315,16 @@ async def run_workers(
     *,
     deployment: Deployment | None = None,
     task_queue: str = TASK_QUEUE,
+    tracing: Tracing | None = None,
 ) -> None:
-    """Run every worker until `stop` is set, then shut them down gracefully."""
+    """Run every worker until `stop` is set, then shut them down gracefully. With `tracing`
+    (telemetry on) workflows, activities and vendor calls are traced."""
     store.upgrade(settings.resolved_database_url)
-    deployment = deployment or Deployment.from_settings(settings)
+    if tracing is not None:  # before the connectors are made: their HTTP clients are traced
+        client = tracing.traced_client(client)
+        CLIENT_HOOKS.append(tracing.instrument_httpx)
     try:
+        deployment = deployment or Deployment.from_settings(settings)
         workers = build_workers(client, deployment, task_queue=task_queue)
         # HCM has no push: a Schedule polls its changed-workers window (create or update).
         await ensure_hcm_schedule(
@@ -318,9 +345,15 @@ async def run_workers(
             for w in workers:
                 await stack.enter_async_context(w)
             log.info("workers polling %s", ", ".join(w.task_queue for w in workers))
+            if settings.events.enabled:  # the outbox relay (docs/events.md), supervised
+                relay = asyncio.create_task(run_relay(deployment.store, settings.events, stop))
+                stack.callback(relay.cancel)
             await stop.wait()
     finally:
-        await deployment.aclose()
+        if tracing is not None:
+            CLIENT_HOOKS.remove(tracing.instrument_httpx)
+        if deployment is not None:
+            await deployment.aclose()
 
 
 async def _main(settings: Settings) -> None:
@@ -330,12 +363,21 @@ async def _main(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await run_workers(client, settings, stop)
+    tracing = start_tracing(settings.telemetry, WORKER)  # None (nothing made) when off
+    stop_app_metrics = serve_app_metrics(settings.worker_app_metrics_port)
+    try:
+        await run_workers(client, settings, stop, tracing=tracing)
+    finally:
+        if stop_app_metrics is not None:
+            stop_app_metrics()
+        if tracing is not None:
+            tracing.shutdown()
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(_main(load_settings()))
+    settings = load_settings()
+    configure_logging(settings.telemetry)  # text or JSON lines, redacted, httpx quiet
+    asyncio.run(_main(settings))
 
 
 if __name__ == "__main__":

@@ -388,6 +388,62 @@ class ReconcileSettings(BaseModel):
     than this fraction is an `assignment_budget_variance` for a person."""
 
 
+class IndicatorSettings(BaseModel):
+    """The business indicators' service levels (docs/observability.md): what counts as an SLA
+    breach on `/metrics` (`pssync_sla_breaches`) and a stale project record;
+    `PSSYNC_INDICATORS__POSTING_WITHIN_S`, ..."""
+
+    posting_within_s: int = Field(default=15 * 60, ge=1)
+    """Approved labor should be posted to the ERP within this long."""
+    invoice_within_s: int = Field(default=24 * 3600, ge=1)
+    """A closed T&M period's posted, billable entries should be invoiced within this long."""
+    exception_within_s: int | None = Field(default=None, ge=1)
+    """An exception item should be resolved within this long (None: `escalation_after_s`)."""
+    stale_after_s: int = Field(default=7 * 24 * 3600, ge=1)
+    """A project record not synced for this long counts as stale."""
+
+
+class TelemetrySettings(BaseModel):
+    """Traces and logs (`plumbing.telemetry`, `plumbing.logs`; docs/observability.md "Tracing
+    and logs"): `PSSYNC_TELEMETRY__ENABLED=true`, `PSSYNC_TELEMETRY__OTLP_ENDPOINT=
+    http://collector:4318`, `PSSYNC_TELEMETRY__LOG_FORMAT=json`. Tracing is off by default and
+    then costs nothing: no tracer is made, no interceptor added."""
+
+    enabled: bool = False
+    """Trace webhooks, workflows, activities and vendor calls with OpenTelemetry."""
+    otlp_endpoint: str | None = None
+    """Where spans go: an OTLP/HTTP collector (`http://collector:4318`; `/v1/traces` is
+    added). Enabled without one, spans are made (trace ids reach the logs) but not exported."""
+    service_name: str | None = None
+    """Overrides the per-process name (`pssync-gateway`, `pssync-worker`)."""
+    sample_ratio: float = Field(default=1.0, ge=0, le=1)
+    """The share of new traces kept (parent-based: a trace started upstream keeps its say)."""
+    log_format: Literal["text", "json"] = "text"
+    """`json`: one JSON object per line with trace ids and business keys (production, the
+    compose file); `text` for a terminal."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class EventsSettings(BaseModel):
+    """Domain events (docs/events.md): the relay publishes the store's outbox as CloudEvents to
+    NATS JetStream (`PSSYNC_EVENTS__SINK=nats`) or to a signed webhook (`webhook`), from the
+    worker process once enabled (`PSSYNC_EVENTS__ENABLED=true`, as the compose file does).
+    `none` keeps events in the outbox."""
+
+    enabled: bool = False
+    sink: Literal["nats", "webhook", "none"] = "nats"
+    nats_url: str = "nats://127.0.0.1:4222"
+    stream: str = "PSSYNC_EVENTS"
+    """The JetStream stream, created if missing, over subjects `pssync.events.>`."""
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    """Standard Webhooks secret (`whsec_...` base64) the webhook sink signs with."""
+    batch_size: int = Field(default=500, ge=1, le=5000)
+    interval_s: float = Field(default=0.2, gt=0, le=60)
+    """How long the relay waits when the outbox is empty."""
+    ack_timeout_s: float = Field(default=5.0, gt=0, le=120)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PSSYNC_",
@@ -428,6 +484,10 @@ class Settings(BaseSettings):
     gateway_port: int = Field(default=8000, ge=0, le=65535)
     sandbox_port: int = Field(default=8100, ge=0, le=65535)
     worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
+    worker_app_metrics_port: int = Field(default=9465, ge=0, le=65535)
+    """pssync's own worker metrics (vendor quota, posting latency, entry outcomes: the default
+    prometheus_client registry) on 127.0.0.1; 0 = not served. `worker_metrics_port` is the
+    Temporal SDK's."""
 
     actors: dict[str, Actor] = Field(default_factory=_dev_actors)
     """Static bearer tokens -> actor, dev profile only. Keys are `sha256:<hex>` hashes
@@ -465,6 +525,12 @@ class Settings(BaseSettings):
     """Reconciliation Schedules: domains, interval, settle window, repair attempts."""
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     """The operations console (`/console`): its session key and lifetime."""
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    """Tracing (off by default, OTLP when configured) and the log format (text or JSON)."""
+    indicators: IndicatorSettings = Field(default_factory=IndicatorSettings)
+    """SLA thresholds of the business indicators on `/metrics`."""
+    events: EventsSettings = Field(default_factory=EventsSettings)
+    """The outbox relay: CloudEvents to NATS JetStream or a signed webhook."""
 
     @classmethod
     def settings_customise_sources(

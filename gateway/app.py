@@ -71,6 +71,7 @@ from contracts.settings import Settings
 from gateway.auth import Authenticator, current_actor
 from gateway.console import install_console
 from gateway.errors import install_error_handlers
+from gateway.indicators import BusinessIndicators, thresholds_of
 from gateway.limits import install_limits
 from gateway.metrics import GatewayMetrics
 from gateway.openapi import declare as declare_openapi
@@ -91,6 +92,7 @@ from gateway.webhooks import (
     WebhookReceiver,
     WebhookSource,
 )
+from plumbing.telemetry import GATEWAY, Tracing, start_tracing
 from store import Store
 
 __all__ = [
@@ -150,14 +152,24 @@ def create_app(
     relay_interval_s: float = 2.0,
     relay_max_backoff_s: float = 30.0,
     authenticator: Authenticator | None = None,
+    tracing: Tracing | None = None,
 ) -> FastAPI:
     """Build the gateway over the given store and Temporal client (pydantic data converter).
 
     The inbox relay (`gateway.relay`) runs during the app's lifespan: it looks for pending
     inbox events every `relay_interval_s` and backs off up to `relay_max_backoff_s` while
-    Temporal is unavailable. `authenticator` (tests) replaces the one built from settings."""
+    Temporal is unavailable. `authenticator` (tests) replaces the one built from settings.
+    With telemetry on (`settings.telemetry`, or `tracing` given) requests are traced and the
+    workflows they start continue their trace (`plumbing.telemetry`)."""
+    own_tracing = tracing is None  # made here, so ended here
+    tracing = tracing or start_tracing(settings.telemetry, GATEWAY)
+    if tracing is not None:
+        client = tracing.traced_client(client)
     metrics = GatewayMetrics()
     metrics.registry.register(ReconciliationGauges(store))  # read from the store per scrape
+    metrics.registry.register(
+        BusinessIndicators(store, thresholds_of(settings.indicators, settings.escalation_after_s))
+    )
     authenticator = authenticator or Authenticator(settings)
     processes = Processes(
         client,
@@ -203,6 +215,8 @@ def create_app(
         finally:
             await relay.stop()
             await authenticator.aclose()
+            if tracing is not None and own_tracing:
+                tracing.shutdown()
 
     app = FastAPI(
         title="pssync gateway",
@@ -226,4 +240,6 @@ def create_app(
     install_codec_server(app, settings)  # /codec/decode, /codec/encode for the Temporal UI
     install_console(app, settings)  # /console: the people's pages (gateway.console)
     declare_openapi(app)  # every answer, the error model, the bearer scheme (last: all routes)
+    if tracing is not None:
+        tracing.instrument_app(app)  # server spans; the Temporal calls within are their children
     return app

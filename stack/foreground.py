@@ -13,6 +13,7 @@ from rich.table import Table
 
 from contracts.naming import TASK_QUEUE
 from contracts.settings import Settings
+from plumbing.logs import configure_logging
 from stack.running import Stack, running_stack
 
 
@@ -35,6 +36,7 @@ def stop_on_signal() -> asyncio.Event:
 
 async def run_until_signal(settings: Settings, *, seed: int, console: Console) -> None:
     """The whole stack until Ctrl-C (or SIGTERM) stops all of it."""
+    configure_logging(settings.telemetry)  # text or JSON lines, redacted, httpx quiet
     stop = stop_on_signal()
     async with running_stack(settings, seed=seed) as stack:
         print_urls(stack, console)
@@ -49,6 +51,7 @@ async def serve_gateway(settings: Settings) -> None:
     import worker
     from gateway import create_app as create_gateway
 
+    configure_logging(settings.telemetry)  # text or JSON lines, redacted, httpx quiet
     store.upgrade(settings.resolved_database_url)
     client = await worker.connect_client(settings)
     app_ = create_gateway(

@@ -59,6 +59,7 @@ async def running_stack(
     None: nothing in this process can reach into the twins)."""
     import store as store_module
     import worker
+    from plumbing.telemetry import WORKER, start_tracing
     from sandbox.temporal import embedded_temporal
 
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -92,7 +93,12 @@ async def running_stack(
             _point_at_twins(stack, sport)
             if run_worker:
                 children.worker_task = asyncio.create_task(
-                    worker.run_workers(env.client, settings, children.stop)
+                    worker.run_workers(
+                        env.client,
+                        settings,
+                        children.stop,
+                        tracing=start_tracing(settings.telemetry, WORKER),  # None when off
+                    )
                 )
             yield stack
         finally:

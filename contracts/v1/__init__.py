@@ -4,6 +4,7 @@ from pydantic import BaseModel
 
 from contracts.money import CurrencyMismatchError, Money
 from contracts.v1.change_orders import ErpBudget
+from contracts.v1.events import EVENT_MODELS
 from contracts.v1.models import (
     Assignment,
     AssignmentKind,
@@ -65,6 +66,7 @@ MODELS: dict[str, type[BaseModel]] = {
     )
 }
 """Every public model by name (the JSON Schema export walks this)."""
+MODELS.update(EVENT_MODELS)  # the domain events' envelope and data (docs/events.md)
 
 __all__ = [
     "MODELS",

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, or_, update
 from sqlmodel import col, select
 
+from contracts.v1.events import AlertRaised, ExceptionOpened, ExceptionResolved
 from store.errors import AlreadyResolved, NotFound
 from store.models import (
     ExceptionItemRow,
@@ -21,6 +22,7 @@ from store.repository._base import (
     _UNRESOLVED,
     StoreBase,
 )
+from store.repository.records import queue_events
 
 PROJECT_CONTEXT_KEYS = (
     "enterprise_id",
@@ -78,6 +80,15 @@ def _conditions(where: ExceptionFilter, *, with_cause: bool = True) -> list[Colu
     return conditions
 
 
+def _subject(row: ExceptionItemRow) -> str:
+    """The enterprise id an item is about: its project's, else the run that owns it."""
+    for name in PROJECT_CONTEXT_KEYS:
+        value = row.context.get(name)
+        if value:
+            return str(value)
+    return row.workflow_id
+
+
 class ExceptionOps(StoreBase):
     def open_exception(self, item: NewExceptionItem) -> ExceptionItemRow:
         """Record an open exception item; idempotent by ``item.id`` (an existing item is
@@ -85,10 +96,22 @@ class ExceptionOps(StoreBase):
         values = {name: getattr(item, name) for name in NewExceptionItem.model_fields}
         values |= {"status": ExceptionStatus.OPEN.value, "created_at": self._clock()}
         with self._write() as session:
-            self._insert_if_absent(session, ExceptionItemRow, values)
+            opened = self._insert_if_absent(session, ExceptionItemRow, values)
             row = session.get(ExceptionItemRow, item.id)
             if row is None:  # cannot happen: inserted now or before, and items are never deleted
                 raise NotFound("exception_item", item.id)
+            if opened:
+                data = ExceptionOpened(
+                    item_id=row.id,
+                    process=row.process,
+                    cause_code=row.cause_code,
+                    field=row.field,
+                    owner=row.owner,
+                    workflow_id=row.workflow_id,
+                    opened_at=row.created_at,
+                )
+                event = ("exception.opened", row.id, _subject(row), data)
+                queue_events(session, self._dialect, row.created_at, [event])
             return row
 
     def resolve_exception(
@@ -123,6 +146,17 @@ class ExceptionOps(StoreBase):
             # The stored resolution went through JSON: compare it with ours in that form.
             if result.rowcount == 0 and row.resolution != json.loads(json.dumps(recorded)):
                 raise AlreadyResolved(item_id, row.resolution)
+            if result.rowcount:
+                resolved = ExceptionResolved(
+                    item_id=row.id,
+                    process=row.process,
+                    cause_code=row.cause_code,
+                    action=None if resolution.get("action") is None else str(resolution["action"]),
+                    actor=actor,
+                    resolved_at=row.resolved_at,
+                )
+                event = ("exception.resolved", row.id, _subject(row), resolved)
+                queue_events(session, self._dialect, self._clock(), [event])
             return row
 
     def escalate_exception(self, item_id: str, owner: str | None = None) -> ExceptionItemRow:
@@ -138,7 +172,7 @@ class ExceptionOps(StoreBase):
             values["owner"] = owner
         with self._write() as session:
             # Conditional on the status, so a resolution committed first is never overwritten.
-            session.exec(
+            result = session.exec(
                 update(ExceptionItemRow)
                 .where(
                     col(ExceptionItemRow.id) == item_id,
@@ -150,6 +184,25 @@ class ExceptionOps(StoreBase):
             row = session.get(ExceptionItemRow, item_id, populate_existing=True)
             if row is None:
                 raise NotFound("exception_item", item_id)
+            if result.rowcount:  # an escalation reaches people as an alert event
+                alert = AlertRaised(
+                    alert="exception.escalated",
+                    severity="warning",
+                    process=row.process,
+                    summary=f"{row.process}: {row.cause_code} unresolved, escalated to {row.owner}",
+                    owner=row.owner,
+                    item_id=row.id,
+                    workflow_id=row.workflow_id,
+                    context={"cause_code": row.cause_code, "field": row.field}
+                    | {k: row.context[k] for k in PROJECT_CONTEXT_KEYS if k in row.context},
+                )
+                key = f"exception.escalated:{row.id}:{row.owner}"
+                queue_events(
+                    session,
+                    self._dialect,
+                    self._clock(),
+                    [("alert.raised", key, _subject(row), alert)],
+                )
             # Escalated now, or (nothing updated) already resolved and left as it is.
             return row
 

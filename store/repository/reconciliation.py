@@ -16,6 +16,7 @@ from sqlalchemy import select as core_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 
+from contracts.v1.events import DriftFound
 from store.errors import NotFound
 from store.models import (
     DriftGauges,
@@ -25,6 +26,7 @@ from store.models import (
     XrefRow,
 )
 from store.repository._base import StoreBase, _chunks
+from store.repository.records import queue_events
 
 _DRIFT: Table = DriftRow.__table__  # type: ignore[attr-defined]
 _RUN: Table = ReconciliationRunRow.__table__  # type: ignore[attr-defined]
@@ -42,6 +44,21 @@ _RUN_TOTALS = frozenset(
 RUNS_PAGE_MAX = 200
 DRIFTS_PAGE_MAX = 1000
 PSA_PROJECT_OBJECT = "workspace"
+
+
+def _drift(values: Mapping[str, Any]) -> DriftFound:
+    """The ``drift.found`` data of a drift row's values."""
+    return DriftFound(
+        fingerprint=str(values["fingerprint"]),
+        domain=str(values.get("domain", "")),
+        kind=str(values.get("kind", "")),
+        tenant=str(values.get("tenant", "")),
+        project=values.get("project"),
+        period=values.get("period"),
+        owner=str(values.get("owner", "")),
+        disposition=str(values.get("disposition", "")),
+        run_id=str(values.get("last_run") or values.get("first_run") or ""),
+    )
 
 
 class ReconciliationOps(StoreBase):
@@ -161,6 +178,19 @@ class ReconciliationOps(StoreBase):
         for _, values in sorted(merged.items()):
             grouped.setdefault(tuple(sorted(values)), []).append(values)
         with self._write_conn() as conn:
+            known: set[str] = set()
+            for chunk in _chunks(sorted(merged)):
+                known.update(
+                    conn.execute(
+                        core_select(_DRIFT.c.fingerprint).where(_DRIFT.c.fingerprint.in_(chunk))
+                    ).scalars()
+                )
+            found = [
+                ("drift.found", fp, str(v.get("project") or v.get("tenant") or fp), _drift(v))
+                for fp, v in sorted(merged.items())
+                if fp not in known
+            ]
+            queue_events(conn, self._dialect, self._clock(), found)
             for columns, params in grouped.items():
                 ins = insert_(_DRIFT)
                 stmt = ins.on_conflict_do_update(

@@ -7,11 +7,15 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    Connection,
+    Table,
     insert,
     update,
 )
-from sqlmodel import col, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col, select
 
+from contracts.v1.events import EventData, outbox_payload
 from store.models import (
     LineageRow,
     OutboxRow,
@@ -23,6 +27,33 @@ from store.repository._base import (
     _LINEAGE_REQUIRED,
     StoreBase,
 )
+
+_OUTBOX: Table = OutboxRow.__table__  # type: ignore[attr-defined]
+
+
+def queue_events(
+    conn: Connection | Session,
+    dialect: str,
+    now: datetime,
+    events: Sequence[tuple[str, str, str, EventData]],
+) -> None:
+    """Record domain events ``(event_type, key, subject, data)`` in the outbox inside the
+    caller's transaction (the one recording the fact); a key already there is left as it is,
+    so recording a fact twice publishes it once."""
+    if not events:
+        return
+    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    params = [
+        {
+            "event_type": event_type,
+            "key": key,
+            "payload": outbox_payload(subject, data),
+            "created_at": now,
+        }
+        for event_type, key, subject, data in events
+    ]
+    target = conn.connection() if isinstance(conn, Session) else conn
+    target.execute(insert_(_OUTBOX).on_conflict_do_nothing(), params)
 
 
 class RecordOps(StoreBase):

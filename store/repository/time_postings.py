@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    Table,
     bindparam,
     func,
     update,
@@ -16,11 +17,13 @@ from sqlalchemy import select as core_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 
+from contracts.v1.events import TimePosted
 from store.errors import NotFound
 from store.models import (
     TimePostingRow,
     TimePostingState,
     TimeTotal,
+    XrefRow,
 )
 from store.repository._base import (
     _TIME_POSTING,
@@ -31,6 +34,13 @@ from store.repository._base import (
     StoreBase,
     _chunks,
 )
+from store.repository.records import queue_events
+
+_XREF: Table = XrefRow.__table__  # type: ignore[attr-defined]
+_EVENT_STATES = {
+    TimePostingState.POSTED.value: "time.posted",
+    TimePostingState.REVERSED.value: "time.reversed",
+}
 
 PERIOD_GROUPS_MAX = 2000
 """Groups ``postings_by_period`` returns at most (the latest periods first)."""
@@ -64,6 +74,37 @@ class InvoiceTotal:
     entries: int
     first_period: str | None
     last_period: str | None
+
+
+def _time_events(conn: Any, keys: Sequence[str]) -> list[tuple[str, str, str, TimePosted]]:
+    """The ``time.posted`` / ``time.reversed`` events of ledger rows ``keys`` as they now
+    stand, each about its project's enterprise id (the PSA project id if it has none yet).
+    Keyed by entry, version and ERP posting: the same posting recorded again is one event."""
+    t, x = _TIME_POSTING.c, _XREF.c
+    rows: list[Any] = []
+    for chunk in _chunks(keys):
+        rows.extend(conn.execute(core_select(_TIME_POSTING).where(t.entry_key.in_(chunk))).all())
+    projects = sorted({r.psa_project_id for r in rows})
+    enterprise: dict[str, str] = {}
+    for chunk in _chunks(projects):
+        found = conn.execute(
+            core_select(x.external_id, x.enterprise_id).where(
+                x.system == "psa", x.entity_type == "project", x.external_id.in_(chunk)
+            )
+        ).all()
+        enterprise.update((ext, eid) for ext, eid in found)
+    events = []
+    for r in rows:
+        event_type = _EVENT_STATES.get(r.state)
+        if event_type is None:
+            continue
+        data = TimePosted.model_validate(
+            {name: getattr(r, name) for name in TimePosted.model_fields if name in r._fields}
+        )
+        key = f"{r.entry_key}@{r.entry_version}:{r.posting_key or r.erp_id or ''}"
+        subject = enterprise.get(r.psa_project_id, r.psa_project_id)
+        events.append((event_type, key, subject, data))
+    return events
 
 
 class TimePostingOps(StoreBase):
@@ -142,6 +183,9 @@ class TimePostingOps(StoreBase):
                     set_={c: ins.excluded[c] for c in columns if c != "entry_key"},
                 )
                 conn.execute(stmt_ins, params)  # executemany: one statement, many rows
+            # Posted and reversed entries are domain events, recorded in this transaction.
+            settled = [k for k, v in sorted(merged.items()) if v.get("state") in _EVENT_STATES]
+            queue_events(conn, self._dialect, now, _time_events(conn, settled))
         return len(merged)
 
     def posted_fingerprints(
