@@ -14,6 +14,9 @@
 - optionally a request-rate limit (`SystemSettings.rate_limit_rps`): smooth client-side pacing,
   so bulk work runs at the vendor's quota instead of bouncing off it with 429s;
 - responses mapped to the `contracts.errors` taxonomy;
+- every HTTP request counted by system, method and outcome, and timed
+  (`pssync_vendor_requests_total`, `pssync_vendor_request_duration_seconds`), with the
+  vendor's quota readings and rate limits (default prometheus_client registry);
 - `VendorClient`, the base of every vendor client: its `VendorHttp` and its lifecycle.
 
 No Temporal imports here: activities decide what a failure means for a workflow.
@@ -30,7 +33,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Self, TypedDict, TypeVar
 
 import httpx
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -123,6 +126,56 @@ VENDOR_RATE_LIMITED = Counter(
     "PSSYNC_QUOTA_SHARE).",
     ["system", "code"],
 )
+
+VENDOR_REQUESTS = Counter(
+    "pssync_vendor_requests_total",
+    "HTTP requests pssync sent to a vendor API, by outcome: ok (an answer the caller accepts), "
+    "client_error (a 4xx it refused), server_error (a 5xx), rate_limited (429 or the vendor's "
+    "own limit code), timeout, connection_error. Every attempt counts: a request retried "
+    "twice is three requests. OAuth token requests are not counted on their own.",
+    ["system", "method", "outcome"],
+)
+VENDOR_REQUEST_DURATION = Histogram(
+    "pssync_vendor_request_duration_seconds",
+    "Time of one HTTP request to a vendor API, every attempt (retries included), from leaving "
+    "pssync (after its pacing) to the whole answer or the failure.",
+    ["system"],
+    buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
+_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+_SENT_AT = "pssync_sent_at"
+"""`request.extensions` key: `time.perf_counter()` when the request left its pacer."""
+
+
+def _sent_at(request: httpx.Request | None, default: float) -> float:
+    if request is None:
+        return default
+    return float(request.extensions.get(_SENT_AT, default))
+
+
+def _request_of(exc: httpx.RequestError) -> httpx.Request | None:
+    try:
+        return exc.request
+    except RuntimeError:  # httpx raises when the request was never attached
+        return None
+
+
+def _record(system: str, method: str, outcome: str, seconds: float) -> None:
+    """Count one HTTP request to a vendor and its time (bounded labels: no URL, no tenant)."""
+    verb = method.upper()
+    VENDOR_REQUESTS.labels(
+        system=system, method=verb if verb in _METHODS else "OTHER", outcome=outcome
+    ).inc()
+    VENDOR_REQUEST_DURATION.labels(system=system).observe(max(0.0, seconds))
+
+
+def _outcome_of(error: BaseException, status: int | None = None) -> str:
+    """The outcome of a request that ended in a `contracts.errors` error."""
+    if isinstance(error, RateLimitedError):
+        return "rate_limited"
+    if isinstance(error, AuthError) or (status is not None and status < 500):
+        return "client_error"
+    return "server_error"
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -296,13 +349,15 @@ class RequestPacer:
         self.waited_s = 0.0
         """Time requests spent waiting for their slot (how hard the limit binds)."""
 
-    async def wait(self, _request: httpx.Request | None = None) -> None:
+    async def wait(self, request: httpx.Request | None = None) -> None:
         now = time.monotonic()
         slot = max(now, self._next_slot)
         self._next_slot = slot + self.interval
         if slot > now:
             self.waited_s += slot - now
             await asyncio.sleep(slot - now)
+        if request is not None:
+            request.extensions[_SENT_AT] = time.perf_counter()
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -367,6 +422,7 @@ class VendorHttp:
             headers = {}
         # The pacer is an httpx request hook: every request the client sends passes it, so
         # retries and OAuth token requests count against the rate as the vendor counts them.
+        # It notes when a request leaves, so that its duration leaves the pacing out.
         self.pacer = RequestPacer(settings.rate_limit_rps) if settings.rate_limit_rps else None
         self.client = httpx.AsyncClient(
             base_url=base,
@@ -521,20 +577,31 @@ class VendorHttp:
         self._hold_for_quota()
         async with self._limit:
             self.calls += 1
+            started = time.perf_counter()
             try:
                 response = await self.client.request(method, url, **kwargs)
             except httpx.TimeoutException as exc:
+                sent = _sent_at(_request_of(exc), started)
+                _record(self.system, method, "timeout", time.perf_counter() - sent)
                 raise TransientError(
                     f"{self.system} timed out: {exc!r}", system=self.system
                 ) from exc
             except httpx.TransportError as exc:
+                sent = _sent_at(_request_of(exc), started)
+                _record(self.system, method, "connection_error", time.perf_counter() - sent)
                 raise TransientError(
                     f"{self.system} unreachable: {exc!r}", system=self.system
                 ) from exc
+            except PssyncError as exc:  # the OAuth token endpoint refused or failed
+                _record(self.system, method, _outcome_of(exc), time.perf_counter() - started)
+                raise
+        took = time.perf_counter() - _sent_at(response.request, started)
         self._read_quota(response)
         if response.status_code in ok:
+            _record(self.system, method, "ok", took)
             return response
         error, said = classified(self.system, response, self.parse_error, self.error_codes)
+        _record(self.system, method, _outcome_of(error, response.status_code), took)
         if isinstance(error, RateLimitedError):
             VENDOR_RATE_LIMITED.labels(system=self.system, code=said.code[:64]).inc()
         raise error

@@ -11,9 +11,12 @@
     its second attempt or later is listed with its type, attempt, last failure and next attempt.
   - *Systems*: the inbox backlog per webhook source, the outbox backlog, the gateway's own
     counters (webhooks accepted / refused per source, resolutions), the sync cursors the store
-    keeps (HCM changes poll, PSA time sweep), and the worker's metrics read over HTTP from
-    `settings.worker_metrics_port` (activity calls and failures per system, vendor quota use
-    and quota waits when the worker exports them) — "worker metrics unavailable" otherwise.
+    keeps (HCM changes poll, PSA time sweep), and the worker's metrics read over HTTP from its
+    app metrics port (`settings.worker_app_metrics_port`: vendor requests and errors per
+    system as the connectors count them, quota use and quota waits) and its Temporal SDK port
+    (`settings.worker_metrics_port`: activity executions and failures per system, the calls and
+    errors shown when the app port does not count requests) — "worker metrics unavailable"
+    when neither answers.
   - *Recent failures*: failed, timed-out and terminated runs closed in the last `RECENT`
     (`FAILURES_MAX` newest), each with the cause from its close event; and the exception items
     opened in that time, per cause.
@@ -70,6 +73,10 @@ SYSTEMS = ("CRM", "PSA", "ERP", "HCM")
 WEBHOOK_SOURCES = ("crm", "psa")
 OPEN_ITEMS_MAX = 500
 WORKER_METRICS_TIMEOUT_S = 1.5
+VENDOR_REQUESTS = "pssync_vendor_requests"
+"""The connectors' per-request counter (`pssync_vendor_requests_total`), as its family is named."""
+NOT_ERRORS = frozenset({"ok", "rate_limited"})
+"""Request outcomes that are not errors (rate limits have their own column)."""
 
 T = TypeVar("T")
 
@@ -180,57 +187,98 @@ def system_of(activity_type: str) -> str | None:
     return None
 
 
-def parse_worker_metrics(text: str) -> dict[str, SystemHealth]:
-    """Per system: activity calls and failures (the Temporal SDK's activity metrics, by the
-    system named in the activity type), vendor quota use and quota waits when exported."""
+def parse_worker_metrics(*texts: str) -> dict[str, SystemHealth]:
+    """Per system, from the worker's expositions (its SDK and app ports): calls and errors —
+    the connectors' HTTP requests by outcome (`pssync_vendor_requests_total`; errors are the
+    refused, failed, timed-out and unconnected ones, rate limits apart) when any exposition
+    has that counter, else the Temporal SDK's activity executions and failures by the system
+    named in the activity type — and vendor quota use and quota waits when exported."""
     systems = {s: SystemHealth(s) for s in SYSTEMS}
-
-    def add(current: float | None, value: float) -> float:
-        return (current or 0.0) + value
-
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            name, labels = sample.name, sample.labels
-            if name.startswith("temporal_activity_execution_latency") and name.endswith("_count"):
-                target = systems.get(system_of(labels.get("activity_type", "")) or "")
-                if target is not None:
-                    target.calls = add(target.calls, sample.value)
-                continue
-            if name in (
-                "temporal_activity_execution_failed",
-                "temporal_activity_execution_failed_total",
-            ):
-                target = systems.get(system_of(labels.get("activity_type", "")) or "")
-                if target is not None:
-                    target.errors = add(target.errors, sample.value)
-                continue
-            target = systems.get(str(labels.get("system", "")).upper())
-            if target is None:
-                continue
-            if name == "pssync_vendor_quota_used":
-                target.quota_used = sample.value
-            elif name == "pssync_vendor_quota_limit":
-                target.quota_limit = sample.value
-            elif name == "pssync_vendor_rate_limited_total":
-                if labels.get("code") == "PSSYNC_QUOTA_SHARE":
-                    target.quota_waits = add(target.quota_waits, sample.value)
-                else:
-                    target.rate_limited = add(target.rate_limited, sample.value)
+    activities = {s: SystemHealth(s) for s in SYSTEMS}
+    counts_requests = False
+    for text in texts:
+        for family in text_string_to_metric_families(text):
+            counts_requests = counts_requests or family.name == VENDOR_REQUESTS
+            for sample in family.samples:
+                _read_sample(sample.name, sample.labels, sample.value, systems, activities)
+    if not counts_requests:
+        for target in systems.values():
+            target.calls, target.errors = (
+                activities[target.system].calls,
+                activities[target.system].errors,
+            )
     for target in systems.values():
         if target.calls is not None and target.errors is None:
             target.errors = 0.0
     return systems
 
 
-async def read_worker_metrics(settings: Settings, health: Health) -> None:
-    url = f"http://127.0.0.1:{settings.worker_metrics_port}/metrics"
+def add(current: float | None, value: float) -> float:
+    return (current or 0.0) + value
+
+
+def _read_sample(
+    name: str,
+    labels: dict[str, str],
+    value: float,
+    systems: dict[str, SystemHealth],
+    activities: dict[str, SystemHealth],
+) -> None:
+    """Add one sample to its system: to `activities` for the SDK's activity metrics (the
+    fallback calls and errors), to `systems` for everything else."""
+    if name.startswith("temporal_activity_execution_latency") and name.endswith("_count"):
+        target = activities.get(system_of(labels.get("activity_type", "")) or "")
+        if target is not None:
+            target.calls = add(target.calls, value)
+        return
+    if name in ("temporal_activity_execution_failed", "temporal_activity_execution_failed_total"):
+        target = activities.get(system_of(labels.get("activity_type", "")) or "")
+        if target is not None:
+            target.errors = add(target.errors, value)
+        return
+    target = systems.get(str(labels.get("system", "")).upper())
+    if target is None:
+        return
+    if name == f"{VENDOR_REQUESTS}_total":
+        target.calls = add(target.calls, value)
+        if labels.get("outcome") not in NOT_ERRORS:
+            target.errors = add(target.errors, value)
+    elif name == "pssync_vendor_quota_used":
+        target.quota_used = value
+    elif name == "pssync_vendor_quota_limit":
+        target.quota_limit = value
+    elif name == "pssync_vendor_rate_limited_total":
+        if labels.get("code") == "PSSYNC_QUOTA_SHARE":
+            target.quota_waits = add(target.quota_waits, value)
+        else:
+            target.rate_limited = add(target.rate_limited, value)
+
+
+async def _exposition(http: httpx.AsyncClient, port: int) -> str | None:
+    """The worker's metrics text on 127.0.0.1:`port`, or None when it does not answer."""
+    url = f"http://127.0.0.1:{port}/metrics"
     try:
-        async with httpx.AsyncClient(timeout=WORKER_METRICS_TIMEOUT_S) as http:
-            answer = await http.get(url)
+        answer = await http.get(url)
         answer.raise_for_status()
-        systems = parse_worker_metrics(answer.text[:5_000_000])
-    except (httpx.HTTPError, ValueError) as exc:
+    except httpx.HTTPError as exc:
         log.info("health: worker metrics unavailable at %s: %s", url, exc)
+        return None
+    return answer.text[:5_000_000]
+
+
+async def read_worker_metrics(settings: Settings, health: Health) -> None:
+    ports = [
+        port for port in (settings.worker_app_metrics_port, settings.worker_metrics_port) if port
+    ]
+    async with httpx.AsyncClient(timeout=WORKER_METRICS_TIMEOUT_S) as http:
+        texts = await asyncio.gather(*(_exposition(http, port) for port in ports))
+    answered = [text for text in texts if text is not None]
+    try:
+        systems = parse_worker_metrics(*answered) if answered else None
+    except ValueError as exc:
+        log.info("health: worker metrics unreadable: %s", exc)
+        systems = None
+    if systems is None:
         health.systems = [SystemHealth(s) for s in SYSTEMS]
         return
     health.worker_metrics = True

@@ -21,7 +21,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import Metric
 
 import activities.time_to_invoice.batch  # noqa: F401 - registers POSTING_LATENCY, ENTRY_OUTCOMES
-import connectors._http  # noqa: F401 - registers the vendor quota metrics
+import connectors._http  # noqa: F401 - registers the vendor request and quota metrics
 from gateway.indicators import BusinessIndicators
 from gateway.metrics import GatewayMetrics
 from gateway.routes.reconciliations import ReconciliationGauges
@@ -42,7 +42,6 @@ SDK_METRICS = frozenset(
         # Temporal Core SDK metrics the dashboards and rules use (worker_metrics_port). Core
         # exports counters without a `_total` suffix and histograms in milliseconds.
         "temporal_activity_execution_failed",
-        "temporal_activity_execution_latency_count",
         "temporal_activity_schedule_to_start_latency_bucket",
         "temporal_workflow_completed",
         "temporal_workflow_failed",
@@ -167,12 +166,37 @@ def test_alerts_cover_what_the_issue_asks() -> None:
     assert (
         "pssync_reconciliation_drift_oldest_seconds" in exprs["PssyncDriftOpenAfterReconciliation"]
     )
-    assert "temporal_activity_execution_failed" in exprs["PssyncSystemErrorRate"]
+    assert "pssync_vendor_requests_total" in exprs["PssyncSystemErrorRate"]
+    assert "temporal_" not in exprs["PssyncSystemErrorRate"]
     assert "pssync_vendor_quota_used" in exprs["PssyncVendorQuotaSaturated"]
     assert (
         "pssync_reconciliation_last_success_timestamp_seconds"
         in exprs["PssyncReconciliationNotRun"]
     )
+
+
+def test_per_system_panels_read_the_vendor_request_metrics() -> None:
+    """Calls, errors and request time per system come from the connectors' own per-request
+    counts, not from activity failures (which stay, per activity, where they mean that)."""
+    boards = _dashboards()
+    per_system = {
+        p["title"]: " ".join(t["expr"] for t in p["targets"])
+        for board in boards.values()
+        for p in board["panels"]
+        if p["title"].startswith("Vendor ")
+    }
+    for title in (
+        "Vendor requests by system and outcome",
+        "Vendor error rate by system",
+        "Vendor requests by system (1 h)",
+        "Vendor error rate by system (1 h)",
+    ):
+        assert "pssync_vendor_requests_total" in per_system[title], title
+    assert (
+        "pssync_vendor_request_duration_seconds_bucket"
+        in per_system["Vendor request time p95 by system"]
+    )
+    assert not any("temporal_" in expr for expr in per_system.values())
 
 
 def _promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -266,6 +290,69 @@ def test_unposted_labor_and_drift_alerts_fire_on_their_series(tmp_path: Path) ->
                                         "PssyncDriftOpenAfterReconciliation",
                                         {"domain": "labor_actuals"},
                                     )
+                                ],
+                            },
+                        ],
+                    }
+                ],
+            }
+        )
+    )
+    done = _promtool("test", "rules", "test.yml", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@needs_promtool
+def test_a_systems_error_rate_alert_fires_on_its_failed_requests(tmp_path: Path) -> None:
+    """promtool's rule unit test over the per-request counters: the ERP failing 3 requests in
+    10 fires; the PSA at 5 %, the HCM's rate limits (their own alert) and a CRM whose 5
+    requests all failed (too few to judge) do not."""
+    shutil.copy(PROMETHEUS / "alerts.yml", tmp_path / "alerts.yml")
+
+    def counter(system: str, outcome: str, per_minute: float) -> dict[str, str]:
+        labels = f'system="{system}",method="POST",outcome="{outcome}"'
+        return {
+            "series": f"pssync_vendor_requests_total{{{labels}}}",
+            "values": f"0+{per_minute:g}x40",
+        }
+
+    rule = next(
+        r for g in _rules()["groups"] for r in g["rules"] if r["alert"] == "PssyncSystemErrorRate"
+    )
+    annotations = {
+        k: v.replace("{{ $labels.system }}", "ERP").replace(
+            "{{ $value | humanizePercentage }}", "30%"
+        )
+        for k, v in rule["annotations"].items()
+    }
+    (tmp_path / "test.yml").write_text(
+        yaml.safe_dump(
+            {
+                "rule_files": ["alerts.yml"],
+                "evaluation_interval": "1m",
+                "tests": [
+                    {
+                        "interval": "1m",
+                        "input_series": [
+                            counter("ERP", "ok", 7),
+                            counter("ERP", "server_error", 2),
+                            counter("ERP", "timeout", 1),
+                            counter("PSA", "ok", 19),
+                            counter("PSA", "client_error", 1),
+                            counter("HCM", "ok", 5),
+                            counter("HCM", "rate_limited", 5),
+                            counter("CRM", "connection_error", 0.5),
+                        ],
+                        "alert_rule_test": [
+                            {"eval_time": "5m", "alertname": "PssyncSystemErrorRate"},
+                            {
+                                "eval_time": "25m",
+                                "alertname": "PssyncSystemErrorRate",
+                                "exp_alerts": [
+                                    {
+                                        "exp_labels": {"severity": "warning", "system": "ERP"},
+                                        "exp_annotations": annotations,
+                                    }
                                 ],
                             },
                         ],

@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 from markupsafe import escape
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 from sqlalchemy import Engine
 from temporalio import activity, workflow
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
@@ -102,13 +103,14 @@ class HealthStandIn:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """test_gateway's settings, an ops person scoped to project P-1, and the worker's metrics
-    port on a free port."""
+    ports (the SDK's and pssync's own) on free ports."""
     settings = load_settings(home=tmp_path / ".pssync")
     settings.crm.tenants = [CRM_TENANT]
     settings.actors[hash_token(SCOPED_OPS)] = Actor(
         name="olga.scoped", roles=["ops"], scopes=["project:P-1"]
     )
     settings.worker_metrics_port = free_port()
+    settings.worker_app_metrics_port = free_port()
     return settings
 
 
@@ -306,6 +308,7 @@ async def test_temporal_unreachable_is_a_notice_not_an_error(
     await run_with_item(gw)
     down = await Client.connect("127.0.0.1:1", lazy=True, retry_config=RetryConfig(max_retries=0))
     settings.worker_metrics_port = free_port()  # nothing listens there
+    settings.worker_app_metrics_port = free_port()  # nor there
     async with (
         serve(create_app(settings, gw.store, down, task_queue=gw.task_queue)) as url,
         httpx.AsyncClient(base_url=url) as http,
@@ -376,3 +379,87 @@ def test_worker_metrics_per_system_with_quota_and_waits() -> None:
     )
     assert (psa.calls, psa.errors, psa.error_rate) == (5, 0, 0)
     assert (crm.calls, crm.errors, crm.error_rate) == (None, None, None)
+
+
+def test_vendor_request_counts_win_over_activity_executions() -> None:
+    """With the connectors' per-request counter on the app port, calls and errors are HTTP
+    requests (rate limits apart); the SDK's activity figures are the fallback only."""
+    sdk = "\n".join(
+        [
+            "# TYPE temporal_activity_execution_failed counter",
+            'temporal_activity_execution_failed{activity_type="erp.upsert_project"} 9',
+            "# TYPE temporal_activity_execution_latency histogram",
+            'temporal_activity_execution_latency_count{activity_type="erp.upsert_project"} 90',
+            'temporal_activity_execution_latency_count{activity_type="psa.check_rate_card"} 5',
+            "",
+        ]
+    )
+    app = "\n".join(
+        [
+            "# HELP pssync_vendor_requests_total HTTP requests to a vendor.",
+            "# TYPE pssync_vendor_requests_total counter",
+            'pssync_vendor_requests_total{system="ERP",method="POST",outcome="ok"} 34',
+            'pssync_vendor_requests_total{system="ERP",method="GET",outcome="ok"} 3',
+            'pssync_vendor_requests_total{system="ERP",method="POST",outcome="server_error"} 2',
+            'pssync_vendor_requests_total{system="ERP",method="POST",outcome="timeout"} 1',
+            'pssync_vendor_requests_total{system="ERP",method="GET",outcome="client_error"} 1',
+            'pssync_vendor_requests_total{system="ERP",method="POST",outcome="rate_limited"} 2',
+            'pssync_vendor_requests_created{system="ERP",method="POST",outcome="ok"} 1.7e9',
+            'pssync_vendor_requests_total{system="CRM",method="GET",outcome="ok"} 12',
+            "# TYPE pssync_vendor_quota_used gauge",
+            'pssync_vendor_quota_used{system="ERP"} 940',
+            "# TYPE pssync_vendor_quota_limit gauge",
+            'pssync_vendor_quota_limit{system="ERP"} 1000',
+            "",
+        ]
+    )
+    systems = parse_worker_metrics(app, sdk)
+    erp, psa, crm = systems["ERP"], systems["PSA"], systems["CRM"]
+    assert (erp.calls, erp.errors, erp.error_rate) == (43, 4, 4 / 43)
+    assert (erp.quota_used, erp.quota_limit) == (940, 1000)
+    assert (crm.calls, crm.errors, crm.error_rate) == (12, 0, 0)
+    assert (psa.calls, psa.errors) == (None, None), "no requests counted: not the activities"
+    # Without the counter (an older worker, or its app port off), the SDK's figures show.
+    fallback = parse_worker_metrics(sdk)
+    assert (fallback["ERP"].calls, fallback["ERP"].errors) == (90, 9)
+    assert (fallback["PSA"].calls, fallback["PSA"].errors) == (5, 0)
+
+
+async def test_the_page_reads_calls_and_errors_from_the_workers_app_port(
+    gw: Gw, browser: Any
+) -> None:
+    """Only the worker's app metrics port answers (its SDK port is silent): the systems table
+    shows the connectors' request counts and the quota from it."""
+    registry = CollectorRegistry()
+    requests = Counter(
+        "pssync_vendor_requests_total",
+        "HTTP requests to a vendor.",
+        ["system", "method", "outcome"],
+        registry=registry,
+    )
+    for outcome, n in {"ok": 34, "server_error": 3, "timeout": 1, "rate_limited": 2}.items():
+        requests.labels(system="ERP", method="POST", outcome=outcome).inc(n)
+    requests.labels(system="HCM", method="GET", outcome="ok").inc(7)
+    used = Gauge("pssync_vendor_quota_used", "used", ["system"], registry=registry)
+    limit = Gauge("pssync_vendor_quota_limit", "limit", ["system"], registry=registry)
+    used.labels(system="ERP").set(940)
+    limit.labels(system="ERP").set(1000)
+    server, thread = start_http_server(
+        gw.settings.worker_app_metrics_port, addr="127.0.0.1", registry=registry
+    )
+    try:
+        olga = browser()
+        await signed_in(olga, OPS)
+        page = await olga.get(PAGE)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    assert page.status_code == 200
+    assert 'id="notice-worker"' not in page.text
+    erp = page.text.split('data-system="ERP"', 1)[1].split("</tr>", 1)[0]
+    assert [cell(erp, n) for n in (1, 2, 3, 4)] == ["40", "4", "10.0%", "940 of 1,000"]
+    hcm = page.text.split('data-system="HCM"', 1)[1].split("</tr>", 1)[0]
+    assert [cell(hcm, n) for n in (1, 2, 3)] == ["7", "0", "0.0%"]
+    psa = page.text.split('data-system="PSA"', 1)[1].split("</tr>", 1)[0]
+    assert cell(psa, 1) == "—"
