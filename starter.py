@@ -133,6 +133,29 @@ def events_tail(
         pass
 
 
+@events_app.command("relay")
+def events_relay() -> None:
+    """Relay the outbox to the events sink and raise SLA alerts, as its own process, until
+    Ctrl-C or SIGTERM. Run this or the worker's relay (`PSSYNC_EVENTS__ENABLED=true`), not both."""
+    import asyncio
+    import signal
+
+    from activities.events_relay import serve_relay
+
+    settings = _settings()
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        console.print(f"[dim]relaying events to {settings.events.sink} (Ctrl-C stops)[/dim]")
+        await serve_relay(settings, stop)
+
+    asyncio.run(serve())
+    console.print("events relay stopped")
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply the store's Alembic migrations (also done automatically by `up`)."""

@@ -28,6 +28,7 @@ from contracts.errors import (
 from contracts.money import Money
 from contracts.v1 import Assignment, ChangeOrder, Project, RateCard
 from contracts.v1.change_orders import ErpBudget
+from contracts.v1.events import ChangeOrderDecided
 from contracts.v1.models import ChangeOrderStatus
 from contracts.v1.notifications import Notification
 from store import Store
@@ -199,7 +200,31 @@ class ChangeOrderActivities:
     @activity.defn(name="change_order.set_state")
     @translate_errors
     async def set_state(self, request: SetChangeOrderState) -> None:
-        await self.psa.set_change_order_state(request.change_order_id, request.state)
+        """Set the change order's state in the PSA. A rejection is final here (the run's last
+        step): its `change_order.rejected` event is recorded once the PSA holds it, keyed by
+        the change order, so a retried attempt records one event. (An approval's events are
+        recorded with the run's forecast adjustment, the step after which nothing is undone:
+        `store.repository.records.derived_events`.)"""
+        co = await self.psa.set_change_order_state(request.change_order_id, request.state)
+        if request.state is ChangeOrderStatus.REJECTED:
+            await self._record_rejection(co)
+
+    async def _record_rejection(self, co: ChangeOrder) -> None:
+        project = await self.psa.get_project(co.project_id)
+        eid = project.enterprise_id
+        data = ChangeOrderDecided(
+            enterprise_id=eid,
+            change_order_id=co.external_id,
+            psa_project_id=co.project_id,
+            decision="rejected",
+            budget_delta=co.budget_delta.amount,
+            hours_delta=co.hours_delta,
+            currency=co.budget_delta.currency,
+            title=co.title,
+        )
+        key = f"{eid}:{co.external_id}" if eid else f"psa:{co.project_id}:{co.external_id}"
+        event = ("change_order.rejected", key, eid or co.project_id, data)
+        await asyncio.to_thread(self.store.queue_domain_events, [event])
 
     @activity.defn(name="change_order.read_psa_budget")
     @translate_errors

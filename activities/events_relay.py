@@ -11,6 +11,12 @@ failed (broker down, ack timeout, HTTP error) stops the pass there: it and every
 published again on the next pass, after a backoff, so no event is lost and a subject's events
 are never reordered. Redeliveries keep their event id (derived from the row's type and key):
 JetStream drops duplicates within its window (`Nats-Msg-Id`), consumers dedupe by id.
+
+Beside the relay, `SlaWatch` checks the service levels every ``events.sla_check_interval_s``
+and records an `alert.raised` event per new breach (`store.repository.alerts`); with
+``events.alerts_webhook_url`` set, `AlertsSink` also POSTs every `alert.*` event, signed, to
+that webhook (after the main sink acknowledged it, before the row is marked published).
+Run one relay per store (the worker's, or `pssync events relay`): see docs/events.md.
 """
 
 from __future__ import annotations
@@ -24,9 +30,11 @@ from typing import Any, Protocol
 import httpx
 from standardwebhooks import Webhook
 
-from contracts.settings import EventsSettings
-from contracts.v1.events import CloudEvent, to_cloud_event
+from contracts.settings import EventsSettings, Settings
+from contracts.v1.events import TYPE_PREFIX, CloudEvent, to_cloud_event
 from store import Store
+from store.repository.alerts import raise_sla_alerts
+from store.repository.indicators import IndicatorThresholds
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +156,66 @@ class WebhookSink:
         await self._client.aclose()
 
 
+ALERT_TYPE_PREFIX = TYPE_PREFIX + "alert."
+
+
+class AlertsSink:
+    """The main sink, plus every `alert.*` event it acknowledged POSTed to the alerts webhook
+    (in order); a webhook failure stops the batch at that alert, so the alert and what follows
+    are published again (the main sink's duplicates are dropped by event id)."""
+
+    def __init__(self, inner: Sink, alerts: WebhookSink) -> None:
+        self.inner = inner
+        self.alerts = alerts
+
+    async def publish(self, events: Sequence[CloudEvent]) -> int:
+        acked = await self.inner.publish(events)
+        for index, event in enumerate(events[:acked]):
+            if event.type.startswith(ALERT_TYPE_PREFIX) and not await self.alerts.publish([event]):
+                return index
+        return acked
+
+    async def close(self) -> None:
+        try:
+            await self.inner.close()
+        finally:
+            await self.alerts.close()
+
+
+class SlaWatch:
+    """Every ``interval_s``, an `alert.raised` event for each SLA breach not alerted yet."""
+
+    def __init__(
+        self,
+        store: Store,
+        thresholds: IndicatorThresholds,
+        *,
+        interval_s: float = 60.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.thresholds = thresholds
+        self.interval_s = interval_s
+        self.clock = clock
+
+    async def check(self) -> int:
+        """One check: how many breaches stand (each alerted once, the first time seen)."""
+        return await asyncio.to_thread(
+            raise_sla_alerts, self.store, now=self.clock(), thresholds=self.thresholds
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.check()
+            except Exception as exc:  # the store is down: check again next time
+                log.warning("events: SLA check failed: %s", exc)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=self.interval_s)
+            except TimeoutError:
+                pass
+
+
 class SinkUnavailable(RuntimeError):
     """The sink acknowledged only part of a batch: the rest waits for the next pass."""
 
@@ -210,15 +278,34 @@ class EventsRelay:
                 pass
 
 
+class _NoSink:
+    """No main sink (`sink = none`) but an alerts webhook: every event counts as published."""
+
+    async def publish(self, events: Sequence[CloudEvent]) -> int:
+        return len(events)
+
+    async def close(self) -> None:
+        return None
+
+
 def make_sink(settings: EventsSettings) -> Sink | None:
-    """The configured sink, or None (`sink = none`)."""
+    """The configured sink (with the alerts webhook when set), or None (`sink = none` and no
+    alerts webhook)."""
+    sink: Sink | None = None
     if settings.sink == "nats":
-        return NatsSink(settings)
-    if settings.sink == "webhook":
+        sink = NatsSink(settings)
+    elif settings.sink == "webhook":
         if not settings.webhook_url or settings.webhook_secret is None:
             raise ValueError("events.sink=webhook needs events.webhook_url and webhook_secret")
-        return WebhookSink(settings.webhook_url, settings.webhook_secret.get_secret_value())
-    return None
+        sink = WebhookSink(settings.webhook_url, settings.webhook_secret.get_secret_value())
+    if settings.alerts_webhook_url:
+        if settings.alerts_webhook_secret is None:
+            raise ValueError("events.alerts_webhook_url needs events.alerts_webhook_secret")
+        alerts = WebhookSink(
+            settings.alerts_webhook_url, settings.alerts_webhook_secret.get_secret_value()
+        )
+        return AlertsSink(sink or _NoSink(), alerts)
+    return sink
 
 
 async def supervise(
@@ -236,13 +323,61 @@ async def supervise(
             await asyncio.sleep(pause_s)
 
 
-async def run_relay(store: Store, settings: EventsSettings, stop: asyncio.Event) -> None:
-    """The worker's relay: the configured sink, supervised, until ``stop``."""
-    sink = make_sink(settings)
-    if sink is None or not settings.enabled:
+async def run_relay(
+    store: Store,
+    settings: EventsSettings,
+    stop: asyncio.Event,
+    *,
+    thresholds: IndicatorThresholds | None = None,
+    force: bool = False,
+) -> None:
+    """The relay (the worker's when events are enabled, or `pssync events relay` with
+    ``force``): the configured sink and the SLA watch, each supervised, until ``stop``.
+    ``thresholds`` default to the indicators' default service levels."""
+    if not (settings.enabled or force):
         return
-    relay = EventsRelay(store, sink, batch_size=settings.batch_size, interval_s=settings.interval_s)
+    sink = make_sink(settings)
+    tasks: list[Awaitable[None]] = []
+    if sink is not None:
+        relay = EventsRelay(
+            store, sink, batch_size=settings.batch_size, interval_s=settings.interval_s
+        )
+        tasks.append(supervise(lambda: relay.run(stop)))
+    if settings.sla_check_interval_s > 0:
+        watch = SlaWatch(
+            store, thresholds or IndicatorThresholds(), interval_s=settings.sla_check_interval_s
+        )
+        tasks.append(supervise(lambda: watch.run(stop), name="SLA watch"))
     try:
-        await supervise(lambda: relay.run(stop))
+        await asyncio.gather(*tasks)
     finally:
-        await sink.close()
+        if sink is not None:
+            await sink.close()
+
+
+def thresholds_of(settings: Settings) -> IndicatorThresholds:
+    """The SLA thresholds of the settings (as `/metrics` counts them)."""
+    levels = settings.indicators
+    return IndicatorThresholds(
+        posting_within_s=levels.posting_within_s,
+        invoice_within_s=levels.invoice_within_s,
+        exception_within_s=levels.exception_within_s or settings.escalation_after_s,
+        stale_after_s=levels.stale_after_s,
+    )
+
+
+async def serve_relay(
+    settings: Settings, stop: asyncio.Event, *, store: Store | None = None
+) -> None:
+    """`pssync events relay`: the relay and the SLA watch as their own process, on the store of
+    ``settings`` (whatever `events.enabled` says), until ``stop``."""
+    if store is None:
+        import store as store_package
+
+        store_package.upgrade(settings.resolved_database_url)  # as the worker does
+        engine = store_package.make_engine(settings.resolved_database_url)
+        store = store_package.Store(engine)
+    log.info(
+        "events relay: sink %s, store %s", settings.events.sink, settings.resolved_database_url
+    )
+    await run_relay(store, settings.events, stop, thresholds=thresholds_of(settings), force=True)

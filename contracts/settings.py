@@ -442,6 +442,13 @@ class EventsSettings(BaseModel):
     interval_s: float = Field(default=0.2, gt=0, le=60)
     """How long the relay waits when the outbox is empty."""
     ack_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    sla_check_interval_s: float = Field(default=60.0, ge=0, le=86400)
+    """How often the relay checks the SLAs (`indicators`) and raises `alert.raised` events for
+    new breaches; 0 turns the check off."""
+    alerts_webhook_url: str | None = None
+    """Also POST every `alert.*` event here (Standard Webhooks, signed with
+    `alerts_webhook_secret`), whatever the sink: where people's alerting listens."""
+    alerts_webhook_secret: SecretStr | None = None
 
 
 class Settings(BaseSettings):

@@ -8,7 +8,7 @@ Every figure is what the store records, never an estimate:
     pssync_unposted_labor_entries{state}                approved time not live in the ERP
     pssync_unposted_labor_hours{state}                  ... its hours
     pssync_unposted_labor_oldest_seconds{state}         ... how long the oldest has waited
-    pssync_invoice_trigger_delay_max_seconds            closed period -> invoice, last 30 days
+    pssync_invoice_trigger_delay_max_seconds            closed period / milestone -> invoice
     pssync_invoice_trigger_delay_mean_seconds
     pssync_invoice_trigger_delay_invoices               invoices those two summarise
     pssync_invoice_pending_periods                      closed periods still unbilled
@@ -130,19 +130,20 @@ class BusinessIndicators:
         delays = f.invoices.delays_s
         yield _single(
             "pssync_invoice_trigger_delay_max_seconds",
-            "Longest delay from a period's close to its invoice, over invoices billed in the "
-            "last 30 days (0 when none).",
+            "Longest delay from a period's close or a milestone's completion to its invoice, "
+            "over invoices billed in the last 30 days (0 when none).",
             max(delays, default=0.0),
         )
         yield _single(
             "pssync_invoice_trigger_delay_mean_seconds",
-            "Mean delay from a period's close to its invoice, over invoices billed in the "
-            "last 30 days (0 when none).",
+            "Mean delay from a period's close or a milestone's completion to its invoice, over "
+            "invoices billed in the last 30 days (0 when none).",
             sum(delays) / len(delays) if delays else 0.0,
         )
         yield _single(
             "pssync_invoice_trigger_delay_invoices",
-            "Invoices for closed periods billed in the last 30 days (the delays' sample).",
+            "Invoices for closed periods and completed milestones billed in the last 30 days "
+            "(the delays' sample).",
             len(delays),
         )
         yield _single(

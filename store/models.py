@@ -404,6 +404,7 @@ class TimePostingRow(StoreModel, table=True):
         Index("ix_time_posting_project_period", "psa_project_id", "period"),
         Index("ix_time_posting_invoice_ref", "invoice_ref"),
         Index("ix_time_posting_fingerprint", "fingerprint"),
+        Index("ix_time_posting_state_kind", "state", "kind"),
     )
 
     entry_key: str = Field(primary_key=True)
@@ -442,6 +443,33 @@ class TimePostingRow(StoreModel, table=True):
     """What the entry looks like (``duplicate_fingerprint``): same work entered twice shares it."""
     workflow_id: str | None = None
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class InvoiceRow(StoreModel, table=True):
+    """An ERP invoice pssync created for a project: what triggered it (a closed period or a
+    completed milestone, and when that milestone completed), its total, and whether it was
+    voided. ``invoice_ref`` is the invoice's idempotency key (``contracts.v1.time_to_invoice.
+    invoice_key``), also carried by the ledger rows billed on it."""
+
+    __tablename__ = "invoice"
+    __table_args__ = (Index("ix_invoice_created_at", "created_at"),)
+
+    invoice_ref: str = Field(primary_key=True)
+    psa_project_id: str
+    enterprise_id: str | None = None
+    erp_invoice_id: str | None = None
+    trigger: str
+    """``period_close`` or ``milestone`` (``BillingTrigger``)."""
+    period: str | None = None
+    milestone_code: str | None = None
+    milestone_completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    """When the PSA says the milestone completed (None for a period, or when unknown)."""
+    total: Decimal | None = Field(default=None, sa_type=AMOUNT_TYPE)
+    currency: str | None = None
+    entries: int = 0
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    """When the ERP invoice was created (recorded right after the ERP answered)."""
+    voided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 @dataclass(frozen=True, slots=True)

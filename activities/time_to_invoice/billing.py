@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import datetime
 from decimal import Decimal
 
 from pydantic import BaseModel, Field
@@ -18,6 +19,7 @@ from contracts.errors import NotFoundError
 from contracts.money import Money
 from contracts.systems import System
 from contracts.v1 import BillingRule, Invoice, InvoiceLine, MilestoneStatus
+from contracts.v1.events import InvoiceChanged
 from contracts.v1.time_to_invoice import (
     BillingRequest,
     BillingTrigger,
@@ -136,8 +138,32 @@ class _BillingMixin(_Base):
     @activity.defn(name="time.create_invoice")
     @translate_errors
     async def create_invoice(self, plan: InvoicePlan) -> str:
+        """Create the ERP invoice (idempotent by its key), then record it in the store with
+        its `invoice.created` event — and, for a milestone, when the milestone completed (the
+        invoice trigger delay) — once, however often the activity runs."""
         assert plan.invoice is not None
-        return await self.erp.create_invoice(plan.invoice)
+        erp_id = await self.erp.create_invoice(plan.invoice)
+        completed_at = None
+        if plan.request.trigger is BillingTrigger.MILESTONE and plan.request.milestone_id:
+            completed_at = await asyncio.to_thread(
+                self.store.milestone_completed_at, plan.psa_project_id, plan.request.milestone_id
+            )
+        data = _invoice_data(plan, erp_id, milestone_completed_at=completed_at)
+        row = {
+            "invoice_ref": data.invoice_ref,
+            "psa_project_id": plan.psa_project_id,
+            "enterprise_id": data.enterprise_id,
+            "erp_invoice_id": erp_id,
+            "trigger": plan.request.trigger.value,
+            "period": data.period,
+            "milestone_code": data.milestone_code,
+            "milestone_completed_at": completed_at,
+            "total": data.total,
+            "currency": data.currency,
+            "entries": data.entries or 0,
+        }
+        await asyncio.to_thread(self.store.record_invoice, row, subject=_subject(plan), data=data)
+        return erp_id
 
     @activity.defn(name="time.mark_invoiced")
     @translate_errors
@@ -163,12 +189,52 @@ class _BillingMixin(_Base):
         """Compensation: the PSA could not be marked, so the ERP invoice must not stand."""
         assert request.plan.invoice is not None
         await self.erp.void_invoice(request.invoice_erp_id, reason=request.reason)
+        data = _invoice_data(request.plan, request.invoice_erp_id, reason=request.reason)
+        await asyncio.to_thread(
+            self.store.record_invoice_voided,
+            data.invoice_ref,
+            subject=_subject(request.plan),
+            data=data,
+        )
         try:
             await self.psa.unmark_invoiced(invoice_ref=request.plan.invoice.idempotency_key)
         finally:
             await asyncio.to_thread(
                 self.store.unmark_time_billed, request.plan.invoice.idempotency_key
             )
+
+
+def _subject(plan: InvoicePlan) -> str:
+    """The project's enterprise id (the invoice's ERP project is `eid:<id>`)."""
+    assert plan.invoice is not None
+    return plan.invoice.project_id.removeprefix("eid:") or plan.psa_project_id
+
+
+def _invoice_data(
+    plan: InvoicePlan,
+    erp_id: str,
+    *,
+    milestone_completed_at: datetime | None = None,
+    reason: str | None = None,
+) -> InvoiceChanged:
+    invoice = plan.invoice
+    assert invoice is not None
+    currencies = {line.amount.currency for line in invoice.lines}
+    total = sum((line.amount.amount for line in invoice.lines), Decimal(0))
+    return InvoiceChanged(
+        enterprise_id=_subject(plan) if invoice.project_id.startswith("eid:") else None,
+        psa_project_id=plan.psa_project_id,
+        invoice_ref=invoice.idempotency_key,
+        erp_invoice_id=erp_id,
+        total=total if len(currencies) == 1 else None,
+        currency=next(iter(currencies)) if len(currencies) == 1 else None,
+        entries=len(plan.entry_keys),
+        trigger=plan.request.trigger.value,
+        period=invoice.period,
+        milestone_code=invoice.milestone_code,
+        milestone_completed_at=milestone_completed_at,
+        reason=reason,
+    )
 
 
 def _tm_lines(rows: Sequence[TimePostingRow], currency: str) -> list[InvoiceLine]:

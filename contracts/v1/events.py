@@ -47,7 +47,7 @@ class ProjectProvisioned(EventData):
 class ChangeOrderDecided(EventData):
     """A change order was approved (and applied) or rejected."""
 
-    enterprise_id: str
+    enterprise_id: str | None = None
     change_order_id: str
     psa_project_id: str | None = None
     decision: Literal["approved", "rejected"]
@@ -55,12 +55,15 @@ class ChangeOrderDecided(EventData):
     hours_delta: Decimal | None = None
     currency: str | None = None
     decided_by: list[str] = Field(default_factory=list)
+    """The approvers (known for an approval; a rejection's activity does not see them)."""
+    decided_at: datetime | None = None
+    title: str | None = None
 
 
 class BudgetRevised(EventData):
     """The ERP project budget was revised (by an approved change order)."""
 
-    enterprise_id: str
+    enterprise_id: str | None = None
     change_order_id: str
     erp_project_id: str | None = None
     budget_delta: Decimal | None = None
@@ -96,6 +99,13 @@ class InvoiceChanged(EventData):
     total: Decimal | None = None
     currency: str | None = None
     entries: int | None = None
+    trigger: str | None = None
+    """`period_close` or `milestone`."""
+    period: str | None = None
+    milestone_code: str | None = None
+    milestone_completed_at: datetime | None = None
+    reason: str | None = None
+    """Why it was voided."""
 
 
 class WorkerTermination(EventData):
@@ -104,6 +114,9 @@ class WorkerTermination(EventData):
     worker_id: str
     termination_date: date | None = None
     workflow_id: str | None = None
+    message: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+    """What the process did (ended assignments, backfill requests, posted entries) or undid."""
 
 
 class ExceptionOpened(EventData):

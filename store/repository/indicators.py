@@ -23,6 +23,7 @@ from store.models import (
     DriftRow,
     ExceptionItemRow,
     ExceptionStatus,
+    InvoiceRow,
     TimePostingRow,
     TimePostingState,
     XrefRow,
@@ -34,6 +35,7 @@ _TIME_POSTING: Table = TimePostingRow.__table__  # type: ignore[attr-defined]
 _ITEM: Table = ExceptionItemRow.__table__  # type: ignore[attr-defined]
 _XREF: Table = XrefRow.__table__  # type: ignore[attr-defined]
 _DRIFT: Table = DriftRow.__table__  # type: ignore[attr-defined]
+_INVOICE: Table = InvoiceRow.__table__  # type: ignore[attr-defined]
 
 UNPOSTED_STATES = (TimePostingState.POSTING.value, TimePostingState.EXCEPTION.value)
 """Approved labor pssync holds but the ERP does not: a posting under way, or an entry waiting
@@ -89,7 +91,9 @@ class InvoiceDelays:
 
     delays_s: list[float]
     """Per invoice billed in the last ``INVOICE_WINDOW`` for closed periods: from the close
-    of its latest period to its billing in the ledger."""
+    of its latest period to its billing in the ledger; and per milestone invoice created in
+    that window (not voided) whose milestone's completion is known: from the completion to the
+    ERP invoice."""
     pending_periods: int
     """(project, period) pairs of closed periods with posted, billable, unbilled entries."""
     oldest_pending_close: datetime | None
@@ -186,6 +190,13 @@ def indicator_figures(
             )
             .group_by(tp.invoice_ref)
         ).all()
+        milestones = conn.execute(
+            core_select(_INVOICE.c.milestone_completed_at, _INVOICE.c.created_at).where(
+                _INVOICE.c.milestone_completed_at.is_not(None),
+                _INVOICE.c.voided_at.is_(None),
+                _INVOICE.c.created_at >= now - INVOICE_WINDOW,
+            )
+        ).all()
         pending = conn.execute(
             core_select(tp.period, func.count(func.distinct(tp.psa_project_id)))
             .where(
@@ -220,6 +231,10 @@ def indicator_figures(
         at = _aware(billed_at)
         if closed <= at:
             delays.append((at - closed).total_seconds())
+    for completed_at, created_at in milestones:
+        done, at = _aware(completed_at), _aware(created_at)
+        if done <= at:
+            delays.append((at - done).total_seconds())
     pending_periods = sum(int(n) for _p, n in pending)
     closes = [period_close(str(p)) for p, _n in pending]
     invoice_due = now - timedelta(seconds=thresholds.invoice_within_s)

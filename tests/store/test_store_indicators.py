@@ -18,7 +18,7 @@ from sqlalchemy import Engine, Table, insert
 
 from gateway.indicators import BusinessIndicators
 from store import Store
-from store.models import DriftRow, ExceptionItemRow, TimePostingRow, XrefRow
+from store.models import DriftRow, ExceptionItemRow, InvoiceRow, TimePostingRow, XrefRow
 from store.repository.indicators import IndicatorThresholds, indicator_figures, period_close
 
 NOW = datetime(2026, 6, 10, 12, 0, tzinfo=UTC)
@@ -261,6 +261,40 @@ def test_each_indicator_on_a_known_scenario(engine: Engine, store: Store) -> Non
     assert v("pssync_sla_threshold_seconds", sla="posting") == 15 * 60
     # compensations
     assert v("pssync_time_postings_reversed") == 1
+
+
+def test_milestone_invoices_count_from_the_milestone_completion(
+    engine: Engine, store: Store
+) -> None:
+    """A milestone invoice's trigger delay runs from when the PSA said the milestone completed
+    to the ERP invoice; a voided one, or one whose completion is unknown, is no sample."""
+    rows = [
+        ("inv-ms-1", NOW - timedelta(hours=10), NOW - timedelta(hours=4), None),  # 6 h
+        ("inv-ms-2", NOW - timedelta(hours=40), NOW - timedelta(hours=10), None),  # 30 h
+        ("inv-ms-3", NOW - timedelta(hours=50), NOW - timedelta(hours=1), NOW),  # voided
+        ("inv-ms-4", None, NOW - timedelta(hours=2), None),  # asked by a person
+    ]
+    write(
+        engine,
+        InvoiceRow.__table__,  # type: ignore[attr-defined]
+        (
+            {
+                "invoice_ref": ref,
+                "psa_project_id": "P9",
+                "trigger": "milestone",
+                "milestone_code": ref[-4:],
+                "milestone_completed_at": done,
+                "entries": 0,
+                "created_at": at,
+                "voided_at": voided,
+            }
+            for ref, done, at, voided in rows
+        ),
+    )
+    got = samples(store)
+    assert got[("pssync_invoice_trigger_delay_max_seconds", ())] == 30 * H
+    assert got[("pssync_invoice_trigger_delay_mean_seconds", ())] == 18 * H
+    assert got[("pssync_invoice_trigger_delay_invoices", ())] == 2
 
 
 def test_an_empty_store_says_zero_not_nothing(store: Store) -> None:

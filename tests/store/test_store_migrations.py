@@ -16,7 +16,7 @@ from store.database import alembic_config
 
 TABLES = {
     "xref", "inbox", "exception_item", "lineage", "outbox", "sync_state", "time_posting", "audit",
-    "reconciliation_run", "drift",
+    "reconciliation_run", "drift", "invoice",
 }  # fmt: skip
 
 

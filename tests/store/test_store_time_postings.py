@@ -644,6 +644,7 @@ def test_upgrade_creates_the_time_posting_table(database_url: str) -> None:
             "ix_time_posting_project_period": ["psa_project_id", "period"],
             "ix_time_posting_invoice_ref": ["invoice_ref"],
             "ix_time_posting_fingerprint": ["fingerprint"],
+            "ix_time_posting_state_kind": ["state", "kind"],
         }
     finally:
         engine.dispose()

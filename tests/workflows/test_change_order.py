@@ -203,9 +203,16 @@ async def test_delivery_manager_approval_applies_the_change_everywhere(
     assert world.open_requests() == {"Consultant": 20 * 60, "Manager": 5 * 60}
     assert world.psa.change_orders[co_id].status is ChangeOrderStatus.APPLIED
     assert sorted(world.outbox()) == [
+        ("budget.revised", ""),
+        ("change_order.approved", ""),
         ("forecast.adjustment", ""),
         ("notification", "resource_managers"),
     ]
+    # the domain event downstream systems see: approved, by whom, for how much
+    [approved] = [e for e in world.store.pending_outbox() if e.event_type.startswith("change_")]
+    assert approved.payload["subject"] == EID
+    assert approved.payload["data"]["decided_by"] == ["dana.manager"]
+    assert Decimal(approved.payload["data"]["budget_delta"]) == 5000
     # ... and the resource managers see it on the project's activity feed in the PSA
     [post] = world.psa.posts
     assert post.workspace_id == world.psa_project_id
@@ -333,7 +340,10 @@ async def test_rejection_changes_nothing_anywhere(
     assert world.psa.projects[world.psa_project_id].version == 1
     assert world.psa.resource_requests == {}
     assert world.erp.forecasts == {}
-    assert world.outbox() == []
+    assert world.outbox() == [("change_order.rejected", "")]  # the event, nothing else
+    [rejected] = world.store.pending_outbox()
+    assert rejected.payload["subject"] == EID
+    assert rejected.payload["data"]["decision"] == "rejected"
     assert world.psa.change_orders[co_id].status is ChangeOrderStatus.REJECTED
 
 
