@@ -61,6 +61,7 @@ def start_worker_process(
         "PSSYNC_DATABASE_URL": settings.resolved_database_url,
         "PSSYNC_TEMPORAL__ADDRESS": settings.temporal.address,
         "PSSYNC_WORKER_METRICS_PORT": str(free_port()),
+        "PSSYNC_WORKER_APP_METRICS_PORT": str(free_port()),
         **(extra_env or {}),
     }
     for system in ("crm", "psa", "erp", "hcm"):

@@ -98,6 +98,7 @@ def worker_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[
             "PSSYNC_TEMPORAL__ADDRESS": settings.temporal.address,
             "PSSYNC_ERP_QUOTA_RPS": str(settings.erp_quota_rps),
             "PSSYNC_WORKER_METRICS_PORT": str(free_port()),
+            "PSSYNC_WORKER_APP_METRICS_PORT": str(free_port()),
             **{f"PSSYNC_{n.upper()}__BASE_URL": getattr(settings, n).base_url for n in SYSTEMS},
             **(extra or {}),
         }

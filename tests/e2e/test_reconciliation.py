@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 from bench._harness.waiting import must_eventually as eventually
+from tests.e2e._desk import desk_items
 from tests.e2e.test_time_to_invoice import OPS, World, pipeline_world, reconciled
 
 pytestmark = pytest.mark.e2e
@@ -194,10 +195,7 @@ async def test_labor_drift_injected_in_the_twins_is_repaired_or_escalated(
         )
         assert reversal == 1
 
-        items = await world.gateway.get(
-            "/api/exceptions", params={"process": "reconciliation"}, headers=OPS
-        )
-        causes = sorted(i["cause_code"] for i in items.json()["items"])
+        causes = sorted(i["cause_code"] for i in await desk_items(world.gateway, 4))
         assert causes == [
             "amount_mismatch",
             "duplicate_posting",

@@ -32,6 +32,7 @@ import pytest
 from bench._harness.waiting import must_eventually as eventually
 from contracts import Money, System
 from contracts.v1 import BillingRule, Customer, Milestone
+from tests.e2e._desk import desk_items
 from tests.e2e.test_time_to_invoice import (
     BAD_STATUSES,
     OPS,
@@ -293,10 +294,7 @@ async def test_billing_drift_injected_in_the_twins_is_repaired_or_escalated(
             f"SELECT total, status FROM erp_invoice WHERE job_id = {job} AND milestone = 'M4'"
         )
         assert (Decimal(m4_total), m4_status) == (Decimal("1500.00"), "Open")
-        items = await world.gateway.get(
-            "/api/exceptions", params={"process": "reconciliation"}, headers=OPS
-        )
-        assert sorted(i["cause_code"] for i in items.json()["items"]) == [
+        assert sorted(i["cause_code"] for i in await desk_items(world.gateway, 4)) == [
             "invoice_amount_mismatch",
             "invoice_duplicate",
             "invoice_voided",

@@ -38,6 +38,7 @@ from contracts.v1.processes import ProvisionProjectResult
 from demo import deal_from_template, provisionable_templates, wait_for_workflow, win_deal
 from sandbox.seed import build_firm
 from stack import Stack, running_stack
+from tests.e2e._desk import desk_items
 from tests.e2e.test_time_to_invoice import OPS
 
 pytestmark = pytest.mark.e2e
@@ -209,10 +210,7 @@ async def test_forecast_drift_injected_in_the_twins_is_repaired_or_escalated(
             await eventually(rewritten, 90)
             approved = await erp.get_forecast(eid, m1)
             assert approved is not None and approved.hours == Decimal("35.00")
-            items = await gateway.get(
-                "/api/exceptions", params={"process": "reconciliation"}, headers=OPS
-            )
-            causes = sorted(i["cause_code"] for i in items.json()["items"])
+            causes = sorted(i["cause_code"] for i in await desk_items(gateway, 2))
             assert causes == ["assignment_budget_variance", "forecast_hours_mismatch"]
 
             second = (await forecast_pass(gateway))["run"]

@@ -29,6 +29,7 @@ from contracts.v1.processes import ProvisionProjectResult
 from demo import deal_from_template, provisionable_templates, wait_for_workflow, win_deal
 from sandbox.seed import build_firm
 from stack import running_stack
+from tests.e2e._desk import desk_items
 from tests.e2e.test_time_to_invoice import OPS
 
 pytestmark = pytest.mark.e2e
@@ -169,10 +170,7 @@ async def test_a_leaver_the_poller_never_saw_is_terminated_by_reconciliation(
         second = await workforce_pass(gateway, project)
         run = second["run"]
         assert (run["found"], run["gone"], run["repaired"], run["escalated"]) == (2, 1, 0, 2)
-        items = await gateway.get(
-            "/api/exceptions", params={"process": "reconciliation"}, headers=OPS
-        )
-        by_cause = {i["cause_code"]: i for i in items.json()["items"]}
+        by_cause = {i["cause_code"]: i for i in await desk_items(gateway, 2)}
         assert sorted(by_cause) == ["leaver_future_time", "leaver_open_time_entry"]
         assert all(i["context"]["evidence"]["termination_run"] == run_id for i in by_cause.values())
         assert (
