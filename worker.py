@@ -32,9 +32,10 @@ from activities.change_order import (
 )
 from activities.crm import CrmActivities
 from activities.erp import ErpActivities
-from activities.events_relay import run_relay
+from activities.events_relay import run_relay, thresholds_of
 from activities.hcm_poll import HcmPollActivities, ensure_hcm_schedule
 from activities.psa import PsaActivities
+from activities.rate_cards import RateCardActivities, RateCardErpActivities
 from activities.reconciliation import (
     ReconciliationActivities,
     ensure_reconciliation_schedules,
@@ -44,6 +45,7 @@ from activities.store import StoreActivities
 from activities.time_posting import TimePostingActivities
 from activities.time_to_invoice import TimeToInvoiceActivities, ensure_time_sweep_schedule
 from activities.worker_termination import TerminationActivities
+from activities.workforce import WorkforceActivities
 from connectors._http import CLIENT_HOOKS
 from connectors.crm import CrmPort, SalesforceCrm
 from connectors.erp import ErpPort, NetSuiteErp
@@ -57,9 +59,11 @@ from plumbing.logs import configure_logging
 from plumbing.telemetry import WORKER, Tracing, start_tracing
 from workflows import assignment_sync as assignment_sync_workflows
 from workflows import change_order as change_order_workflows
+from workflows import rate_card_sync as rate_card_workflows
 from workflows import reconciliation as reconciliation_workflows
 from workflows import retention as retention_workflows
 from workflows import time_to_invoice as time_to_invoice_workflows
+from workflows import worker_lifecycle as lifecycle_workflows
 from workflows import worker_termination as termination_workflows
 from workflows.doctor import DoctorWorkflow
 from workflows.opportunity_to_project import OpportunityToProjectWorkflow
@@ -71,7 +75,9 @@ WORKFLOWS: Sequence[type] = (
     OpportunityToProjectWorkflow,
     *change_order_workflows.WORKFLOWS,
     *assignment_sync_workflows.WORKFLOWS,
+    *rate_card_workflows.WORKFLOWS,
     *termination_workflows.WORKFLOWS,
+    *lifecycle_workflows.WORKFLOWS,
     *time_to_invoice_workflows.WORKFLOWS,
     *retention_workflows.WORKFLOWS,
     *reconciliation_workflows.WORKFLOWS,
@@ -184,7 +190,10 @@ def build_workers(
     change_order_erp = ChangeOrderErpActivities(deployment.erp)
     sync = AssignmentSyncActivities(deployment.psa, deployment.store)
     sync_erp = AssignmentForecastActivities(deployment.erp)
+    rate_cards = RateCardActivities(deployment.psa)
+    rate_cards_erp = RateCardErpActivities(deployment.erp)
     termination = TerminationActivities(deployment.psa, deployment.hcm)
+    workforce = WorkforceActivities(deployment.psa, deployment.erp)
     posting = TimePostingActivities(deployment.psa, deployment.erp)
     time_to_invoice = TimeToInvoiceActivities(
         deployment.psa,
@@ -232,6 +241,8 @@ def build_workers(
         # assignment sync
         sync.read_assignments,
         sync.resolve_erp_project,
+        # rate card sync
+        rate_cards.read_revision,
         # worker termination and the HCM poller
         termination.find_conflicts,
         termination.read_worker,
@@ -243,6 +254,9 @@ def build_workers(
         termination.close_time_entry,
         termination.reopen_time_entry,
         poll.poll_changes,
+        # worker lifecycle (its ERP labor cost write is on the ERP queue below)
+        workforce.find_conflicts,
+        workforce.upsert_resource,
         # time to invoice (the ERP-bound steps are on the ERP queue below)
         time_to_invoice.reject_entry,
         time_to_invoice.prepare_invoice,
@@ -273,7 +287,9 @@ def build_workers(
         change_order_erp.revise_erp_budget,
         change_order_erp.revert_erp_budget,
         sync_erp.sync_forecast,
+        rate_cards_erp.write_erp_revision,
         posting.post_approved_time,
+        workforce.put_labor_cost_rate,
         time_to_invoice.process_batch,
         time_to_invoice.create_invoice,
         time_to_invoice.void_invoice,
@@ -346,7 +362,11 @@ async def run_workers(
                 await stack.enter_async_context(w)
             log.info("workers polling %s", ", ".join(w.task_queue for w in workers))
             if settings.events.enabled:  # the outbox relay (docs/events.md), supervised
-                relay = asyncio.create_task(run_relay(deployment.store, settings.events, stop))
+                relay = asyncio.create_task(
+                    run_relay(
+                        deployment.store, settings.events, stop, thresholds=thresholds_of(settings)
+                    )
+                )
                 stack.callback(relay.cancel)
             await stop.wait()
     finally:

@@ -14,6 +14,13 @@ Exactly once across crashes and restarts: an event is marked seen in the store's
 after its workflow was started or signalled, and the cursor advances only after the whole
 window was handled — a crash re-reads the window, and the inbox drops what was already done.
 The overlap catches entries committed late or stamped by a skewed clock.
+
+Every other lifecycle event — hire, rehire, transfer, job or cost-rate change, leave start and
+end, FTE change — is signalled, with signal-with-start, to the worker's one `WorkerLifecycle`
+run (`worker/{tenant}/{worker}`), as an effective-dated `contracts.v1.workforce.WorkerChange`
+carrying HCM's event id, sequence and the worker's time zone. A rehire also still reaches the
+termination run as before. An event without a time zone is reported and not routed: pssync
+never guesses the zone an effective date is a day in.
 """
 
 from __future__ import annotations
@@ -45,15 +52,69 @@ from contracts.v1.worker_termination import (
     RescindSource,
     TerminationInput,
 )
+from contracts.v1.workforce import (
+    PROCESS_WORKER_LIFECYCLE,
+    WORKER_CHANGE_SIGNAL,
+    WORKER_LIFECYCLE,
+    LifecycleInput,
+    WorkerChangeKind,
+    lifecycle_workflow_id,
+)
+from contracts.v1.workforce import WorkerChange as LifecycleChange
 from plumbing.temporal import (
     BUSINESS_PROCESS,
     WORKER_ID,
     ensure_interval_schedule,
+    signal_with_start,
     start_or_join,
 )
 from store import Store
 
 INBOX_SOURCE = "hcm"
+
+LIFECYCLE_EVENTS = frozenset(
+    {
+        WorkerEventType.HIRE,
+        WorkerEventType.REHIRE,
+        WorkerEventType.TRANSFER,
+        WorkerEventType.JOB_CHANGE,
+        WorkerEventType.COST_RATE_CHANGE,
+        WorkerEventType.LEAVE_START,
+        WorkerEventType.LEAVE_END,
+        WorkerEventType.FTE_CHANGE,
+    }
+)
+"""HCM events the worker's `WorkerLifecycle` run applies (a rehire also reaches the
+termination run)."""
+
+
+def lifecycle_change(worker_id: str, change: WorkerChange) -> LifecycleChange:
+    """The effective-dated lifecycle change of an HCM event (ValueError when it has no time
+    zone, or one that is not IANA)."""
+    if change.time_zone is None:
+        raise ValueError("HCM gave no time zone for the worker")
+    changed = change.changed
+    return LifecycleChange(
+        event_id=change.event_id,
+        sequence=change.sequence
+        if change.sequence is not None
+        else int(change.entry_moment.timestamp() * 1_000_000),
+        entered_at=change.entry_moment,
+        worker_id=worker_id,
+        kind=WorkerChangeKind(change.event_type.value),
+        effective_date=change.effective_date,
+        time_zone=change.time_zone,
+        name=change.worker.name,
+        email=change.worker.email,
+        location=changed.location,
+        cost_center=changed.cost_center,
+        practice=changed.practice,
+        manager_id=changed.manager_id,
+        role=changed.role,
+        cost_rate=changed.cost_rate,
+        fte=changed.fte,
+        leave_until=changed.leave_until,
+    )
 
 
 HEARTBEAT_EVERY_S = 2.0
@@ -145,6 +206,12 @@ class HcmPollActivities:
         except InvalidId as exc:
             result.ignored.append(f"{change.event_id}: {exc}")
             return None
+        if change.event_type in LIFECYCLE_EVENTS:
+            routed = await self._route_lifecycle(
+                tenant, task_queue, worker_id, change, request, result
+            )
+            if change.event_type is not WorkerEventType.REHIRE:
+                return routed
         if change.event_type is WorkerEventType.TERMINATE:
             termination = change.termination_date or change.effective_date
             workflow_id = termination_workflow_id(tenant, worker_id, termination.isoformat())
@@ -210,6 +277,44 @@ class HcmPollActivities:
             # No run, or it already finished: nothing left to undo.
             result.ignored.append(f"{change.event_id}: {workflow_id} is not running")
             return workflow_id
+        result.signalled.append(workflow_id)
+        return workflow_id
+
+    async def _route_lifecycle(
+        self,
+        tenant: str,
+        task_queue: str,
+        worker_id: str,
+        change: WorkerChange,
+        request: PollerInput,
+        result: PollResult,
+    ) -> str | None:
+        """Signal the worker's lifecycle run (starting it first when none runs)."""
+        try:
+            lifecycle = lifecycle_change(worker_id, change)
+        except ValueError as exc:
+            result.ignored.append(f"{change.event_id}: {change.event_type.value}: {exc}")
+            return None
+        workflow_id = lifecycle_workflow_id(tenant, worker_id)
+        await signal_with_start(
+            self.client,
+            WORKER_LIFECYCLE,
+            LifecycleInput(
+                hcm_tenant=tenant,
+                worker_id=worker_id,
+                activity_timeout_s=request.activity_timeout_s,
+            ),
+            id=workflow_id,
+            signal=WORKER_CHANGE_SIGNAL,
+            signal_arg=lifecycle,
+            task_queue=task_queue,
+            search_attributes=[
+                SearchAttributePair(WORKER_ID, worker_id),
+                SearchAttributePair(BUSINESS_PROCESS, PROCESS_WORKER_LIFECYCLE),
+            ],
+            # ids only: summaries carry no personal data (docs/security.md)
+            static_summary=f"Lifecycle of worker {worker_id}",
+        )
         result.signalled.append(workflow_id)
         return workflow_id
 

@@ -25,7 +25,13 @@ OWNERSHIP: dict[str, tuple[System, dict[str, System]]] = {
             "gl_status": System.ERP,
         },
     ),
+    # Rate cards and their effective-dated revisions: the PSA (delivery sets bill rates in
+    # Kantata rate card versions); the ERP keeps a synced copy (docs/processes/rate_cards.md).
     "RateCard": (System.PSA, {"enterprise_id": System.PSSYNC}),
+    # Workers: HCM owns identity, employment dates, location, cost center, practice, manager,
+    # role, FTE and leave (WorkerLifecycle carries them to the PSA resource); the ERP holds the
+    # labor cost rate pssync reads, as an effective-dated history that WorkerLifecycle extends
+    # from HCM's compensation changes (docs/processes/worker_lifecycle.md).
     "Worker": (
         System.HCM,
         {"enterprise_id": System.PSSYNC, "cost_rate": System.ERP},

@@ -88,6 +88,7 @@ from gateway.webhooks import (
     EventRoute,
     OpportunityWon,
     PsaEvent,
+    PsaRateCardEvent,
     SignatureVerifier,
     WebhookReceiver,
     WebhookSource,
@@ -137,6 +138,9 @@ def webhook_routes(processes: Processes) -> dict[str, dict[str, EventRoute]]:
             ),
             "assignment.changed": EventRoute(
                 PsaEvent, processes.assignment_changed, starts_workflow=True
+            ),
+            "rate_card_version.published": EventRoute(
+                PsaRateCardEvent, processes.rate_card_revised, starts_workflow=True
             ),
         },
     }

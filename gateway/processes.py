@@ -75,6 +75,14 @@ from contracts.v1.processes import (
     ExceptionResolution,
     ProvisionProjectInput,
 )
+from contracts.v1.rate_cards import (
+    PROCESS_RATE_CARD_SYNC,
+    RATE_CARD_SYNC,
+    REVISION_SIGNAL,
+    RateCardSyncInput,
+    RevisionSeen,
+    rate_card_sync_workflow_id,
+)
 from contracts.v1.time_to_invoice import (
     BILLING_SIGNAL,
     ENTRIES_CHANGED_SIGNAL,
@@ -92,7 +100,14 @@ from contracts.v1.worker_termination import RESCIND_UPDATE, RescindRequest
 from gateway.errors import GatewayError
 from gateway.metrics import GatewayMetrics
 from gateway.signal_batcher import SignalBatcher
-from gateway.webhooks import OpportunityWon, Outcome, PsaEvent, WebhookEvent, in_thread
+from gateway.webhooks import (
+    OpportunityWon,
+    Outcome,
+    PsaEvent,
+    PsaRateCardEvent,
+    WebhookEvent,
+    in_thread,
+)
 from plumbing.temporal import (
     BUSINESS_PROCESS,
     CHANGE_ORDER_ID,
@@ -320,6 +335,22 @@ class Processes:
             ),
             process=PROCESS_ASSIGNMENT_SYNC,
             summary=f"Staffing of PSA project {workspace_id} -> ERP labor forecast",
+        )
+
+    async def rate_card_revised(self, event: WebhookEvent) -> Outcome:
+        """PSA `rate_card_version.published`: signal-with-start the card's rate card sync with
+        the revision (a revision already synced is dropped there)."""
+        data = event.data
+        assert isinstance(data, PsaRateCardEvent)
+        tenant = self.settings.psa.tenant
+        return await self._signal_with_start(
+            RATE_CARD_SYNC,
+            RateCardSyncInput(psa_tenant=tenant, rate_card_id=data.rate_card_id),
+            workflow_id=rate_card_sync_workflow_id(tenant, data.rate_card_id),
+            signal=REVISION_SIGNAL,
+            signal_arg=RevisionSeen(revision_id=data.rate_card_version_id),
+            process=PROCESS_RATE_CARD_SYNC,
+            summary=f"PSA rate card {data.rate_card_id} revisions -> ERP",
         )
 
     async def time_changed(self, event: WebhookEvent) -> Outcome:

@@ -124,6 +124,15 @@ class PsaEvent(BaseModel):
     assignment_id: PsaId | None = None
 
 
+class PsaRateCardEvent(BaseModel):
+    """PSA `rate_card_version.published`: a rate card and its new version (a revision)."""
+
+    model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True)
+
+    rate_card_id: PsaId
+    rate_card_version_id: PsaId
+
+
 # --------------------------------------------------------------------------- routing
 
 

@@ -29,6 +29,7 @@ from contracts.v1 import (
     TimeEntry,
 )
 from contracts.v1.posting_keys import posting_key
+from contracts.v1.rate_cards import ErpRateCardRevision, bill_rate_on
 from contracts.v1.time_to_invoice import (
     BatchEntry,
     CostCenterState,
@@ -145,6 +146,16 @@ class _Base:
 
         return await self._projects.get(psa_project_id, load, fresh=fresh)
 
+    async def _rate_card_decisions(self, card_id: str, *, fresh: bool) -> list[ErpRateCardRevision]:
+        """pssync's decisions on the card's revisions as the ERP keeps them (a revision held
+        for finance or rejected does not price time; an acknowledged one only from its
+        date)."""
+
+        async def load() -> list[ErpRateCardRevision]:
+            return await self.erp.list_rate_card_revisions(card_id)
+
+        return await self._rate_cards.get(("decisions", card_id), load, fresh=fresh)
+
     async def _facts(
         self, ctx: _ProjectContext, e: _Entry, duplicate_of: str | None
     ) -> tuple[EntryFacts, CostPosting | None]:
@@ -183,7 +194,8 @@ class _Base:
 
             card = await self._rate_cards.get(card_id, load_card, fresh=fresh)
             if card is not None and role:
-                bill_rate = card.rate_for(role, work_date)
+                decisions = await self._rate_card_decisions(card_id, fresh=fresh)
+                bill_rate = bill_rate_on(card, role, work_date, decisions)
 
         async def load_rate() -> Money | None:
             return await self.erp.get_cost_rate(worker_id)

@@ -7,6 +7,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
+from connectors.erp.fake_labor_cost import FakeLaborCostMixin
+from connectors.erp.fake_rate_cards import FakeErpRateCardsMixin
 from connectors.erp.port import (
     SYSTEM,
     CostCenterStatus,
@@ -63,7 +65,7 @@ class _FakeCustomer:
     credit_hold: bool = False
 
 
-class FakeErp(ErpPort):
+class FakeErp(FakeErpRateCardsMixin, FakeLaborCostMixin, ErpPort):
     """`ErpPort` in memory, with the twin's business rules: closed projects, unknown or
     inactive cost centers, closed periods, credit holds, single reversals, upserts by key.
 

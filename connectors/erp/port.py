@@ -11,6 +11,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from connectors.erp.rate_card_port import ErpRateCardsPort
 from contracts.errors import ErrorInfo, NotFoundError
 from contracts.money import Money
 from contracts.systems import System
@@ -265,6 +266,7 @@ class ErpPort(
     ErpBillingPort,
     ErpBudgetPort,
     ErpForecastPort,
+    ErpRateCardsPort,
     Protocol,
 ):
     """What pssync needs from the ERP, in canonical types."""

@@ -26,11 +26,18 @@ expose beside the published view; a worker without them is an `UnmappableRecord`
 
 from connectors.hcm.fake import FakeHcm
 from connectors.hcm.mapping import changes_from_workday, parse_error, worker_from_workday
-from connectors.hcm.port import HcmHrActions, HcmPort, WorkerChange, WorkerEventType
+from connectors.hcm.port import (
+    ChangedFields,
+    HcmHrActions,
+    HcmPort,
+    WorkerChange,
+    WorkerEventType,
+)
 from connectors.hcm.workday import PAGE_LIMIT, WorkdayHcm
 
 __all__ = [
     "PAGE_LIMIT",
+    "ChangedFields",
     "FakeHcm",
     "HcmHrActions",
     "HcmPort",

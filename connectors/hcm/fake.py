@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from connectors.hcm.port import (
+    ChangedFields,
     HcmHrActions,
     WorkerChange,
     WorkerEventType,
@@ -30,6 +31,9 @@ class _Event:
     entry_moment: datetime
     termination_date: date | None = None
     last_day_worked: date | None = None
+    sequence: int = 0
+    time_zone: str | None = None
+    changed: ChangedFields = field(default_factory=ChangedFields)
 
 
 @dataclass
@@ -42,6 +46,7 @@ class _Record:
     hire_date: date | None = None
     updated: datetime = field(default_factory=lambda: datetime.now(UTC))
     version: int = 0
+    time_zone: str | None = None
 
 
 def _refuse(code: str, detail: str, field_name: str | None) -> BusinessRuleViolation:
@@ -75,6 +80,7 @@ class FakeHcm(HcmHrActions):
         effective: date,
         *,
         termination: tuple[date | None, date | None] = (None, None),
+        changed: ChangedFields | None = None,
     ) -> None:
         self._seq += 1
         now = self._now()
@@ -87,14 +93,27 @@ class FakeHcm(HcmHrActions):
                 entry_moment=now,
                 termination_date=termination[0],
                 last_day_worked=termination[1],
+                sequence=self._seq,
+                time_zone=record.time_zone,
+                changed=changed or ChangedFields(),
             )
         )
         record.updated = now
         record.version += 1
 
-    def add_worker(self, worker: Worker, *, entered_at: datetime | None = None) -> None:
-        """Load a worker as HCM holds it (its hire, and termination if any, as events)."""
+    def add_worker(
+        self,
+        worker: Worker,
+        *,
+        entered_at: datetime | None = None,
+        time_zone: str | None = None,
+        hired: ChangedFields | None = None,
+    ) -> None:
+        """Load a worker as HCM holds it (its hire, and termination if any, as events);
+        `time_zone` (IANA) is where the worker works, `hired` what the hire sets beside the
+        worker's own fields (manager, practice, cost rate, FTE)."""
         record = _Record(
+            time_zone=time_zone,
             worker=worker.model_copy(deep=True),
             on_leave=worker.status is WorkerStatus.LEAVE,
             termination_date=worker.termination_date,
@@ -106,7 +125,18 @@ class FakeHcm(HcmHrActions):
         if entered_at is not None:
             self.clock = lambda: entered_at
         try:
-            self._event(record, WorkerEventType.HIRE, worker.hire_date)
+            self._event(
+                record,
+                WorkerEventType.HIRE,
+                worker.hire_date,
+                changed=(hired or ChangedFields()).model_copy(
+                    update={
+                        "location": (hired and hired.location) or worker.location,
+                        "cost_center": (hired and hired.cost_center) or worker.cost_center,
+                        "role": (hired and hired.role) or worker.role,
+                    }
+                ),
+            )
             if record.termination_date is not None:
                 self._event(
                     record,
@@ -170,6 +200,9 @@ class FakeHcm(HcmHrActions):
                 entry_moment=e.entry_moment,
                 termination_date=e.termination_date,
                 last_day_worked=e.last_day_worked,
+                sequence=e.sequence,
+                time_zone=e.time_zone,
+                changed=e.changed,
             )
             for e in sorted(self.events, key=lambda e: (e.entry_moment, e.id))
             if start <= e.entry_moment < end
@@ -253,6 +286,52 @@ class FakeHcm(HcmHrActions):
         record.on_leave = False
         self._event(record, WorkerEventType.REHIRE, hire_date)
         return self._worker(record)
+
+    # ------------------------------------------------------------------ lifecycle changes
+
+    def enter_change(
+        self,
+        worker_id: str,
+        kind: WorkerEventType,
+        effective: date,
+        *,
+        time_zone: str | None = None,
+        **changed: object,
+    ) -> str:
+        """Enter a lifecycle change (transfer, job or cost-rate change, leave and return, FTE
+        change) effective on `effective`, a day in the worker's zone; a transfer may move the
+        worker to `time_zone`. Returns the event id."""
+        if kind in (
+            WorkerEventType.HIRE,
+            WorkerEventType.TERMINATE,
+            WorkerEventType.RESCIND,
+            WorkerEventType.REHIRE,
+        ):
+            raise ValueError(f"{kind.value} has its own HR action")
+        record = self._record(worker_id)
+        fields = ChangedFields.model_validate(changed)
+        if time_zone is not None:
+            record.time_zone = time_zone
+        if kind is WorkerEventType.LEAVE_START:
+            record.on_leave = True
+        elif kind is WorkerEventType.LEAVE_END:
+            record.on_leave = False
+        updates = {
+            k: v
+            for k, v in (
+                ("location", fields.location),
+                ("cost_center", fields.cost_center),
+                ("role", fields.role),
+            )
+            if v is not None
+        }
+        if updates:
+            record.worker = record.worker.model_copy(update=updates)
+        self._event(record, kind, effective, changed=fields)
+        return self.events[-1].id
+
+    def set_time_zone(self, worker_id: str, time_zone: str) -> None:
+        self._record(worker_id).time_zone = time_zone
 
 
 def _check_port() -> HcmHrActions:  # pragma: no cover - a static check for mypy

@@ -28,6 +28,12 @@ canonical field <- Workday field [in which published view]:
 - cost_center <- `costCenter.id` [**none**]
 - updated_at, source_version <- `lastUpdated` [**none**; optional]
 - `WorkerChange`s <- `events[]` of the `updatedFrom`/`updatedThrough` window [**none**]
+- `WorkerChange.time_zone` <- `timeZone` (IANA; Workday's location time profile) [**none**;
+  optional: without it lifecycle changes are not routed, pssync never guesses a zone]
+- `WorkerChange.sequence` <- `events[].sequence` when a tenant gives one, else the entry
+  moment in microseconds (Workday's transaction log is ordered by entry moment) [**none**]
+- `WorkerChange.changed` <- `events[].changes{location, costCenter, practice, manager,
+  jobProfile, costRate{amount, currency}, fte, leaveUntil}` [**none**]
 
 `primarySupervisoryOrganization`, `isManager`, `primaryWorkPhone`, `workerType`, `person` and
 `additionalJobs` are read by nothing: a supervisory organization is the management hierarchy,
@@ -50,6 +56,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
@@ -57,8 +64,9 @@ import httpx
 
 from connectors._http import VendorError
 from connectors._vendor_errors import unmappable
-from connectors.hcm.port import WorkerChange, WorkerEventType
+from connectors.hcm.port import ChangedFields, WorkerChange, WorkerEventType
 from contracts.errors import UnmappableRecord
+from contracts.money import Money
 from contracts.systems import System
 from contracts.v1 import Worker, WorkerStatus
 
@@ -155,6 +163,29 @@ def worker_from_workday(record: Mapping[str, Any]) -> Worker:
     )
 
 
+def _changed(changes: Any) -> ChangedFields:
+    if not isinstance(changes, Mapping):
+        return ChangedFields()
+    rate = changes.get("costRate")
+    return ChangedFields(
+        location=_at(changes, "location", "descriptor"),
+        cost_center=_at(changes, "costCenter", "id"),
+        practice=_at(changes, "practice", "descriptor"),
+        manager_id=_at(changes, "manager", "workerId"),
+        role=_at(changes, "jobProfile", "descriptor"),
+        cost_rate=Money(str(rate["amount"]), rate["currency"]) if rate else None,
+        fte=Decimal(str(changes["fte"])) if changes.get("fte") is not None else None,
+        leave_until=_date(changes.get("leaveUntil")),
+    )
+
+
+def _sequence(event: Mapping[str, Any]) -> int:
+    if event.get("sequence") is not None:
+        return int(event["sequence"])
+    moment = _wd_datetime(event["entryMoment"])
+    return int(moment.timestamp() * 1_000_000)
+
+
 @unmappable(System.HCM, "Worker")
 def changes_from_workday(record: Mapping[str, Any]) -> list[WorkerChange]:
     """One WorkerChange per event of a type pssync acts on that a windowed worker carries."""
@@ -168,6 +199,9 @@ def changes_from_workday(record: Mapping[str, Any]) -> list[WorkerChange]:
             entry_moment=_wd_datetime(e["entryMoment"]),
             termination_date=_date(e.get("terminationDate")),
             last_day_worked=_date(e.get("lastDayOfWork")),
+            sequence=_sequence(e),
+            time_zone=record.get("timeZone"),
+            changed=_changed(e.get("changes")),
         )
         for e in record.get("events") or []
         if e["type"] in _EVENT_TYPES

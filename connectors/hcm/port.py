@@ -5,11 +5,13 @@ tell an HR action the worker already has."""
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from contracts.money import Money
 from contracts.v1 import Worker
 
 
@@ -18,6 +20,30 @@ class WorkerEventType(StrEnum):
     TERMINATE = "terminate"
     RESCIND = "rescind"
     REHIRE = "rehire"
+    # lifecycle changes (the WorkerLifecycle process); the four above are the termination's
+    TRANSFER = "transfer"
+    JOB_CHANGE = "job_change"
+    COST_RATE_CHANGE = "cost_rate_change"
+    LEAVE_START = "leave_start"
+    LEAVE_END = "leave_end"
+    FTE_CHANGE = "fte_change"
+
+
+class ChangedFields(BaseModel):
+    """What a lifecycle event changes (None: not changed by it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    location: str | None = None
+    cost_center: str | None = None
+    practice: str | None = None
+    manager_id: str | None = None
+    role: str | None = None
+    cost_rate: Money | None = None
+    """Labor cost per hour."""
+    fte: Decimal | None = None
+    leave_until: date | None = None
+    """A leave's expected last day (None: open-ended)."""
 
 
 class WorkerChange(BaseModel):
@@ -32,6 +58,11 @@ class WorkerChange(BaseModel):
     entry_moment: datetime
     termination_date: date | None = None
     last_day_worked: date | None = None
+    sequence: int | None = None
+    """HCM's ordering of its events (entry order); None when the HCM gave none."""
+    time_zone: str | None = None
+    """The worker's IANA time zone, where effective dates are days (None: not exposed)."""
+    changed: ChangedFields = ChangedFields()
 
 
 class HcmPort(Protocol):

@@ -9,6 +9,7 @@ from datetime import date, datetime
 from typing import Protocol
 
 from connectors.psa._constants import MAX_PAGE_SIZE
+from connectors.psa.rate_card_port import PsaRateCardRevisionsPort
 from contracts.money import Money
 from contracts.v1 import (
     Assignment,
@@ -157,7 +158,7 @@ class PsaStaffingPort(Protocol):
         ...
 
 
-class PsaPort(PsaProjectsPort, PsaTimePort, PsaStaffingPort, Protocol):
+class PsaPort(PsaProjectsPort, PsaTimePort, PsaStaffingPort, PsaRateCardRevisionsPort, Protocol):
     """What pssync's activities need from the PSA, in canonical types only.
 
     IDs are the PSA's own (workspace, entry, assignment ... IDs as strings) except workers,

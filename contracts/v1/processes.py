@@ -27,6 +27,8 @@ RESOLVER_ROLES: dict[str, frozenset[str]] = {
     "time_to_invoice": frozenset({"ops", "delivery_manager", "finance_controller"}),
     "assignment_sync": frozenset({"ops", "finance_controller"}),
     "reconciliation": frozenset({"ops", "finance_controller"}),
+    "rate_card_sync": frozenset({"ops", "finance_controller"}),  # contracts.v1.rate_cards
+    "worker_lifecycle": frozenset({"ops", "resource_manager", "hr"}),  # contracts.v1.workforce
 }
 """Roles that may resolve a process's exception items."""
 

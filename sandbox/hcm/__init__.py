@@ -57,7 +57,7 @@ from sandbox.hcm.bodies import (
 )
 from sandbox.hcm.context import DEFAULT_LIMIT, MAX_LIMIT, Clock, HcmTwin
 from sandbox.hcm.load import load_firm
-from sandbox.hcm.routes import rehire, tamper, termination, workers
+from sandbox.hcm.routes import lifecycle, rehire, tamper, termination, workers
 from sandbox.hcm.tables import (
     EVENT_HIRE,
     EVENT_REHIRE,
@@ -89,6 +89,7 @@ def create_app(
     workers.register(router, twin)  # GET /workers, GET /workers/{worker}
     termination.register(router, twin)  # POST .../terminate, POST .../rescindTermination
     rehire.register(router, twin)  # POST .../rehire
+    lifecycle.register(router, twin)  # POST /workers (hire), .../jobChanges, leaves, pay
 
     app = create_twin_app(
         state=state,

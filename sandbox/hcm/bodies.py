@@ -3,8 +3,10 @@ and event views it answers."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime
-from typing import Any
+from decimal import Decimal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -79,6 +81,64 @@ class RehireRequest(_Body):
     reason: str | None = Field(default=None, max_length=200)
 
 
+class Amount(_Body):
+    amount: Decimal = Field(gt=0)
+    currency: str = Field(min_length=3, max_length=3)
+
+
+class HireRequest(_Body):
+    """Hire Employee: a new worker, effective `hireDate` in the worker's `timeZone`."""
+
+    workerId: str = Field(min_length=1, max_length=40)
+    firstName: str
+    lastName: str
+    email: str | None = None
+    hireDate: date
+    jobProfile: str | None = None
+    location: str | None = None
+    timeZone: str
+    costCenterId: str
+    costCenterName: str | None = None
+    practice: str | None = None
+    managerWorkerId: str | None = None
+    fte: Decimal = Field(default=Decimal(1), gt=0, le=1)
+    costRate: Amount | None = None
+
+
+class JobChangeRequest(_Body):
+    """Change Job: a transfer (location, cost center, practice, manager, time zone), a job
+    change (job profile) or an FTE change, effective `effectiveDate`."""
+
+    type: Literal["transfer", "job_change", "fte_change"]
+    effectiveDate: date
+    jobProfile: str | None = None
+    location: str | None = None
+    timeZone: str | None = None
+    costCenterId: str | None = None
+    costCenterName: str | None = None
+    practice: str | None = None
+    managerWorkerId: str | None = None
+    fte: Decimal | None = Field(default=None, gt=0, le=1)
+    costRate: Amount | None = None
+    reason: str | None = Field(default=None, max_length=200)
+
+
+class CompensationChangeRequest(_Body):
+    effectiveDate: date
+    costRate: Amount
+    reason: str | None = Field(default=None, max_length=200)
+
+
+class LeaveRequest(_Body):
+    firstDayOfLeave: date
+    estimatedLastDayOfLeave: date | None = None
+    reason: str | None = Field(default=None, max_length=200)
+
+
+class ReturnFromLeaveRequest(_Body):
+    firstDayBackAtWork: date
+
+
 # --------------------------------------------------------------------------- rendering
 
 
@@ -133,7 +193,7 @@ def render_worker(w: HcmWorker, tenant: str, today: date) -> dict[str, Any]:
             "terminationReason": w.termination_reason,
         },
         "lastUpdated": wd_datetime(w.last_updated),
-    }
+    } | ({"timeZone": w.time_zone} if w.time_zone else {})
 
 
 def render_event(e: HcmEvent) -> dict[str, Any]:
@@ -145,13 +205,19 @@ def render_event(e: HcmEvent) -> dict[str, Any]:
             EVENT_TERMINATE: "Termination",
             EVENT_RESCIND: "Rescind Termination",
             EVENT_REHIRE: "Rehire",
+            "transfer": "Change Job > Transfer",
+            "job_change": "Change Job",
+            "fte_change": "Change Job > Change Working Time",
+            "cost_rate_change": "Request Compensation Change",
+            "leave_start": "Request Leave of Absence",
+            "leave_end": "Return from Leave",
         }.get(e.type, e.type),
         "effectiveDate": e.effective_date.isoformat(),
         "entryMoment": wd_datetime(e.entry_moment),
         "terminationDate": e.termination_date.isoformat() if e.termination_date else None,
         "lastDayOfWork": e.last_day_of_work.isoformat() if e.last_day_of_work else None,
         "reason": e.reason,
-    }
+    } | ({"changes": json.loads(e.changes)} if e.changes is not None else {})
 
 
 # --------------------------------------------------------------------------- helpers

@@ -11,6 +11,13 @@ EVENT_HIRE = "hire"
 EVENT_TERMINATE = "terminate"
 EVENT_RESCIND = "rescind"
 EVENT_REHIRE = "rehire"
+# lifecycle business processes (Change Job, Request Compensation Change, Leave of Absence)
+EVENT_TRANSFER = "transfer"
+EVENT_JOB_CHANGE = "job_change"
+EVENT_FTE_CHANGE = "fte_change"
+EVENT_COST_RATE_CHANGE = "cost_rate_change"
+EVENT_LEAVE_START = "leave_start"
+EVENT_LEAVE_END = "leave_end"
 
 
 # --------------------------------------------------------------------------- tables
@@ -37,6 +44,13 @@ class HcmWorker(SQLModel, table=True):
     last_day_of_work: date | None = None
     termination_reason: str | None = None
     last_updated: datetime
+    time_zone: str | None = None
+    """IANA; Workday keeps it on the location's time profile."""
+    practice: str | None = None
+    manager_worker_id: str | None = None
+    fte: str | None = None
+    cost_rate: str | None = None
+    """`{"amount": "80.00", "currency": "USD"}` as JSON."""
 
 
 class HcmEvent(SQLModel, table=True):
@@ -52,6 +66,8 @@ class HcmEvent(SQLModel, table=True):
     termination_date: date | None = None
     last_day_of_work: date | None = None
     reason: str | None = None
+    changes: str | None = None
+    """What a lifecycle event changed, as JSON (Workday field names)."""
 
 
 TABLES = [

@@ -134,6 +134,10 @@ INCLUDES: dict[str, dict[str, HasMany | BelongsTo | CustomFieldValues]] = {
     "rate_cards": {
         "rate_card_roles": HasMany(PsaRateCardRole, "rate_card_id", "rate_card_role_ids")
     },
+    "rate_card_versions": {
+        "rate_card": BelongsTo(PsaRateCard, "rate_card_id"),
+        "rate_card_roles": HasMany(PsaRateCardRole, "rate_card_version_id", "rate_card_role_ids"),
+    },
     "billing_milestones": {"workspace": BelongsTo(PsaWorkspace, "workspace_id")},
     "change_orders": {"workspace": BelongsTo(PsaWorkspace, "workspace_id")},
     "users": {},

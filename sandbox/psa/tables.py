@@ -9,6 +9,8 @@ from typing import Any
 from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel
 
+from sandbox.psa.rate_card_tables import PsaRateCardVersion
+
 Day = date
 """Alias for annotations in classes that have a field named `date` (Kantata's name)."""
 
@@ -180,6 +182,8 @@ class PsaRateCardRole(SQLModel, table=True):
     rate_in_cents: int
     effective_from: date
     effective_to: date | None = None
+    rate_card_version_id: int | None = Field(default=None, index=True)
+    """The rate card version (revision) that set this rate; None for the card's first rates."""
 
 
 class PsaBillingMilestone(SQLModel, table=True):
@@ -318,6 +322,7 @@ TABLES = [
         PsaResourceRequest,
         PsaRateCard,
         PsaRateCardRole,
+        PsaRateCardVersion,
         PsaBillingMilestone,
         PsaChangeOrder,
         PsaInvoice,
@@ -339,6 +344,7 @@ KEYS: dict[type[SQLModel], str] = {
     PsaResourceRequest: "resource_requests",
     PsaRateCard: "rate_cards",
     PsaRateCardRole: "rate_card_roles",
+    PsaRateCardVersion: "rate_card_versions",
     PsaBillingMilestone: "billing_milestones",
     PsaChangeOrder: "change_orders",
     PsaInvoice: "invoices",

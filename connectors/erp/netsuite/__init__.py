@@ -6,11 +6,12 @@ from __future__ import annotations
 from connectors.erp.netsuite.billing import _BillingMixin
 from connectors.erp.netsuite.postings import _PostingsMixin
 from connectors.erp.netsuite.projects import _ProjectsMixin
+from connectors.erp.netsuite.rate_cards import _RateCardsMixin
 from connectors.erp.port import ErpPort
 from contracts.settings import SystemSettings
 
 
-class NetSuiteErp(_ProjectsMixin, _PostingsMixin, _BillingMixin):
+class NetSuiteErp(_ProjectsMixin, _PostingsMixin, _BillingMixin, _RateCardsMixin):
     """`ErpPort` over NetSuite's REST web services (or the twin in `sandbox.erp`)."""
 
 

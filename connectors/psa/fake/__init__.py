@@ -6,12 +6,21 @@ from dataclasses import dataclass
 
 from connectors.psa.fake._base import FakeInvoice, FakePost, FakeProject, FakePsaBase, FakeUser
 from connectors.psa.fake.projects import FakeProjectsMixin
+from connectors.psa.fake.rate_cards import FakeRateCardsMixin
+from connectors.psa.fake.resources import FakeResourcesMixin
 from connectors.psa.fake.staffing import FakeStaffingMixin
 from connectors.psa.fake.time import FakeTimeMixin
 
 
 @dataclass
-class FakePsa(FakeProjectsMixin, FakeStaffingMixin, FakeTimeMixin, FakePsaBase):
+class FakePsa(
+    FakeProjectsMixin,
+    FakeRateCardsMixin,
+    FakeResourcesMixin,
+    FakeStaffingMixin,
+    FakeTimeMixin,
+    FakePsaBase,
+):
     """In-memory `PsaPort` with the twin's business rules, for unit and workflow tests.
 
     Seed it with `add_user`, `add_rate_card`, `add_time_entry`, `approve_time_entry`,

@@ -19,6 +19,7 @@ from sandbox.erp.records.employee import EmployeeType
 from sandbox.erp.records.invoice import InvoiceType
 from sandbox.erp.records.job import JobType
 from sandbox.erp.records.period import AccountingPeriodType
+from sandbox.erp.records.rate_card import RateCardRevisionRecordType
 from sandbox.erp.records.timebill import TimebillType
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "InvoiceType",
     "JobType",
     "LaborForecastRecordType",
+    "RateCardRevisionRecordType",
     "RecordType",
     "TimebillType",
     "_find",
@@ -49,6 +51,7 @@ RECORD_TYPES: dict[str, RecordType] = {
         InvoiceType(),
         BudgetRecordType(),
         LaborForecastRecordType(),
+        RateCardRevisionRecordType(),
     )
 }
 
