@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -105,27 +105,29 @@ class BusinessIndicators:
         def age(at: datetime | None) -> float:
             return 0.0 if at is None else max(0.0, (now - at).total_seconds())
 
-        entries = _gauge(
-            "pssync_unposted_labor_entries",
-            "Approved time entries not live in the ERP, by ledger state (posting: under way; "
-            "exception: waiting for a person).",
+        yield from _per_label(
             ["state"],
+            [
+                (
+                    "pssync_unposted_labor_entries",
+                    "Approved time entries not live in the ERP, by ledger state (posting: under "
+                    "way; exception: waiting for a person).",
+                ),
+                (
+                    "pssync_unposted_labor_hours",
+                    "Hours of approved time not live in the ERP, by ledger state.",
+                ),
+                (
+                    "pssync_unposted_labor_oldest_seconds",
+                    "How long the oldest approved time entry not live in the ERP has been in its "
+                    "state.",
+                ),
+            ],
+            (
+                ([state], (u.entries, _float(u.hours), age(u.oldest)))
+                for state, u in sorted(f.unposted.items())
+            ),
         )
-        hours = _gauge(
-            "pssync_unposted_labor_hours",
-            "Hours of approved time not live in the ERP, by ledger state.",
-            ["state"],
-        )
-        oldest = _gauge(
-            "pssync_unposted_labor_oldest_seconds",
-            "How long the oldest approved time entry not live in the ERP has been in its state.",
-            ["state"],
-        )
-        for state, u in sorted(f.unposted.items()):
-            entries.add_metric([state], u.entries)
-            hours.add_metric([state], _float(u.hours))
-            oldest.add_metric([state], age(u.oldest))
-        yield from (entries, hours, oldest)
 
         delays = f.invoices.delays_s
         yield _single(
@@ -157,26 +159,25 @@ class BusinessIndicators:
             age(f.invoices.oldest_pending_close),
         )
 
-        records = _gauge(
-            "pssync_project_records",
-            "Active project records in the ID map, by system.",
+        yield from _per_label(
             ["system"],
+            [
+                ("pssync_project_records", "Active project records in the ID map, by system."),
+                (
+                    "pssync_project_records_stale",
+                    "Active project records not synced within the staleness threshold, by system.",
+                ),
+                (
+                    "pssync_project_record_sync_oldest_seconds",
+                    "Time since the least recently synced active project record was synced, by "
+                    "system.",
+                ),
+            ],
+            (
+                ([system], (s.records, s.stale, age(s.oldest)))
+                for system, s in sorted(f.sync.items())
+            ),
         )
-        stale = _gauge(
-            "pssync_project_records_stale",
-            "Active project records not synced within the staleness threshold, by system.",
-            ["system"],
-        )
-        sync_age = _gauge(
-            "pssync_project_record_sync_oldest_seconds",
-            "Time since the least recently synced active project record was synced, by system.",
-            ["system"],
-        )
-        for system, s in sorted(f.sync.items()):
-            records.add_metric([system], s.records)
-            stale.add_metric([system], s.stale)
-            sync_age.add_metric([system], age(s.oldest))
-        yield from (records, stale, sync_age)
 
         drifts = _gauge(
             "pssync_forecast_drifts",
@@ -203,20 +204,23 @@ class BusinessIndicators:
             _float(f.forecast.budget_overrun_ratio_max),
         )
 
-        items = _gauge(
-            "pssync_exception_items_open",
-            "Unresolved (open or escalated) exception items, by process and cause.",
+        yield from _per_label(
             ["process", "cause"],
+            [
+                (
+                    "pssync_exception_items_open",
+                    "Unresolved (open or escalated) exception items, by process and cause.",
+                ),
+                (
+                    "pssync_exception_items_oldest_seconds",
+                    "Age of the oldest unresolved exception item, by process and cause.",
+                ),
+            ],
+            (
+                ([process, cause], (g.open, age(g.oldest)))
+                for (process, cause), g in sorted(f.exceptions.items())
+            ),
         )
-        items_age = _gauge(
-            "pssync_exception_items_oldest_seconds",
-            "Age of the oldest unresolved exception item, by process and cause.",
-            ["process", "cause"],
-        )
-        for (process, cause), g in sorted(f.exceptions.items()):
-            items.add_metric([process, cause], g.open)
-            items_age.add_metric([process, cause], age(g.oldest))
-        yield from (items, items_age)
 
         breaches = _gauge(
             "pssync_sla_breaches",
@@ -248,6 +252,20 @@ class BusinessIndicators:
 
 def _gauge(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, labels=labels)
+
+
+def _per_label(
+    labels: list[str],
+    families: Sequence[tuple[str, str]],
+    rows: Iterable[tuple[list[str], Sequence[float]]],
+) -> list[GaugeMetricFamily]:
+    """Gauges (name, help) sharing ``labels``, each row giving its label values and one value
+    per gauge, in the gauges' order."""
+    gauges = [_gauge(name, doc, labels) for name, doc in families]
+    for label_values, values in rows:
+        for gauge, value in zip(gauges, values, strict=True):
+            gauge.add_metric(label_values, value)
+    return gauges
 
 
 def _single(name: str, doc: str, value: float) -> GaugeMetricFamily:

@@ -63,6 +63,7 @@ from gateway.console.pages import (
 from gateway.errors import GatewayError
 from gateway.processes import Processes
 from gateway.routes.decisions import DecisionRequest, change_order_in_scope, decide_from_console
+from gateway.routes.from_console import request_scoper
 from gateway.scoping import Scoper
 from gateway.webhooks import in_thread
 from store import Store
@@ -342,11 +343,6 @@ def _row_view(run: RunStatus, actor: Actor, now: datetime) -> dict[str, Any] | N
     }
 
 
-def _scoper(request: Request) -> Scoper:
-    state = request.app.state
-    return Scoper(state.store, state.client, state.settings)
-
-
 # --------------------------------------------------------------------------- pages
 
 
@@ -357,7 +353,7 @@ async def inbox(request: Request) -> Response:
     state = request.app.state
     try:
         found = await running_change_orders(
-            state.client, state.processes, _scoper(request), visitor.actor, cursor
+            state.client, state.processes, request_scoper(request), visitor.actor, cursor
         )
     except RPCError as exc:
         if exc.status == RPCStatusCode.INVALID_ARGUMENT and cursor:
@@ -397,7 +393,7 @@ async def _in_scope(request: Request, actor: Actor, change_order_id: str) -> str
     processes: Processes = request.app.state.processes
     try:
         workflow_id = processes.change_order_run(change_order_id)
-        await change_order_in_scope(_scoper(request), actor, workflow_id)
+        await change_order_in_scope(request_scoper(request), actor, workflow_id)
     except GatewayError as exc:
         raise ConsoleRefusal(404, "No such change order", exc.message) from None
     return workflow_id

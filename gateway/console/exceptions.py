@@ -45,6 +45,7 @@ from gateway.console.pages import (
 )
 from gateway.errors import GatewayError
 from gateway.routes.exceptions import ResolutionRequest, exception_in_scope, resolve_from_console
+from gateway.routes.from_console import request_scoper
 from gateway.scoping import Scoper
 from gateway.webhooks import in_thread
 from store import ExceptionFilter, ExceptionItemRow, ExceptionPage, Store
@@ -56,11 +57,6 @@ BULK_MAX = 200
 """Items one bulk retry sends at most (the rest stay for another press)."""
 BULK_CONCURRENCY = 4
 HISTORY_ROWS = 20
-
-
-def _scoper(request: Request) -> Scoper:
-    state = request.app.state
-    return Scoper(state.store, state.client, state.settings)
 
 
 def _filter(query: views.InboxQuery, now: datetime) -> ExceptionFilter:
@@ -117,7 +113,7 @@ async def inbox(request: Request) -> Response:
     now = datetime.now(UTC)
     store: Store = request.app.state.store
     found = await visible_page(
-        store, _scoper(request), visitor.actor, _filter(query, now), query.page
+        store, request_scoper(request), visitor.actor, _filter(query, now), query.page
     )
     pages = max(1, -(-found.total // PAGE_SIZE))
     reach = [query.process] if query.process else list(RESOLVER_ROLES)
@@ -149,7 +145,7 @@ async def inbox(request: Request) -> Response:
 async def _item_in_scope(request: Request, actor: Actor, item_id: str) -> ExceptionItemRow:
     store: Store = request.app.state.store
     try:
-        return await exception_in_scope(store, _scoper(request), actor, item_id)
+        return await exception_in_scope(store, request_scoper(request), actor, item_id)
     except GatewayError as exc:  # missing or out of scope: the same answer
         raise ConsoleRefusal(404, "No such exception item", exc.message) from None
 
@@ -252,7 +248,7 @@ async def bulk_retry(request: Request) -> Response:
     if not query.cause:
         return flash_redirect(request, visitor, back, "error", "Choose a cause to retry.")
     store: Store = request.app.state.store
-    scoper = _scoper(request)
+    scoper = request_scoper(request)
     rows = await in_thread(store.unresolved_exceptions, _filter(query, datetime.now(UTC)))
     rows = await scoper.visible_items(visitor.actor, rows)
     chosen = [r for r in rows if ResolutionAction.RETRY in views.actions_for(visitor.actor, r)][

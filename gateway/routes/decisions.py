@@ -14,9 +14,9 @@ from contracts.settings import Actor
 from contracts.v1.change_orders import ChangeOrderDecision
 from contracts.v1.worker_termination import RescindRequest
 from gateway.audit import CHANGE_ORDER_DECISION, RESCIND, audited
-from gateway.audit import REQUEST_PARAM as AUDIT_REQUEST_PARAM  # what `audited` adds
 from gateway.processes import not_running
 from gateway.routes._deps import ActorDep, ProcessesDep, ScoperDep
+from gateway.routes.from_console import call_from_console
 from gateway.scoping import Scoper, require_scope
 
 log = logging.getLogger("pssync.gateway")
@@ -72,17 +72,14 @@ async def decide_from_console(
     """The same decision, through the same audited route function, for the console's forms
     (`gateway.console.approvals`): the app's parts come from `app.state` as the route's
     dependencies do. Refusals are the route's `GatewayError`s."""
-    state = request.app.state
-    audit_request: dict[str, Any] = {AUDIT_REQUEST_PARAM: request}
-    answer: dict[str, Any] = await decide_change_order(
+    return await call_from_console(
+        request,
+        decide_change_order,
         change_order_id=change_order_id,
         body=body,
         actor=actor,
-        processes=state.processes,
-        scoper=Scoper(state.store, state.client, state.settings),
-        **audit_request,
+        processes=request.app.state.processes,
     )
-    return answer
 
 
 async def change_order_in_scope(scoper: Scoper, actor: Actor, workflow_id: str) -> set[str]:

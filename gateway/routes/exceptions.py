@@ -13,13 +13,13 @@ from contracts import scopes
 from contracts.scopes import workflow_scopes
 from contracts.settings import Actor
 from contracts.v1.processes import RESOLVER_ROLES, ExceptionResolution, ResolutionAction
-from gateway.audit import REQUEST_PARAM as AUDIT_REQUEST_PARAM  # what `audited` adds
 from gateway.audit import RESOLUTION, audited
 from gateway.auth import READ_ROLES, require_roles
 from gateway.errors import GatewayError
 from gateway.metrics import GatewayMetrics
 from gateway.processes import Processes
 from gateway.routes._deps import ActorDep, MetricsDep, ProcessesDep, ScoperDep, StoreDep
+from gateway.routes.from_console import call_from_console
 from gateway.scoping import Scoper, require_scope
 from gateway.views import exception_view, outcome_label
 from gateway.webhooks import in_thread
@@ -96,18 +96,16 @@ async def resolve_from_console(
     """The same resolution, through the same audited route function, for the console's forms
     (`gateway.console`): the app's parts come from `app.state` as the route's dependencies do."""
     state = request.app.state
-    audit_request: dict[str, Any] = {AUDIT_REQUEST_PARAM: request}
-    answer: dict[str, Any] = await resolve_exception(
+    return await call_from_console(
+        request,
+        resolve_exception,
         item_id=item_id,
         body=body,
         actor=actor,
         store=state.store,
         processes=state.processes,
         metrics=state.metrics,
-        scoper=Scoper(state.store, state.client, state.settings),
-        **audit_request,
     )
-    return answer
 
 
 async def resolve_item(

@@ -12,32 +12,28 @@ names the oldest thing to act on and how many more there are.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import Connection, Table, and_, func
+from sqlalchemy import Connection, and_, func
 from sqlalchemy import select as core_select
 
 from contracts.v1.events import AlertRaised
-from store.models import (
-    ExceptionItemRow,
-    TimePostingRow,
-    TimePostingState,
-    XrefRow,
-)
+from store.models import ExceptionItemRow
 from store.repository._base import StoreBase
 from store.repository.exceptions import _subject as item_subject
 from store.repository.indicators import (
+    _ITEM,
+    _TIME_POSTING,
     _UNRESOLVED,
+    _XREF,
     UNPOSTED_STATES,
     IndicatorThresholds,
+    _aware,
     period_close,
+    unbilled_closed_periods,
 )
 from store.repository.records import DomainEvent, queue_events
-
-_TIME_POSTING: Table = TimePostingRow.__table__  # type: ignore[attr-defined]
-_ITEM: Table = ExceptionItemRow.__table__  # type: ignore[attr-defined]
-_XREF: Table = XrefRow.__table__  # type: ignore[attr-defined]
 
 PROCESS_TIME_TO_INVOICE = "time_to_invoice"
 
@@ -134,14 +130,7 @@ def sla_alerts(
             )
         pending = conn.execute(
             core_select(tp.psa_project_id, tp.period, func.count(), func.sum(tp.bill_amount))
-            .where(
-                tp.state == TimePostingState.POSTED.value,
-                tp.billable.is_(True),
-                tp.invoice_ref.is_(None),
-                tp.bill_amount.is_not(None),
-                tp.period.is_not(None),
-                tp.period < current_period,
-            )
+            .where(unbilled_closed_periods(current_period))
             .group_by(tp.psa_project_id, tp.period)
             .order_by(tp.period, tp.psa_project_id)
         ).all()
@@ -213,7 +202,3 @@ def _duration(seconds: float) -> str:
     if seconds >= 120:
         return f"{seconds // 60} min"
     return f"{seconds} s"
-
-
-def _aware(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import Table, and_, func
+from sqlalchemy import ColumnElement, Table, and_, func
 from sqlalchemy import select as core_select
 
 from store.models import (
@@ -199,16 +199,7 @@ def indicator_figures(
         ).all()
         pending = conn.execute(
             core_select(tp.period, func.count(func.distinct(tp.psa_project_id)))
-            .where(
-                and_(
-                    tp.state == TimePostingState.POSTED.value,
-                    tp.billable.is_(True),
-                    tp.invoice_ref.is_(None),
-                    tp.bill_amount.is_not(None),
-                    tp.period.is_not(None),
-                    tp.period < current_period,
-                )
-            )
+            .where(unbilled_closed_periods(current_period))
             .group_by(tp.period)
         ).all()
         forecast_rows = conn.execute(
@@ -252,6 +243,20 @@ def indicator_figures(
         invoice_breaches=sum(int(n) for p, n in pending if period_close(str(p)) < invoice_due),
         forecast=_forecast(forecast_rows),
         reversals=int(reversals),
+    )
+
+
+def unbilled_closed_periods(current_period: str) -> ColumnElement[bool]:
+    """Ledger rows of posted, billable time with an amount to bill but no invoice yet, of a
+    period closed before ``current_period`` ("YYYY-MM")."""
+    tp = _TIME_POSTING.c
+    return and_(
+        tp.state == TimePostingState.POSTED.value,
+        tp.billable.is_(True),
+        tp.invoice_ref.is_(None),
+        tp.bill_amount.is_not(None),
+        tp.period.is_not(None),
+        tp.period < current_period,
     )
 
 

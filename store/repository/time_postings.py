@@ -47,6 +47,21 @@ PERIOD_GROUPS_MAX = 2000
 INVOICES_MAX = 200
 
 
+def _group_sums(t: Any) -> tuple[Any, ...]:
+    """What a group of ledger rows sums: hours, bill amounts, cost amounts and the rows."""
+    return func.sum(t.hours), func.sum(t.bill_amount), func.sum(t.cost_amount), func.count()
+
+
+def _sums_or_zero(hours: Any, bill: Any, cost: Any, entries: int) -> dict[str, Any]:
+    """A group's sums as its fields, zero where no row had a value."""
+    return {
+        "hours": hours if hours is not None else Decimal("0.000000"),
+        "bill_amount": bill if bill is not None else Decimal("0.00"),
+        "cost_amount": cost if cost is not None else Decimal("0.00"),
+        "entries": entries,
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class PeriodPostings:
     """The ledger rows of one project, period, state, kind and currency, summed."""
@@ -296,10 +311,7 @@ class TimePostingOps(StoreBase):
                 t.period,
                 t.kind,
                 t.currency,
-                func.sum(t.hours),
-                func.sum(t.bill_amount),
-                func.sum(t.cost_amount),
-                func.count(),
+                *_group_sums(t),
             )
             .where(t.state == TimePostingState.POSTED.value)
             .group_by(t.psa_project_id, t.period, t.kind, t.currency)
@@ -308,17 +320,13 @@ class TimePostingOps(StoreBase):
             query = query.where(t.psa_project_id == psa_project_id)
         with self._reader.connect() as conn:
             result = conn.execute(query).all()
-        zero_hours, zero_amount = Decimal("0.000000"), Decimal("0.00")
         totals = [
             TimeTotal(
                 psa_project_id=project,
                 period=period,
                 kind=kind,
                 currency=currency,
-                hours=hours if hours is not None else zero_hours,
-                bill_amount=bill if bill is not None else zero_amount,
-                cost_amount=cost if cost is not None else zero_amount,
-                entries=entries,
+                **_sums_or_zero(hours, bill, cost, entries),
             )
             for project, period, kind, currency, hours, bill, cost, entries in result
         ]
@@ -356,10 +364,7 @@ class TimePostingOps(StoreBase):
                 t.state,
                 t.kind,
                 t.currency,
-                func.sum(t.hours),
-                func.sum(t.bill_amount),
-                func.sum(t.cost_amount),
-                func.count(),
+                *_group_sums(t),
             )
             .where(t.psa_project_id == psa_project_id)
             .group_by(t.period, t.state, t.kind, t.currency)
@@ -368,17 +373,13 @@ class TimePostingOps(StoreBase):
         )
         with self._reader.connect() as conn:
             result = conn.execute(query).all()
-        zero_hours, zero_amount = Decimal("0.000000"), Decimal("0.00")
         return [
             PeriodPostings(
                 period=period,
                 state=state,
                 kind=kind,
                 currency=currency,
-                hours=hours if hours is not None else zero_hours,
-                bill_amount=bill if bill is not None else zero_amount,
-                cost_amount=cost if cost is not None else zero_amount,
-                entries=entries,
+                **_sums_or_zero(hours, bill, cost, entries),
             )
             for period, state, kind, currency, hours, bill, cost, entries in result
         ]

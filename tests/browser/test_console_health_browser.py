@@ -10,11 +10,10 @@ Skips when /usr/bin/chromium or Playwright is missing.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from temporalio.client import WorkflowFailureError
 
+from tests.browser._chromium import SHOTS, needs_chromium, signed_in_page
 from tests.gateway.test_console_health import (
     PROCESS,
     Start,
@@ -27,14 +26,10 @@ from tests.gateway.test_gateway import Gw, engine, gw, store
 
 __all__ = ["engine", "gw", "settings", "start_run", "store"]
 
-CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
-
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium")
+pytestmark = needs_chromium
 
 
 async def test_ops_find_the_stuck_and_failed_runs_in_the_browser(gw: Gw, start_run: Start) -> None:
-    playwright = pytest.importorskip("playwright.async_api")
     stuck = await start_run("retry", "E-1001", "period 2026-11 is closed for postings")
     failed = await start_run("fail", "E-1002", "no budget line for the change order")
     with pytest.raises(WorkflowFailureError):
@@ -42,27 +37,16 @@ async def test_ops_find_the_stuck_and_failed_runs_in_the_browser(gw: Gw, start_r
     await visible(gw.client, stuck.id, "Running")
     await visible(gw.client, failed.id, "Failed")
     await retrying(stuck)
-    base = str(gw.http.base_url).rstrip("/")
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    async with playwright.async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        try:
-            page = await browser.new_page(viewport={"width": 1366, "height": 900})
-            await page.goto(f"{base}/console/health")
-            assert "/console/sign-in" in page.url
-            await page.get_by_label("Bearer token").fill("dev-ops-token")
-            await page.get_by_role("button", name="Sign in").click()
-            await page.wait_for_selector("#systems")
-            await page.get_by_role("link", name="Health").click()
-            await page.get_by_label("Process", exact=True).select_option(PROCESS)
-            await page.get_by_role("button", name="Show").click()
-            await page.wait_for_url(f"**/console/health?process={PROCESS}")
-            row = page.locator(f'#stuck tr[data-run="{stuck.id}"]')
-            assert "erp.stand_in_post" in await row.inner_text()
-            cause = page.locator(f'#failures tr[data-run="{failed.id}"]')
-            assert "the ERP project E-1002 is closed" in await cause.inner_text()
-            erp = await page.locator('#systems tr[data-system="ERP"]').inner_text()
-            assert "%" in erp
-            await page.screenshot(path=str(SHOTS / "health.png"), full_page=True)
-        finally:
-            await browser.close()
+    async with signed_in_page(gw, "/console/health", "dev-ops-token") as page:
+        await page.wait_for_selector("#systems")
+        await page.get_by_role("link", name="Health").click()
+        await page.get_by_label("Process", exact=True).select_option(PROCESS)
+        await page.get_by_role("button", name="Show").click()
+        await page.wait_for_url(f"**/console/health?process={PROCESS}")
+        row = page.locator(f'#stuck tr[data-run="{stuck.id}"]')
+        assert "erp.stand_in_post" in await row.inner_text()
+        cause = page.locator(f'#failures tr[data-run="{failed.id}"]')
+        assert "the ERP project E-1002 is closed" in await cause.inner_text()
+        erp = await page.locator('#systems tr[data-system="ERP"]').inner_text()
+        assert "%" in erp
+        await page.screenshot(path=str(SHOTS / "health.png"), full_page=True)

@@ -12,25 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from pathlib import Path
 from typing import Any
 
-import pytest
 from temporalio.client import WorkflowHandle
 
+from tests.browser._chromium import SHOTS, needs_chromium, signed_in_page
 from tests.gateway.test_console_projects import build_story, start_run
 from tests.gateway.test_gateway import Gw, engine, gw, settings, store
 
 __all__ = ["engine", "gw", "settings", "store"]
 
-CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
-
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium")
+pytestmark = needs_chromium
 
 
 async def test_finance_finds_a_projects_story_in_the_browser(gw: Gw) -> None:
-    playwright = pytest.importorskip("playwright.async_api")
     story = await asyncio.to_thread(build_story, gw.store)
     runs: list[WorkflowHandle[Any, Any]] = [
         await start_run(
@@ -44,36 +39,25 @@ async def test_finance_finds_a_projects_story_in_the_browser(gw: Gw) -> None:
             change_order=f"CO-{story.psa}",
         ),
     ]
-    base = str(gw.http.base_url).rstrip("/")
-    SHOTS.mkdir(parents=True, exist_ok=True)
     try:
-        async with playwright.async_playwright() as p:
-            browser = await p.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-            try:
-                page = await browser.new_page(viewport={"width": 1366, "height": 900})
-                await page.goto(f"{base}/console/projects")
-                assert "/console/sign-in" in page.url
-                await page.get_by_label("Bearer token").fill("dev-finance-token")
-                await page.get_by_role("button", name="Sign in").click()
-                await page.wait_for_selector("#projects")
-                await page.get_by_label("Project id (any system)").fill(story.psa)
-                await page.get_by_role("button", name="Show the project").click()
-                await page.wait_for_selector("#postings")
-                assert page.url.endswith(f"/console/projects/{story.eid}")
-                # Visibility indexes a start shortly after it: reload until the runs show.
-                for _ in range(50):
-                    if await page.locator("#runs tbody tr").count() >= 2:
-                        break
-                    await asyncio.sleep(0.2)
-                    await page.reload()
-                assert await page.locator("#change-orders tbody tr").count() == 1
-                net = page.locator(
-                    'tr[data-period="2026-10"][data-kind="time"] td[data-col="net_amount"]'
-                )
-                assert await net.inner_text() == "1,860.00 EUR"
-                await page.screenshot(path=str(SHOTS / "project.png"), full_page=True)
-            finally:
-                await browser.close()
+        async with signed_in_page(gw, "/console/projects", "dev-finance-token") as page:
+            await page.wait_for_selector("#projects")
+            await page.get_by_label("Project id (any system)").fill(story.psa)
+            await page.get_by_role("button", name="Show the project").click()
+            await page.wait_for_selector("#postings")
+            assert page.url.endswith(f"/console/projects/{story.eid}")
+            # Visibility indexes a start shortly after it: reload until the runs show.
+            for _ in range(50):
+                if await page.locator("#runs tbody tr").count() >= 2:
+                    break
+                await asyncio.sleep(0.2)
+                await page.reload()
+            assert await page.locator("#change-orders tbody tr").count() == 1
+            net = page.locator(
+                'tr[data-period="2026-10"][data-kind="time"] td[data-col="net_amount"]'
+            )
+            assert await net.inner_text() == "1,860.00 EUR"
+            await page.screenshot(path=str(SHOTS / "project.png"), full_page=True)
     finally:
         for handle in runs:
             await handle.terminate("test over")

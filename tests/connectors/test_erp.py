@@ -24,7 +24,6 @@ from contracts.errors import (
     TransientError,
 )
 from contracts.money import Money
-from contracts.settings import SystemSettings
 from contracts.systems import System
 from contracts.v1.models import (
     BillingRule,
@@ -42,6 +41,7 @@ from contracts.v1.models import (
 from sandbox import erp as erp_twin_module
 from sandbox.app import create_sandbox
 from tests._servers import serve
+from tests.connectors._erp_twin import erp, settings, twin
 from tests.twins._erp_fixtures import (
     ACTIVE_CC,
     CLOSED_PERIOD,
@@ -58,29 +58,7 @@ from tests.twins._erp_fixtures import (
 
 ENTERPRISE_ID = "01J0000000000000000000PRJ1"
 
-
-def settings(base_url: str, **overrides: object) -> SystemSettings:
-    values: dict[str, object] = {
-        "base_url": base_url,
-        "retry_budget_s": 5,
-        "timeout_s": 5,
-        "max_concurrency": 4,
-    }
-    return SystemSettings.model_validate(values | overrides)
-
-
-@pytest.fixture
-async def twin() -> AsyncIterator[ErpTwin]:
-    async with erp_twin() as t:
-        yield t
-
-
-@pytest.fixture
-async def erp(twin: ErpTwin) -> AsyncIterator[NetSuiteErp]:
-    async with NetSuiteErp(
-        settings(twin.base_url), backoff_base_s=0.01, backoff_cap_s=0.2, poll_interval_s=0.01
-    ) as connector:
-        yield connector
+__all__ = ["erp", "settings", "twin"]
 
 
 def customer(external_id: str = CUSTOMER, name: str = "Acme Corp") -> Customer:

@@ -6,40 +6,22 @@ project the ERP does not hold left out rather than read as one with no forecast.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from decimal import Decimal
-
-import pytest
 
 from connectors.erp import NetSuiteErp
 from contracts.money import Money
 from contracts.systems import System
 from contracts.v1.models import Forecast, ForecastStatus
 from sandbox import erp as erp_twin_module
-from tests.connectors.test_erp import ENTERPRISE_ID, provision, settings
-from tests.twins._erp_fixtures import ErpTwin, erp_twin
+from tests.connectors._erp_twin import erp, netsuite_on, twin
+from tests.connectors.test_erp import ENTERPRISE_ID, provision
+from tests.twins._erp_fixtures import ErpTwin
+
+__all__ = ["erp", "twin"]
 
 OTHER_PROJECT = "01J0000000000000000000PRJ2"
 QUIET_PROJECT = "01J0000000000000000000PRJ3"
 UNKNOWN_PROJECT = "01J0000000000000000000NOPE"
-
-
-@pytest.fixture
-async def twin() -> AsyncIterator[ErpTwin]:
-    async with erp_twin() as t:
-        yield t
-
-
-def connector(twin: ErpTwin) -> NetSuiteErp:
-    return NetSuiteErp(
-        settings(twin.base_url), backoff_base_s=0.01, backoff_cap_s=0.2, poll_interval_s=0.01
-    )
-
-
-@pytest.fixture
-async def erp(twin: ErpTwin) -> AsyncIterator[NetSuiteErp]:
-    async with connector(twin) as c:
-        yield c
 
 
 def forecast(project: str, period: str, hours: str, cost: str, version: int = 1) -> Forecast:
@@ -120,7 +102,7 @@ async def test_over_a_thousand_forecasts_are_read_in_pages(erp: NetSuiteErp, twi
                 )
         s.commit()
 
-    async with connector(twin) as fresh:  # knows no project yet
+    async with netsuite_on(twin) as fresh:  # knows no project yet
         found = await fresh.list_forecasts_of([f"eid:{ENTERPRISE_ID}", f"eid:{OTHER_PROJECT}"])
         requests = fresh.http.calls  # its token aside
 

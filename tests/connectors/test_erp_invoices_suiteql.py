@@ -6,37 +6,24 @@ the twin refusing what NetSuite refuses."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import date
 from decimal import Decimal
 
-import pytest
 from sqlmodel import select
 
 from connectors.erp import NetSuiteErp
 from contracts.money import Money
 from contracts.v1.models import InvoiceStatus
 from sandbox import erp as erp_twin_module
-from tests.connectors.test_erp import ENTERPRISE_ID, invoice, provision, settings
-from tests.twins._erp_fixtures import ErpTwin, erp_twin
+from tests.connectors._erp_twin import erp, twin
+from tests.connectors.test_erp import ENTERPRISE_ID, invoice, provision
+from tests.twins._erp_fixtures import ErpTwin
+
+__all__ = ["erp", "twin"]
 
 SUITEQL = "/services/rest/query/v1/suiteql"
 OTHER_PROJECT = "01J0000000000000000000PRJ2"
 EMPTY_PROJECT = "01J0000000000000000000PRJ3"
-
-
-@pytest.fixture
-async def twin() -> AsyncIterator[ErpTwin]:
-    async with erp_twin() as t:
-        yield t
-
-
-@pytest.fixture
-async def erp(twin: ErpTwin) -> AsyncIterator[NetSuiteErp]:
-    async with NetSuiteErp(
-        settings(twin.base_url), backoff_base_s=0.01, backoff_cap_s=0.2, poll_interval_s=0.01
-    ) as connector:
-        yield connector
 
 
 async def suiteql(twin: ErpTwin, q: str, **params: int) -> tuple[int, dict[str, object]]:

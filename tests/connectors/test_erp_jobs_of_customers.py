@@ -5,32 +5,18 @@ customers a query."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
 from sqlmodel import select
 
 from connectors.erp import NetSuiteErp
 from contracts.v1.models import ProjectStatus
 from sandbox import erp as erp_twin_module
-from tests.connectors.test_erp import ENTERPRISE_ID, provision, settings
-from tests.twins._erp_fixtures import CUSTOMER, HOLD_CUSTOMER, RECORD, ErpTwin, erp_twin
+from tests.connectors._erp_twin import erp, twin
+from tests.connectors.test_erp import ENTERPRISE_ID, provision
+from tests.twins._erp_fixtures import CUSTOMER, HOLD_CUSTOMER, RECORD, ErpTwin
+
+__all__ = ["erp", "twin"]
 
 MANY = 1_100
-
-
-@pytest.fixture
-async def twin() -> AsyncIterator[ErpTwin]:
-    async with erp_twin() as t:
-        yield t
-
-
-@pytest.fixture
-async def erp(twin: ErpTwin) -> AsyncIterator[NetSuiteErp]:
-    async with NetSuiteErp(
-        settings(twin.base_url), backoff_base_s=0.01, backoff_cap_s=0.2, poll_interval_s=0.01
-    ) as connector:
-        yield connector
 
 
 def customer_id(twin: ErpTwin, external_id: str) -> str:

@@ -87,6 +87,26 @@ async def signed_in(http: httpx.AsyncClient, token: str) -> str:
     return csrf_of(await http.get("/console/exceptions"))
 
 
+async def ops_with_item(
+    gw: Gw, browser: Callable[[], httpx.AsyncClient], item: NewExceptionItem
+) -> httpx.AsyncClient:
+    """The item opened straight in the store, and an ops person signed in to look at it."""
+    await asyncio.to_thread(gw.store.open_exception, item)
+    http = browser()
+    await signed_in(http, OPS)
+    return http
+
+
+async def item_page(
+    gw: Gw, browser: Callable[[], httpx.AsyncClient], item: NewExceptionItem
+) -> httpx.Response:
+    """The item's console page as an ops person sees it (it answers 200)."""
+    http = await ops_with_item(gw, browser, item)
+    page = await http.get(f"/console/exceptions/{item.id}")
+    assert page.status_code == 200
+    return page
+
+
 async def run_with_item(gw: Gw, **item: Any) -> tuple[str, str]:
     """A stand-in saga run waiting for its item `exc-<opp>`: (workflow id, item id)."""
     opp = new_opp()
@@ -381,11 +401,7 @@ async def test_evidence_is_redacted_at_any_depth(gw: Gw, browser: Any) -> None:
             "accessToken": "at-456",
         },
     )
-    await asyncio.to_thread(gw.store.open_exception, item)
-    http = browser()
-    await signed_in(http, OPS)
-    page = await http.get("/console/exceptions/evidence-1")
-    assert page.status_code == 200
+    page = await item_page(gw, browser, item)
     for secret in (
         "sekrit-bearer",
         "k-123",
@@ -413,9 +429,7 @@ async def test_hostile_item_text_is_escaped(gw: Gw, browser: Any) -> None:
         owner='"><script>alert(2)</script>',
         context={"psa_project_id": "<b>P</b>", "x": "</pre><script>alert(3)</script>"},
     )
-    await asyncio.to_thread(gw.store.open_exception, item)
-    http = browser()
-    await signed_in(http, OPS)
+    http = await ops_with_item(gw, browser, item)
     for url in ("/console/exceptions", "/console/exceptions/hostile-1"):
         page = await http.get(url)
         assert page.status_code == 200

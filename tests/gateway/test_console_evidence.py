@@ -4,12 +4,11 @@ rest of what the run recorded as before."""
 
 from __future__ import annotations
 
-import asyncio
 import html
 from typing import Any
 
 from store import NewExceptionItem
-from tests.gateway.test_console import OPS, browser, signed_in
+from tests.gateway.test_console import browser, item_page
 from tests.gateway.test_gateway import Gw
 
 __all__ = ["browser"]
@@ -49,11 +48,7 @@ async def test_an_item_shows_what_was_sent_and_what_the_erp_answered(gw: Gw, bro
             },
         },
     )
-    await asyncio.to_thread(gw.store.open_exception, item)
-    http = browser()
-    await signed_in(http, OPS)
-    page = await http.get("/console/exceptions/evidence-sent-1")
-    assert page.status_code == 200
+    page = await item_page(gw, browser, item)
     text = page.text
     assert "What pssync sent" in text and "What the ERP answered" in text
     assert "on credit hold" in text  # the cause in business words
@@ -82,10 +77,6 @@ async def test_an_item_without_vendor_evidence_shows_its_context_only(gw: Gw, br
             "checked": {"rate_card_id": "RC-STD", "roles_on_card": ["Consultant"]},
         },
     )
-    await asyncio.to_thread(gw.store.open_exception, item)
-    http = browser()
-    await signed_in(http, OPS)
-    page = await http.get("/console/exceptions/evidence-none-1")
-    assert page.status_code == 200
+    page = await item_page(gw, browser, item)
     assert "What pssync sent" not in page.text
     assert '"roles_on_card": [' in html.unescape(page.text)

@@ -139,6 +139,13 @@ async def start(http: httpx.AsyncClient, next_path: str = "/console/approvals") 
     return location
 
 
+async def callback(http: httpx.AsyncClient, location: str, **params: str) -> httpx.Response:
+    """The provider sends the browser back to the console, with the state of the sign-in that
+    sent it to `location` and `params` (the code, or the provider's error)."""
+    state = parse_qs(urlsplit(location).query)["state"][0]
+    return await http.get("/console/sign-in/callback", params={**params, "state": state})
+
+
 async def test_a_person_signs_in_through_the_provider_and_lands_where_they_were_going(
     console: Console,
 ) -> None:
@@ -147,9 +154,7 @@ async def test_a_person_signs_in_through_the_provider_and_lands_where_they_were_
         query = parse_qs(urlsplit(location).query)
         assert query["redirect_uri"] == [CALLBACK]
         code = console.provider.authorize(location, preferred_username="olga.ops", roles=["ops"])
-        back = await http.get(
-            "/console/sign-in/callback", params={"code": code, "state": query["state"][0]}
-        )
+        back = await callback(http, location, code=code)
         assert back.status_code == 303, back.text
         assert back.headers["location"] == "/console/approvals"
         page = await http.get("/console/exceptions")
@@ -165,19 +170,14 @@ async def test_a_callback_from_another_browser_or_with_a_foreign_state_is_refuse
     async with console.browser() as victim, console.browser() as attacker:
         # The attacker starts a sign-in and gets a code for their own account ...
         location = await start(attacker)
-        query = parse_qs(urlsplit(location).query)
         code = console.provider.authorize(location, preferred_username="mallory")
         # ... and makes the victim's browser deliver it: the victim started nothing.
-        injected = await victim.get(
-            "/console/sign-in/callback", params={"code": code, "state": query["state"][0]}
-        )
+        injected = await callback(victim, location, code=code)
         assert injected.status_code == 400
         assert (await victim.get("/console/exceptions")).status_code == 303  # still signed out
         # The victim's own sign-in with the attacker's state is refused as well.
         mine = await start(victim)
-        wrong_state = await victim.get(
-            "/console/sign-in/callback", params={"code": code, "state": query["state"][0]}
-        )
+        wrong_state = await callback(victim, location, code=code)
         assert wrong_state.status_code == 400
         assert mine and (await victim.get("/console/exceptions")).status_code == 303
 
@@ -187,27 +187,20 @@ async def test_a_replayed_code_or_a_token_pssync_refuses_signs_nobody_in(
 ) -> None:
     async with console.browser() as http:
         location = await start(http)
-        state = parse_qs(urlsplit(location).query)["state"][0]
         code = console.provider.authorize(location)
-        assert (
-            await http.get("/console/sign-in/callback", params={"code": code, "state": state})
-        ).status_code == 303
+        assert (await callback(http, location, code=code)).status_code == 303
     async with console.browser() as other:
         location = await start(other)
-        state = parse_qs(urlsplit(location).query)["state"][0]
-        replay = await other.get("/console/sign-in/callback", params={"code": code, "state": state})
+        replay = await callback(other, location, code=code)
         assert replay.status_code == 401 and "not accepted" in replay.text
         # The state is spent: the same callback again is not a sign-in in progress.
-        again = await other.get("/console/sign-in/callback", params={"code": code, "state": state})
+        again = await callback(other, location, code=code)
         assert again.status_code == 400
         # A token for another audience (the provider's ID token, say) is refused by the API's
         # own checks.
         location = await start(other)
-        state = parse_qs(urlsplit(location).query)["state"][0]
         code = console.provider.authorize(location, aud="someone-else")
-        refused = await other.get(
-            "/console/sign-in/callback", params={"code": code, "state": state}
-        )
+        refused = await callback(other, location, code=code)
         assert refused.status_code == 401
         assert (await other.get("/console/exceptions")).status_code == 303
 
@@ -217,18 +210,13 @@ async def test_the_provider_saying_no_or_being_down_is_a_page_not_a_crash(
 ) -> None:
     async with console.browser() as http:
         location = await start(http)
-        state = parse_qs(urlsplit(location).query)["state"][0]
-        denied = await http.get(
-            "/console/sign-in/callback",
-            params={"error": "access_denied", "state": state, "error_description": "<b>x</b>"},
-        )
+        denied = await callback(http, location, error="access_denied", error_description="<b>x</b>")
         assert denied.status_code == 401 and "<b>x</b>" not in denied.text
         # Down after discovery: the way out works, the code cannot be traded: 503, no session.
         location = await start(http)
-        state = parse_qs(urlsplit(location).query)["state"][0]
         code = console.provider.authorize(location)
         console.provider.down = True
-        failed = await http.get("/console/sign-in/callback", params={"code": code, "state": state})
+        failed = await callback(http, location, code=code)
         assert failed.status_code == 503 and "cannot be reached" in failed.text
         assert (await http.get("/console/exceptions")).status_code == 303
     # Down before discovery (a gateway just started): the button answers 503, not a crash.
