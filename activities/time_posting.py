@@ -8,12 +8,15 @@ an entry counts as posted when the ERP holds a time posting for it that has not 
 so a re-run posts only what is missing. Each posting's idempotency key derives from the PSA
 entry's id and version (`contracts.v1.posting_keys`, which the time-to-invoice pipeline uses
 too), so neither a retried batch nor the other path posts an entry twice. Postings are priced
-at the worker's ERP cost rate. No business decisions here: what to do about failures is the
-caller's.
+at the worker's labor cost in force on the entry's date (`cost_rate_on`: the ERP's
+effective-dated rate history where it has one, else the employee's current labor cost), so a
+cost-rate change applies only to time dated from its day. No business decisions here: what to
+do about failures is the caller's.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
 
@@ -22,6 +25,7 @@ from temporalio import activity
 
 from activities._errors import translate_errors
 from connectors.erp import ErpPort
+from connectors.erp.labor_cost import ErpLaborCostPort, rate_on
 from connectors.psa import PsaPort
 from contracts.errors import NotFoundError
 from contracts.money import Money
@@ -75,7 +79,7 @@ async def post_approved_time(
     approved = [e for e in entries if e.approved]
     if not approved:
         return report
-    rate = await erp.get_cost_rate(worker_id)
+    rate_of = await cost_rate_on(erp, worker_id)
     by_project: dict[str, list[TimeEntry]] = {}
     for entry in approved:
         by_project.setdefault(entry.project_id, []).append(entry)
@@ -91,6 +95,7 @@ async def post_approved_time(
         erp_project = f"eid:{project.enterprise_id}"
         posted = await _posted_entry_ids(erp, erp_project)
         for entry in project_entries:
+            rate = rate_of(entry.date_performed)
             if entry.external_id in posted:
                 report.already_posted.append(entry.external_id)
             elif rate is None:
@@ -126,6 +131,20 @@ async def post_approved_time(
                     )
                 )
     return report
+
+
+async def cost_rate_on(erp: ErpPort, worker_id: str) -> Callable[[date], Money | None]:
+    """What an hour of the worker's time costs on a given day: the row of the ERP's labor cost
+    history in force that day (`ErpLaborCostPort`), else — no history, or a day before its
+    first row — the employee's current labor cost (`get_cost_rate`). Reads the ERP once."""
+    current = await erp.get_cost_rate(worker_id)
+    history = await erp.labor_cost_rates(worker_id) if isinstance(erp, ErpLaborCostPort) else []
+
+    def on(day: date) -> Money | None:
+        row = rate_on(history, day)
+        return row.rate if row is not None else current
+
+    return on
 
 
 async def _posted_entry_ids(erp: ErpPort, erp_project: str) -> set[str]:

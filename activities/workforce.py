@@ -38,6 +38,10 @@ from contracts.v1.workforce import (
     WorkerState,
 )
 
+OPENING_DAY = date(1970, 1, 1)
+"""The effective date of a worker's opening labor cost row (before any HCM change)."""
+OPENING_KEY = "opening"
+
 
 class FindLifecycleConflicts(BaseModel):
     change: WorkerChange
@@ -180,11 +184,28 @@ class WorkforceActivities:
             return existing  # already so (a retry after the write)
         return await self.resources.upsert_resource(resource)
 
+    async def _open_history(self, worker_id: str) -> None:
+        """Before a worker's first rate row: the labor cost the employee has now becomes the
+        opening row (in force before every later row), so time dated before the first change
+        keeps being priced at it once the change is in force. Keyed, so a retry adds nothing."""
+        assert self.labor is not None
+        current = getattr(self.labor, "get_cost_rate", None)
+        if current is None or await self.labor.labor_cost_rates(worker_id):
+            return
+        rate: Money | None = await current(worker_id)
+        if rate is None:
+            return
+        opening = LaborCostRate(
+            worker_id=worker_id, rate=rate, effective_from=OPENING_DAY, key=OPENING_KEY
+        )
+        await self.labor.put_labor_cost_rate(opening, today=OPENING_DAY)
+
     @activity.defn(name="workforce.put_labor_cost_rate")
     @translate_errors
     async def put_labor_cost_rate(self, request: PutLaborCostRate) -> LaborCostRate:
         if self.labor is None:
             raise _not_supported("effective-dated labor cost", System.ERP)
+        await self._open_history(request.worker_id)
         return await self.labor.put_labor_cost_rate(
             LaborCostRate(
                 worker_id=request.worker_id,

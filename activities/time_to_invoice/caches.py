@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from temporalio.client import Client
 
+from activities.time_posting import cost_rate_on
 from connectors.erp import ErpPort
 from connectors.hcm import HcmPort
 from connectors.psa import PsaPort
@@ -197,12 +198,13 @@ class _Base:
                 decisions = await self._rate_card_decisions(card_id, fresh=fresh)
                 bill_rate = bill_rate_on(card, role, work_date, decisions)
 
-        async def load_rate() -> Money | None:
-            return await self.erp.get_cost_rate(worker_id)
+        async def load_rate() -> Callable[[date], Money | None]:
+            return await cost_rate_on(self.erp, worker_id)
 
         rate: Money | None = None
         if isinstance(cur, TimeEntry) and worker_id:
-            rate = await self._cost_rates.get(worker_id, load_rate, fresh=fresh)
+            # the labor cost in force on the entry's date, not today's
+            rate = (await self._cost_rates.get(worker_id, load_rate, fresh=fresh))(work_date)
         facts = EntryFacts(
             kind=e.kind,
             work_date=work_date,

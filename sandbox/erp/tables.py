@@ -9,6 +9,7 @@ from sqlmodel import Field, SQLModel
 
 from sandbox._twin import table_list
 from sandbox.erp.common import INVOICE_OPEN, JOB_STATUS_IN_PROGRESS, _now
+from sandbox.erp.labor_cost_tables import ErpLaborCostRateRow
 from sandbox.erp.rate_card_tables import ErpRateCardRevisionRow
 
 
@@ -206,4 +207,5 @@ TABLES = table_list(
     ErpIdempotencyKey,
     ErpM2MCertificate,
     ErpRateCardRevisionRow,
+    ErpLaborCostRateRow,
 )

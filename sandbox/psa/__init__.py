@@ -104,6 +104,7 @@ from sandbox.psa.load import (
     add_workspace_custom_fields,
     load_firm,
 )
+from sandbox.psa.resource_fields import add_user_custom_fields
 from sandbox.psa.responses import (
     DEFAULT_PER_PAGE,
     INCLUDES,
@@ -160,6 +161,7 @@ def create_app(
     state = TwinState(system=SYSTEM, engine=make_twin_engine(db_path, TABLES))
     state.webhooks = DroppingWebhookSender(webhook_url, webhook_secret)
     add_workspace_custom_fields(state)
+    add_user_custom_fields(state)
     return create_twin_app(
         state=state,
         title="PSA twin (Kantata API v1)",

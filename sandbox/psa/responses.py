@@ -140,7 +140,7 @@ INCLUDES: dict[str, dict[str, HasMany | BelongsTo | CustomFieldValues]] = {
     },
     "billing_milestones": {"workspace": BelongsTo(PsaWorkspace, "workspace_id")},
     "change_orders": {"workspace": BelongsTo(PsaWorkspace, "workspace_id")},
-    "users": {},
+    "users": {"custom_field_values": CustomFieldValues("User")},
     "invoices": {},
     "external_references": {},
     "posts": {"workspace": BelongsTo(PsaWorkspace, "workspace_id")},

@@ -18,6 +18,7 @@ from sandbox.erp.records.department import DepartmentType
 from sandbox.erp.records.employee import EmployeeType
 from sandbox.erp.records.invoice import InvoiceType
 from sandbox.erp.records.job import JobType
+from sandbox.erp.records.labor_cost import LaborCostRateRecordType
 from sandbox.erp.records.period import AccountingPeriodType
 from sandbox.erp.records.rate_card import RateCardRevisionRecordType
 from sandbox.erp.records.timebill import TimebillType
@@ -31,6 +32,7 @@ __all__ = [
     "EmployeeType",
     "InvoiceType",
     "JobType",
+    "LaborCostRateRecordType",
     "LaborForecastRecordType",
     "RateCardRevisionRecordType",
     "RecordType",
@@ -52,6 +54,7 @@ RECORD_TYPES: dict[str, RecordType] = {
         BudgetRecordType(),
         LaborForecastRecordType(),
         RateCardRevisionRecordType(),
+        LaborCostRateRecordType(),
     )
 }
 

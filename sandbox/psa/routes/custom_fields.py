@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 
 from sandbox.psa.bodies import CustomFieldValueFields, CustomFieldValuesBody
 from sandbox.psa.published import CUSTOM_FIELD_NAMES
+from sandbox.psa.resource_fields import mirror_user_value
 from sandbox.psa.responses import envelope
 from sandbox.psa.routes import _crud as crud
 from sandbox.psa.routes._shared import Include, State
@@ -87,6 +88,8 @@ def _write(session: Session, f: CustomFieldValueFields, field: PsaCustomField) -
         workspace = session.get(PsaWorkspace, f.subject_id)
         setattr(workspace, column, f.value)
         session.add(workspace)
+    if f.subject_type == "User":
+        mirror_user_value(session, f.subject_id, field.name, f.value)
     return row
 
 
