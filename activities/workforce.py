@@ -58,6 +58,8 @@ class PutLaborCostRate(BaseModel):
     rate: Money
     effective_from: date
     key: str
+    sequence: int = 0
+    """HCM's event sequence (a same-day correction wins over the row it corrects)."""
     today: date
     """The worker's day when the change took effect (decides the employee's current rate)."""
 
@@ -212,6 +214,7 @@ class WorkforceActivities:
                 rate=request.rate,
                 effective_from=request.effective_from,
                 key=request.key,
+                sequence=request.sequence,
             ),
             today=request.today,
         )

@@ -304,6 +304,7 @@ class WorkerLifecycleWorkflow:
                         rate=rate,
                         effective_from=change.effective_date,
                         key=change.event_id,
+                        sequence=change.sequence,
                         today=local_day(workflow.now(), change.time_zone),
                     ),
                     task_queue=self._erp_queue,

@@ -34,7 +34,7 @@ class FakeLaborCostMixin:
             if row.key == rate.key:
                 return row
         history.append(rate)
-        history.sort(key=lambda r: r.effective_from)
+        history.sort(key=lambda r: (r.effective_from, r.sequence))
         current = rate_on(history, today)
         if current is not None:
             self.cost_rates[rate.worker_id] = current.rate

@@ -29,12 +29,16 @@ class LaborCostRate(BaseModel):
     effective_from: date
     key: str
     """The business identity of the row (the HCM event id)."""
+    sequence: int = 0
+    """HCM's event sequence: of two rows effective the same day (a same-day correction), the
+    later-entered one is in force."""
 
 
 def rate_on(history: list[LaborCostRate], day: date) -> LaborCostRate | None:
-    """The row in force on `day` (the latest effective on or before it)."""
+    """The row in force on `day`: the latest effective on or before it, and of rows effective
+    the same day, the one HCM entered last."""
     due = [r for r in history if r.effective_from <= day]
-    return max(due, key=lambda r: r.effective_from) if due else None
+    return max(due, key=lambda r: (r.effective_from, r.sequence)) if due else None
 
 
 @runtime_checkable

@@ -26,3 +26,4 @@ class ErpLaborCostRateRow(SQLModel, table=True):
     currency: str | None = None
     effective: date | None = None
     event: str | None = None
+    sequence: int | None = None

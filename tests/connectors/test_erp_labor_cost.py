@@ -68,3 +68,20 @@ async def test_rate_history_is_stored_once_per_event_and_only_the_row_in_force_i
     assert await erp.labor_cost_rates("E-NOBODY") == []
     if twin is not None:
         assert await twin.count(RECORD) == 2
+
+
+def test_a_same_day_correction_is_the_rate_in_force() -> None:
+    from datetime import date
+
+    from connectors.erp.labor_cost import LaborCostRate, rate_on
+    from contracts import Money
+
+    day = date(2026, 12, 7)
+    first = LaborCostRate(
+        worker_id="W-1", rate=Money("80", "USD"), effective_from=day, key="evt-1", sequence=1
+    )
+    corrected = first.model_copy(update={"rate": Money("85", "USD"), "key": "evt-2", "sequence": 2})
+    for history in ([first, corrected], [corrected, first]):
+        found = rate_on(history, day)
+        assert found is not None and found.rate == Money("85", "USD")
+    assert rate_on([first, corrected], date(2026, 12, 6)) is None

@@ -199,12 +199,14 @@ async def test_duplicate_and_out_of_order_events_never_overwrite_newer_ones(
             rate=Money("80.00", "AUD"),
             effective_from=today - timedelta(days=30),
             key="evt-1",
+            sequence=1,
         ),
         LaborCostRate(
             worker_id=WORKER,
             rate=Money("95.00", "AUD"),
             effective_from=today - timedelta(days=5),
             key="evt-20",
+            sequence=20,
         ),
     ]
     assert await world.erp.get_cost_rate(WORKER) == Money("95.00", "AUD")

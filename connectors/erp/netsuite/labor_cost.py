@@ -28,6 +28,7 @@ RATE = "custrecord_pssync_lcr_rate"
 CURRENCY = "custrecord_pssync_lcr_currency"
 EFFECTIVE = "custrecord_pssync_lcr_effective"
 EVENT = "custrecord_pssync_lcr_event"
+SEQUENCE = "custrecord_pssync_lcr_sequence"
 
 
 def _quoted(text: str) -> str:
@@ -47,6 +48,7 @@ def labor_cost_body(rate: LaborCostRate) -> dict[str, Any]:
         CURRENCY: {"id": rate.rate.currency},
         EFFECTIVE: rate.effective_from.isoformat(),
         EVENT: rate.key,
+        SEQUENCE: rate.sequence,
     }
 
 
@@ -58,6 +60,7 @@ def labor_cost_from_netsuite(body: dict[str, Any]) -> LaborCostRate:
         rate=Money(Decimal(str(body[RATE])), currency),
         effective_from=date.fromisoformat(str(body[EFFECTIVE])),
         key=str(body.get(EVENT) or body.get("externalId") or body["id"]),
+        sequence=int(body.get(SEQUENCE) or 0),
     )
 
 
@@ -70,7 +73,7 @@ class _LaborCostMixin(_NetSuiteBase):
             *(self._get(self._path(RECORD, str(row["id"]), external=False)) for row in rows)
         )
         found = [labor_cost_from_netsuite(b) for b in bodies]
-        return sorted(found, key=lambda r: (r.effective_from, r.key))
+        return sorted(found, key=lambda r: (r.effective_from, r.sequence, r.key))
 
     async def put_labor_cost_rate(self, rate: LaborCostRate, *, today: date) -> LaborCostRate:
         path = self._path(RECORD, row_external_id(rate), external=True)

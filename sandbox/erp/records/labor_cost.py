@@ -24,6 +24,7 @@ RATE = "custrecord_pssync_lcr_rate"
 CURRENCY = "custrecord_pssync_lcr_currency"
 EFFECTIVE = "custrecord_pssync_lcr_effective"
 EVENT = "custrecord_pssync_lcr_event"
+SEQUENCE = "custrecord_pssync_lcr_sequence"
 
 
 class LaborCostRateRecordBody(_Body):
@@ -33,6 +34,7 @@ class LaborCostRateRecordBody(_Body):
     custrecord_pssync_lcr_currency: Ref | None = None
     custrecord_pssync_lcr_effective: date | None = None
     custrecord_pssync_lcr_event: str | None = None
+    custrecord_pssync_lcr_sequence: int | None = None
     lastModifiedDate: str | None = None
 
 
@@ -47,6 +49,7 @@ class LaborCostRateRecordType(RecordType):
         (EMPLOYEE, "employee"),
         (EFFECTIVE, "effective"),
         (EVENT, "event"),
+        (SEQUENCE, "sequence"),
     )
 
     def resolved(self, s: Session, body: _Body, given: set[str]) -> dict[str, Any]:
@@ -66,4 +69,5 @@ class LaborCostRateRecordType(RecordType):
             CURRENCY: _ref(row.currency, row.currency),
             EFFECTIVE: row.effective.isoformat() if row.effective else None,
             EVENT: row.event,
+            SEQUENCE: row.sequence,
         }
