@@ -70,6 +70,9 @@ from plumbing.temporal import (
 )
 from store import Store
 
+POLL_CONCURRENCY = 8
+"""Workers whose changes are routed at once (each change is a Temporal round trip)."""
+
 INBOX_SOURCE = "hcm"
 
 LIFECYCLE_EVENTS = frozenset(
@@ -176,20 +179,47 @@ class HcmPollActivities:
         start = min(start, now)
         changes = await self.hcm.changed_workers(start, now)
         result = PollResult(window_from=start, window_through=now, changes=len(changes))
+        # One worker's changes in the HCM's order (a termination before its rescind); different
+        # workers' at the same time, a few at once: the routing is a round trip each.
+        by_worker: dict[str, list[WorkerChange]] = {}
         for change in changes:
-            event_key = f"{tenant}/{change.event_id}"
-            if await asyncio.to_thread(self.store.inbox_get, INBOX_SOURCE, event_key):
-                result.duplicates += 1
-                continue
-            workflow_id = await self._handle(tenant, task_queue, change, request, result)
-            await asyncio.to_thread(self.store.inbox_accept, INBOX_SOURCE, event_key, _hash(change))
-            if workflow_id is not None:
-                await asyncio.to_thread(
-                    self.store.inbox_set_workflow, INBOX_SOURCE, event_key, workflow_id
-                )
+            by_worker.setdefault(change.worker.external_id, []).append(change)
+        gate = asyncio.Semaphore(POLL_CONCURRENCY)
+
+        async def route(worker_changes: list[WorkerChange]) -> None:
+            async with gate:
+                for change in worker_changes:
+                    await self._route_once(tenant, task_queue, change, request, result)
+
+        try:
+            async with asyncio.TaskGroup() as group:  # a failure cancels the rest: all retried
+                for worker_changes in by_worker.values():
+                    group.create_task(route(worker_changes))
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from None  # typed, as one change's failure always was
         # Only now: a crash above re-reads this window, and the inbox keeps it exactly once.
         await asyncio.to_thread(self.store.put_state, cursor_name(tenant), now.isoformat())
         return result
+
+    async def _route_once(
+        self,
+        tenant: str,
+        task_queue: str,
+        change: WorkerChange,
+        request: PollerInput,
+        result: PollResult,
+    ) -> None:
+        """Route one change unless the inbox has it (a window read again after a crash)."""
+        event_key = f"{tenant}/{change.event_id}"
+        if await asyncio.to_thread(self.store.inbox_get, INBOX_SOURCE, event_key):
+            result.duplicates += 1
+            return
+        workflow_id = await self._handle(tenant, task_queue, change, request, result)
+        await asyncio.to_thread(self.store.inbox_accept, INBOX_SOURCE, event_key, _hash(change))
+        if workflow_id is not None:
+            await asyncio.to_thread(
+                self.store.inbox_set_workflow, INBOX_SOURCE, event_key, workflow_id
+            )
 
     async def _handle(
         self,
