@@ -42,7 +42,8 @@ Routes (every error is `{"error": {"code", "message", "field"?}}`; bad input is 
   drifts (paged) (`gateway.routes.reconciliations`).
 - `GET /metrics` — Prometheus text format (a registry per app).
 - `/console/...` — the operations console for people (`gateway.console`): sign-in with the
-  same tokens, the exception inbox and an item's page; HTML forms, not in the OpenAPI document.
+  same tokens or the OIDC provider, the exception inbox and an item's page, approvals, a
+  project's story, runs and health; HTML forms, not in the OpenAPI document.
 
 Every route is behind `gateway.limits` (`settings.limits`): 429 + Retry-After over a caller's
 rate, 414 for an overlong path, 413 for a body over its limit (counted while it streams in),
