@@ -56,16 +56,24 @@ def add_workspace_custom_fields(
     """The account's workspace custom fields `names` (text fields of the Workspace set
     `WORKSPACE_FIELD_SET`), created where missing, as an account administrator sets them up
     for pssync; returns their ids by name. Idempotent: the twin calls it at every start."""
+    return ensure_custom_fields(app_or_state, "Workspace", WORKSPACE_FIELD_SET, names)
+
+
+def ensure_custom_fields(
+    app_or_state: FastAPI | TwinState, subject_type: str, set_name: str, names: Sequence[str]
+) -> dict[str, int]:
+    """Text custom fields `names` of the `subject_type` field set `set_name`, created where
+    missing; their ids by name. Idempotent."""
     state = _state_of(app_or_state)
     with state.session() as s:
         field_set = s.exec(
             select(PsaCustomFieldSet).where(
-                PsaCustomFieldSet.subject_type == "Workspace",
-                PsaCustomFieldSet.name == WORKSPACE_FIELD_SET,
+                PsaCustomFieldSet.subject_type == subject_type,
+                PsaCustomFieldSet.name == set_name,
             )
         ).first()
         if field_set is None:
-            field_set = PsaCustomFieldSet(name=WORKSPACE_FIELD_SET, subject_type="Workspace")
+            field_set = PsaCustomFieldSet(name=set_name, subject_type=subject_type)
             s.add(field_set)
             s.flush()
         assert field_set.id is not None

@@ -9,10 +9,11 @@ from collections.abc import Sequence
 from datetime import date
 
 from fastapi import FastAPI
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from sandbox._twin import TwinState
-from sandbox.psa.tables import PsaCustomField, PsaCustomFieldSet, PsaUser
+from sandbox.psa.load import ensure_custom_fields
+from sandbox.psa.tables import PsaUser
 
 USER_FIELD_SET = "Resource Details"
 USER_CUSTOM_FIELD_NAMES = (
@@ -31,34 +32,7 @@ def add_user_custom_fields(
 ) -> dict[str, int]:
     """The account's User custom fields `names` (text fields of the User set
     `USER_FIELD_SET`), created where missing; their ids by name. Idempotent."""
-    state = app_or_state if isinstance(app_or_state, TwinState) else app_or_state.state.twin
-    with state.session() as s:
-        field_set = s.exec(
-            select(PsaCustomFieldSet).where(
-                PsaCustomFieldSet.subject_type == "User",
-                PsaCustomFieldSet.name == USER_FIELD_SET,
-            )
-        ).first()
-        if field_set is None:
-            field_set = PsaCustomFieldSet(name=USER_FIELD_SET, subject_type="User")
-            s.add(field_set)
-            s.flush()
-        assert field_set.id is not None
-        ids: dict[str, int] = {}
-        for name in names:
-            field = s.exec(
-                select(PsaCustomField).where(
-                    PsaCustomField.custom_field_set_id == field_set.id, PsaCustomField.name == name
-                )
-            ).first()
-            if field is None:
-                field = PsaCustomField(custom_field_set_id=field_set.id, name=name)
-                s.add(field)
-                s.flush()
-            assert field.id is not None
-            ids[name] = field.id
-        s.commit()
-        return ids
+    return ensure_custom_fields(app_or_state, "User", USER_FIELD_SET, names)
 
 
 def mirror_user_value(session: Session, user_id: int, field_name: str, value: str) -> None:
