@@ -32,3 +32,24 @@ async def desk_items(
 
     found: list[dict[str, Any]] = await eventually(listed, timeout_s)
     return found
+
+
+async def reconcile(
+    gateway: httpx.AsyncClient, domain: str, project: str | None = None, timeout_s: float = 90
+) -> dict[str, Any]:
+    """Start a reconciliation run through the API (as ops) and wait for its report."""
+    body: dict[str, Any] = {"domain": domain}
+    if project is not None:
+        body["project"] = project
+    started = await gateway.post("/api/reconciliations", json=body, headers=OPS)
+    assert started.status_code == 202, started.text
+    run_id = started.json()["run_id"]
+
+    async def finished() -> dict[str, Any] | None:
+        got = await gateway.get(f"/api/reconciliations/{run_id}", headers=OPS)
+        got.raise_for_status()
+        report: dict[str, Any] = got.json()
+        return report if report["run"]["state"] == "finished" else None
+
+    report: dict[str, Any] = await eventually(finished, timeout_s)
+    return report

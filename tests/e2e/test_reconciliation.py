@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from bench._harness.waiting import must_eventually as eventually
-from tests.e2e._desk import desk_items
+from tests.e2e._desk import desk_items, reconcile
 from tests.e2e.test_time_to_invoice import OPS, World, pipeline_world, reconciled
 
 pytestmark = pytest.mark.e2e
@@ -44,21 +44,8 @@ def settle_now(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 async def run_pass(world: World) -> dict[str, Any]:
-    """Start a run through the API and wait for its report."""
-    started = await world.gateway.post(
-        "/api/reconciliations", json={"domain": "labor_actuals"}, headers=OPS
-    )
-    assert started.status_code == 202, started.text
-    run_id = started.json()["run_id"]
-
-    async def finished() -> dict[str, Any] | None:
-        r = await world.gateway.get(f"/api/reconciliations/{run_id}", headers=OPS)
-        r.raise_for_status()
-        body: dict[str, Any] = r.json()
-        return body if body["run"]["state"] == "finished" else None
-
-    body: dict[str, Any] = await eventually(finished, 90)
-    return body
+    """Start a labor-actuals run through the API and wait for its report."""
+    return await reconcile(world.gateway, "labor_actuals")
 
 
 def this_month_entries(world: World, ids: list[int]) -> list[int]:

@@ -32,7 +32,7 @@ import pytest
 from bench._harness.waiting import must_eventually as eventually
 from contracts import Money, System
 from contracts.v1 import BillingRule, Customer, Milestone
-from tests.e2e._desk import desk_items
+from tests.e2e._desk import desk_items, reconcile
 from tests.e2e.test_time_to_invoice import (
     BAD_STATUSES,
     OPS,
@@ -68,20 +68,7 @@ def settle_now(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 async def billing_pass(world: World) -> dict[str, Any]:
     """Start a billing run through the API and wait for its report."""
-    started = await world.gateway.post(
-        "/api/reconciliations", json={"domain": "billing_status"}, headers=OPS
-    )
-    assert started.status_code == 202, started.text
-    run_id = started.json()["run_id"]
-
-    async def finished() -> dict[str, Any] | None:
-        r = await world.gateway.get(f"/api/reconciliations/{run_id}", headers=OPS)
-        r.raise_for_status()
-        body: dict[str, Any] = r.json()
-        return body if body["run"]["state"] == "finished" else None
-
-    body: dict[str, Any] = await eventually(finished, 90)
-    return body
+    return await reconcile(world.gateway, "billing_status")
 
 
 async def fixed_fee_project(world: World) -> tuple[str, str]:

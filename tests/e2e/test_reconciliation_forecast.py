@@ -38,7 +38,7 @@ from contracts.v1.processes import ProvisionProjectResult
 from demo import deal_from_template, provisionable_templates, wait_for_workflow, win_deal
 from sandbox.seed import build_firm
 from stack import Stack, running_stack
-from tests.e2e._desk import desk_items
+from tests.e2e._desk import desk_items, reconcile
 from tests.e2e.test_time_to_invoice import OPS
 
 pytestmark = pytest.mark.e2e
@@ -53,19 +53,7 @@ def settle_now(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 async def forecast_pass(gateway: httpx.AsyncClient) -> dict[str, Any]:
-    r = await gateway.post(
-        "/api/reconciliations", json={"domain": "forecast_alignment"}, headers=OPS
-    )
-    assert r.status_code == 202, r.text
-    run_id = r.json()["run_id"]
-
-    async def finished() -> dict[str, Any] | None:
-        got = await gateway.get(f"/api/reconciliations/{run_id}", headers=OPS)
-        body: dict[str, Any] = got.json()
-        return body if body["run"]["state"] == "finished" else None
-
-    body: dict[str, Any] = await eventually(finished, 90)
-    return body
+    return await reconcile(gateway, "forecast_alignment")
 
 
 def _monday(month_start: date) -> date:

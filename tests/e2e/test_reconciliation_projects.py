@@ -35,6 +35,7 @@ from contracts.v1.processes import ProvisionProjectResult
 from demo import deal_from_template, provisionable_templates, wait_for_workflow, win_deal
 from sandbox.seed import build_firm
 from stack import Stack, running_stack
+from tests.e2e._desk import reconcile
 
 pytestmark = pytest.mark.e2e
 
@@ -50,18 +51,7 @@ def settle_now(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 async def project_pass(gateway: httpx.AsyncClient) -> dict[str, Any]:
     """Start a project-master run through the API and wait for its report."""
-    r = await gateway.post("/api/reconciliations", json={"domain": "project_master"}, headers=OPS)
-    assert r.status_code == 202, r.text
-    run_id = r.json()["run_id"]
-
-    async def finished() -> dict[str, Any] | None:
-        got = await gateway.get(f"/api/reconciliations/{run_id}", headers=OPS)
-        got.raise_for_status()
-        body: dict[str, Any] = got.json()
-        return body if body["run"]["state"] == "finished" else None
-
-    body: dict[str, Any] = await eventually(finished, 90)
-    return body
+    return await reconcile(gateway, "project_master")
 
 
 async def reconciliation_items(gateway: httpx.AsyncClient, at_least: int) -> list[Any]:
