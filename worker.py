@@ -35,7 +35,12 @@ from activities.erp import ErpActivities
 from activities.events_relay import run_relay, thresholds_of
 from activities.hcm_poll import HcmPollActivities, ensure_hcm_schedule
 from activities.psa import PsaActivities
-from activities.rate_cards import RateCardActivities, RateCardErpActivities
+from activities.rate_cards import (
+    RateCardActivities,
+    RateCardErpActivities,
+    RateCardSweepActivities,
+    ensure_rate_card_sweep_schedule,
+)
 from activities.reconciliation import (
     ReconciliationActivities,
     ensure_reconciliation_schedules,
@@ -59,6 +64,7 @@ from plumbing.logs import configure_logging
 from plumbing.telemetry import WORKER, Tracing, start_tracing
 from workflows import assignment_sync as assignment_sync_workflows
 from workflows import change_order as change_order_workflows
+from workflows import rate_card_sweep as rate_card_sweep_workflows
 from workflows import rate_card_sync as rate_card_workflows
 from workflows import reconciliation as reconciliation_workflows
 from workflows import retention as retention_workflows
@@ -76,6 +82,7 @@ WORKFLOWS: Sequence[type] = (
     *change_order_workflows.WORKFLOWS,
     *assignment_sync_workflows.WORKFLOWS,
     *rate_card_workflows.WORKFLOWS,
+    *rate_card_sweep_workflows.WORKFLOWS,
     *termination_workflows.WORKFLOWS,
     *lifecycle_workflows.WORKFLOWS,
     *time_to_invoice_workflows.WORKFLOWS,
@@ -241,8 +248,8 @@ def build_workers(
         # assignment sync
         sync.read_assignments,
         sync.resolve_erp_project,
-        # rate card sync
-        rate_cards.read_revision,
+        rate_cards.read_revision,  # rate card sync, and the sweep for lost webhooks
+        RateCardSweepActivities(deployment.psa, deployment.store, client).sweep,
         # worker termination and the HCM poller
         termination.find_conflicts,
         termination.read_worker,
@@ -350,6 +357,13 @@ async def run_workers(
         await ensure_time_sweep_schedule(
             client,
             every=timedelta(seconds=settings.time_sweep_interval_s),
+            task_queue=task_queue,
+            psa_tenant=settings.psa.tenant,
+        )
+        # Rate card revisions whose webhook was lost: a Schedule sweeps the PSA's versions.
+        await ensure_rate_card_sweep_schedule(
+            client,
+            every=timedelta(seconds=settings.rate_card_sweep_interval_s),
             task_queue=task_queue,
             psa_tenant=settings.psa.tenant,
         )

@@ -526,6 +526,8 @@ class Settings(BaseSettings):
     change_order_expires_after_s: int = Field(default=7 * 24 * 3600, ge=1)
     hcm_poll_interval_s: int = Field(default=60, ge=1)
     """How often the Schedule polls the HCM's changed-workers window (0 < interval)."""
+    rate_card_sweep_interval_s: int = Field(default=15 * 60, ge=1)
+    """How often a Schedule sweeps the PSA for rate card revisions whose webhook was lost."""
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     """Days kept of the inbox, lineage, outbox and audit rows; a daily Schedule purges."""
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)

@@ -3,9 +3,10 @@ the projects priced from it. The PSA owns rate cards (contracts/ownership.py).""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol
 
-from contracts.v1.rate_cards import RateCardRevision
+from contracts.v1.rate_cards import PublishedRevision, RateCardRevision
 
 
 class PsaRateCardRevisionsPort(Protocol):
@@ -16,4 +17,9 @@ class PsaRateCardRevisionsPort(Protocol):
 
     async def list_projects_on_rate_card(self, rate_card_id: str) -> list[str]:
         """The PSA ids of the projects priced from the card."""
+        ...
+
+    async def list_revisions_published_since(self, since: datetime) -> list[PublishedRevision]:
+        """Every card's revisions published after `since`, oldest first (the sweep's window;
+        the card named by its PSA id, as the PSA's webhook names it)."""
         ...

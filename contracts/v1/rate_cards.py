@@ -9,6 +9,8 @@
 - `bill_rate_on`: the one rule for the rate of a role on a day (the time pipeline's), honouring
   those decisions: time before a revision keeps its rate, time from it on uses the new one.
 - `invoiced_conflicts`: which invoiced time a revision would re-rate.
+- `PublishedRevision`, `RateCardSweepInput`: the sweep that announces revisions a lost webhook
+  missed (a Schedule lists the PSA's versions published since a cursor).
 
 No I/O here; deterministic (workflows use these).
 """
@@ -16,12 +18,13 @@ No I/O here; deterministic (workflows use these).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
 from pydantic import Field
 
+from contracts.ids import canonical_tenant
 from contracts.money import Money
 from contracts.v1.models import RateCard
 from contracts.v1.processes import RESOLVER_ROLES, Message
@@ -33,10 +36,15 @@ RATE_CARD_QUERY = "rate_card"
 RATE_CARD_RESOLVER_ROLES = RESOLVER_ROLES[PROCESS_RATE_CARD_SYNC]
 """Who may decide on a revision that reaches into invoiced time."""
 INVOICED_TIME_REVISED = "INVOICED_TIME_REVISED"
+RATE_CARD_SWEEP = "RateCardSweep"
 
 
 def rate_card_sync_workflow_id(psa_tenant: str, rate_card_id: str) -> str:
     return f"rate-card/{psa_tenant}/{rate_card_id}"
+
+
+def rate_card_sweep_schedule_id(psa_tenant: str) -> str:
+    return f"rate-card-sweep/{canonical_tenant(psa_tenant)}"
 
 
 def revision_key(rate_card_id: str, revision_id: str) -> str:
@@ -185,3 +193,35 @@ class RateCardSyncView(Message):
     done: dict[str, RevisionStatus]
     pending: list[str]
     open_items: list[str]
+
+
+class PublishedRevision(Message):
+    """A revision as the PSA lists those published since a time (Kantata's rate card versions
+    by `created_at`): which card, which revision, when."""
+
+    rate_card_id: str
+    revision_id: str
+    published_at: datetime
+
+
+class RateCardSweepInput(Message):
+    """One run of the rate card sweep (one Schedule action)."""
+
+    psa_tenant: str
+    overlap_s: int = Field(default=3600, ge=0)
+    """Each window starts this long before the stored cursor, so a version committed late (or
+    stamped by a skewed clock) is still seen; what was announced before is not again."""
+    initial_lookback_s: int = Field(default=24 * 3600, ge=0)
+    """Where the very first window starts (no cursor in the store yet)."""
+    activity_timeout_s: int = Field(default=120, ge=1, le=3600)
+
+
+class RateCardSweepResult(Message):
+    window_from: datetime
+    window_through: datetime
+    seen: int = 0
+    """Versions the PSA lists in the window."""
+    announced: list[str] = Field(default_factory=list)
+    """`{card}/{revision}` signalled to their card's RateCardSync (first time seen)."""
+    duplicates: int = 0
+    """Versions an earlier sweep had announced already."""

@@ -7,16 +7,16 @@ revision by Kantata's version id."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from connectors.psa._constants import SYSTEM
-from connectors.psa._values import missing
+from connectors.psa._values import _when, missing
 from connectors.psa.kantata._base import Included
 from connectors.psa.kantata.projects import ProjectsMixin
 from contracts.errors import BusinessRuleViolation, NotFoundError
 from contracts.money import Money
-from contracts.v1.rate_cards import RateCardRevision, RoleRate
+from contracts.v1.rate_cards import PublishedRevision, RateCardRevision, RoleRate
 
 
 class RateCardsMixin(ProjectsMixin):
@@ -44,6 +44,27 @@ class RateCardsMixin(ProjectsMixin):
         return sorted(
             (str(ws["id"]) for ws in workspaces if ws.get("rate_card_id") == psa_id), key=int
         )
+
+    async def list_revisions_published_since(self, since: datetime) -> list[PublishedRevision]:
+        """`GET /rate_card_versions.json?created_after=<since>&order=created_at:asc`: Kantata's
+        own filter (a version is immutable once published, so its `created_at` is when it was
+        published, and new ones only join the end of the walk)."""
+        versions = await self._all(
+            "/rate_card_versions.json",
+            {"created_after": since.isoformat(), "order": "created_at:asc"},
+        )
+        published: list[PublishedRevision] = []
+        for version in versions:
+            if version.get("rate_card_id") is None:
+                raise missing("rate card version", version, "rate_card_id")
+            published.append(
+                PublishedRevision(
+                    rate_card_id=str(version["rate_card_id"]),
+                    revision_id=str(version["id"]),
+                    published_at=_when(version.get("created_at")),
+                )
+            )
+        return published
 
 
 def _revision(

@@ -1,5 +1,6 @@
 """Kantata rate card versions (a rate card's revisions, effective from a date): list (by rate
-card) and read, with their rate card roles as an include."""
+card, or those created after a time: Kantata's `created_after`) and read, with their rate card
+roles as an include."""
 
 from __future__ import annotations
 
@@ -9,17 +10,22 @@ from fastapi import APIRouter
 from sqlmodel import col
 
 from sandbox.psa.rate_card_tables import PsaRateCardVersion
+from sandbox.psa.responses import _parse_when
 from sandbox.psa.routes import _crud as crud
 
 router = APIRouter()
 
 
-def version_filters(rate_card_id: int | None = None) -> list[Any]:
-    """The twin's own filter: one card's versions (Kantata filters them through the card's
-    rate card set)."""
-    if rate_card_id is None:
-        return []
-    return [col(PsaRateCardVersion.rate_card_id) == rate_card_id]
+def version_filters(rate_card_id: int | None = None, created_after: str | None = None) -> list[Any]:
+    """`rate_card_id` is the twin's own filter: one card's versions (Kantata filters them
+    through the card's rate card set). `created_after` (an ISO 8601 date-time) is Kantata's."""
+    clauses: list[Any] = []
+    if rate_card_id is not None:
+        clauses.append(col(PsaRateCardVersion.rate_card_id) == rate_card_id)
+    since = _parse_when(created_after, "created_after")
+    if since is not None:
+        clauses.append(col(PsaRateCardVersion.created_at) > since)
+    return clauses
 
 
 crud.add_list_route(
