@@ -296,7 +296,7 @@ def build_workers(
         sync_erp.sync_forecast,
         rate_cards_erp.write_erp_revision,
         posting.post_approved_time,
-        workforce.put_labor_cost_rate,
+        *workforce.erp_bound(),
         time_to_invoice.process_batch,
         time_to_invoice.create_invoice,
         time_to_invoice.void_invoice,

@@ -1,5 +1,5 @@
 """Activities of the worker-lifecycle process: conflicts a change collides with, the worker's
-PSA resource, and their ERP labor cost rate.
+PSA resource, their ERP employee and their ERP labor cost rate.
 
 - `find_conflicts`: read-only, run at once when a change arrives — the worker's assignments
   during a leave, and after a transfer those on another practice's projects;
@@ -7,24 +7,33 @@ PSA resource, and their ERP labor cost rate.
   practice, manager, FTE, the day they can be staffed from, the leave calendar). Safe to
   repeat: the resource is keyed by the worker id and the leave calendar is merged, not
   appended;
+- `upsert_employee` (ERP queue): the worker's ERP employee made on a hire or rehire and kept
+  in step later — names, e-mail, hire date, department (the cost center, when the ERP has it
+  active) and active, nothing else (`connectors/erp/employees.py`). Safe to repeat: keyed by
+  the worker id, and nothing is written when the employee already holds it;
 - `put_labor_cost_rate` (ERP queue): a new row of the worker's effective-dated labor cost,
   keyed by the HCM event; rows and postings already there are never rewritten.
 
-The ports are `PsaResourcesPort` / `ErpLaborCostPort`; an adapter without them is refused
-typed (BusinessRuleViolation NOT_SUPPORTED: an exception item, not an endless retry). The
-composition root (`worker.py`) builds and registers them.
+The ports are `PsaResourcesPort` / `ErpEmployeesPort` / `ErpLaborCostPort`; an adapter without
+them is refused typed (BusinessRuleViolation NOT_SUPPORTED: an exception item, not an endless
+retry). The composition root (`worker.py`) builds and registers them (`erp_bound`: the ERP
+queue's).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import Any
 
 from pydantic import BaseModel
 from temporalio import activity
 
 from activities._errors import translate_errors
+from connectors.erp.employees import ErpEmployee, ErpEmployeesPort, split_name
 from connectors.erp.labor_cost import ErpLaborCostPort, LaborCostRate
+from connectors.erp.port import CostCenterStatus
 from connectors.psa import PsaPort
 from connectors.psa.resources import LeavePeriod, PsaResource, PsaResourcesPort
 from contracts.errors import BusinessRuleViolation
@@ -51,6 +60,14 @@ class UpsertResource(BaseModel):
     state: WorkerState
     change: WorkerChange
     """The change just applied (a leave's end closes the open leave the day before)."""
+
+
+class UpsertEmployee(BaseModel):
+    state: WorkerState
+    """The worker after the change."""
+    create: bool = False
+    """A hire or rehire: make the employee when the ERP has none, and make it active. Other
+    changes only bring an existing employee in step."""
 
 
 class PutLaborCostRate(BaseModel):
@@ -96,6 +113,12 @@ class WorkforceActivities:
         self.psa = psa
         self.resources = psa if isinstance(psa, PsaResourcesPort) else None
         self.labor = erp if isinstance(erp, ErpLaborCostPort) else None
+        self.employees = erp if isinstance(erp, ErpEmployeesPort) else None
+        self.erp = erp
+
+    def erp_bound(self) -> list[Callable[..., Any]]:
+        """The activities that run on the ERP task queue (the employee, then its labor cost)."""
+        return [self.upsert_employee, self.put_labor_cost_rate]
 
     @activity.defn(name="workforce.find_conflicts")
     @translate_errors
@@ -185,6 +208,44 @@ class WorkforceActivities:
         if existing is not None and existing == resource:
             return existing  # already so (a retry after the write)
         return await self.resources.upsert_resource(resource)
+
+    @activity.defn(name="workforce.upsert_employee")
+    @translate_errors
+    async def upsert_employee(self, request: UpsertEmployee) -> ErpEmployee | None:
+        if self.employees is None:
+            raise _not_supported("employee master", System.ERP)
+        state = request.state
+        name = state.name or (state.worker_id if request.create else None)
+        first, last = split_name(name) if name else (None, None)
+        wanted = ErpEmployee(
+            worker_id=state.worker_id,
+            first_name=first,
+            last_name=last,
+            email=state.email,
+            hire_date=state.employed_from,
+            cost_center=await self._department(state),
+            active=True if request.create else None,
+        )
+        return await self.employees.upsert_employee(wanted, create=request.create)
+
+    async def _department(self, state: WorkerState) -> str | None:
+        """The worker's cost center when the ERP has it as an active department; else None
+        (the employee's department is left as it is, and the activity log says why)."""
+        code = state.cost_center
+        status = getattr(self.erp, "cost_center_status", None)
+        if code is None or status is None:
+            return None
+        found: CostCenterStatus = await status(code)
+        if found is CostCenterStatus.ACTIVE:
+            return code
+        activity.logger.warning(
+            "cost center %s of worker %s is %s in the ERP: the employee's department is left "
+            "as it is",
+            code,
+            state.worker_id,
+            found.value,
+        )
+        return None
 
     async def _open_history(self, worker_id: str) -> None:
         """Before a worker's first rate row: the labor cost the employee has now becomes the

@@ -17,9 +17,11 @@ What it does with a change:
    effective date, in the worker's zone) then HCM's sequence, and wait durably until it is due;
 3. apply it with the pure reducer (`contracts.v1.workforce.apply`): only the fields it is newer
    for, so a stale or out-of-order event never overwrites a newer one; then bring the PSA
-   resource to the new state and, when its cost rate won, add the ERP labor cost row effective
-   from its date (never rewriting rows or costs already posted). A refused write becomes an
-   exception item (retry or skip); transient failures retry.
+   resource to the new state, the ERP employee too (made on a hire or rehire, before the
+   labor cost row, so the row in force becomes its labor cost; later kept in step when the
+   name, e-mail or cost center change) and, when its cost rate won, add the ERP labor cost row
+   effective from its date (never rewriting rows or costs already posted). A refused write
+   becomes an exception item (retry or skip); transient failures retry.
 4. continue as new after `continue_after` changes (or when Temporal suggests it), carrying the
    state, the pending changes, the seen event ids and the open items.
 
@@ -43,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.workforce import (
         FindLifecycleConflicts,
         PutLaborCostRate,
+        UpsertEmployee,
         UpsertResource,
         WorkforceActivities,
     )
@@ -87,6 +90,10 @@ _RESOURCE_FIELDS = frozenset(
         "leave_until",
     }
 )
+_EMPLOYEE_FIELDS = frozenset({"name", "email", "cost_center"})
+_HIRES = frozenset({WorkerChangeKind.HIRE, WorkerChangeKind.REHIRE})
+ERP_EMPLOYEE_PATCH = "lifecycle-erp-employee"
+"""Hires and rehires make the ERP employee (runs recorded before it replay without)."""
 _RESOURCE_KINDS = frozenset(
     {
         WorkerChangeKind.HIRE,
@@ -285,6 +292,20 @@ class WorkerLifecycleWorkflow:
                     start_to_close_timeout=self._timeout,
                     retry_policy=RETRY,
                     summary=f"PSA resource for {change.kind.value} {change.event_id}",
+                ),
+            )
+        hired = change.kind in _HIRES
+        if (hired or fields & _EMPLOYEE_FIELDS) and workflow.patched(ERP_EMPLOYEE_PATCH):
+            await self._refusable(
+                change,
+                "upsert_employee",
+                lambda: workflow.execute_activity_method(
+                    WorkforceActivities.upsert_employee,
+                    UpsertEmployee(state=result, create=hired),
+                    task_queue=self._erp_queue,
+                    start_to_close_timeout=self._timeout,
+                    retry_policy=RETRY,
+                    summary=f"ERP employee for {change.kind.value} {change.event_id}",
                 ),
             )
         rate_stamp = result.stamps.get("cost_rate")

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
+from connectors.erp.fake_employees import FakeEmployeesMixin
 from connectors.erp.fake_labor_cost import FakeLaborCostMixin
 from connectors.erp.fake_rate_cards import FakeErpRateCardsMixin
 from connectors.erp.port import (
@@ -65,7 +66,7 @@ class _FakeCustomer:
     credit_hold: bool = False
 
 
-class FakeErp(FakeErpRateCardsMixin, FakeLaborCostMixin, ErpPort):
+class FakeErp(FakeErpRateCardsMixin, FakeLaborCostMixin, FakeEmployeesMixin, ErpPort):
     """`ErpPort` in memory, with the twin's business rules: closed projects, unknown or
     inactive cost centers, closed periods, credit holds, single reversals, upserts by key.
 

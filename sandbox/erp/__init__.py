@@ -4,8 +4,8 @@ Mount it anywhere; its paths are NetSuite's, relative to the app's root:
 
 - `GET|POST /services/rest/record/v1/{type}` — list (`limit` <= 1000, `offset`, `q`) and create
   (204 + `Location`). Types: `customer`, `job`, `department` (cost center), `employee` (with
-  its `laborCost`), `accountingPeriod`, `timebill`, `invoice`, and the custom record types of
-  pssync's tenant setup, `customrecord_pssync_budget` (a project's budget) and
+  its `laborCost` and `hireDate`), `accountingPeriod`, `timebill`, `invoice`, and the custom
+  record types of pssync's tenant setup, `customrecord_pssync_budget` (a project's budget) and
   `customrecord_pssync_labor_forecast` (its labor forecast of a month), whose fields are
   `custrecord_pssync_*` (a project as a reference). NetSuite applies none of pssync's rules to
   custom records, and neither does the twin: only field types, mandatory fields (`name`, the

@@ -69,6 +69,7 @@ class EmployeeBody(_Body):
     currency: Ref | None = None
     department: Ref | None = None
     isInactive: bool | None = None
+    hireDate: date | None = None
     lastModifiedDate: str | None = None
 
 

@@ -68,4 +68,5 @@ def load_firm(app_or_state: FastAPI | TwinState, firm: Firm) -> None:
                 currency=worker.currency,
                 department_id=department.id if department is not None else None,
                 is_inactive=worker.status == "terminated",
+                hire_date=worker.hire_date,
             )

@@ -55,6 +55,7 @@ class ErpEmployee(_Record, table=True):
     currency: str = "USD"
     department_id: int | None = None
     is_inactive: bool = False
+    hire_date: date | None = None
 
 
 class ErpAccountingPeriod(_Record, table=True):

@@ -44,8 +44,22 @@ async def raw_histories(stack: Stack) -> tuple[bytes, list[Payload]]:
         description = (await handle.describe()).raw_description
         for message in (*history.events, description):
             chunks.append(message.SerializeToString())
+            if _is_patch_marker(message):
+                continue
             payloads += payloads_in(message)
     return b"\n".join(chunks), payloads
+
+
+def _is_patch_marker(message: Any) -> bool:
+    """A `workflow.patched` marker: Temporal's core SDK writes its details (the patch id and
+    whether it is deprecated, `{"id": ..., "deprecated": false}`) itself, outside the payload
+    codec. They carry no business data, so they are the one plain payload a history may hold."""
+    marker = getattr(message, "marker_recorded_event_attributes", None)
+    return (
+        marker is not None
+        and message.HasField("marker_recorded_event_attributes")
+        and marker.marker_name == "core_patch"
+    )
 
 
 async def decode_through_codec_server(stack: Stack, payloads: list[Payload]) -> list[Payload]:

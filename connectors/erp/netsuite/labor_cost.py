@@ -7,7 +7,10 @@ the day it is effective from and the HCM event behind it — upserted by
 The row in force on the worker's today becomes the employee's labor cost (`laborCost`, what
 `get_cost_rate` reads); rows and postings already there are never rewritten. A worker's rows
 are found over SuiteQL, then read by internal id (record GETs give dates as ISO dates, SuiteQL
-in the account's format)."""
+in the account's format).
+
+The mixin brings the employee upsert with it (`_EmployeesMixin`, `netsuite/employees.py`): a
+hire makes the employee first, so its row in force becomes the employee's labor cost."""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from typing import Any
 
 from connectors.erp.labor_cost import LaborCostRate, rate_on
 from connectors.erp.mapping import cost_rate_from_employee
-from connectors.erp.netsuite._base import _NetSuiteBase
+from connectors.erp.netsuite.employees import _EmployeesMixin
 from contracts.errors import NotFoundError
 from contracts.money import Money
 
@@ -64,7 +67,10 @@ def labor_cost_from_netsuite(body: dict[str, Any]) -> LaborCostRate:
     )
 
 
-class _LaborCostMixin(_NetSuiteBase):
+class _LaborCostMixin(_EmployeesMixin):
+    """The worker's rate history, on the worker's employee (`employees.py`: created and kept
+    in step from HCM), whose labor cost follows the row in force."""
+
     async def labor_cost_rates(self, worker_id: str) -> list[LaborCostRate]:
         rows = await self._suiteql(
             f"SELECT id FROM {RECORD} WHERE {EMPLOYEE} = {_quoted(worker_id)} ORDER BY id"

@@ -1,4 +1,5 @@
-"""The `employee` record type, with the labor cost the ERP owns."""
+"""The `employee` record type, with the labor cost the ERP owns and the identity HCM owns (names,
+e-mail, hire date, department, active), which pssync upserts by the worker's external ID."""
 
 from __future__ import annotations
 
@@ -19,7 +20,12 @@ class EmployeeType(RecordType):
     body = EmployeeBody
     required = ("firstName", "lastName")
     filters = {"externalId": "external_id", "department": "department_id"}
-    copied = (("firstName", "first_name"), ("lastName", "last_name"), ("email", "email"))
+    copied = (
+        ("firstName", "first_name"),
+        ("lastName", "last_name"),
+        ("email", "email"),
+        ("hireDate", "hire_date"),
+    )
     copied_unless_null = (("isInactive", "is_inactive"),)
 
     def resolved(self, s: Session, body: _Body, given: set[str]) -> dict[str, Any]:
@@ -43,4 +49,5 @@ class EmployeeType(RecordType):
             "currency": _ref(row.currency, row.currency),
             "department": _ref(row.department_id),
             "isInactive": row.is_inactive,
+            "hireDate": row.hire_date.isoformat() if row.hire_date else None,
         }
