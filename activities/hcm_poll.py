@@ -6,7 +6,10 @@ Each Schedule action runs `HcmChangesPoller`, whose one activity `hcm.poll_chang
 window `[cursor - overlap, now)`, and for every event not seen before:
 
 - a termination starts `WorkerTermination` with the ID built from tenant, worker and effective
-  date (`plumbing.temporal.start_or_join`: a re-detected termination joins the run there);
+  date (`plumbing.temporal.start_or_join`: a re-detected termination joins the run there); its
+  dates are days in the worker's HCM time zone (`termination_input`). Without a zone, or with
+  one that is not IANA (reported in `notes`), they are UTC days, as before: a termination is
+  never held back for its zone;
 - a rescind signals that run `rescind`; a rehire signals the worker's latest termination run,
   which treats it as a rescind only while the termination is not yet effective.
 
@@ -59,6 +62,7 @@ from contracts.v1.workforce import (
     LifecycleInput,
     WorkerChangeKind,
     lifecycle_workflow_id,
+    zone,
 )
 from contracts.v1.workforce import WorkerChange as LifecycleChange
 from plumbing.temporal import (
@@ -118,6 +122,31 @@ def lifecycle_change(worker_id: str, change: WorkerChange) -> LifecycleChange:
         fte=changed.fte,
         leave_until=changed.leave_until,
     )
+
+
+def termination_input(
+    tenant: str, worker_id: str, change: WorkerChange, request: PollerInput
+) -> tuple[TerminationInput, str | None]:
+    """The `WorkerTermination` input of an HCM termination event, its days in the worker's HCM
+    time zone; and a note when HCM's zone is not IANA (then UTC days, as without a zone)."""
+    time_zone, note = change.time_zone, None
+    if time_zone is not None:
+        try:
+            zone(time_zone)
+        except ValueError as exc:
+            time_zone, note = None, f"{change.event_id}: {exc}: the termination uses UTC days"
+    termination = change.termination_date or change.effective_date
+    return TerminationInput(
+        hcm_tenant=tenant,
+        worker_id=worker_id,
+        worker_name=change.worker.name,
+        termination_date=termination,
+        last_day_worked=change.last_day_worked or termination,
+        payroll_cutoff_days=request.payroll_cutoff_days,
+        event_id=change.event_id,
+        activity_timeout_s=request.activity_timeout_s,
+        time_zone=time_zone,
+    ), note
 
 
 HEARTBEAT_EVERY_S = 2.0
@@ -243,23 +272,15 @@ class HcmPollActivities:
             if change.event_type is not WorkerEventType.REHIRE:
                 return routed
         if change.event_type is WorkerEventType.TERMINATE:
-            termination = change.termination_date or change.effective_date
+            started, note = termination_input(tenant, worker_id, change, request)
+            termination = started.termination_date
             workflow_id = termination_workflow_id(tenant, worker_id, termination.isoformat())
             # A re-detected termination (a crash before the inbox row) joins the run there;
             # after it closed, the same termination date starts a new run (ALLOW_DUPLICATE).
             await start_or_join(
                 self.client,
                 WORKER_TERMINATION,
-                TerminationInput(
-                    hcm_tenant=tenant,
-                    worker_id=worker_id,
-                    worker_name=change.worker.name,
-                    termination_date=termination,
-                    last_day_worked=change.last_day_worked or termination,
-                    payroll_cutoff_days=request.payroll_cutoff_days,
-                    event_id=change.event_id,
-                    activity_timeout_s=request.activity_timeout_s,
-                ),
+                started,
                 id=workflow_id,
                 task_queue=task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
@@ -275,6 +296,8 @@ class HcmPollActivities:
                 self.store.put_state, latest_run_name(tenant, worker_id), workflow_id
             )
             result.started.append(workflow_id)
+            if note is not None:
+                result.notes.append(note)
             return workflow_id
         if change.event_type is WorkerEventType.RESCIND:
             termination = change.termination_date or change.effective_date

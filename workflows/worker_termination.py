@@ -7,8 +7,10 @@ billing notice; and HcmChangesPoller, the Schedule's run that finds terminations
 1. at once: flag conflicts — assignments after the last day, unapproved time on or before it,
    open change orders the worker must approve — as exception items, and notify resource and
    project managers;
-2. wait durably until the effective date (00:00 UTC), re-read HCM (a termination no longer
-   there is a rescind);
+2. wait durably until the effective date begins where the worker works (midnight in the
+   worker's `time_zone`; 00:00 UTC without one, or in a run begun before the
+   `termination-local-midnight` patch), re-read HCM (a termination no longer there is a
+   rescind);
 3. end the PSA assignments on the last day (compensation: restore them), raise backfill
    resource requests for the remaining demand (compensation: cancel them), close the worker to
    time entry after the last day (compensation: reopen), post approved time up to the last day
@@ -28,14 +30,16 @@ Messages it accepts:
   ActionNotAllowed.
 - query `status` (`TerminationStatus`).
 
-Deterministic: no I/O; item IDs are uuid5 of the workflow ID and the step.
+Deterministic: no I/O; item IDs are uuid5 of the workflow ID and the step. Every wait is for
+the start of a day in the worker's zone: the effective date, the payroll cutoff, the end of the
+rescind window (`start_of_day`).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
@@ -45,6 +49,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from workflows._common import BUSINESS_PROCESS, RETRY, WORKER_ID
 from workflows._desk import ExceptionDesk
 from workflows._saga import Saga
+from workflows._termination_dates import days_in
 
 with workflow.unsafe.imports_passed_through():
     from activities._errors import business_error_info
@@ -94,6 +99,7 @@ with workflow.unsafe.imports_passed_through():
         TerminationResult,
         TerminationStatus,
         TerminationStep,
+        start_of_day,
     )
 
 T = TypeVar("T")
@@ -104,10 +110,6 @@ _DONE_STEPS = (TerminationStep.DONE, TerminationStep.RESCINDED, TerminationStep.
 
 class _Rescinded(Exception):
     """A rescind arrived: undo what was done."""
-
-
-def _start_of(day: date) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=UTC)
 
 
 @workflow.defn(name=WORKER_TERMINATION)
@@ -123,6 +125,7 @@ class WorkerTerminationWorkflow:
             payroll_cutoff=request.cutoff,
         )
         self._rescind: RescindRequest | None = None
+        self._zone: str | None = None  # the zone the run's days are in (None: UTC)
         self._effective = False
         self._all_items: list[str] = []
         self._saga = Saga()
@@ -215,6 +218,9 @@ class WorkerTerminationWorkflow:
     async def _terminate(self, request: TerminationInput) -> None:
         worker = request.worker_id
         last_day = request.last_day_worked
+        self._zone = days_in(request)
+        effective_at = start_of_day(request.termination_date, self._zone)
+        self._status.time_zone, self._status.effective_at = self._zone or "UTC", effective_at
         # 1. Conflicts, at once (also for a termination dated months ahead).
         self._step(TerminationStep.FLAGGING_CONFLICTS, "looking for conflicts in the PSA")
         conflicts: Conflicts = await workflow.execute_activity_method(
@@ -229,9 +235,10 @@ class WorkerTerminationWorkflow:
         # 2. Wait for the effective date; a rescind meanwhile has nothing to undo in the PSA.
         self._step(
             TerminationStep.WAITING_FOR_EFFECTIVE_DATE,
-            f"waiting until {request.termination_date} (last day {last_day})",
+            f"waiting until {request.termination_date} 00:00 {self._status.time_zone} "
+            f"({effective_at:%Y-%m-%d %H:%M} UTC; last day {last_day})",
         )
-        await self._wait_until(_start_of(request.termination_date))
+        await self._wait_until(effective_at)
         self._effective = True
         current: Worker = await workflow.execute_activity_method(
             TerminationActivities.read_worker,
@@ -324,12 +331,12 @@ class WorkerTerminationWorkflow:
                 f"{len(report.failed)} approved entries unposted, {len(report.unapproved)} "
                 f"unapproved — checking again at the payroll cutoff {request.cutoff}",
             )
-            await self._wait_until(_start_of(request.cutoff))
+            await self._wait_until(start_of_day(request.cutoff, self._zone))
             await self._settle_payroll()
         # 8. A rescind can still undo the steps for a while.
         until = request.cutoff + timedelta(days=request.rescind_window_days)
         self._step(TerminationStep.OPEN_FOR_RESCIND, f"done; a rescind undoes it until {until}")
-        await self._wait_until(_start_of(until))
+        await self._wait_until(start_of_day(until, self._zone))
 
     # ----------------------------------------------------------------------- steps
 

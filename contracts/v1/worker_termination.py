@@ -5,6 +5,10 @@
 The HCM poller (`HcmChangesPoller`, run by a Temporal Schedule) turns HCM termination events
 into one `WorkerTermination` run per worker and effective date; rescinds and rehires become
 the `rescind` message of that run. No I/O here.
+
+Dates are days in the worker's time zone (`TerminationInput.time_zone`, IANA, from HCM): a
+termination effective on a day takes effect at the worker's midnight (`start_of_day`), not at
+UTC's or the integration's. Without a zone (HCM gave none) the days are UTC days, as before.
 """
 
 from __future__ import annotations
@@ -12,10 +16,11 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from contracts.v1.models import Assignment
 from contracts.v1.processes import RESOLVER_ROLES, Message, OpenException
+from contracts.v1.workforce import effective_instant, zone
 
 WORKER_TERMINATION = "WorkerTermination"
 HCM_CHANGES_POLLER = "HcmChangesPoller"
@@ -32,6 +37,15 @@ RESCIND_ROLES = frozenset({"ops", "hr", "resource_manager"})
 """Roles that may rescind a termination by hand (HCM's own rescind needs no role)."""
 
 DEFAULT_PAYROLL_CUTOFF_DAYS = 3
+
+LOCAL_MIDNIGHT_PATCH = "termination-local-midnight"
+"""`workflow.patched` id: runs from before it keep waiting for 00:00 UTC."""
+
+
+def start_of_day(day: date, time_zone: str | None) -> datetime:
+    """The moment (UTC) `day` begins for a worker in `time_zone` (IANA; None: UTC). DST-correct:
+    the offset in force at that local midnight (`contracts.v1.workforce.effective_instant`)."""
+    return effective_instant(day, time_zone or "UTC")
 
 
 class RescindSource(StrEnum):
@@ -51,7 +65,8 @@ class TerminationInput(Message):
     worker_id: str
     worker_name: str = ""
     termination_date: date
-    """The effective date: the workflow acts at 00:00 UTC on this day."""
+    """The effective date, a day in the worker's `time_zone`: the workflow acts at the worker's
+    midnight that day (00:00 UTC without a zone)."""
     last_day_worked: date
     payroll_cutoff: date | None = None
     """Approved time up to the last day must be in the ERP by then; default: the last day
@@ -64,6 +79,16 @@ class TerminationInput(Message):
     cost_center: str | None = None
     escalation_after_s: int = Field(default=24 * 3600, ge=1)
     activity_timeout_s: int = Field(default=60, ge=1, le=3600)
+    time_zone: str | None = None
+    """The worker's IANA time zone (HCM's `timeZone`): the termination date, the payroll cutoff
+    and the end of the rescind window are days there. None: UTC days (HCM gave no zone)."""
+
+    @field_validator("time_zone")
+    @classmethod
+    def _iana(cls, value: str | None) -> str | None:
+        if value is not None:
+            zone(value)  # ValueError "not an IANA time zone: 'X'"
+        return value
 
     @model_validator(mode="after")
     def _dates(self) -> TerminationInput:
@@ -124,6 +149,11 @@ class TerminationStatus(Message):
     termination_date: date
     last_day_worked: date
     payroll_cutoff: date
+    time_zone: str = "UTC"
+    """The zone the run's days are days in (the worker's; UTC without one, or for a run begun
+    before days were local)."""
+    effective_at: datetime | None = None
+    """The moment the termination takes effect (UTC): the start of its day in `time_zone`."""
     completed: list[str] = Field(default_factory=list)
     conflict_items: list[str] = Field(default_factory=list)
     open_items: list[OpenException] = Field(default_factory=list)
@@ -177,3 +207,5 @@ class PollResult(Message):
     started: list[str] = Field(default_factory=list)
     signalled: list[str] = Field(default_factory=list)
     ignored: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    """Events routed with a caveat (a termination whose HCM zone is not IANA: UTC days)."""

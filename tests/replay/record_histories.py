@@ -34,6 +34,9 @@ Every scenario now records with encryption on (the replay test holds the key).
   ProvisioningFailed naming the failed compensation.
 - `termination_rescinded_after_effective_date`: assignments ended, backfill raised, time entry
   closed, time posted; then HCM rescinds: compensations in reverse, the open item withdrawn.
+- `termination_local_midnight`: a Sydney worker terminated effective Sydney's today while UTC
+  is still on the day before (record between 13:00 and 24:00 UTC): the run acts at once, with
+  the `termination-local-midnight` patch marker, where a run on UTC days would have waited.
 - `tti_continue_as_new`: a time pipeline continues as new (a low `max_history_events`) with an
   open exception item carried; the item is resolved in the continuation, which then completes.
 - `assignment_sync_continue_as_new`: a sync with a refused forecast (open item) continues as
@@ -432,6 +435,51 @@ async def record_termination_rescinded_after_effective_date(
     return [_write(history, _stem(handle.id))]
 
 
+async def record_termination_local_midnight(env: WorkflowEnvironment) -> list[Path]:
+    """A Sydney worker terminated effective Sydney's today, recorded while UTC is still on the
+    day before: the run acts at once (Sydney's day has begun), where a run on UTC days would
+    have waited for UTC's midnight; ends one assignment and completes. Written with plain
+    payloads, as the other termination histories (the replay test expects only `*_encrypted`
+    files encrypted)."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from contracts.v1.worker_termination import TerminationOutcome
+    from tests.replay.test_replay import payloads_in
+    from tests.workflows import test_worker_termination as term
+
+    now = datetime.now(UTC)
+    sydney_today = now.astimezone(ZoneInfo("Australia/Sydney")).date()
+    if sydney_today == now.date():
+        raise RuntimeError("record between 13:00 and 24:00 UTC (Sydney a day ahead of UTC)")
+    with tempfile.TemporaryDirectory() as tmp:
+        async with term.termination_world(env, Path(tmp)) as world:
+            t = world.today
+            world.psa.add_assignment(
+                world.project_id, "Consultant", t - timedelta(days=30), t + timedelta(days=60),
+                worker_id=term.WORKER, minutes=9100,
+            )  # fmt: skip
+            handle = await term.start(
+                world,
+                sydney_today,
+                sydney_today - timedelta(days=1),
+                workflow_id=f"termination/test/{term.WORKER}/local_midnight",
+                time_zone="Australia/Sydney",
+                payroll_cutoff_days=0,
+            )
+            result = await handle.result()
+            assert result.outcome is TerminationOutcome.COMPLETED, result
+            assert result.ended_assignments == 1, result
+            history = await handle.fetch_history()
+            codec = env.client.data_converter.payload_codec
+            assert codec is not None
+            for event in history.events:
+                for payload in payloads_in(event):
+                    (plain,) = await codec.decode([payload])
+                    payload.CopyFrom(plain)
+    return [_write(history, _stem(handle.id))]
+
+
 # --------------------------------------------------------------------------- TimeToInvoice
 
 
@@ -685,6 +733,7 @@ SCENARIOS: dict[str, Recorder] = {
     "termination_rescinded_after_effective_date": (
         record_termination_rescinded_after_effective_date
     ),
+    "termination_local_midnight": record_termination_local_midnight,
     "tti_continue_as_new": record_tti_continue_as_new,
     "assignment_sync_continue_as_new": record_assignment_sync_continue_as_new,
 }
