@@ -24,6 +24,7 @@ from demo.reconciliation import reconciliation_scene
 from demo.termination import termination_scene
 from demo.time_to_invoice import RATED_ROLE, hold_missing_rate_card, time_to_invoice_scene
 from demo.waits import actor_token, wait_for_open_exception, wait_for_workflow
+from demo.workforce import workforce_scene
 from stack import Stack, print_urls, running_stack, stop_on_signal
 
 console = Console()
@@ -33,8 +34,9 @@ async def run_scenario(
     stack: Stack, *, deals: int = 3, say: Any = print, won: list[DealOutcome] | None = None
 ) -> list[Check]:
     """The demo: several deals won, one webhook delivered 50 times at once, one deal with a
-    bad cost center fixed through the exceptions API. Returns every check; the deals won are
-    appended to `won` when given."""
+    bad cost center fixed through the exceptions API, then the scenes on the projects (a change
+    order, a termination, two people joining, time to invoice, reconciliation). Returns every
+    check; the deals won are appended to `won` when given."""
     from sandbox.seed import build_firm
 
     firm = build_firm(7)
@@ -67,6 +69,11 @@ async def run_scenario(
     say("a consultant on the second project leaves the firm")
     checks.extend((await termination_scene(stack, outcomes[1], say)).checks)
 
+    say("two people join in Sydney: a hire staffed the same day, raises from their own dates")
+    # On the last project: the first one's time, invoice and reconciliation stay its scenes'.
+    workforce = await workforce_scene(stack, outcomes[-1], say)
+    checks.extend(workforce.checks)
+
     say("time and expense on the first project, to the ERP and an invoice")
     checks.extend(await time_to_invoice_scene(stack, outcomes[0], say))
 
@@ -81,6 +88,7 @@ async def run_scenario(
     ]
     checks.append(Check("50 duplicate webhooks made one run", len(runs) <= 1, f"{len(runs)} run"))
     console.print(_holdings_table(outcomes))
+    console.print(workforce.table)
     return checks
 
 
