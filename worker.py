@@ -179,54 +179,19 @@ class Deployment:
             self.engine.dispose()
 
 
-def build_workers(
-    client: Client, deployment: Deployment, *, task_queue: str = TASK_QUEUE, **options: Any
-) -> list[Worker]:
-    """Every workflow and activity of every process, on two workers: the main one (workflows;
-    CRM, PSA, HCM and store activities) and the ERP one, whose activities the server starts no
-    faster than the ERP's quota. Tests build the same wiring over in-memory fakes.
-    `options` go to both `Worker`s (e.g. `max_cached_workflows`)."""
-    settings = deployment.settings
+Activities = tuple[list[Any], list[Any]]
+"""A process's activities: those on the main task queue, and those on the ERP queue."""
+
+
+def _provisioning_and_change_orders(deployment: Deployment) -> Activities:
     crm = CrmActivities(deployment.crm)
     psa = PsaActivities(deployment.psa)
     erp = ErpActivities(deployment.erp)
-    st = StoreActivities(deployment.store, deployment.tenants())
     change_order = ChangeOrderActivities(
         deployment.psa, deployment.store, OutboxNotifier(deployment.store, deployment.psa)
     )
     change_order_erp = ChangeOrderErpActivities(deployment.erp)
-    sync = AssignmentSyncActivities(deployment.psa, deployment.store)
-    sync_erp = AssignmentForecastActivities(deployment.erp)
-    rate_cards = RateCardActivities(deployment.psa)
-    rate_cards_erp = RateCardErpActivities(deployment.erp)
-    termination = TerminationActivities(deployment.psa, deployment.hcm)
-    workforce = WorkforceActivities(deployment.psa, deployment.erp)
-    posting = TimePostingActivities(deployment.psa, deployment.erp)
-    time_to_invoice = TimeToInvoiceActivities(
-        deployment.psa,
-        deployment.erp,
-        deployment.hcm,
-        deployment.store,
-        client=client,
-        pipeline_defaults=pipeline_input(settings, "-"),
-    )
-    retention = RetentionActivities(deployment.store)
-    reconciliation = ReconciliationActivities(
-        deployment.crm,
-        deployment.psa,
-        deployment.erp,
-        deployment.store,
-        client=client,
-        pipeline_defaults=pipeline_input(settings, "-"),
-        tenants=deployment.tenants(),
-        hcm=deployment.hcm,
-        budget_variance=settings.reconcile.budget_variance,
-    )
-    poll = HcmPollActivities(
-        deployment.hcm, deployment.store, client, default_tenant=settings.hcm.tenant
-    )
-    main_activities: list[Any] = [
-        doctor_activities.ping,
+    main = [
         # opportunity to project
         crm.read_opportunity,
         crm.write_back_enterprise_id,
@@ -245,12 +210,42 @@ def build_workers(
         change_order.raise_demand,
         change_order.cancel_demand,
         change_order.notify,
-        # assignment sync
+    ]
+    erp_bound = [
+        erp.check_cost_center,
+        erp.upsert_customer,
+        erp.upsert_project,
+        erp.close_project,
+        change_order_erp.read_erp_budget,
+        change_order_erp.revise_erp_budget,
+        change_order_erp.revert_erp_budget,
+    ]
+    return main, erp_bound
+
+
+def _staffing_and_rate_cards(client: Client, deployment: Deployment) -> Activities:
+    sync = AssignmentSyncActivities(deployment.psa, deployment.store)
+    sync_erp = AssignmentForecastActivities(deployment.erp)
+    rate_cards = RateCardActivities(deployment.psa)
+    rate_cards_erp = RateCardErpActivities(deployment.erp)
+    main = [
         sync.read_assignments,
         sync.resolve_erp_project,
         rate_cards.read_revision,  # rate card sync, and the sweep for lost webhooks
         RateCardSweepActivities(deployment.psa, deployment.store, client).sweep,
-        # worker termination and the HCM poller
+    ]
+    return main, [sync_erp.sync_forecast, rate_cards_erp.write_erp_revision]
+
+
+def _workforce(client: Client, deployment: Deployment) -> Activities:
+    """Worker termination, the HCM poller and the worker lifecycle."""
+    termination = TerminationActivities(deployment.psa, deployment.hcm)
+    workforce = WorkforceActivities(deployment.psa, deployment.erp)
+    posting = TimePostingActivities(deployment.psa, deployment.erp)
+    poll = HcmPollActivities(
+        deployment.hcm, deployment.store, client, default_tenant=deployment.settings.hcm.tenant
+    )
+    main = [
         termination.find_conflicts,
         termination.read_worker,
         termination.assignments_after,
@@ -261,42 +256,47 @@ def build_workers(
         termination.close_time_entry,
         termination.reopen_time_entry,
         poll.poll_changes,
-        # worker lifecycle (its ERP labor cost write is on the ERP queue below)
         workforce.find_conflicts,
         workforce.upsert_resource,
-        # time to invoice (the ERP-bound steps are on the ERP queue below)
+    ]
+    return main, [posting.post_approved_time, *workforce.erp_bound()]
+
+
+def _time_and_reconciliation(client: Client, deployment: Deployment) -> Activities:
+    """Time to invoice, reconciliation and retention."""
+    settings = deployment.settings
+    time_to_invoice = TimeToInvoiceActivities(
+        deployment.psa,
+        deployment.erp,
+        deployment.hcm,
+        deployment.store,
+        client=client,
+        pipeline_defaults=pipeline_input(settings, "-"),
+    )
+    reconciliation = ReconciliationActivities(
+        deployment.crm,
+        deployment.psa,
+        deployment.erp,
+        deployment.store,
+        client=client,
+        pipeline_defaults=pipeline_input(settings, "-"),
+        tenants=deployment.tenants(),
+        hcm=deployment.hcm,
+        budget_variance=settings.reconcile.budget_variance,
+    )
+    main = [
         time_to_invoice.reject_entry,
         time_to_invoice.prepare_invoice,
         time_to_invoice.mark_invoiced,
         time_to_invoice.sweep,
-        # the store, shared by every process
-        st.reserve_enterprise_id,
-        st.link_xrefs,
-        st.open_exception,
-        st.resolve_exception,
-        st.escalate_exception,
-        st.add_outbox,
-        st.record_lineage,
         # retention: the daily purge of aged inbox, outbox, lineage and audit rows
-        retention.purge,
-        # reconciliation (its comparisons and forced repairs are on the ERP queue below)
+        RetentionActivities(deployment.store).purge,
         reconciliation.begin,
         reconciliation.plan,
         reconciliation.finish,
         reconciliation.acknowledge,
     ]
-    erp_activities: list[Any] = [
-        erp.check_cost_center,
-        erp.upsert_customer,
-        erp.upsert_project,
-        erp.close_project,
-        change_order_erp.read_erp_budget,
-        change_order_erp.revise_erp_budget,
-        change_order_erp.revert_erp_budget,
-        sync_erp.sync_forecast,
-        rate_cards_erp.write_erp_revision,
-        posting.post_approved_time,
-        *workforce.erp_bound(),
+    erp_bound = [
         time_to_invoice.process_batch,
         time_to_invoice.create_invoice,
         time_to_invoice.void_invoice,
@@ -307,6 +307,41 @@ def build_workers(
         reconciliation.compare_workforce,
         reconciliation.force_repair,
     ]
+    return main, erp_bound
+
+
+def _store(deployment: Deployment) -> list[Any]:
+    """The store's activities, shared by every process."""
+    st = StoreActivities(deployment.store, deployment.tenants())
+    return [
+        st.reserve_enterprise_id,
+        st.link_xrefs,
+        st.open_exception,
+        st.resolve_exception,
+        st.escalate_exception,
+        st.add_outbox,
+        st.record_lineage,
+    ]
+
+
+def build_workers(
+    client: Client, deployment: Deployment, *, task_queue: str = TASK_QUEUE, **options: Any
+) -> list[Worker]:
+    """Every workflow and activity of every process, on two workers: the main one (workflows;
+    CRM, PSA, HCM and store activities) and the ERP one, whose activities the server starts no
+    faster than the ERP's quota. Tests build the same wiring over in-memory fakes.
+    `options` go to both `Worker`s (e.g. `max_cached_workflows`)."""
+    settings = deployment.settings
+    main_activities: list[Any] = [doctor_activities.ping, *_store(deployment)]
+    erp_activities: list[Any] = []
+    for main, erp_bound in (
+        _provisioning_and_change_orders(deployment),
+        _staffing_and_rate_cards(client, deployment),
+        _workforce(client, deployment),
+        _time_and_reconciliation(client, deployment),
+    ):
+        main_activities += main
+        erp_activities += erp_bound
     # A deploy (SIGTERM) lets activities in flight finish instead of abandoning them to their
     # start-to-close timeouts.
     grace = timedelta(seconds=settings.worker_shutdown_grace_s)
