@@ -205,9 +205,13 @@ class WorkforceActivities:
             leaves=leaves,
             active=True,
         )
-        if existing is not None and existing == resource:
-            return existing  # already so (a retry after the write)
-        return await self.resources.upsert_resource(resource)
+        if existing is None or existing != resource:  # equal: a retry after the write
+            existing = await self.resources.upsert_resource(resource)
+        if request.change.kind is WorkerChangeKind.REHIRE:
+            # The termination closed the user to time after the old last day; back at work,
+            # they book time again from the rehire date (repeat-safe).
+            await self.psa.reopen_resource_to_time(state.worker_id)
+        return existing
 
     @activity.defn(name="workforce.upsert_employee")
     @translate_errors
