@@ -47,3 +47,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.write_line(
         "PostgreSQL store tests: " + ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
     )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`--dist loadgroup`), the end-to-end tests run one after another on one
+    worker: each starts a dev server, the twins, a gateway and worker processes, and two at once
+    on a 2-core machine would starve each other's timers. The other tests spread over the
+    remaining workers."""
+    for item in items:
+        if item.get_closest_marker("e2e") is not None:
+            item.add_marker(pytest.mark.xdist_group("e2e"))

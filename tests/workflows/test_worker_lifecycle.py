@@ -19,6 +19,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 import store
+from bench._harness.waiting import must_eventually
 from connectors.erp import FakeErp
 from connectors.erp.labor_cost import LaborCostRate
 from connectors.hcm import ChangedFields, FakeHcm, WorkerEventType
@@ -293,8 +294,12 @@ async def test_continue_as_new_keeps_the_order_of_pending_changes(world: World) 
         await world.send(change, workflow_id=wid, **carry)
     await world.send(later[0], workflow_id=wid, **carry)  # a duplicate after continue-as-new
     latest = world.client.get_workflow_handle(wid)
+
+    async def continued() -> bool:  # the first run also shows three pending before it goes
+        return (await latest.describe()).run_id != first_run
+
+    await must_eventually(continued, 20, every_s=0.1)
     status = await status_until(latest, lambda s: len(s.pending) == 3, "changes carried")
-    assert (await latest.describe()).run_id != first_run
     await world.env.sleep(timedelta(days=11))
     status = await status_until(latest, lambda s: not s.pending, "all applied")
     applied = [h.event_id for h in status.history]
