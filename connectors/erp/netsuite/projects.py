@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from connectors._concurrency import all_of
 from connectors._vendor_errors import unmappable
 from connectors.erp.mapping import (
     ENTERPRISE_ID_FIELD,
@@ -48,8 +49,11 @@ class _ProjectsMixin(_BudgetsMixin):
     async def upsert_project(
         self, project: Project, *, enterprise_id: str, customer_erp_id: str, budget: Money
     ) -> str:
-        department = await self._department_ref(project.cost_center)
-        customer = await self._reference("customer", customer_erp_id, field="customer")
+        # Two independent look-ups (reads), side by side.
+        department, customer = await all_of(
+            self._department_ref(project.cost_center),
+            self._reference("customer", customer_erp_id, field="customer"),
+        )
         body = project_body(
             project, enterprise_id=enterprise_id, customer=customer, department=department
         )

@@ -8,6 +8,7 @@ import functools
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from connectors._concurrency import all_of
 from connectors.psa._constants import (
     MILESTONE_MARKER,
     POST_MARKER,
@@ -53,6 +54,10 @@ def _listed(
             raise missing(record, obj, ids_field, f"{key} {ident} is not in the response")
         found.append(related)
     return found
+
+
+async def _none() -> None:
+    return None
 
 
 class ProjectsMixin(CustomFieldsMixin):
@@ -148,12 +153,14 @@ class ProjectsMixin(CustomFieldsMixin):
         rate card or a tenant without the custom fields is refused before anything is written.
         """
         nodes = wbs_in_creation_order(project)
-        rate_card = (
-            await self._resolve_rate_card(project.rate_card_id) if project.rate_card_id else None
+        # Three independent reads side by side (the rate card and the custom fields are
+        # cached per client after the first project, the reference is read every time).
+        rate_card, _, ref = await all_of(
+            self._resolve_rate_card(project.rate_card_id) if project.rate_card_id else _none(),
+            self._check_workspace_custom_fields(),
+            self._project_ref(enterprise_id),
         )
-        await self._check_workspace_custom_fields()
         fields = self._workspace_fields(project, enterprise_id, rate_card)
-        ref = await self._project_ref(enterprise_id)
         ws_id: str | None = reference_from_kantata(ref)[0] if ref else None
         if ref is not None and ref.get("status") == "successful":
             ws = self._one(await self._call("GET", f"/workspaces/{ws_id}.json"))
@@ -183,8 +190,14 @@ class ProjectsMixin(CustomFieldsMixin):
         await self._put_ref("Workspace", ws_id, PROJECT_MODEL, enterprise_id, "pending")
         try:
             await self._write_workspace_facts(ws_id, project)
-            await self._ensure_stories(ws_id, project, nodes)
-            await self._ensure_milestones(ws_id, project)
+            # Stories and milestones are different records of the workspace, neither needs
+            # the other: side by side. Within each, records are still made one by one in
+            # order (a story needs its parent; ids follow the WBS and milestone order, which
+            # is the order a project is read back in).
+            await all_of(
+                self._ensure_stories(ws_id, project, nodes),
+                self._ensure_milestones(ws_id, project),
+            )
         except BusinessRuleViolation as exc:
             await self._put_ref(
                 "Workspace", ws_id, PROJECT_MODEL, enterprise_id, "failed", exc.message
