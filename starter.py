@@ -2,7 +2,7 @@
 
 pssync demo                  # the whole stack on the embedded default, a scenario, checks
 pssync up                    # the whole stack in the foreground until Ctrl-C
-pssync worker                # workers only, against settings.temporal
+pssync worker [--processes N] # workers only, against settings.temporal
 pssync sandbox --port 8100   # the four twins
 pssync contracts export DIR  # one JSON Schema per canonical model
 pssync db upgrade            # apply the store's migrations
@@ -179,11 +179,32 @@ def keys_new() -> None:
 
 
 @app.command("worker")
-def worker_command() -> None:
+def worker_command(
+    processes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Worker processes on the same task queues (metrics ports +2 each); if one "
+            "exits, the others are stopped and the command exits 1 (docs/deployment.md)",
+        ),
+    ] = 1,
+) -> None:
     """Run the workers against settings.temporal until Ctrl-C."""
-    import worker
+    if processes == 1:
+        import worker
 
-    worker.main()
+        worker.main()
+        return
+    from stack.workers import supervise
+
+    settings = _settings()
+    code = supervise(
+        processes,
+        metrics_port=settings.worker_metrics_port,
+        app_metrics_port=settings.worker_app_metrics_port,
+        grace_s=settings.worker_shutdown_grace_s,
+    )
+    raise typer.Exit(code)
 
 
 @sandbox_app.callback()

@@ -1,5 +1,6 @@
 """Ports and processes of the stack: in-loop uvicorn servers, free ports, the twins served in
-their own process (`pssync sandbox`) and stopping a child by its id."""
+their own process (`pssync sandbox`), gateway processes sharing the stack (`pssync gateway`)
+and stopping a child by its id."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -107,3 +109,58 @@ def serve_twins(
     uvicorn.run(
         sandbox.app, host="127.0.0.1", port=port or settings.sandbox_port, log_level="warning"
     )
+
+
+def process_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a pssync child process (`pssync worker`, `pssync gateway`) that is to
+    share this stack: this process's environment without its PSSYNC_ variables, then the
+    stack's home (payload keys), store, Temporal address and twins; then `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PSSYNC_")}
+    env.update(
+        {
+            "PSSYNC_HOME": str(settings.home),
+            "PSSYNC_DATABASE_URL": settings.resolved_database_url,
+            "PSSYNC_TEMPORAL__ADDRESS": settings.temporal.address,
+            **{
+                f"PSSYNC_{system.upper()}__BASE_URL": getattr(settings, system).base_url
+                for system in ("crm", "psa", "erp", "hcm")
+            },
+            **(extra or {}),
+        }
+    )
+    return env
+
+
+async def start_gateway_process(
+    settings: Settings, log: Path, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`pssync gateway` as a child on a free loopback port, sharing the stack's store, Temporal
+    and keys (`process_env`); returns it and its URL once its /healthz answers. The caller stops
+    it by its id (`stop_process`)."""
+    import httpx
+
+    port = free_port()
+    env = process_env(
+        settings,
+        {"PSSYNC_GATEWAY_HOST": "127.0.0.1", "PSSYNC_GATEWAY_PORT": str(port), **(extra_env or {})},
+    )
+    with log.open("ab") as out:
+        proc = subprocess.Popen(  # noqa: ASYNC220  (returns at once)
+            [sys.executable, "-m", "starter", "gateway"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = asyncio.get_running_loop().time() + 120
+    async with httpx.AsyncClient(timeout=5) as http:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"gateway process exited ({proc.returncode}); see {log}")
+            with contextlib.suppress(httpx.HTTPError):
+                if (await http.get(f"{url}/healthz")).status_code < 500:
+                    return proc, url
+            if asyncio.get_running_loop().time() > deadline:
+                stop_process(proc)
+                raise TimeoutError(f"the gateway process did not start; see {log}")
+            await asyncio.sleep(0.1)

@@ -48,6 +48,7 @@ async def running_stack(
     run_worker: bool = True,
     sandbox_home: Path | None = None,
     twins_process: bool = False,
+    webhook_base: str | None = None,
 ) -> AsyncIterator[Stack]:
     """Start the Temporal dev server, the gateway, the twins (seeded, webhooks pointed at the
     gateway) and the worker; stop all of it on exit, also on failure.
@@ -56,7 +57,9 @@ async def running_stack(
     leaves the worker to a separate process (`pssync worker`), as the crash tests need;
     `twins_process=True` serves the twins from a child process (`pssync sandbox`), as remote
     vendors would be, so benchmarks do not charge their CPU to pssync (`stack.sandbox` is then
-    None: nothing in this process can reach into the twins)."""
+    None: nothing in this process can reach into the twins); `webhook_base` sends the twins'
+    webhooks to `<webhook_base>/webhooks/crm|psa` instead of this gateway (a load balancer in
+    front of gateway processes, as in the scale-out test)."""
     import store as store_module
     import worker
     from plumbing.telemetry import WORKER, start_tracing
@@ -81,6 +84,11 @@ async def running_stack(
         _note_temporal(stack, ephemeral_ports)
         try:
             webhooks = await _start_gateway(stack, children, ephemeral_ports)
+            if webhook_base is not None:
+                webhooks = {
+                    f"{system}_webhook_url": f"{webhook_base}/webhooks/{system}"
+                    for system in ("crm", "psa")
+                }
             sport = await _start_twins(
                 stack,
                 children,
