@@ -10,8 +10,10 @@ and their webhooks pointed at the gateway, the worker: in this process, or as `p
 in a child process with `--worker-process`). Then:
 
 1. warm-up: a few deals and a few floor runs, not counted. One warm-up saga's history gives the
-   shape of the floor: its ActivityTaskScheduled events, grouped by the workflow task that
-   scheduled them (the master-data check schedules 2 at once, the rest go one by one).
+   shape of the floor: its ActivityTaskScheduled events and local-activity markers (the store
+   steps, local since issue 19), grouped by the workflow task that scheduled them (the
+   master-data check schedules 2 at once, the rest go one by one); the floor runs every one
+   as a regular no-op activity.
 2. the saga: `--deals` won deals, `--concurrency` in flight. Each deal is created in the CRM
    twin and moved to Closed Won (as `win_deal` does, with one shared CRM client so the
    won moment can be timed); the twin's signed webhook reaches the gateway, which starts the

@@ -31,6 +31,16 @@ RETRY = RetryPolicy(
     non_retryable_error_types=["BusinessRuleViolation", "AuthError", "NotFoundError"],
 )
 
+# Short store steps a saga runs as local activities (issue 19): one transaction in the worker's
+# own database, idempotent by business key, so a re-run after a worker crash (a local activity
+# is at-least-once, like any activity) changes nothing. A short start-to-close: a store write
+# that hangs is retried, not waited on for a vendor's minute. The same retry policy as every
+# step; a backoff longer than LOCAL_RETRY_THRESHOLD becomes a server-side timer, so a long
+# database outage waits in history (surviving a worker restart) instead of holding a workflow
+# task open in one worker.
+LOCAL_STORE_TIMEOUT = timedelta(seconds=10)
+LOCAL_RETRY_THRESHOLD = timedelta(seconds=5)
+
 __all__ = [
     "BUSINESS_PROCESS",
     "CHANGE_ORDER_ID",
@@ -38,6 +48,8 @@ __all__ = [
     "CUSTOMER_NAME",
     "ENTERPRISE_PROJECT_ID",
     "EXCEPTION_OPEN",
+    "LOCAL_RETRY_THRESHOLD",
+    "LOCAL_STORE_TIMEOUT",
     "RETRY",
     "WORKER_ID",
 ]

@@ -9,6 +9,21 @@ Messages it accepts:
   cannot be corrected.
 - query `status` (`ProvisioningStatus`): the current step, IDs so far, the open exception.
 
+Round trips (issue 19): the short store steps — reserving the enterprise IDs, linking the
+xrefs, queueing `project.provisioned` in the outbox — run as local activities (patch
+`o2p-local-store-steps`): in the worker that runs the workflow, recorded as markers in the same
+workflow task, 5 of the 14 server round trips saved. Each is one transaction in pssync's own
+store and idempotent by business key (reserve: the source record's existing ID wins; link: the
+same pair is a no-op; outbox: insert-if-absent on (event_type, key)), so the re-run a worker
+crash causes — a local activity is at-least-once, like any activity — changes nothing.
+The vendor calls (CRM, PSA, ERP) stay regular activities: their retries must outlive a worker
+restart with server-side timeouts (an outage lasts minutes to hours, and a local activity's
+retries live in one worker's memory past a few seconds); the ERP's calls must go through the
+ERP task queue, whose activities-per-second limit the server enforces (a local activity
+bypasses task queues and their limits); and a slow vendor call would hold the workflow task open
+instead of the activity's own timeout and heartbeats. The exception desk's store steps stay
+regular for now (shared with the other sagas, each would need its own patch).
+
 Deterministic: no I/O; IDs are minted from `workflow.now()` and `workflow.random()`.
 """
 
@@ -23,7 +38,13 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows._common import CUSTOMER_NAME, ENTERPRISE_PROJECT_ID, RETRY
+from workflows._common import (
+    CUSTOMER_NAME,
+    ENTERPRISE_PROJECT_ID,
+    LOCAL_RETRY_THRESHOLD,
+    LOCAL_STORE_TIMEOUT,
+    RETRY,
+)
 from workflows._desk import ExceptionDesk
 from workflows._saga import Saga, reason_of
 
@@ -86,6 +107,11 @@ with workflow.unsafe.imports_passed_through():
     )
 
 T = TypeVar("T")
+A = TypeVar("A")
+
+LOCAL_STORE_STEPS = "o2p-local-store-steps"
+"""Patch: the store steps run as local activities (histories recorded before it replay with
+them as regular activities)."""
 
 
 class Abandoned(Exception):
@@ -288,7 +314,7 @@ class OpportunityToProjectWorkflow:
         psa_id: str,
         erp_id: str,
     ) -> None:
-        await workflow.execute_activity_method(
+        await self._store_step(
             StoreActivities.link_xrefs,
             LinkXrefs(
                 enterprise_id=enterprise_id,
@@ -304,8 +330,6 @@ class OpportunityToProjectWorkflow:
                     XrefLink(system="ERP", object_type="job", external_id=erp_id),
                 ],
             ),
-            start_to_close_timeout=self._timeout,
-            retry_policy=RETRY,
         )
 
     async def _link_customer(
@@ -315,7 +339,7 @@ class OpportunityToProjectWorkflow:
         customer_eid: str,
         customer_erp_id: str,
     ) -> None:
-        await workflow.execute_activity_method(
+        await self._store_step(
             StoreActivities.link_xrefs,
             LinkXrefs(
                 enterprise_id=customer_eid,
@@ -330,8 +354,6 @@ class OpportunityToProjectWorkflow:
                     XrefLink(system="ERP", object_type="customer", external_id=customer_erp_id),
                 ],
             ),
-            start_to_close_timeout=self._timeout,
-            retry_policy=RETRY,
         )
 
     async def _staffing_demand(
@@ -352,7 +374,8 @@ class OpportunityToProjectWorkflow:
     async def _publish(
         self, request: ProvisionProjectInput, result: ProvisionProjectResult
     ) -> None:
-        await workflow.execute_activity_method(
+        # A re-run after a crash carries a later `provisioned_at`; the first row queued stays.
+        await self._store_step(
             StoreActivities.add_outbox,
             OutboxEvent(
                 event_type="project.provisioned",
@@ -360,8 +383,6 @@ class OpportunityToProjectWorkflow:
                 payload=result.model_dump(mode="json")
                 | {"crm_tenant": request.crm_tenant, "provisioned_at": workflow.now().isoformat()},
             ),
-            start_to_close_timeout=self._timeout,
-            retry_policy=RETRY,
         )
 
     # ----------------------------------------------------------------------- steps
@@ -444,7 +465,8 @@ class OpportunityToProjectWorkflow:
         candidate = mint_ulid(
             int(workflow.now().timestamp() * 1000), workflow.random().getrandbits(80)
         )
-        enterprise_id: str = await workflow.execute_activity_method(
+        # A re-run after a crash mints another candidate; the store returns the first one.
+        enterprise_id: str = await self._store_step(
             StoreActivities.reserve_enterprise_id,
             ReserveEnterpriseId(
                 entity_type=entity_type,
@@ -454,10 +476,25 @@ class OpportunityToProjectWorkflow:
                 external_id=external_id,
                 candidate=candidate,
             ),
-            start_to_close_timeout=self._timeout,
-            retry_policy=RETRY,
         )
         return enterprise_id
+
+    async def _store_step(
+        self, activity: Callable[[StoreActivities, A], Awaitable[T]], arg: A
+    ) -> T:
+        """A short, idempotent store step: a local activity since `LOCAL_STORE_STEPS`, a
+        regular one in histories recorded before it."""
+        if workflow.patched(LOCAL_STORE_STEPS):
+            return await workflow.execute_local_activity_method(
+                activity,
+                arg,
+                start_to_close_timeout=min(self._timeout, LOCAL_STORE_TIMEOUT),
+                retry_policy=RETRY,
+                local_retry_threshold=LOCAL_RETRY_THRESHOLD,
+            )
+        return await workflow.execute_activity_method(
+            activity, arg, start_to_close_timeout=self._timeout, retry_policy=RETRY
+        )
 
     # ----------------------------------------------------------------------- exceptions
 

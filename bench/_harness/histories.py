@@ -166,12 +166,22 @@ def aggregate_runs(runs: list[dict[str, float]]) -> dict[str, Any]:
 
 
 def shape_of(history: WorkflowHistory) -> list[int]:
-    """Activities scheduled per workflow task, in order."""
+    """Business steps per workflow task, in order: activities scheduled, and each local
+    activity (its marker) as a step of its own. The floor runs each step as a regular no-op
+    activity, so it stays the engine cost of the process's steps however pssync runs them
+    (issue 19's local store steps cut round trips; they must not shrink their own floor)."""
     batches: dict[int, int] = {}
     for event in history.events:
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             wtc = event.activity_task_scheduled_event_attributes.workflow_task_completed_event_id
-            batches[wtc] = batches.get(wtc, 0) + 1
+        elif (
+            event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+            and event.marker_recorded_event_attributes.marker_name == "core_local_activity"
+        ):
+            wtc = event.event_id  # one step each: a workflow task runs its locals in turn
+        else:
+            continue
+        batches[wtc] = batches.get(wtc, 0) + 1
     return [batches[k] for k in sorted(batches)]
 
 

@@ -44,7 +44,7 @@ async def test_shutdown_lets_an_activity_in_flight_finish(
     completed = [
         e for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
     ]
-    assert len(completed) >= 4  # ... and its result reached the run (read, checks, reserve x2)
+    assert len(completed) >= 4  # ... and its result reached the run (read, 2 checks, customer)
     scheduled = {
         e.event_id: e.activity_task_scheduled_event_attributes.activity_type.name
         for e in history.events
