@@ -44,22 +44,29 @@ async def raw_histories(stack: Stack) -> tuple[bytes, list[Payload]]:
         description = (await handle.describe()).raw_description
         for message in (*history.events, description):
             chunks.append(message.SerializeToString())
-            if _is_patch_marker(message):
-                continue
-            payloads += payloads_in(message)
+            payloads += _encoded_payloads(message)
     return b"\n".join(chunks), payloads
 
 
-def _is_patch_marker(message: Any) -> bool:
-    """A `workflow.patched` marker: Temporal's core SDK writes its details (the patch id and
-    whether it is deprecated, `{"id": ..., "deprecated": false}`) itself, outside the payload
-    codec. They carry no business data, so they are the one plain payload a history may hold."""
-    marker = getattr(message, "marker_recorded_event_attributes", None)
-    return (
-        marker is not None
+def _encoded_payloads(message: Any) -> list[Payload]:
+    """The payloads pssync's codec encodes. Temporal's core SDK writes two kinds of marker
+    details itself, outside the codec, and they hold no business data: a `workflow.patched`
+    marker's (`{"id": ..., "deprecated": false}`) and a local activity marker's `data` (its
+    activity id, type, attempt, times). A local activity's result and failure are pssync's and
+    go through the codec like any other payload."""
+    if not (
+        hasattr(message, "HasField")
+        and "marker_recorded_event_attributes" in type(message).DESCRIPTOR.fields_by_name
         and message.HasField("marker_recorded_event_attributes")
-        and marker.marker_name == "core_patch"
-    )
+    ):
+        return payloads_in(message)
+    marker = message.marker_recorded_event_attributes
+    if marker.marker_name == "core_patch":
+        return []
+    if marker.marker_name == "core_local_activity":
+        found = [p for key, ps in marker.details.items() if key != "data" for p in payloads_in(ps)]
+        return found + payloads_in(marker.failure)
+    return payloads_in(message)
 
 
 async def decode_through_codec_server(stack: Stack, payloads: list[Payload]) -> list[Payload]:

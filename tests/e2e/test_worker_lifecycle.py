@@ -131,10 +131,16 @@ async def test_hire_staffed_same_day_and_cost_rates_from_their_own_date(tmp_path
                 return await psa._user_of(worker_id)
 
             user = await eventually(lambda: user_of("N-2001"), 30)
-            [(start, role)] = rows(
-                stack, "psa", f"SELECT start_date, role FROM psa_user WHERE id = {user}"
-            )
-            assert (str(start), role) == (today.isoformat(), "Consultant")
+
+            def first_day() -> Any:
+                # The user is invited first, its fields written next (Available From -> its
+                # first day for time): wait for the resource, not just the invitation.
+                [(start, role)] = rows(
+                    stack, "psa", f"SELECT start_date, role FROM psa_user WHERE id = {user}"
+                )
+                return (str(start), role) if start is not None else None
+
+            assert await eventually(first_day, 30) == (today.isoformat(), "Consultant")
 
             async def call(method: str, path: str, body: dict[str, Any]) -> str:
                 return str(psa._one(await psa._call(method, path, json=body))["id"])
