@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
@@ -49,11 +50,32 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     )
 
 
+E2E = "tests/e2e/"
+
+
+def _end_to_end(nodeid: str) -> bool:
+    return nodeid.startswith(E2E)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (`--dist loadgroup`), the end-to-end tests run one after another on one
-    worker: each starts a dev server, the twins, a gateway and worker processes, and two at once
-    on a 2-core machine would starve each other's timers. The other tests spread over the
-    remaining workers."""
-    for item in items:
-        if item.get_closest_marker("e2e") is not None:
-            item.add_marker(pytest.mark.xdist_group("e2e"))
+    """The end-to-end tests first (stable order otherwise): under pytest-xdist their one work
+    unit (below) is the longest, so it starts at once while the other process takes the rest."""
+    items.sort(key=lambda item: not _end_to_end(item.nodeid))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadgroup` (pyproject's addopts): the end-to-end tests are one work unit, run in
+    turn by one process — each starts a dev server, the twins, gateways and worker processes,
+    and two at once on a 2-core machine would starve each other's timers; every other test is
+    a unit of its own, spread over the processes. (pytest-xdist's own `xdist_group` marker
+    does not take effect on pytest 9, which derives node ids anew, hence this scheduler.)"""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class EndToEndInTurn(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return E2E if _end_to_end(nodeid) else nodeid
+
+    return EndToEndInTurn(config, log)
