@@ -41,6 +41,22 @@ RETRY = RetryPolicy(
 LOCAL_STORE_TIMEOUT = timedelta(seconds=10)
 LOCAL_RETRY_THRESHOLD = timedelta(seconds=5)
 
+# A Schedule's polling run (HCM's changed workers, the PSA's rate card versions): a few quick
+# tries, then the run fails and the Schedule's next action reads the window again (the cursor
+# moves only after a whole window). The activity heartbeats every 2 s: a lost worker frees the
+# poll within POLL_HEARTBEAT.
+POLL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=3,
+    non_retryable_error_types=["AuthError"],
+)
+
+
+def poll_heartbeat(activity_timeout_s: int) -> timedelta:
+    return timedelta(seconds=min(10, activity_timeout_s))
+
+
 __all__ = [
     "BUSINESS_PROCESS",
     "CHANGE_ORDER_ID",
@@ -50,6 +66,8 @@ __all__ = [
     "EXCEPTION_OPEN",
     "LOCAL_RETRY_THRESHOLD",
     "LOCAL_STORE_TIMEOUT",
+    "POLL_RETRY",
     "RETRY",
     "WORKER_ID",
+    "poll_heartbeat",
 ]

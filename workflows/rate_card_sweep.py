@@ -16,9 +16,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
-from workflows._common import BUSINESS_PROCESS
+from workflows._common import BUSINESS_PROCESS, POLL_RETRY, poll_heartbeat
 
 with workflow.unsafe.imports_passed_through():
     from activities.rate_cards import RateCardSweepActivities
@@ -39,14 +38,8 @@ class RateCardSweepWorkflow:
             RateCardSweepActivities.sweep,
             request,
             start_to_close_timeout=timedelta(seconds=request.activity_timeout_s),
-            # the activity heartbeats every 2 s: a lost worker frees the sweep within 10 s
-            heartbeat_timeout=timedelta(seconds=min(10, request.activity_timeout_s)),
-            retry_policy=RetryPolicy(
-                initial_interval=timedelta(seconds=1),
-                maximum_interval=timedelta(seconds=10),
-                maximum_attempts=3,
-                non_retryable_error_types=["AuthError"],
-            ),
+            heartbeat_timeout=poll_heartbeat(request.activity_timeout_s),
+            retry_policy=POLL_RETRY,
             summary="PSA rate card versions published since the last sweep",
         )
         workflow.set_current_details(

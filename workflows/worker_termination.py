@@ -43,10 +43,9 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows._common import BUSINESS_PROCESS, RETRY, WORKER_ID
+from workflows._common import BUSINESS_PROCESS, POLL_RETRY, RETRY, WORKER_ID, poll_heartbeat
 from workflows._desk import ExceptionDesk
 from workflows._saga import Saga
 from workflows._termination_dates import days_in
@@ -665,14 +664,8 @@ class HcmChangesPollerWorkflow:
             HcmPollActivities.poll_changes,
             request,
             start_to_close_timeout=timedelta(seconds=request.activity_timeout_s * 5),
-            # the activity heartbeats every 2 s: a lost worker frees the poll within 10 s
-            heartbeat_timeout=timedelta(seconds=min(10, request.activity_timeout_s)),
-            retry_policy=RetryPolicy(
-                initial_interval=timedelta(seconds=1),
-                maximum_interval=timedelta(seconds=10),
-                maximum_attempts=3,
-                non_retryable_error_types=["AuthError"],
-            ),
+            heartbeat_timeout=poll_heartbeat(request.activity_timeout_s),
+            retry_policy=POLL_RETRY,
             summary="HCM changed workers",
         )
         workflow.set_current_details(
