@@ -2,13 +2,18 @@
 into one `WorkerLifecycle` run per worker, against a naive one-workflow-per-change baseline.
 
     python bench/workforce.py [--workers 2000] [--changes 10000] [--quick]
-                              [--duplicates-pct 5] [--naive-workers 200] [--seed 7]
+                              [--systems twins|fakes] [--duplicates-pct 5]
+                              [--naive-workers 200] [--seed 7]
 
 What it runs, all in this process, in a fresh temp home: the HCM twin (Workday REST, served on
 a free port), the embedded Temporal dev server (in memory, no UI), the pssync worker built by
 `worker.build_workers` over a `Deployment` whose HCM is the real `WorkdayHcm` against the twin
-and whose PSA and ERP are the connectors' in-memory fakes (`"systems": "fakes"`: the Kantata
-and NetSuite adapters have no resource or labor-cost writes yet), each logging every write.
+and whose PSA and ERP are (`bench/_workforce/systems.py`):
+- `--systems twins` (the default): the real `KantataPsa` and `NetSuiteErp` adapters against the
+  PSA and ERP twins, each served in this process on a free port (in memory, no faults), the
+  ERP's departments made for the HCM cost centers in set-up;
+- `--systems fakes`: the connectors' in-memory `FakePsa` / `FakeErp`.
+Either way every resource write and labor cost row is logged (when, what, the row in force).
 
 1. Set-up (not timed): `--workers` hires and `--changes` lifecycle changes in all, entered
    through the twin's business processes (hire, Change Job, Request Compensation Change, Leave
@@ -25,13 +30,19 @@ and NetSuite adapters have no resource or labor-cost writes yet), each logging e
 3. Naive baseline (same run, timed): the changes of the first `--naive-workers` workers, in the
    order the poller delivered them, each as one `BenchNaiveWorkerChange` workflow applying it
    at once (read the resource, write the change's fields; add its cost rate), 20 in flight,
-   over fresh fakes.
+   over fresh systems of the same kind: new PSA and ERP twins (their ERP employees made in
+   set-up, as HR's feed would: a NetSuite rate row sets no labor cost without one), or new
+   fakes.
 
-Both are checked from the fakes' state and write logs: every worker's PSA role, location,
-practice, manager, FTE and available-from, its ERP labor cost, and its leave calendar must be
-what the last change (by effective instant in the worker's zone, then HCM sequence) set; and no
-write may put a field back to an older change's value. `out_of_order_applications` counts both
-and must be 0 for the lifecycle.
+Vendor calls are, with the twins, the HTTP requests the PSA, ERP and HCM twins counted (their
+request stats; `vendor_calls_by_route` says where they went); with the fakes, the fakes' port
+calls and the HCM twin's requests. Both phases are checked from the end state — the twins'
+tables (each worker's Kantata user by pssync's `hcm_worker` reference: role and the User custom
+fields; the NetSuite labor cost rows and the employee's `laborCost`), or the fakes' state — and
+the write logs: every worker's PSA role, location, practice, manager, FTE and available-from,
+its ERP labor cost, and its leave calendar must be what the last change (by effective instant
+in the worker's zone, then HCM sequence) set; and no write may put a field back to an older
+change's value. `out_of_order_applications` counts both and must be 0 for the lifecycle.
 
 Progress goes to stderr; the last line of stdout is one JSON object.
 """
@@ -40,11 +51,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -56,6 +69,7 @@ import httpx  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 from temporalio.common import SearchAttributePair  # noqa: E402
+from temporalio.service import RPCError, RPCStatusCode  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
 import store  # noqa: E402
@@ -74,16 +88,23 @@ from bench._harness import (  # noqa: E402
     run_cancellable,
     serve_app,
 )
-from bench._workforce.ledger import LoggedErp, LoggedPsa, last_write, psa_calls, verify  # noqa: E402
+from bench._workforce.ledger import last_write, verify  # noqa: E402
 from bench._workforce.naive import BenchNaiveWorkerChange  # noqa: E402
 from bench._workforce.naive_apply import NaiveActivities  # noqa: E402
 from bench._workforce.plan import (  # noqa: E402
     Expected,
+    WorkerPlan,
     delivered_out_of_order,
     enter,
     expectations,
     now_utc,
     plan_workers,
+)
+from bench._workforce.systems import (  # noqa: E402
+    SYSTEM_CHOICES,
+    Systems,
+    make_systems,
+    top_routes,
 )
 from connectors.crm import FakeCrm  # noqa: E402
 from connectors.hcm import WorkdayHcm  # noqa: E402
@@ -105,6 +126,7 @@ from sandbox.hcm import create_app  # noqa: E402
 from sandbox.temporal import embedded_temporal  # noqa: E402
 
 TENANT = "bench"
+NAIVE_SET_UP = {"twins": " (the sample's ERP employees made first, not timed)"}
 QUICK = {"workers": 200, "changes": 1000, "naive_workers": 40}
 
 
@@ -146,30 +168,43 @@ async def deliver_again(client: Client, queue: str, changes: list[WorkerChange])
 
 
 async def wait_all_done(
-    client: Client, expected: dict[str, Expected], psa: LoggedPsa, erp: LoggedErp, timeout_s: float
+    client: Client, expected: dict[str, Expected], systems: Systems, timeout_s: float
 ) -> dict[str, LifecycleStatus]:
     """Until every worker's run has nothing pending and every change of its worker in its
-    history. The fakes are checked first (cheap), the runs are then asked."""
+    history. The PSA and ERP are checked first (the fakes, or the twins' tables), the runs are
+    then asked."""
     deadline = time.monotonic() + timeout_s
     quiet_since, writes = time.monotonic(), -1
+    # The twins' view reads every worker from their tables (on this loop, beside the twins):
+    # only once the writes have paused.
+    # A loaded process may pause every write for seconds: the twins wait longer before asking.
+    settle, give_up = (0.0, 5.0) if systems.name == "fakes" else (1.5, 20.0)
     while time.monotonic() < deadline:
-        count = len(psa.writes) + len(erp.writes)
+        count = systems.writes()
         if count != writes:
             quiet_since, writes = time.monotonic(), count
-        if verify(psa, erp, expected).out_of_order == 0 or time.monotonic() - quiet_since > 5:
+        quiet = time.monotonic() - quiet_since
+        if quiet > give_up or (
+            quiet >= settle and verify(*systems.view(), expected).out_of_order == 0
+        ):
             break
         await asyncio.sleep(0.5)
     done: dict[str, LifecycleStatus] = {}
     while time.monotonic() < deadline:
         remaining = [w for w in expected if w not in done]
 
-        async def ask(wid: str) -> tuple[str, LifecycleStatus]:
+        async def ask(wid: str) -> tuple[str, LifecycleStatus | None]:
             handle = client.get_workflow_handle(lifecycle_workflow_id(TENANT, wid))
-            status = await handle.query(STATUS_QUERY, result_type=LifecycleStatus)
+            try:
+                status = await handle.query(STATUS_QUERY, result_type=LifecycleStatus)
+            except RPCError as e:
+                if e.status is not RPCStatusCode.FAILED_PRECONDITION:
+                    raise
+                return wid, None  # its last workflow task failed or timed out: retried, ask again
             return wid, status
 
         for wid, status in await gather_limited(remaining, 32, ask):
-            if not status.pending and len(status.history) >= expected[wid].events:
+            if status and not status.pending and len(status.history) >= expected[wid].events:
                 done[wid] = status
         if len(done) == len(expected):
             return done
@@ -186,17 +221,17 @@ async def run_lifecycle(
     changes: list[WorkerChange],
     expected: dict[str, Expected],
     args: argparse.Namespace,
+    systems: Systems,
 ) -> dict[str, Any]:
     url = f"sqlite:///{home / 'store.db'}"
     store.upgrade(url)
     engine = store.make_engine(url)
-    psa, erp = LoggedPsa(), LoggedErp()
     deployment = worker.Deployment(
         settings=load_settings(home=home, erp_quota_rps=10_000),
         store=store.Store(engine),
         crm=FakeCrm(),
-        psa=psa,
-        erp=erp,
+        psa=systems.psa,
+        erp=systems.erp,
         hcm=WorkdayHcm(
             SystemSettings(
                 base_url=base, tenant=TENANT, auth="bearer", token=SecretStr(STATIC_TOKEN)
@@ -208,8 +243,9 @@ async def run_lifecycle(
     rng = random.Random(args.seed)
     again = rng.sample(changes, int(len(changes) * args.duplicates_pct / 100))
     try:
-        async with PssyncWorkers(client, deployment, queue):
+        async with PssyncWorkers(client, deployment, queue), progress(systems):
             hcm_before, cpu_before = await hcm_requests(http, base), process_cpu()
+            calls_before, routes_before = systems.calls(), systems.routes()
             began = time.monotonic()
             first: PollResult = await client.execute_workflow(
                 HCM_CHANGES_POLLER,
@@ -230,15 +266,18 @@ async def run_lifecycle(
                 task_queue=queue,
                 result_type=PollResult,
             )
-            statuses = await wait_all_done(client, expected, psa, erp, args.timeout_s)
+            statuses = await wait_all_done(client, expected, systems, args.timeout_s)
             confirmed_s = time.monotonic() - began
             cpu = cpu_delta(cpu_before, process_cpu(), confirmed_s)
             hcm_calls = await hcm_requests(http, base) - hcm_before
+            calls = calls_since(systems, calls_before)
+            routes = top_routes(routes_before, systems.routes())
     finally:
         await deployment.aclose()
+    psa, erp = systems.view()
     applied_s = (last_write(psa, erp) or began) - began
     verdict = verify(psa, erp, expected)
-    vendor = psa_calls(psa) + erp.calls + hcm_calls
+    vendor = calls["psa"] + calls["erp"] + hcm_calls
     return {
         "changes": len(changes),
         "workers": len(expected),
@@ -246,13 +285,9 @@ async def run_lifecycle(
         "applied_s": round(applied_s, 2),
         "poll_s": round(polled_s, 2),
         "confirmed_s": round(confirmed_s, 2),
-        "vendor_calls": {
-            "psa": psa_calls(psa),
-            "erp": erp.calls,
-            "hcm": hcm_calls,
-            "total": vendor,
-        },
+        "vendor_calls": {**calls, "hcm": hcm_calls, "total": vendor},
         "vendor_calls_per_change": round(vendor / len(changes), 3),
+        **({"vendor_calls_by_route": routes} if routes else {}),
         "writes": {"psa_resources": len(psa.writes), "erp_labor_cost_rows": len(erp.writes)},
         "poll": {
             "first": {
@@ -274,6 +309,32 @@ async def run_lifecycle(
     }
 
 
+def calls_since(systems: Systems, before: dict[str, int]) -> dict[str, int]:
+    return {k: n - before.get(k, 0) for k, n in systems.calls().items()}
+
+
+@contextlib.asynccontextmanager
+async def progress(systems: Systems, every_s: float = 30.0) -> AsyncIterator[None]:
+    """Every `every_s`, the PSA / ERP writes and vendor calls so far (stderr)."""
+
+    async def report() -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            calls = systems.calls()
+            log_stamped(
+                f"lifecycle: {systems.writes()} PSA / ERP writes, "
+                f"{calls['psa']} PSA and {calls['erp']} ERP calls so far"
+            )
+
+    task = asyncio.create_task(report())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 class PssyncWorkers:
     """The pssync workers of `deployment` on `queue`, started and stopped together."""
 
@@ -290,14 +351,19 @@ class PssyncWorkers:
 
 
 async def run_naive(
-    client: Client, changes: list[WorkerChange], expected: dict[str, Expected], concurrency: int
+    client: Client,
+    changes: list[WorkerChange],
+    expected: dict[str, Expected],
+    concurrency: int,
+    systems: Systems,
 ) -> dict[str, Any]:
-    psa, erp = LoggedPsa(), LoggedErp()
     queue = f"bench-workforce-naive-{uuid.uuid4().hex[:6]}"
-    acts = NaiveActivities(psa, erp)
+    await systems.employees(sorted(expected))
+    acts = NaiveActivities(systems.psa, systems.erp)
     async with Worker(
         client, task_queue=queue, workflows=[BenchNaiveWorkerChange], activities=[acts.apply]
     ):
+        calls_before, routes_before = systems.calls(), systems.routes()
         began = time.monotonic()
 
         async def one(change: WorkerChange) -> None:
@@ -310,18 +376,22 @@ async def run_naive(
 
         await gather_limited(changes, concurrency, one)
         elapsed = time.monotonic() - began
-    verdict = verify(psa, erp, expected)
-    vendor = psa_calls(psa) + erp.calls
+        calls = calls_since(systems, calls_before)
+        routes = top_routes(routes_before, systems.routes())
+    verdict = verify(*systems.view(), expected)
+    vendor = calls["psa"] + calls["erp"]
     return {
         "changes": len(changes),
         "workers": len(expected),
         "changes_per_s": round(len(changes) / elapsed, 1),
         "elapsed_s": round(elapsed, 2),
         "in_flight": concurrency,
-        "vendor_calls": {"psa": psa_calls(psa), "erp": erp.calls, "hcm": 0, "total": vendor},
+        "vendor_calls": {**calls, "hcm": 0, "total": vendor},
         "vendor_calls_per_change": round(vendor / len(changes), 3),
+        **({"vendor_calls_by_route": routes} if routes else {}),
         **verdict.report(),
-        "note": "started by the bench per change in the poller's delivery order (no HCM reads)",
+        "note": "started by the bench per change in the poller's delivery order (no HCM "
+        f"reads), on fresh {systems.name}{NAIVE_SET_UP.get(systems.name, '')}",
     }
 
 
@@ -354,18 +424,23 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             )
             expected = expectations(changes)
             async with embedded_temporal(load_settings(home=home), ui=False, persist=False) as env:
-                lifecycle = await run_lifecycle(
-                    env.client, home, base, http, changes, expected, args
-                )
+                async with make_systems(args.systems) as systems:
+                    described = systems.describe()
+                    await systems.departments(cost_centers(plans))
+                    lifecycle = await run_lifecycle(
+                        env.client, home, base, http, changes, expected, args, systems
+                    )
                 log_stamped(f"lifecycle: {_brief(lifecycle)}")
                 sample = {p.worker_id for p in plans[: args.naive_workers]}
                 naive_changes = [c for c in changes if c.worker_id in sample]
-                naive = await run_naive(
-                    env.client,
-                    naive_changes,
-                    {w: e for w, e in expected.items() if w in sample},
-                    args.naive_concurrency,
-                )
+                async with make_systems(args.systems) as systems:
+                    naive = await run_naive(
+                        env.client,
+                        naive_changes,
+                        {w: e for w, e in expected.items() if w in sample},
+                        args.naive_concurrency,
+                        systems,
+                    )
                 log_stamped(f"naive: {_brief(naive)}")
     kinds: dict[str, int] = {}
     for c in changes:
@@ -373,7 +448,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "bench": "workforce",
         "ok": lifecycle["out_of_order_applications"] == 0,
-        "systems": "fakes",
+        "systems": args.systems,
         "changes": len(changes),
         "workers": len(plans),
         "changes_per_s": lifecycle["changes_per_s"],
@@ -400,10 +475,16 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "seed": args.seed,
             "server": "temporal dev server, in memory",
             "hcm": "HCM twin (Workday REST) in this process, read by WorkdayHcm",
-            "psa_erp": "in-memory FakePsa / FakeErp through the Deployment (no adapter writes "
-            "resources or labor cost rates yet)",
+            "psa_erp": described,
             "worker": "in process (worker.build_workers)",
         },
+    }
+
+
+def cost_centers(plans: list[WorkerPlan]) -> set[str]:
+    """The cost center codes the HCM changes name (the ERP has them as departments)."""
+    return {
+        str(op.body["costCenterId"]) for p in plans for op in p.ops if "costCenterId" in op.body
     }
 
 
@@ -434,6 +515,13 @@ def parser() -> argparse.ArgumentParser:
             ("--timeout-s", float, 900.0),
             ("--seed", int, 7),
         ],
+    )
+    p.add_argument(
+        "--systems",
+        choices=SYSTEM_CHOICES,
+        default="twins",
+        help="twins: the Kantata / NetSuite adapters against the PSA / ERP twins; fakes: the "
+        "in-memory fakes",
     )
     add_flags(p, {"--quick": "200 workers, 1,000 changes, naive over 40 workers"})
     return p
