@@ -72,6 +72,7 @@ with workflow.unsafe.imports_passed_through():
 class AssignmentSyncWorkflow:
     @workflow.init
     def __init__(self, request: AssignmentSyncInput) -> None:
+        self._flushing = False
         self._state = request.state or AssignmentSyncState(
             psa_tenant=request.psa_tenant,
             psa_project_id=request.psa_project_id,
@@ -99,7 +100,9 @@ class AssignmentSyncWorkflow:
 
     @workflow.query(name=STAFFING_QUERY)
     def staffing(self) -> Staffing:
-        return staffing_view(self._state)
+        view = staffing_view(self._state)
+        # changes taken for the flush in flight are not in the ERP yet: still pending
+        return view.model_copy(update={"pending": True}) if self._flushing else view
 
     @workflow.update(name=RESOLVE_EXCEPTION_UPDATE)
     async def resolve_exception(self, resolution: ExceptionResolution) -> ResolutionAccepted:
@@ -152,6 +155,13 @@ class AssignmentSyncWorkflow:
         )
 
     async def _flush(self) -> None:
+        self._flushing = True
+        try:
+            await self._flush_changes()
+        finally:
+            self._flushing = False
+
+    async def _flush_changes(self) -> None:
         state = self._state
         state.dirty = False  # changes arriving from here on make the next flush
         if state.reread:
