@@ -15,6 +15,7 @@ import httpx
 import pytest
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 
 from contracts.settings import load_settings
@@ -55,9 +56,7 @@ def _encoded_payloads(message: Any) -> list[Payload]:
     activity id, type, attempt, times). A local activity's result and failure are pssync's and
     go through the codec like any other payload."""
     if not (
-        hasattr(message, "HasField")
-        and "marker_recorded_event_attributes" in type(message).DESCRIPTOR.fields_by_name
-        and message.HasField("marker_recorded_event_attributes")
+        isinstance(message, HistoryEvent) and message.HasField("marker_recorded_event_attributes")
     ):
         return payloads_in(message)
     marker = message.marker_recorded_event_attributes
