@@ -8,9 +8,10 @@ rate, today's at the new one."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -92,7 +93,7 @@ async def workforce_scene(stack: Stack, deal: DealOutcome, say: Any = print) -> 
     the two workers staffed on `deal`'s project in the PSA twin and their approved time
     costed in the ERP twin by the time pipeline, each entry at the rate in force on its day."""
     today = datetime.now(ZoneInfo(ZONE)).date()  # the workers' today, not the machine's
-    stamp = _base36(int(datetime.now(UTC).timestamp()))  # the demo runs again on the same twins
+    stamp = uuid.uuid4().hex[:6].upper()  # the demo runs again on the same twins
     hired = _Person(f"N-{stamp}-1", "Mia Chen", today)
     raised = _Person(f"N-{stamp}-2", "Liam Walsh", today - timedelta(days=4))
     await _enter_in_hcm(stack, hired, raised, today)
@@ -136,15 +137,6 @@ async def workforce_scene(stack: Stack, deal: DealOutcome, say: Any = print) -> 
     )
     checks = _checks(hired, raised, entries, today, all(staffed))
     return WorkforceOutcome(hired.worker_id, raised.worker_id, checks, _table(entries))
-
-
-def _base36(n: int) -> str:
-    digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-    out = ""
-    while n:
-        n, d = divmod(n, 36)
-        out = digits[d] + out
-    return out or "0"
 
 
 async def _enter_in_hcm(stack: Stack, hired: _Person, raised: _Person, today: date) -> None:
