@@ -5,6 +5,7 @@ as exception items; and `time.reject_entry`, which sends an entry back to its su
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -80,6 +81,8 @@ class _Batch:
     found: dict[str, dict[str, Any]] = field(default_factory=dict)
     """entry key -> what was checked and found for its item (`evidence`)."""
     ledger_rows: list[dict[str, Any]] = field(default_factory=list)
+    lineage: list[dict[str, Any]] = field(default_factory=list)
+    """Lineage of what was posted, recorded in the ledger's transaction."""
 
 
 class _BatchMixin(_Base):
@@ -109,8 +112,11 @@ class _BatchMixin(_Base):
         if batch.to_post:
             await self._post(batch, reversed_ok)
         await self._open_exceptions(batch)
-        if batch.ledger_rows:
-            await asyncio.to_thread(self.store.record_time_postings, batch.ledger_rows)
+        if batch.ledger_rows or batch.lineage:
+            await asyncio.to_thread(
+                functools.partial(self.store.record_time_postings, lineage=batch.lineage),
+                batch.ledger_rows,
+            )
         for outcome in result.outcomes.values():
             ENTRY_OUTCOMES.labels(outcome=outcome.value).inc()
         return result
@@ -199,24 +205,21 @@ class _BatchMixin(_Base):
         await asyncio.to_thread(self.store.record_time_postings, intents)
         post_results = await self.erp.post_time([p for _, p, _ in to_post])
         now = datetime.now(UTC)
-        lineage: list[dict[str, Any]] = []
-        for (e, posting, fp), res in zip(to_post, post_results, strict=True):
+        for (e, posting, _fp), res in zip(to_post, post_results, strict=True):
             if res.ok:
                 result.erp_postings += 1
                 result.outcomes[e.key] = (
                     EntryOutcomeKind.REPOSTED if e.key in reversed_ok else EntryOutcomeKind.POSTED
                 )
+                # The intent above holds every other column of this posting.
                 batch.ledger_rows.append(
-                    _row(
-                        e,
-                        ctx,
-                        TimePostingState.POSTED,
-                        posting,
-                        erp_id=res.erp_id,
-                        fingerprint=fp,
-                    )
+                    {
+                        "entry_key": e.key,
+                        "state": TimePostingState.POSTED.value,
+                        "erp_id": res.erp_id,
+                    }
                 )
-                lineage.append(
+                batch.lineage.append(
                     {
                         "entity_type": f"{e.kind.value}_entry",
                         "entity_key": e.key,
@@ -242,8 +245,6 @@ class _BatchMixin(_Base):
                         _error_detail(res, "the ERP refused the posting"),
                     )
                 )
-        if lineage:
-            await asyncio.to_thread(self.store.record_lineage_many, lineage)
 
     async def _open_exceptions(self, batch: _Batch) -> None:
         """Exceptions: one item per entry, owned by the calling workflow."""

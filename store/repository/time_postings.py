@@ -11,6 +11,7 @@ from sqlalchemy import (
     Table,
     bindparam,
     func,
+    insert,
     update,
 )
 from sqlalchemy import select as core_select
@@ -26,6 +27,7 @@ from store.models import (
     XrefRow,
 )
 from store.repository._base import (
+    _LINEAGE,
     _TIME_POSTING,
     _TIME_POSTING_COLUMNS,
     _TIME_POSTING_DECIMALS,
@@ -34,13 +36,28 @@ from store.repository._base import (
     StoreBase,
     _chunks,
 )
-from store.repository.records import queue_events
+from store.repository.records import _lineage_values, queue_events
 
 _XREF: Table = XrefRow.__table__  # type: ignore[attr-defined]
 _EVENT_STATES = {
     TimePostingState.POSTED.value: "time.posted",
     TimePostingState.REVERSED.value: "time.reversed",
 }
+_EVENT_FIELDS = tuple(name for name in TimePosted.model_fields if name in _TIME_POSTING.c)
+"""The ledger columns a ``time.posted`` / ``time.reversed`` event carries."""
+_EVENT_COLUMNS = tuple(
+    dict.fromkeys(
+        (
+            *_EVENT_FIELDS,
+            "entry_key",
+            "entry_version",
+            "posting_key",
+            "erp_id",
+            "state",
+            "psa_project_id",
+        )
+    )
+)
 
 PERIOD_GROUPS_MAX = 2000
 """Groups ``postings_by_period`` returns at most (the latest periods first)."""
@@ -96,10 +113,12 @@ def _time_events(conn: Any, keys: Sequence[str]) -> list[tuple[str, str, str, Ti
     stand, each about its project's enterprise id (the PSA project id if it has none yet).
     Keyed by entry, version and ERP posting: the same posting recorded again is one event."""
     t, x = _TIME_POSTING.c, _XREF.c
-    rows: list[Any] = []
+    rows: list[dict[str, Any]] = []
+    columns = [t[name] for name in _EVENT_COLUMNS]
     for chunk in _chunks(keys):
-        rows.extend(conn.execute(core_select(_TIME_POSTING).where(t.entry_key.in_(chunk))).all())
-    projects = sorted({r.psa_project_id for r in rows})
+        found_rows = conn.execute(core_select(*columns).where(t.entry_key.in_(chunk)))
+        rows.extend(dict(zip(_EVENT_COLUMNS, r, strict=True)) for r in found_rows)
+    projects = sorted({r["psa_project_id"] for r in rows})
     enterprise: dict[str, str] = {}
     for chunk in _chunks(projects):
         found = conn.execute(
@@ -110,14 +129,12 @@ def _time_events(conn: Any, keys: Sequence[str]) -> list[tuple[str, str, str, Ti
         enterprise.update((ext, eid) for ext, eid in found)
     events = []
     for r in rows:
-        event_type = _EVENT_STATES.get(r.state)
+        event_type = _EVENT_STATES.get(r["state"])
         if event_type is None:
             continue
-        data = TimePosted.model_validate(
-            {name: getattr(r, name) for name in TimePosted.model_fields if name in r._fields}
-        )
-        key = f"{r.entry_key}@{r.entry_version}:{r.posting_key or r.erp_id or ''}"
-        subject = enterprise.get(r.psa_project_id, r.psa_project_id)
+        data = TimePosted.model_validate({name: r[name] for name in _EVENT_FIELDS})
+        key = f"{r['entry_key']}@{r['entry_version']}:{r['posting_key'] or r['erp_id'] or ''}"
+        subject = enterprise.get(r["psa_project_id"], r["psa_project_id"])
         events.append((event_type, key, subject, data))
     return events
 
@@ -135,8 +152,12 @@ class TimePostingOps(StoreBase):
                 found.update((row.entry_key, row) for row in rows)
         return found
 
-    def record_time_postings(self, rows: Sequence[Mapping[str, Any]]) -> int:
+    def record_time_postings(
+        self, rows: Sequence[Mapping[str, Any]], *, lineage: Sequence[Mapping[str, Any]] = ()
+    ) -> int:
         """Upsert ledger rows by ``entry_key`` in one transaction; returns the rows written.
+        ``lineage`` rows (as ``record_lineage_many`` takes them) are appended in the same
+        transaction, so what was posted and where it came from are recorded together.
 
         Each mapping holds ``entry_key`` and any other columns of ``TimePostingRow`` but
         ``updated_at`` (set to the store's clock). An existing row gets exactly the given columns
@@ -152,13 +173,19 @@ class TimePostingOps(StoreBase):
         number too large for its column) or ``TypeError`` (a float) before writing anything.
         """
         merged: dict[str, dict[str, Any]] = {}
+        lineage_params = [_lineage_values(row, self._clock()) for row in lineage]
         for row in rows:
             values = _time_posting_values(row)
             key = values["entry_key"]
             merged[key] = {**merged.get(key, {}), **values}
         if not merged:
+            if lineage_params:
+                with self._write_conn() as conn:
+                    conn.execute(insert(_LINEAGE), lineage_params)
             return 0
         now = self._clock()
+        for lineage_row in lineage_params:
+            lineage_row["recorded_at"] = now
         upserts: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         # Rows in key order, so concurrent batches over the same entries lock them in the same
@@ -201,6 +228,8 @@ class TimePostingOps(StoreBase):
             # Posted and reversed entries are domain events, recorded in this transaction.
             settled = [k for k, v in sorted(merged.items()) if v.get("state") in _EVENT_STATES]
             queue_events(conn, self._dialect, now, _time_events(conn, settled))
+            if lineage_params:
+                conn.execute(insert(_LINEAGE), lineage_params)
         return len(merged)
 
     def posted_fingerprints(

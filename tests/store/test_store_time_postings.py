@@ -579,6 +579,56 @@ def test_record_lineage_many_refuses_incomplete_rows(ledger: Store, row_count: R
     assert row_count("lineage") == 0
 
 
+def _lineage_of(n: int) -> dict[str, Any]:
+    return {
+        "entity_type": "time_entry",
+        "entity_key": f"time:{n}",
+        "fields": ["hours", "erp_posting"],
+        "source_system": "PSA",
+        "source_version": "v1",
+        "workflow_id": "time-to-invoice/P1",
+        "activity": "time.process_batch",
+    }
+
+
+def test_posted_rows_and_their_lineage_are_recorded_together(
+    ledger: Store, row_count: RowCount
+) -> None:
+    ledger.record_time_postings([entry(n, state=TimePostingState.POSTING) for n in (1, 2)])
+
+    written = ledger.record_time_postings(
+        [{"entry_key": f"time:{n}", "state": "posted", "erp_id": f"9{n}"} for n in (1, 2)],
+        lineage=[_lineage_of(1), _lineage_of(2)],
+    )
+
+    assert written == 2
+    rows = ledger.time_postings(["time:1", "time:2"])
+    assert {k: (r.state, r.erp_id, r.hours) for k, r in rows.items()} == {
+        "time:1": ("posted", "91", Decimal("8.000000")),
+        "time:2": ("posted", "92", Decimal("8.000000")),
+    }
+    assert [r.fields for r in ledger.lineage_for("time_entry", "time:2")] == [
+        ["hours", "erp_posting"]
+    ]
+    assert ledger.lineage_for("time_entry", "time:1")[0].recorded_at == T0
+    assert row_count("lineage") == 2
+
+
+def test_lineage_is_not_written_when_its_ledger_rows_are_refused(
+    ledger: Store, row_count: RowCount
+) -> None:
+    with pytest.raises(NotFound):  # a partial row for an entry the ledger does not hold
+        ledger.record_time_postings(
+            [{"entry_key": "time:404", "state": "posted", "erp_id": "1"}],
+            lineage=[_lineage_of(404)],
+        )
+    with pytest.raises(ValueError):  # a malformed lineage row refuses the ledger rows too
+        ledger.record_time_postings([entry(1)], lineage=[{**_lineage_of(1), "colour": "red"}])
+
+    assert row_count("lineage") == 0
+    assert ledger.time_postings(["time:1"]) == {}
+
+
 # -- bulk and concurrency -----------------------------------------------------------------------
 
 
