@@ -16,7 +16,8 @@ nothing unparsed reaches Temporal:
 2. JSON (400 `invalid_json`), the envelope `{"type", "timestamp", "data"}` and the route's data
    model (422 `invalid_payload`, naming the field); an event type without a route -> 202
    `{"status": "ignored"}` (vendors send many kinds);
-3. the inbox: `store.inbox_accept(source, webhook-id, sha256(body), event_type, body)` keeps
+3. the inbox: `store.inbox_accept_many` (the accept of concurrent deliveries in one transaction,
+   `gateway.group_commit`) records `(source, webhook-id, sha256(body), event_type, body)`, keeping
    the verified raw body and the event type (what a replay needs), `pending`. A delivery whose
    id was processed before -> 200 `{"status": "duplicate", "workflow_id"}` and *nothing is
    started* (200, not 409, so a sender stops retrying). The same id with another body -> 422
@@ -67,9 +68,10 @@ from standardwebhooks import Webhook
 
 from contracts.ids import PsaId, SalesforceId, Tenant
 from gateway.errors import GatewayError, RequestRefused, validation_error
+from gateway.group_commit import GroupCommit
 from gateway.limits import json_too_deep, too_deep_error, too_large_error
 from gateway.metrics import GatewayMetrics
-from store import InboxRow, InboxState, Store
+from store import InboxEvent, InboxProcessed, InboxRow, InboxState, Store
 
 T = TypeVar("T")
 
@@ -307,6 +309,16 @@ async def in_thread(fn: Callable[..., T], *args: Any) -> T:
         ) from exc
 
 
+async def grouped(write: Awaitable[T]) -> T:
+    """A group-committed store write (`GroupCommit.submit`); a database outage is a 503."""
+    try:
+        return await write
+    except SQLAlchemyError as exc:
+        raise GatewayError.unavailable(
+            "store_unavailable", f"the integration store is unavailable: {type(exc).__name__}"
+        ) from exc
+
+
 class WebhookReceiver:
     """The generic machinery both webhook routes share (see the module docstring)."""
 
@@ -324,6 +336,9 @@ class WebhookReceiver:
         self.sources = dict(sources)
         self.max_body_bytes = max_body_bytes
         self.max_json_depth = max_json_depth
+        # Inbox writes of concurrent deliveries share transactions (`gateway.group_commit`).
+        self._accepts: GroupCommit[InboxEvent, bool] = GroupCommit(store.inbox_accept_many)
+        self._processed: GroupCommit[InboxProcessed, None] = GroupCommit(store.inbox_processed_many)
         self.relay: Replayer | None = None
         """The relay that replays stored events (`gateway.relay.InboxRelay`); while it runs,
         a delivery that finds Temporal down is answered 202 `queued` instead of 503."""
@@ -354,10 +369,11 @@ class WebhookReceiver:
         event_type, route, data = parsed
 
         payload_hash = hashlib.sha256(body).hexdigest()
-        accept = functools.partial(
-            self._store.inbox_accept, event_type=event_type, body=body.decode("utf-8")
+        first = await grouped(
+            self._accepts.submit(
+                InboxEvent(source, event_id, payload_hash, event_type, body.decode("utf-8"))
+            )
         )
-        first = await in_thread(accept, source, event_id, payload_hash)
         if not first:
             row = await in_thread(self._store.inbox_get, source, event_id)
             if row is not None:
@@ -460,10 +476,7 @@ class WebhookReceiver:
     async def record_processed(self, source: str, event_id: str, outcome: Outcome) -> None:
         """The action took effect: record the workflow id (if any) and mark the event
         processed, so neither the relay nor a sender's retry runs it again."""
-        if outcome.workflow_id is not None:
-            await in_thread(self._store.inbox_set_workflow, source, event_id, outcome.workflow_id)
-        else:
-            await in_thread(self._store.inbox_mark_processed, source, event_id)
+        await grouped(self._processed.submit(InboxProcessed(source, event_id, outcome.workflow_id)))
 
     async def replay(self, row: InboxRow) -> Outcome:
         """Run a stored event's route action again, as its delivery would have (the relay's

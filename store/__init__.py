@@ -53,6 +53,7 @@ from store.repository.exceptions import (
     ExceptionFilter,
     ExceptionPage,
 )
+from store.repository.inbox import InboxEvent, InboxProcessed
 from store.repository.retention import RetentionTable
 
 __all__ = [
@@ -70,6 +71,8 @@ __all__ = [
     "ExceptionPage",
     "ExceptionStatus",
     "InboxBacklog",
+    "InboxEvent",
+    "InboxProcessed",
     "InboxRow",
     "InboxState",
     "LineageRow",

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    Table,
     func,
     literal_column,
     update,
 )
 from sqlalchemy import select as core_select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 
 from store.errors import NotFound
@@ -22,8 +25,89 @@ from store.models import (
 )
 from store.repository._base import StoreBase
 
+_INBOX: Table = InboxRow.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class InboxEvent:
+    """A received event as ``inbox_accept_many`` records it (``inbox_accept``'s arguments)."""
+
+    source: str
+    event_id: str
+    payload_hash: str
+    event_type: str | None = None
+    body: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InboxProcessed:
+    """An event whose action took effect, with the workflow it started or joined, if any."""
+
+    source: str
+    event_id: str
+    workflow_id: str | None = None
+
 
 class InboxOps(StoreBase):
+    def inbox_accept_many(self, events: Sequence[InboxEvent]) -> list[bool]:
+        """``inbox_accept`` for many events in one transaction: for each, in order, True if it
+        was recorded now, False if it was there already (an event given twice is recorded
+        once, the second is a duplicate). All or nothing: an error writes none of them."""
+        if not events:
+            return []
+        insert_ = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
+        t = _INBOX.c
+        stmt: Any = insert_(_INBOX).on_conflict_do_nothing().returning(literal_column("1"))
+        now = self._clock()
+        firsts: list[bool] = []
+        with self._write_conn() as conn:
+            for e in events:
+                row = conn.execute(
+                    stmt,
+                    {
+                        t.source.key: e.source,
+                        t.event_id.key: e.event_id,
+                        t.payload_hash.key: e.payload_hash,
+                        t.received_at.key: now,
+                        t.event_type.key: e.event_type,
+                        t.body.key: e.body,
+                        t.state.key: InboxState.PENDING.value,
+                        t.attempts.key: 0,
+                    },
+                ).first()
+                firsts.append(row is not None)
+        return firsts
+
+    def inbox_processed_many(self, marks: Sequence[InboxProcessed]) -> None:
+        """Mark many events processed in one transaction: one with a workflow id as
+        ``inbox_set_workflow`` does (the id recorded, ``processed_at`` keeps the first time),
+        one without as ``inbox_mark_processed`` does (a processed event is left as it is). An
+        event the inbox does not hold changes nothing."""
+        if not marks:
+            return
+        t = _INBOX.c
+        now = self._clock()
+        with self._write_conn() as conn:
+            for m in marks:
+                key = (t.source == m.source) & (t.event_id == m.event_id)
+                if m.workflow_id is not None:
+                    stmt = (
+                        update(_INBOX)
+                        .where(key)
+                        .values(
+                            workflow_id=m.workflow_id,
+                            state=InboxState.PROCESSED.value,
+                            processed_at=func.coalesce(t.processed_at, now),
+                        )
+                    )
+                else:
+                    stmt = (
+                        update(_INBOX)
+                        .where(key, t.state != InboxState.PROCESSED.value)
+                        .values(state=InboxState.PROCESSED.value, processed_at=now)
+                    )
+                conn.execute(stmt)
+
     def inbox_accept(
         self,
         source: str,
