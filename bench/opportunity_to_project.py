@@ -2,12 +2,19 @@
 floor measured in the same run.
 
     python bench/opportunity_to_project.py [--deals 200] [--concurrency 20] [--rounds 2]
-        [--erp-quota-rps 50] [--worker-process] [--warmup 5] [--history-sample 40]
+        [--erp-quota-rps 50] [--warmup 5] [--history-sample 40]
+        [--worker-in-process] [--gateway-in-process] [--twins-in-process]
 
 What it runs on 127.0.0.1 (OS-assigned ports), in a fresh temp home: `running_stack`
-(embedded Temporal dev server with its SQLite file, gateway, the seeded twins with zero latency
-and their webhooks pointed at the gateway, the worker: in this process, or as `pssync worker`
-in a child process with `--worker-process`). Then:
+(embedded Temporal dev server with its SQLite file, the seeded twins with zero latency in their
+own process, `pssync sandbox`) and, each in its own process as `pssync up` and the compose file
+run them, started and stopped by pid: the gateway (`pssync gateway` on a loopback port, the
+stack's home, store and Temporal; the twins' webhooks point at it), the pssync worker (`pssync
+worker`) and the floor's worker (this file with `--serve-floor-worker`, connected as the pssync
+worker is, so both sides pay the same process hop and payload codec). The old shapes:
+`--worker-in-process` runs the pssync worker and the floor's worker in the bench's process,
+`--gateway-in-process` lets the stack's own gateway (in the bench's process) take the webhooks,
+`--twins-in-process` serves the twins there too. Then:
 
 1. warm-up: a few deals and a few floor runs, not counted. One warm-up saga's history gives the
    shape of the floor: its ActivityTaskScheduled events and local-activity markers (the store
@@ -20,8 +27,9 @@ in a child process with `--worker-process`). Then:
    saga. Latency = the workflow's close time (server clock, same machine) minus the wall clock
    taken just before `set_stage("Closed Won")`: deal won -> project usable in PSA and ERP.
 3. the floor: the `BenchFloor` workflow below, the same number of activities in the same shape
-   as no-ops, on its own worker and task queue on the same dev server, started by the client
-   directly, `--deals` times with the same concurrency. Latency = client start -> result.
+   as no-ops, on its own worker (where the pssync worker runs: its own process by default) and
+   task queue on the same dev server, started by the bench's client directly, `--deals` times
+   with the same concurrency. Latency = client start -> result.
    Saga and floor phases alternate in `--rounds` rounds, never overlapping.
 4. where the time goes, from `--history-sample` histories of each: ingress (won -> workflow
    start), activity queue wait (scheduled -> started) and run time (started -> completed) per
@@ -37,10 +45,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import logging
 import sys
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,11 +63,12 @@ if not workflow.unsafe.in_sandbox():  # the sandbox re-imports this module to ru
     sys.path.insert(0, str(ROOT))
 
 with workflow.unsafe.imports_passed_through():
-    from temporalio.client import Client, WorkflowHistory
+    from temporalio.client import WorkflowHistory
     from temporalio.worker import Worker
 
     from bench._harness import (
         SYSTEMS,
+        GatewayProcess,
         TempHome,
         Twins,
         add_flags,
@@ -68,6 +79,7 @@ with workflow.unsafe.imports_passed_through():
         machine,
         percentile,
         print_json,
+        start_ready_child,
         start_worker_process,
         stop_worker_process,
     )
@@ -80,9 +92,11 @@ with workflow.unsafe.imports_passed_through():
     from contracts.v1.processes import ProvisionProjectResult
     from demo import deal_from_template, provisionable_templates, wait_for_workflow
     from sandbox.seed import build_firm
-    from stack import Stack, running_stack
+    from stack import Stack, running_stack, stop_on_signal
+    from stack.processes import process_env
 
 FLOOR_QUEUE = "bench-floor"
+STDERR_FD = 2
 FLOOR_TIMEOUT = timedelta(seconds=60)
 SEED = 7
 __all__ = [
@@ -94,6 +108,7 @@ __all__ = [
     "main",
     "measure",
     "noop",
+    "parse_args",
     "percentile",
     "run",
     "shape_of",
@@ -126,6 +141,20 @@ class BenchFloor:
             )
             done += len(results)
         return done
+
+
+async def serve_floor_worker() -> None:
+    """The floor's worker alone, in its own process (`--serve-floor-worker`): settings from the
+    environment the bench gives it (`process_env`: the stack's home, its keys, Temporal),
+    connected as the pssync worker is (`worker.connect_client`, pssync's payload codec). Says
+    "ready" on stdout once it runs; SIGTERM or SIGINT stops it."""
+    import worker as pssync_worker
+
+    stop = stop_on_signal()
+    client = await pssync_worker.connect_client(load_settings())
+    async with Worker(client, task_queue=FLOOR_QUEUE, workflows=[BenchFloor], activities=[noop]):
+        print("ready", flush=True)
+        await stop.wait()
 
 
 # --------------------------------------------------------------------------- the bench
@@ -204,37 +233,78 @@ class Bench:
         await self.twins.aclose()
 
 
+def topology(args: argparse.Namespace) -> dict[str, str]:
+    """Where each part runs (the JSON's `config`)."""
+    own, here = "own process", "in the bench's process"
+    return {
+        "worker": here if args.worker_in_process else f"{own} (pssync worker)",
+        "floor_worker": here if args.worker_in_process else f"{own} (--serve-floor-worker)",
+        "gateway": (
+            f"{here} (running_stack's)"
+            if args.gateway_in_process
+            else f"{own} (pssync gateway, 127.0.0.1, OS-picked port)"
+        ),
+        "twins": here if args.twins_in_process else f"{own} (pssync sandbox)",
+    }
+
+
+@contextlib.asynccontextmanager
+async def processes(
+    stack: Stack, args: argparse.Namespace, gateway: GatewayProcess | None
+) -> AsyncIterator[None]:
+    """The gateway process, the pssync worker and the floor's worker (in their own processes,
+    or the workers in this one) for the length of the block; each child stopped by its id."""
+    children: list[asyncio.subprocess.Process] = []
+    try:
+        if gateway is not None:
+            await gateway.start(stack.settings)
+        if args.worker_in_process:  # running_stack runs the pssync worker
+            async with Worker(
+                stack.client, task_queue=FLOOR_QUEUE, workflows=[BenchFloor], activities=[noop]
+            ):
+                yield
+            return
+        # Its log on this process's stderr (fd 2), never on stdout (the JSON line's).
+        children.append(await start_worker_process(stack.settings, stdout=STDERR_FD))
+        children.append(
+            await start_ready_child(
+                [str(ROOT / "bench" / "opportunity_to_project.py"), "--serve-floor-worker"],
+                process_env(stack.settings),
+                what="the floor worker",
+            )
+        )
+        yield
+    finally:
+        for child in reversed(children):
+            await stop_worker_process(child, 30)
+        if gateway is not None:
+            await gateway.stop()
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     wall_start = time.perf_counter()
     tmp = TempHome("pssync-bench-")
     home = tmp.home
     settings = load_settings(home=home, erp_quota_rps=args.erp_quota_rps)
-    where = "its own process" if args.worker_process else "this process"
-    log(f"home {home}; starting the stack (dev server, gateway, twins; the worker in {where})")
+    gateway = None if args.gateway_in_process else GatewayProcess(home / "gateway.log")
+    log(
+        f"home {home}; starting the stack: "
+        + ", ".join(f"{k} {v}" for k, v in topology(args).items())
+    )
     async with running_stack(
         settings,
         seed=SEED,
         ephemeral_ports=True,
-        run_worker=not args.worker_process,
+        run_worker=args.worker_in_process,
         twins_process=not args.twins_in_process,
+        webhook_base=gateway.url if gateway is not None else None,
     ) as stack:
         bench = Bench(stack, args)
-        client: Client = stack.client
-        floor_worker = Worker(
-            client, task_queue=FLOOR_QUEUE, workflows=[BenchFloor], activities=[noop]
-        )
-        worker_proc = (
-            await start_worker_process(stack.settings, stdout=sys.stderr.fileno())
-            if args.worker_process
-            else None
-        )
         try:
-            async with floor_worker:
+            async with processes(stack, args, gateway):
                 result = await measure(bench, args)
         finally:
             await bench.aclose()
-            if worker_proc is not None:
-                await stop_worker_process(worker_proc, 30)
     result["wall_s"] = round(time.perf_counter() - wall_start, 2)
     if args.keep_home:
         log(f"kept {home}")
@@ -364,11 +434,10 @@ async def measure(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
             "warmup": args.warmup,
             "rounds": rounds,
             "erp_quota_rps": args.erp_quota_rps,
-            "worker": "own process (pssync worker)" if args.worker_process else "in process",
+            **topology(args),
             "history_sample": args.history_sample,
             "deal_timeout_s": args.deal_timeout_s,
             "twin_latency_ms": 0,
-            "twins": "in process" if args.twins_in_process else "own process (pssync sandbox)",
             "seed": SEED,
             "temporal": "embedded dev server, SQLite file under a temp home",
         },
@@ -382,14 +451,10 @@ def notes(args: argparse.Namespace, rounds: int) -> list[str]:
         "delivery, the gateway (signature check, SQLite inbox, start_workflow) and then the "
         "workflow; the floor is started by the client directly. "
         "ratio_p50_execution_only compares server-side start->close of both.",
-        (
-            "The pssync worker runs in its own process (`pssync worker`); the twins, the "
-            "gateway, the floor worker and the bench client share this one."
-            if args.worker_process
-            else "Everything (twins, gateway, pssync worker, floor worker, bench client) "
-            "shares one Python process and event loop (one GIL)."
-        )
-        + " The Temporal dev server (SQLite file) is a child process.",
+        "Where each part runs: "
+        + "; ".join(f"{k} {v}" for k, v in topology(args).items())
+        + "; the bench client in the bench's process. The Temporal dev server (SQLite file) "
+        "is a child process.",
         f"After a warm-up of both, saga and floor phases alternate in {rounds} rounds "
         "(never at the same time); throughputs are over the summed phase times.",
         f"ERP task queue quota erp_quota_rps={args.erp_quota_rps}/s "
@@ -397,8 +462,8 @@ def notes(args: argparse.Namespace, rounds: int) -> list[str]:
     ]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     add_options(
         parser,
         [
@@ -417,17 +482,29 @@ def main() -> int:
     add_flags(
         parser,
         {
-            "--worker-process": "run the pssync worker as `pssync worker` in its own process "
-            "(the deployed topology) instead of inside the stack's process",
+            "--worker-in-process": "run the pssync worker and the floor's worker in the bench's "
+            "process; default: each in its own process (`pssync worker`, as deployed)",
+            "--gateway-in-process": "let the stack's gateway in the bench's process take the "
+            "webhooks; default: `pssync gateway` in its own process, as deployed",
+            "--worker-process": "accepted for old command lines: the default now",
             "--twins-in-process": "serve the twins inside the stack's process (charges the "
             "vendors' CPU to pssync); default: their own process, as remote vendors would be",
+            "--serve-floor-worker": "internal: run only the floor's worker (the bench starts "
+            "this in a child process)",
         },
     )
     add_options(parser, [("--history-sample", int, 40)])
     add_flags(parser, {"--keep-home": "keep the temp home (dev server DB, twins)"})
     add_options(parser, [("--deal-timeout-s", float, 120.0)])
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main() -> int:
+    args = parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.serve_floor_worker:
+        asyncio.run(serve_floor_worker())
+        return 0
     result = asyncio.run(run(args))
     print_json(result)
     return 0 if result["deals_failed"] == 0 and result["floor_failed"] == 0 else 1

@@ -6,13 +6,16 @@ latency at a steady approval rate, and how much of an ERP quota the pipeline use
         [--naive 400] [--naive-concurrency 20] [--latency-rps 100] [--latency-s 25]
         [--latency-mode bulk|api] [--quota-rps 20] [--quota-batch-size 5]
         [--quota-window-s 25] [--phases throughput,naive,latency,quota]
-        [--worker-process] [--temporal-db-dir DIR] [--keep-home]
+        [--worker-in-process] [--gateway-in-process] [--temporal-db-dir DIR] [--keep-home]
 
 What it runs on 127.0.0.1 (OS-assigned ports), in a fresh temp home: `running_stack`
-(embedded Temporal dev server with its SQLite file, the gateway, the seeded twins in their own
-process with zero latency and the PSA's webhooks pointed at the gateway) and the pssync worker
-(`worker.run_workers`: in this process, or as `pssync worker` in a child process with
-`--worker-process`), restarted with other settings for the quota phase. Then:
+(embedded Temporal dev server with its SQLite file, the seeded twins in their own process with
+zero latency) and, each in its own process as `pssync up` and the compose file run them,
+started and stopped by pid: the gateway (`pssync gateway` on a loopback port, the stack's home,
+store and Temporal; the PSA's webhooks point at it) and the pssync worker (`pssync worker`,
+restarted with other settings for the quota phase). The old shapes: `--worker-in-process` runs
+the worker in the bench's process (`worker.run_workers`), `--gateway-in-process` lets the
+stack's own gateway (in the bench's process) take the webhooks. Then:
 
 0. set-up, not timed: `--projects` + `--quota-projects` won deals provisioned by the real
    OpportunityToProject saga (PSA project linked to an ERP project, a USD rate card covering
@@ -27,9 +30,10 @@ process with zero latency and the PSA's webhooks pointed at the gateway) and the
    entries a signal) and the clock stops when the ledger (`store.time_posting_counts`) holds
    them all posted. The ERP twin is then read back (SuiteQL): every entry must be one timebill.
 2. naive baseline, same run: `--naive` other entries, one `BenchNaiveTimeEntry` workflow each
-   (on its own task queue, worker in this process) running `time.process_batch` with that one
-   entry on the pssync ERP queue, `--naive-concurrency` in flight: entries/s from the first
-   start to the last result. ratio = pipeline / naive.
+   (on its own task queue, its workflow worker in the bench's process) running
+   `time.process_batch` with that one entry on the pssync ERP queue (the pssync worker),
+   `--naive-concurrency` in flight: entries/s from the first start to the last result.
+   ratio = pipeline / naive.
 3. latency: approvals at a steady `--latency-rps` for `--latency-s`, each announced by the PSA
    twin's signed `time_entry.approved` webhook to the gateway, which signals the project's
    pipeline. `--latency-mode bulk` (default): every 1/10 s one bulk request creates 10 entries
@@ -83,6 +87,7 @@ with workflow.unsafe.imports_passed_through():
     from bench._harness import (
         STATIC_TOKEN,
         SYSTEMS,
+        GatewayProcess,
         TempHome,
         Twins,
         WorkerRunner,
@@ -136,6 +141,7 @@ __all__ = [
     "WorkerRunner",
     "main",
     "measure",
+    "parse_args",
     "percentile",
     "run",
     "summary",
@@ -252,25 +258,35 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.temporal_db_dir:
         temporal_db = Path(args.temporal_db_dir) / f"pssync-bench-tti-{os.getpid()}.db"
         settings.temporal.db_filename = str(temporal_db)
-    where = "its own process" if args.worker_process else "this process"
-    log(f"home {home}; starting the stack (dev server, gateway, twins; the worker in {where})")
+    gateway = None if args.gateway_in_process else GatewayProcess(home / "gateway.log")
+    where = topology(args)
+    log(f"home {home}; starting the stack: worker {where['worker']}, gateway {where['gateway']}")
     async with running_stack(
-        settings, seed=SEED, ephemeral_ports=True, run_worker=False, twins_process=True
+        settings,
+        seed=SEED,
+        ephemeral_ports=True,
+        run_worker=False,
+        twins_process=True,
+        webhook_base=gateway.url if gateway is not None else None,
     ) as stack:
         runner = WorkerRunner(
             stack,
-            in_process=not args.worker_process,
+            in_process=args.worker_in_process,
             log_path=home / "worker.log",
             sweep_interval_s=SWEEP_OUT_S,
         )
-        bench = Bench(stack, args, runner)
+        bench = Bench(stack, args, runner, gateway)
         try:
+            if gateway is not None:
+                await gateway.start(stack.settings)
             base = runner.phase_settings(erp_quota_rps=args.erp_quota_rps, erp_rate_limit_rps=None)
             await runner.start(base)
             result = await measure(bench, args, base)
         finally:
             await bench.twins.aclose()
             await runner.stop()
+            if gateway is not None:
+                await gateway.stop()
     result["wall_s"] = round(time.perf_counter() - wall_start, 2)
     result["machine"] = mach
     if args.keep_home:
@@ -486,9 +502,9 @@ def config(args: argparse.Namespace, s: SetUp) -> dict[str, Any]:
         "time_linger_ms": defaults.linger_ms,
         "time_batches_in_flight": defaults.max_batches_in_flight,
         "time_sweep_interval_s": SWEEP_OUT_S,
-        "worker": "own process (pssync worker)" if args.worker_process else "in process",
+        **topology(args),
+        "naive_workflow_worker": "in the bench's process (its activity runs on the pssync worker)",
         "twins": "own process (pssync sandbox), zero latency",
-        "gateway": "in process",
         "temporal": "embedded dev server, SQLite file "
         + (f"in {args.temporal_db_dir}" if args.temporal_db_dir else "under the temp home"),
         "store": "SQLite file under the temp home",
@@ -497,7 +513,20 @@ def config(args: argparse.Namespace, s: SetUp) -> dict[str, Any]:
     }
 
 
-def parse_args() -> argparse.Namespace:
+def topology(args: argparse.Namespace) -> dict[str, str]:
+    """Where the pssync worker and the gateway run (the JSON's `config`)."""
+    here = "in the bench's process"
+    return {
+        "worker": here if args.worker_in_process else "own process (pssync worker)",
+        "gateway": (
+            f"{here} (running_stack's)"
+            if args.gateway_in_process
+            else "own process (pssync gateway, 127.0.0.1, OS-picked port)"
+        ),
+    }
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     add_options(
         parser,
@@ -545,7 +574,14 @@ def parse_args() -> argparse.Namespace:
         ],
     )
     add_flags(
-        parser, {"--worker-process": "run the pssync worker as `pssync worker` in its own process"}
+        parser,
+        {
+            "--worker-in-process": "run the pssync worker in the bench's process; default: "
+            "`pssync worker` in its own process, as deployed",
+            "--gateway-in-process": "let the stack's gateway in the bench's process take the "
+            "webhooks; default: `pssync gateway` in its own process, as deployed",
+            "--worker-process": "accepted for old command lines: the default now",
+        },
     )
     parser.add_argument(
         "--phases",
@@ -559,7 +595,7 @@ def parse_args() -> argparse.Namespace:
         default=None,
         help="put the dev server's SQLite file there (e.g. /dev/shm) instead of the temp home",
     )
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def main() -> int:

@@ -1,7 +1,7 @@
 """What the benches share: statistics and key tallies, the machine description and the
-JSON-on-the-last-line report, waits with deadlines, worker processes and CPU accounting,
-Temporal history timings, the bench's own client for the twins, and projects linked in PSA and
-ERP as the saga leaves them (shared with the e2e tests)."""
+JSON-on-the-last-line report, waits with deadlines, worker and gateway processes and CPU
+accounting, Temporal history timings, the bench's own client for the twins, and projects
+linked in PSA and ERP as the saga leaves them (shared with the e2e tests)."""
 
 from bench._harness.linking import LinkedProject, link_projects
 from bench._harness.processes import (
@@ -36,12 +36,14 @@ from bench._harness.stats import (
     system_summary,
     tally,
 )
+from bench._harness.topology import GatewayProcess, start_ready_child
 from bench._harness.twins import STATIC_TOKEN, Twins
 from bench._harness.waiting import bounded, eventually, gather_limited, must_eventually, until
 
 __all__ = [
     "STATIC_TOKEN",
     "SYSTEMS",
+    "GatewayProcess",
     "LinkedProject",
     "TempHome",
     "Twins",
@@ -68,6 +70,7 @@ __all__ = [
     "process_cpu",
     "run_cancellable",
     "serve_app",
+    "start_ready_child",
     "start_worker_process",
     "stop_worker_process",
     "summary",

@@ -1,5 +1,6 @@
 """Processes a bench starts and stops by their id: the pssync worker (in this process or as
-`pssync worker` in a child), an ASGI app on a free port; and CPU seconds per process."""
+`pssync worker` in a child), an ASGI app on a free port; and CPU seconds per process (the
+gateway process and the floor worker of `bench/_harness/topology.py` under their own names)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client
+
+from bench._harness.waiting import until
+from contracts.naming import TASK_QUEUE, erp_task_queue
 from contracts.settings import Settings
 from tests._servers import free_port, serve
 
@@ -69,6 +77,10 @@ def process_cpu() -> dict[str, float]:
             name = "twins"
         elif any("worker.main()" in w for w in words):
             name = "worker_process"
+        elif "starter" in words and "gateway" in words:
+            name = "gateway_process"
+        elif "--serve-floor-worker" in words:
+            name = "floor_worker"
         else:
             name = Path(words[0]).name if words else entry.name
         out[name] = out.get(name, 0.0) + seconds
@@ -137,9 +149,42 @@ async def stop_worker_process(proc: asyncio.subprocess.Process, timeout_s: float
             await proc.wait()
 
 
+async def pollers(client: Client, queue: str, kind: TaskQueueType.ValueType) -> set[str]:
+    """The identities polling `queue` for `kind` tasks now (the SDK's default identity is
+    `<pid>@<host>`)."""
+    answer = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=client.namespace, task_queue=TaskQueue(name=queue), task_queue_type=kind
+        )
+    )
+    return {p.identity for p in answer.pollers}
+
+
+async def wait_polling(
+    client: Client, proc: asyncio.subprocess.Process, *, timeout_s: float = 120.0
+) -> None:
+    """Until the worker process `proc` polls pssync's task queue for workflow tasks and the
+    ERP queue for activity tasks (so a phase's clock does not count its start-up)."""
+    wanted = (
+        (TASK_QUEUE, TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW),
+        (erp_task_queue(TASK_QUEUE), TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY),
+    )
+
+    async def check() -> bool:
+        if proc.returncode is not None:
+            raise RuntimeError(f"the worker process exited ({proc.returncode})")
+        for queue, kind in wanted:
+            if not any(i.startswith(f"{proc.pid}@") for i in await pollers(client, queue, kind)):
+                return False
+        return True
+
+    await until(check, timeout_s=timeout_s, every_s=0.1, what="the worker process polling")
+
+
 class WorkerRunner:
     """The pssync worker with per-phase settings: in this process (`worker.run_workers`), or as
-    `pssync worker` in a child process. `restart` stops the running one first."""
+    `pssync worker` in a child process (`start` returns once it polls). `restart` stops the
+    running one first."""
 
     def __init__(
         self,
@@ -185,6 +230,7 @@ class WorkerRunner:
             self._proc = await start_worker_process(
                 settings, stdout=out, stderr=asyncio.subprocess.STDOUT, extra_env=extra
             )
+        await wait_polling(self.stack.client, self._proc)
 
     async def stop(self) -> None:
         if self._task is not None and self._stop is not None:

@@ -12,7 +12,7 @@ from typing import Any
 from temporalio.client import Client, WorkflowHistory
 
 from activities.time_to_invoice import SWEEP_PAGE, signal_pipeline
-from bench._harness import Twins, WorkerRunner, until
+from bench._harness import GatewayProcess, Twins, WorkerRunner, until
 from bench._harness.histories import decode_inputs
 from contracts.naming import TASK_QUEUE, opportunity_workflow_id, time_pipeline_workflow_id
 from contracts.v1.processes import ProvisionProjectResult
@@ -79,10 +79,18 @@ class EntryFactory:
 
 
 class Bench:
-    def __init__(self, stack: Stack, args: argparse.Namespace, runner: WorkerRunner):
+    def __init__(
+        self,
+        stack: Stack,
+        args: argparse.Namespace,
+        runner: WorkerRunner,
+        gateway: GatewayProcess | None = None,
+    ):
         self.stack = stack
         self.args = args
         self.runner = runner
+        self.gateway = gateway
+        """The gateway in its own process (None: the stack's, in this process)."""
         self.client: Client = stack.client
         self.twins = Twins(stack)
         self.firm = build_firm(SEED)
@@ -182,10 +190,13 @@ class Bench:
         await asyncio.gather(*(one(p, r) for p, r in by_project.items()))
 
     async def wait_posted(self, target: int, *, timeout_s: float, what: str) -> dict[str, int]:
-        """Until the ledger holds `target` posted rows; fails early on exception items."""
+        """Until the ledger holds `target` posted rows; fails early on exception items or when
+        the worker or the gateway process has gone."""
 
         async def check() -> dict[str, int] | None:
             self.runner.check_alive()
+            if self.gateway is not None:
+                self.gateway.check_alive()
             c = await self.counts()
             if c["exception"] or c["rejected"]:
                 raise RuntimeError(f"{what}: entries became exception items: {c}")
