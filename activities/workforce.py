@@ -115,6 +115,9 @@ class WorkforceActivities:
         self.labor = erp if isinstance(erp, ErpLaborCostPort) else None
         self.employees = erp if isinstance(erp, ErpEmployeesPort) else None
         self.erp = erp
+        self._opened: set[str] = set()
+        """Workers this process has seen a labor cost row of: their history is not empty, and
+        pssync never removes a row, so no opening row can be due (`_open_history`)."""
 
     def erp_bound(self) -> list[Callable[..., Any]]:
         """The activities that run on the ERP task queue (the employee, then its labor cost)."""
@@ -206,7 +209,7 @@ class WorkforceActivities:
             active=True,
         )
         if existing is None or existing != resource:  # equal: a retry after the write
-            existing = await self.resources.upsert_resource(resource)
+            existing = await self.resources.upsert_resource(resource, current=existing)
         if request.change.kind is WorkerChangeKind.REHIRE:
             # The termination closed the user to time after the old last day; back at work,
             # they book time again from the rehire date (repeat-safe).
@@ -254,10 +257,15 @@ class WorkforceActivities:
     async def _open_history(self, worker_id: str) -> None:
         """Before a worker's first rate row: the labor cost the employee has now becomes the
         opening row (in force before every later row), so time dated before the first change
-        keeps being priced at it once the change is in force. Keyed, so a retry adds nothing."""
+        keeps being priced at it once the change is in force. Keyed, so a retry adds nothing.
+        The history is read only until this process has seen a row of the worker's: after
+        that it cannot be empty, and the read could not change the outcome."""
         assert self.labor is not None
         current = getattr(self.labor, "get_cost_rate", None)
-        if current is None or await self.labor.labor_cost_rates(worker_id):
+        if current is None or worker_id in self._opened:
+            return
+        if await self.labor.labor_cost_rates(worker_id):
+            self._opened.add(worker_id)
             return
         rate: Money | None = await current(worker_id)
         if rate is None:
@@ -273,7 +281,7 @@ class WorkforceActivities:
         if self.labor is None:
             raise _not_supported("effective-dated labor cost", System.ERP)
         await self._open_history(request.worker_id)
-        return await self.labor.put_labor_cost_rate(
+        stored = await self.labor.put_labor_cost_rate(
             LaborCostRate(
                 worker_id=request.worker_id,
                 rate=request.rate,
@@ -283,3 +291,5 @@ class WorkforceActivities:
             ),
             today=request.today,
         )
+        self._opened.add(request.worker_id)
+        return stored

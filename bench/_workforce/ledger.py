@@ -31,8 +31,10 @@ class LoggedPsa(FakePsa):
         super().__init__()
         self.writes: list[tuple[float, PsaResource]] = []
 
-    async def upsert_resource(self, resource: PsaResource) -> PsaResource:
-        out = await super().upsert_resource(resource)
+    async def upsert_resource(
+        self, resource: PsaResource, *, current: PsaResource | None = None
+    ) -> PsaResource:
+        out = await super().upsert_resource(resource, current=current)
         self.writes.append((time.monotonic(), resource.model_copy(deep=True)))
         return out
 

@@ -116,8 +116,10 @@ class LoggingKantata(KantataPsa):
         super().__init__(settings)
         self.writes: list[tuple[float, PsaResource]] = []
 
-    async def upsert_resource(self, resource: PsaResource) -> PsaResource:
-        out = await super().upsert_resource(resource)
+    async def upsert_resource(
+        self, resource: PsaResource, *, current: PsaResource | None = None
+    ) -> PsaResource:
+        out = await super().upsert_resource(resource, current=current)
         self.writes.append((time.monotonic(), resource.model_copy(deep=True)))
         return out
 

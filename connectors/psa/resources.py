@@ -54,6 +54,10 @@ class PsaResourcesPort(Protocol):
         """None when the PSA has no resource for the worker."""
         ...
 
-    async def upsert_resource(self, resource: PsaResource) -> PsaResource:
-        """Create the worker's resource, or bring it to these values."""
+    async def upsert_resource(
+        self, resource: PsaResource, *, current: PsaResource | None = None
+    ) -> PsaResource:
+        """Create the worker's resource, or bring it to these values. `current`: the resource
+        as the caller has just read it (`get_resource`), if it has: what already matches it
+        need not be sent again (a retry reads again, so it still converges)."""
         ...

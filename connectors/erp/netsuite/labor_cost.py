@@ -6,22 +6,26 @@ the day it is effective from and the HCM event behind it — upserted by
 
 The row in force on the worker's today becomes the employee's labor cost (`laborCost`, what
 `get_cost_rate` reads); rows and postings already there are never rewritten. A worker's rows
-are found over SuiteQL, then read by internal id (record GETs give dates as ISO dates, SuiteQL
-in the account's format).
+are read in one SuiteQL query, their columns with them (SuiteQL answers text, currencies as
+their id and dates in the account's format, `SystemSettings.date_format`). A row costs that
+query, the `PUT` when the row is not among them yet, and the employee's read (plus its
+`PATCH` when the labor cost changes) — a fixed number of calls, whatever the history's length.
 
 The mixin brings the employee upsert with it (`_EmployeesMixin`, `netsuite/employees.py`): a
 hire makes the employee first, so its row in force becomes the employee's labor cost."""
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Mapping
 from datetime import date
-from decimal import Decimal
 from typing import Any
 
+from connectors._vendor_errors import unmappable
 from connectors.erp.labor_cost import LaborCostRate, rate_on
 from connectors.erp.mapping import cost_rate_from_employee
 from connectors.erp.netsuite.employees import _EmployeesMixin
+from connectors.erp.port import SYSTEM
+from connectors.erp.values import DateFormat, currency_code, number
 from contracts.errors import NotFoundError
 from contracts.money import Money
 
@@ -55,15 +59,26 @@ def labor_cost_body(rate: LaborCostRate) -> dict[str, Any]:
     }
 
 
-def labor_cost_from_netsuite(body: dict[str, Any]) -> LaborCostRate:
-    currency_ref = body.get(CURRENCY) or {}
-    currency = str(currency_ref.get("refName") or currency_ref.get("id") or "USD")
+_COLUMNS = ("id", "externalid", EMPLOYEE, RATE, CURRENCY, EFFECTIVE, EVENT, SEQUENCE)
+
+
+def _in_order(rate: LaborCostRate) -> tuple[date, int, str]:
+    """A history's order: oldest effective first, then as HCM entered them."""
+    return (rate.effective_from, rate.sequence, rate.key)
+
+
+@unmappable(SYSTEM, RECORD)
+def labor_cost_from_suiteql(
+    row: Mapping[str, Any], *, date_format: DateFormat, currencies: Mapping[str, str]
+) -> LaborCostRate:
+    """A SuiteQL row of the record (`_COLUMNS`): text values, the currency as its id (an ISO
+    code, or an internal id found in `currencies`), the day in the account's date format."""
     return LaborCostRate(
-        worker_id=str(body[EMPLOYEE]),
-        rate=Money(Decimal(str(body[RATE])), currency),
-        effective_from=date.fromisoformat(str(body[EFFECTIVE])),
-        key=str(body.get(EVENT) or body.get("externalId") or body["id"]),
-        sequence=int(body.get(SEQUENCE) or 0),
+        worker_id=str(row[EMPLOYEE]),
+        rate=Money(number(row[RATE]), currency_code(row.get(CURRENCY), currencies) or "USD"),
+        effective_from=date_format.parse(row[EFFECTIVE]),
+        key=str(row.get(EVENT) or row.get("externalid") or row["id"]),
+        sequence=int(row.get(SEQUENCE) or 0),
     )
 
 
@@ -72,25 +87,37 @@ class _LaborCostMixin(_EmployeesMixin):
     in step from HCM), whose labor cost follows the row in force."""
 
     async def labor_cost_rates(self, worker_id: str) -> list[LaborCostRate]:
+        return [rate for _, rate in await self._history(worker_id)]
+
+    async def _history(self, worker_id: str) -> list[tuple[str | None, LaborCostRate]]:
+        """The worker's rows with their external IDs, oldest effective first: one query."""
         rows = await self._suiteql(
-            f"SELECT id FROM {RECORD} WHERE {EMPLOYEE} = {_quoted(worker_id)} ORDER BY id"
+            f"SELECT {', '.join(_COLUMNS)} FROM {RECORD} "
+            f"WHERE {EMPLOYEE} = {_quoted(worker_id)} ORDER BY id"
         )
-        bodies = await asyncio.gather(
-            *(self._get(self._path(RECORD, str(row["id"]), external=False)) for row in rows)
-        )
-        found = [labor_cost_from_netsuite(b) for b in bodies]
-        return sorted(found, key=lambda r: (r.effective_from, r.sequence, r.key))
+        currencies = await self._currencies(*(row.get(CURRENCY) for row in rows))
+        found = [
+            (
+                str(row["externalid"]) if row.get("externalid") else None,
+                labor_cost_from_suiteql(row, date_format=self.date_format, currencies=currencies),
+            )
+            for row in rows
+        ]
+        return sorted(found, key=lambda f: _in_order(f[1]))
 
     async def put_labor_cost_rate(self, rate: LaborCostRate, *, today: date) -> LaborCostRate:
-        path = self._path(RECORD, row_external_id(rate), external=True)
-        try:
-            stored = labor_cost_from_netsuite(await self._get(path))
-        except NotFoundError:
-            stored = None
+        # The history read first holds the row when a retry finds it written (keyed by its
+        # external ID, as the PUT is); the row in force is then the history with this row.
+        external_id = row_external_id(rate)
+        history = await self._history(rate.worker_id)
+        stored = next((r for eid, r in history if eid == external_id), None)
+        rows = [r for _, r in history]
         if stored is None:
+            path = self._path(RECORD, external_id, external=True)
             await self._send("PUT", path, labor_cost_body(rate))
             stored = rate
-        current = rate_on(await self.labor_cost_rates(rate.worker_id), today)
+            rows = sorted([*rows, rate], key=_in_order)
+        current = rate_on(rows, today)
         if current is not None:
             await self._set_labor_cost(rate.worker_id, current.rate)
         return stored

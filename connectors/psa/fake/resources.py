@@ -22,7 +22,9 @@ class FakeResourcesMixin(FakePsaBase):
         found = self.resources.get(worker_id)
         return None if found is None else found.model_copy(deep=True)
 
-    async def upsert_resource(self, resource: PsaResource) -> PsaResource:
+    async def upsert_resource(
+        self, resource: PsaResource, *, current: PsaResource | None = None
+    ) -> PsaResource:
         self._enter("upsert_resource")
         self.resources[resource.worker_id] = resource.model_copy(deep=True)
         user = self.users.get(resource.worker_id)

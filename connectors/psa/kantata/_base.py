@@ -106,6 +106,9 @@ class KantataBase(VendorClient):
         self._workers_by_user: dict[str, str] = {}
         self._users_by_worker: dict[str, str] = {}
         self._worker_map_lock = asyncio.Lock()
+        self._join_locks: dict[str, asyncio.Lock] = {}
+        """One per worker joining the account: two upserts of one new worker in a process
+        invite them once (`ResourcesMixin.upsert_resource`)."""
         self._rate_cards: dict[str, str] = {}
         self._custom_field_ids: dict[str, str] | None = None
         """The workspace custom fields' ids by name, once read (`CustomFieldsMixin`)."""
@@ -263,13 +266,30 @@ class KantataBase(VendorClient):
         return {u: self._workers_by_user.get(u, f"psa-user:{u}") for u in wanted}
 
     async def _user_of(self, worker_id: str) -> str | None:
+        """The Kantata user of an HCM worker, or None when no user is tied to them yet.
+
+        A worker not in the map is looked up alone — their one `hcm_worker` reference
+        (`service_model_ref`), one request however many workers the account has — and kept
+        both ways. A worker with no reference is not remembered: a hire ties one moments
+        later (`ResourcesMixin._join`, which also fills the map), perhaps from another
+        process, and an old "no user" must not hide it."""
         if worker_id.startswith("psa-user:"):
             return worker_id.removeprefix("psa-user:")
-        if worker_id not in self._users_by_worker:
-            async with self._worker_map_lock:
-                if worker_id not in self._users_by_worker:
-                    await self._load_worker_map()
-        return self._users_by_worker.get(worker_id)
+        found = self._users_by_worker.get(worker_id)
+        if found is not None:
+            return found
+        refs = await self._refs(
+            subject_type="User", service_model=WORKER_MODEL, service_model_ref=worker_id
+        )
+        # Of two users tied to one worker, the last listed wins, as in `_load_worker_map`.
+        tied = [reference_from_kantata(r) for r in refs]
+        tied = [(user, worker) for user, worker in tied if worker == worker_id]
+        if not tied:
+            return None
+        user_id = tied[-1][0]
+        self._users_by_worker[worker_id] = user_id
+        self._workers_by_user[user_id] = worker_id
+        return user_id
 
     async def _require_user(self, worker_id: str) -> str:
         user_id = await self._user_of(worker_id)

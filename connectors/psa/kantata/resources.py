@@ -7,7 +7,10 @@ What goes where — only documented Kantata mechanisms (developer.kantata.com):
   the user with the worker's e-mail (`GET /users?by_email_address=`) is the one a lost answer
   hid, and it is never invited twice (`KantataBase._create`). Then the external reference
   (`POST /external_references/create_or_update`, an upsert) ties the user to the worker;
-- role and active through `PUT /users/{id}` (as closing a leaver to time does);
+- role and active through `PUT /users/{id}` (as closing a leaver to time does), sent only
+  when they differ from the `current` resource the caller has just read (`get_resource`):
+  an upsert that changes only custom-field facts sends no PUT. Without `current`, or for a
+  user just invited, it is sent;
 - the facts Kantata has no user field for — location, practice, manager (HCM id), FTE, the
   first bookable day and the leave calendar — in User custom fields (`RESOURCE_FIELDS`; the
   tenant creates them as text fields of a custom field set for users, like the workspace
@@ -19,6 +22,7 @@ What goes where — only documented Kantata mechanisms (developer.kantata.com):
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -161,16 +165,24 @@ class ResourcesMixin(KantataBase):
         custom = custom_field_values_by_name(user, side.side.get("custom_field_values", {}))
         return resource_from_kantata(worker_id, user, custom)
 
-    async def upsert_resource(self, resource: PsaResource) -> PsaResource:
+    async def upsert_resource(
+        self, resource: PsaResource, *, current: PsaResource | None = None
+    ) -> PsaResource:
         field_ids = await self._resource_field_ids()
         user_id = await self._user_of(resource.worker_id)
         if user_id is None:
-            user_id = await self._join(resource)
-        await self._call(
-            "PUT",
-            f"/users/{user_id}.json",
-            json={"user": {"role": resource.role, "active": resource.active}},
-        )
+            async with self._join_locks.setdefault(resource.worker_id, asyncio.Lock()):
+                # an upsert of the same worker that held the lock has tied them meanwhile
+                user_id = self._users_by_worker.get(resource.worker_id)
+                if user_id is None:
+                    user_id = await self._join(resource)
+            current = None  # a user just invited holds nothing of ours yet
+        if current is None or (current.role, current.active) != (resource.role, resource.active):
+            await self._call(
+                "PUT",
+                f"/users/{user_id}.json",
+                json={"user": {"role": resource.role, "active": resource.active}},
+            )
         values = [
             {
                 "subject_type": RESOURCE_SUBJECT,
