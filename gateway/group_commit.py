@@ -8,7 +8,8 @@ competing with the worker's ledger writes on the same database. `GroupCommit` ga
 calls that arrive while a write is in progress and writes them together when it is done: at
 low load a call waits for nothing but its own write (the first one starts at once), under load
 the writes per second stay few. Each caller still returns only after *its* item has committed
-(or raises what the write raised), so nothing is acknowledged that is not durable.
+(or raises what the write raised), so nothing is acknowledged that is not durable. A batch
+the store refuses is written again item by item, so one bad item fails its own caller only.
 """
 
 from __future__ import annotations
@@ -53,16 +54,42 @@ class GroupCommit(Generic[T, R]):
             del self._queue[: self.max_items]
             items = [item for item, _ in batch]
             try:
-                results = await asyncio.to_thread(self._write_many, items)
-            except BaseException as exc:  # every caller in the batch learns of the failure
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
-                continue
+                written = await asyncio.to_thread(self._write_many, items)
+                outcomes: list[R | BaseException | None] = [
+                    written[n] if written is not None else None for n in range(len(items))
+                ]
+            except Exception as exc:
+                # One bad item must not fail the others: each alone, in its own transaction
+                # (a database outage fails them all again, each with its own error).
+                outcomes = [exc] if len(items) == 1 else await asyncio.to_thread(self._each, items)
+            except BaseException as exc:  # cancelled: every caller learns of it
+                cancelled: list[R | BaseException | None] = [exc] * len(batch)
+                _settle(batch, cancelled)
+                raise
             finally:
                 self.writes += 1
-            for n, (_, future) in enumerate(batch):
-                if not future.done():
-                    future.set_result(results[n] if results is not None else None)
+            _settle(batch, outcomes)
+
+    def _each(self, items: list[T]) -> list[R | BaseException | None]:
+        outcomes: list[R | BaseException | None] = []
+        for item in items:
+            try:
+                written = self._write_many([item])
+            except Exception as exc:
+                outcomes.append(exc)
+            else:
+                outcomes.append(written[0] if written is not None else None)
+        return outcomes
+
+
+def _settle(
+    batch: list[tuple[T, asyncio.Future[R | None]]], outcomes: list[R | BaseException | None]
+) -> None:
+    """Each waiting caller gets its item's result, or its item's error."""
+    for (_, future), outcome in zip(batch, outcomes, strict=True):
+        if future.done():
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)

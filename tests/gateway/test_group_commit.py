@@ -12,8 +12,9 @@ from gateway.group_commit import GroupCommit
 
 
 class Ledger:
-    """A synchronous `write_many` that records its batches; it can be held at a gate (so
-    that callers pile up behind a write in progress) and made to fail."""
+    """A synchronous, all-or-nothing `write_many` that records its batches; it can be held at
+    a gate (so that callers pile up behind a write in progress), refuse one item (the whole
+    batch then writes nothing) or be down."""
 
     def __init__(self) -> None:
         self.batches: list[list[int]] = []
@@ -21,15 +22,18 @@ class Ledger:
         self.gate = threading.Event()
         self.gate.set()
         self.entered = threading.Event()
-        self.fail_next = False
+        self.refused: set[int] = set()
+        self.down = False
 
     def write_many(self, items: list[int]) -> list[str]:
         self.entered.set()
         self.gate.wait(timeout=10)
         self.batches.append(list(items))
-        if self.fail_next:
-            self.fail_next = False
+        if self.down:
             raise OSError("disk gone")
+        bad = [i for i in items if i in self.refused]
+        if bad:
+            raise ValueError(f"refused {bad}")
         self.written.extend(items)
         return [f"ok-{i}" for i in items]
 
@@ -75,11 +79,31 @@ async def test_batches_are_capped() -> None:
     assert [len(b) for b in ledger.batches] == [10, 10, 5]
 
 
-async def test_a_failed_write_fails_its_callers_only_and_the_next_goes_on() -> None:
+async def test_one_refused_item_fails_its_caller_only() -> None:
     ledger = Ledger()
     commit = GroupCommit(ledger.write_many)
     ledger.gate.clear()
-    ledger.fail_next = True
+    ledger.refused = {2}
+    tasks = [asyncio.create_task(commit.submit(n)) for n in range(4)]
+    await asyncio.sleep(0)
+    ledger.gate.set()
+
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+
+    assert [o if isinstance(o, str) else type(o) for o in outcomes] == [
+        "ok-0",
+        "ok-1",
+        ValueError,
+        "ok-3",
+    ]
+    assert sorted(ledger.written) == [0, 1, 3]  # each once: the refused batch wrote nothing
+
+
+async def test_an_outage_fails_every_caller_and_the_next_write_goes_on() -> None:
+    ledger = Ledger()
+    commit = GroupCommit(ledger.write_many)
+    ledger.gate.clear()
+    ledger.down = True
     doomed = [asyncio.create_task(commit.submit(n)) for n in range(3)]
     await asyncio.sleep(0)
     ledger.gate.set()
@@ -87,6 +111,7 @@ async def test_a_failed_write_fails_its_callers_only_and_the_next_goes_on() -> N
     outcomes = await asyncio.gather(*doomed, return_exceptions=True)
 
     assert all(isinstance(o, OSError) for o in outcomes)
+    ledger.down = False
     assert await commit.submit(9) == "ok-9"
     assert ledger.written == [9]
 
