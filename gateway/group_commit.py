@@ -42,9 +42,12 @@ class GroupCommit(Generic[T, R]):
     async def submit(self, item: T) -> R | None:
         """Write `item` with whatever else is waiting; its result (None when `write_many`
         returns none). A caller that is cancelled does not cancel the write."""
-        future: asyncio.Future[R | None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R | None] = loop.create_future()
         self._queue.append((item, future))
-        if self._writer is None or self._writer.done():
+        writer = self._writer
+        # (a writer left on another, finished event loop — a test client's — never drains)
+        if writer is None or writer.done() or writer.get_loop() is not loop:
             self._writer = asyncio.create_task(self._drain())
         return await asyncio.shield(future)
 
@@ -87,7 +90,7 @@ def _settle(
 ) -> None:
     """Each waiting caller gets its item's result, or its item's error."""
     for (_, future), outcome in zip(batch, outcomes, strict=True):
-        if future.done():
+        if future.done() or future.get_loop().is_closed():  # nobody is waiting any more
             continue
         if isinstance(outcome, BaseException):
             future.set_exception(outcome)

@@ -131,6 +131,20 @@ async def test_a_cancelled_caller_does_not_cancel_the_write() -> None:
     assert ledger.written == [5, 6]
 
 
+def test_a_writer_left_on_a_finished_event_loop_does_not_block_the_next() -> None:
+    """As a test client runs requests in event loops of their own: a writer task stranded,
+    not done, on a loop that has ended must not stop the next loop's writes."""
+    ledger = Ledger()
+    commit = GroupCommit(ledger.write_many)
+    ended = asyncio.new_event_loop()
+    commit._writer = ended.create_future()  # type: ignore[assignment]  # pending, like a task
+    ended.close()
+
+    assert asyncio.run(asyncio.wait_for(commit.submit(2), 10)) == "ok-2"
+    assert asyncio.run(asyncio.wait_for(commit.submit(3), 10)) == "ok-3"
+    assert ledger.written == [2, 3]
+
+
 def test_max_items_must_be_positive() -> None:
     with pytest.raises(ValueError):
         GroupCommit(Ledger().write_many, max_items=0)
