@@ -132,14 +132,18 @@ def process_env(settings: Settings, extra: dict[str, str] | None = None) -> dict
 
 
 async def start_gateway_process(
-    settings: Settings, log: Path, extra_env: dict[str, str] | None = None
+    settings: Settings,
+    log: Path,
+    extra_env: dict[str, str] | None = None,
+    *,
+    port: int | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """`pssync gateway` as a child on a free loopback port, sharing the stack's store, Temporal
-    and keys (`process_env`); returns it and its URL once its /healthz answers. The caller stops
-    it by its id (`stop_process`)."""
+    """`pssync gateway` as a child on a loopback port (`port`, else a free one), sharing the
+    stack's store, Temporal and keys (`process_env`); returns it and its URL once its /healthz
+    answers. The caller stops it by its id (`stop_process`)."""
     import httpx
 
-    port = free_port()
+    port = port or free_port()
     env = process_env(
         settings,
         {"PSSYNC_GATEWAY_HOST": "127.0.0.1", "PSSYNC_GATEWAY_PORT": str(port), **(extra_env or {})},

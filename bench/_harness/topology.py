@@ -20,16 +20,13 @@ one line on stdout once it serves (the floor worker of `opportunity_to_project.p
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import subprocess
 import sys
 from pathlib import Path
 
-import httpx
-
 from bench._harness.processes import ROOT, stop_worker_process
 from contracts.settings import Settings
-from stack.processes import process_env
-from tests._servers import free_port
+from stack.processes import free_port, start_gateway_process, stop_process
 
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0
@@ -37,58 +34,31 @@ STOP_TIMEOUT_S = 30.0
 
 class GatewayProcess:
     """`pssync gateway` as a child on `url` (127.0.0.1, a port the OS picked), started once the
-    stack is up and stopped by its id."""
+    stack is up (`stack.processes.start_gateway_process`) and stopped by its id."""
 
     def __init__(self, log_path: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        self.proc: asyncio.subprocess.Process | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
 
     async def start(self, settings: Settings, extra_env: dict[str, str] | None = None) -> None:
         """Start it with the stack's `settings` and wait until its /healthz answers."""
-        env = process_env(
-            settings,
-            {
-                "PSSYNC_GATEWAY_HOST": "127.0.0.1",
-                "PSSYNC_GATEWAY_PORT": str(self.port),
-                **(extra_env or {}),
-            },
-        )
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as out:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "starter",
-                "gateway",
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=asyncio.subprocess.STDOUT,
-            )
-        deadline = asyncio.get_running_loop().time() + START_TIMEOUT_S
-        async with httpx.AsyncClient(timeout=5) as http:
-            while True:
-                self.check_alive()
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await http.get(f"{self.url}/healthz")).status_code < 500:
-                        return
-                if asyncio.get_running_loop().time() > deadline:
-                    await self.stop()
-                    raise TimeoutError(f"the gateway process did not start; see {self.log_path}")
-                await asyncio.sleep(0.1)
+        self.proc, _ = await start_gateway_process(
+            settings, self.log_path, extra_env, port=self.port
+        )
 
     def check_alive(self) -> None:
-        if self.proc is not None and self.proc.returncode is not None:
+        if self.proc is not None and self.proc.poll() is not None:
             raise RuntimeError(
                 f"the gateway process exited ({self.proc.returncode}); see {self.log_path}"
             )
 
     async def stop(self) -> None:
-        """SIGTERM by its id, SIGKILL if it is still there after `STOP_TIMEOUT_S`."""
+        """SIGTERM by its id, SIGKILL if it does not go (`stack.processes.stop_process`)."""
         if self.proc is not None:
-            await stop_worker_process(self.proc, STOP_TIMEOUT_S)
+            await asyncio.to_thread(stop_process, self.proc)
             self.proc = None
 
 

@@ -22,14 +22,16 @@ from pathlib import Path
 
 import pytest
 from temporalio.api.enums.v1 import TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client
 
+from bench._harness.processes import pollers
 from bench.scale_out import PG_ENV, QUICK, pg_schema, run_configuration
 from contracts.naming import TASK_QUEUE
 from contracts.settings import load_settings
 from stack import running_stack
 from stack.processes import process_env
+
+WORKFLOW_TASKS = TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
 
 ADMIN_URL = os.environ.get(PG_ENV)
 pytestmark = [
@@ -58,19 +60,6 @@ async def test_two_workers_and_two_gateways_lose_and_duplicate_nothing_through_a
     assert all(code == 200 for code in report["change_order"]["codes"])
     # Both gateways took webhooks before one was stopped; the other took the rest.
     assert len(report["balancer"]["forwarded"]) == 2, report["balancer"]
-
-
-async def pollers(client: object, queue: str) -> set[str]:
-    """The identities polling `queue` for workflow tasks now."""
-    service = client.workflow_service  # type: ignore[attr-defined]
-    answer = await service.describe_task_queue(
-        DescribeTaskQueueRequest(
-            namespace=client.namespace,  # type: ignore[attr-defined]
-            task_queue=TaskQueue(name=queue),
-            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-        )
-    )
-    return {p.identity for p in answer.pollers}
 
 
 @pytest.mark.timeout(300)
@@ -105,14 +94,14 @@ async def test_worker_processes_all_poll_and_a_death_stops_the_group(tmp_path: P
 
 
 async def _children_polling(
-    client: object, supervisor: subprocess.Popen[bytes], n: int
+    client: Client, supervisor: subprocess.Popen[bytes], n: int
 ) -> list[int]:
     """The supervisor's `n` worker processes, once each of them polls the task queue (their
     identities are `pid@host`)."""
     deadline = asyncio.get_running_loop().time() + 120
     while True:
         assert supervisor.poll() is None, "the supervisor exited"
-        identities = await pollers(client, TASK_QUEUE)
+        identities = await pollers(client, TASK_QUEUE, WORKFLOW_TASKS)
         pids = sorted({int(i.split("@", 1)[0]) for i in identities if i.split("@", 1)[0].isdigit()})
         kids = _children_of(supervisor.pid)
         if len(kids) == n and set(kids) <= set(pids):
