@@ -24,19 +24,28 @@ from contracts.v1.workforce import WorkerChangeKind
 PSA_FIELDS = ("role", "location", "practice", "manager_id", "fte")
 
 
-class LoggedPsa(FakePsa):
-    """`FakePsa` with every resource write logged (monotonic time, resource)."""
+class ResourceWriteLog:
+    """Mixed in front of a PSA port (`FakePsa`, `KantataPsa`): every resource write logged in
+    `writes` (monotonic time, resource)."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes: list[tuple[float, PsaResource]] = []
+    writes: list[tuple[float, PsaResource]]
 
     async def upsert_resource(
         self, resource: PsaResource, *, current: PsaResource | None = None
     ) -> PsaResource:
-        out = await super().upsert_resource(resource, current=current)
+        out: PsaResource = await super().upsert_resource(  # type: ignore[misc]
+            resource, current=current
+        )
         self.writes.append((time.monotonic(), resource.model_copy(deep=True)))
         return out
+
+
+class LoggedPsa(ResourceWriteLog, FakePsa):
+    """`FakePsa` with every resource write logged (monotonic time, resource)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = []
 
 
 class LoggedErp(FakeErp):

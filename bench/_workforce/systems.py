@@ -29,7 +29,7 @@ from pydantic import SecretStr
 from sqlmodel import select
 
 from bench._harness import STATIC_TOKEN, gather_limited, serve_app
-from bench._workforce.ledger import LoggedErp, LoggedPsa, psa_calls
+from bench._workforce.ledger import LoggedErp, LoggedPsa, ResourceWriteLog, psa_calls
 from connectors.erp import NetSuiteErp
 from connectors.erp.employees import ErpEmployee as Employee
 from connectors.erp.labor_cost import LaborCostRate, rate_on
@@ -109,19 +109,12 @@ class FakeSystems(Systems):
         return "in-memory FakePsa / FakeErp (calls: the fakes' port calls)"
 
 
-class LoggingKantata(KantataPsa):
+class LoggingKantata(ResourceWriteLog, KantataPsa):
     """`KantataPsa` with every resource write logged (monotonic time, resource)."""
 
     def __init__(self, settings: SystemSettings) -> None:
         super().__init__(settings)
-        self.writes: list[tuple[float, PsaResource]] = []
-
-    async def upsert_resource(
-        self, resource: PsaResource, *, current: PsaResource | None = None
-    ) -> PsaResource:
-        out = await super().upsert_resource(resource, current=current)
-        self.writes.append((time.monotonic(), resource.model_copy(deep=True)))
-        return out
+        self.writes = []
 
 
 class LoggingNetSuite(NetSuiteErp):
