@@ -172,8 +172,9 @@ class TimePostingOps(StoreBase):
         Raises ``ValueError`` (unknown column, state or kind; an amount with more decimals or a
         number too large for its column) or ``TypeError`` (a float) before writing anything.
         """
+        now = self._clock()
         merged: dict[str, dict[str, Any]] = {}
-        lineage_params = [_lineage_values(row, self._clock()) for row in lineage]
+        lineage_params = [_lineage_values(row, now) for row in lineage]
         for row in rows:
             values = _time_posting_values(row)
             key = values["entry_key"]
@@ -183,9 +184,6 @@ class TimePostingOps(StoreBase):
                 with self._write_conn() as conn:
                     conn.execute(insert(_LINEAGE), lineage_params)
             return 0
-        now = self._clock()
-        for lineage_row in lineage_params:
-            lineage_row["recorded_at"] = now
         upserts: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         # Rows in key order, so concurrent batches over the same entries lock them in the same
