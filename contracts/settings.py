@@ -511,8 +511,10 @@ class Settings(BaseSettings):
     """An open exception item escalates after this long."""
     time_batch_size: int = Field(default=200, ge=1, le=200)
     """Time-to-invoice: entries per ERP async job."""
-    time_linger_ms: int = Field(default=200, ge=0, le=60_000)
-    """Time-to-invoice: how long a part-full batch waits for more entries."""
+    time_linger_ms: int = Field(default=1_000, ge=0, le=60_000)
+    """Time-to-invoice: while one of the project's batches is at the ERP, how long a part-full
+    batch waits for it before taking another slot (with none out, it goes at once; Temporal
+    timers fire no sooner than about a second)."""
     time_batches_in_flight: int = Field(default=2, ge=1, le=16)
     """Time-to-invoice: batches one project's pipeline has at the ERP at once."""
     time_sweep_interval_s: float = Field(default=300.0, gt=0)

@@ -6,12 +6,12 @@ the ERP in batches, holds invalid entries as exception items for people, and bil
     update  resolve_exception(ExceptionResolution) -> TimeResolutionResult
     query   status() -> PipelineStatus
 
-No workflow per entry: entries wait in `pending` (keyed by entry, so a burst of events for one
-entry is one reconciliation), go out in batches of up to `batch_size` after at most `linger_ms`,
-at most `max_batches_in_flight` at a time, to the ERP-bound `time.process_batch` activity. An
-entry is never in two batches at once. A failing ERP (outage, 429s) only slows the batches in
-flight, which retry without limit; new entries wait in `pending` meanwhile and drain when it
-returns. An exception item does not hold its batch back: the rest of the batch posts.
+No workflow per entry: entries wait in `pending` (keyed by entry: a burst for one entry is one
+reconciliation), go in batches of up to `batch_size`, `max_batches_in_flight` at most, to the
+ERP-bound `time.process_batch`: at once if none is out, else when full, when the one out is back
+or after `linger_ms` (group commit). An entry is never in two batches at once. A failing ERP
+(outage, 429s) only slows the batches out, which retry without limit; new entries wait in
+`pending` and drain when it returns. An exception item does not hold back its batch's others.
 
 A person's `retry` / `retry_with_data` puts the entry back into `pending` (master data read
 afresh, corrections applied) and the update returns what happened to it; `reject` unapproves it
@@ -26,6 +26,7 @@ entries, open items and counters.
 from __future__ import annotations
 
 import asyncio
+import functools
 from datetime import timedelta
 from typing import NoReturn
 
@@ -104,6 +105,8 @@ BATCH_TIMEOUT = timedelta(minutes=10)
 HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 STEP_TIMEOUT = timedelta(minutes=2)
 FAILED_BATCH_BACKOFF = timedelta(seconds=60)
+PATCH_DISPATCH_WHEN_IDLE = "time-dispatch-when-idle"
+"""Part-full batches go when none is out; before, a `linger_ms` timer (Temporal's: >= ~1 s)."""
 REFUSALS = frozenset({"BusinessRuleViolation", "NotFoundError"})
 """Failure types that mean the PSA refused to mark an invoice (void it), as opposed to not
 answering (keep it and wait)."""
@@ -271,10 +274,16 @@ class TimeToInvoiceWorkflow:
                 await self._bill(self._billing.pop(0))
                 continue
             if self._ready() and len(self._tasks) < request.max_batches_in_flight:
-                # A part-full batch lingers briefly for company (fewer, fuller ERP jobs).
+                if not self._tasks and workflow.patched(PATCH_DISPATCH_WHEN_IDLE):
+                    # None at the ERP: waiting would only add latency (what arrives meanwhile
+                    # forms the next batch).
+                    self._dispatch(force=True)
+                    continue
+                # One is out: a part-full batch waits for it, to fill, or `linger_ms`.
+                idle = workflow.patched(PATCH_DISPATCH_WHEN_IDLE)
                 try:
                     await workflow.wait_condition(
-                        lambda: len(self._ready()) >= request.batch_size or self._urgent(),
+                        functools.partial(self._may_go, idle),
                         timeout=timedelta(milliseconds=request.linger_ms),
                     )
                 except TimeoutError:
@@ -329,6 +338,11 @@ class TimeToInvoiceWorkflow:
 
     def _ready(self) -> list[str]:
         return [k for k in self._pending if k not in self._in_flight]
+
+    def _may_go(self, when_idle: bool) -> bool:
+        """A part-full batch may go: full, a person waits on a retry, or (patched) none out."""
+        full = len(self._ready()) >= self._input.batch_size
+        return full or self._urgent() or (when_idle and not self._tasks)
 
     def _urgent(self) -> bool:
         """A person is waiting on a retry: do not linger."""

@@ -288,8 +288,11 @@ class TimePipelineInput(Message):
     psa_tenant: str
     psa_project_id: str
     batch_size: int = Field(default=DEFAULT_BATCH_SIZE, ge=1, le=DEFAULT_BATCH_SIZE)
-    linger_ms: int = Field(default=200, ge=0, le=60_000)
-    """How long a part-full batch waits for more entries (latency vs. ERP calls)."""
+    linger_ms: int = Field(default=1_000, ge=0, le=60_000)
+    """While a batch of the project is at the ERP, how long a part-full one waits for it to
+    come back or fill before taking another slot (latency vs. ERP calls). With no batch out,
+    a part-full batch goes at once. A Temporal timer fires no sooner than about a second
+    (50, 200 and 500 ms timers all fired after 1.0 s on the dev server), so less acts as 1 s."""
     max_batches_in_flight: int = Field(default=2, ge=1, le=16)
     escalation_after_s: float = Field(default=86_400, gt=0)
     idle_close_s: float = Field(default=3_600, gt=0)

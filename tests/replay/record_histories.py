@@ -39,6 +39,9 @@ Every scenario now records with encryption on (the replay test holds the key).
   the `termination-local-midnight` patch marker, where a run on UTC days would have waited.
 - `tti_continue_as_new`: a time pipeline continues as new (a low `max_history_events`) with an
   open exception item carried; the item is resolved in the continuation, which then completes.
+- `tti_dispatch_when_idle`: a time pipeline with the `time-dispatch-when-idle` patch marker:
+  a lone entry goes out at once, three approved while its batch is at the ERP go together
+  right after it.
 - `assignment_sync_continue_as_new`: a sync with a refused forecast (open item) continues as
   new; the continuation resolves the item and writes the forecast (left open, as in production).
 """
@@ -445,7 +448,6 @@ async def record_termination_local_midnight(env: WorkflowEnvironment) -> list[Pa
     from zoneinfo import ZoneInfo
 
     from contracts.v1.worker_termination import TerminationOutcome
-    from tests.replay.test_replay import payloads_in
     from tests.workflows import test_worker_termination as term
 
     now = datetime.now(UTC)
@@ -471,12 +473,7 @@ async def record_termination_local_midnight(env: WorkflowEnvironment) -> list[Pa
             assert result.outcome is TerminationOutcome.COMPLETED, result
             assert result.ended_assignments == 1, result
             history = await handle.fetch_history()
-            codec = env.client.data_converter.payload_codec
-            assert codec is not None
-            for event in history.events:
-                for payload in payloads_in(event):
-                    (plain,) = await codec.decode([payload])
-                    payload.CopyFrom(plain)
+            await _decode_in_place(env, history)
     return [_write(history, _stem(handle.id))]
 
 
@@ -588,6 +585,84 @@ async def record_tti_continue_as_new(env: WorkflowEnvironment) -> list[Path]:
             first_history = await first.fetch_history()
             second_history = await current.fetch_history()
     return _write_both_runs(workflow_id, first_history, second_history)
+
+
+TTI_DISPATCH_TENANT = "dispatch"
+
+
+async def record_tti_dispatch_when_idle(env: WorkflowEnvironment) -> list[Path]:
+    """A pipeline with the `time-dispatch-when-idle` patch: one approved entry goes to the ERP
+    at once (no linger timer), three more approved while its batch is held at the ERP wait for
+    it and go together as soon as it comes back; the run completes once idle."""
+    from activities.time_to_invoice import signal_pipeline
+    from contracts.v1.time_to_invoice import (
+        ENTRIES_CHANGED_SIGNAL,
+        PipelineStatus,
+        TimePipelineInput,
+    )
+    from tests.workflows import test_time_to_invoice as tti
+
+    with tempfile.TemporaryDirectory() as tmp:
+        async with tti.tti_world(env, Path(tmp)) as world:
+            pid = world.projects["tm"]
+            defaults = TimePipelineInput(
+                psa_tenant=TTI_DISPATCH_TENANT, psa_project_id=pid, linger_ms=60_000, idle_close_s=3
+            )
+            entries = tti._approved(world, "tm", 4)
+            released, calls = asyncio.Event(), []
+            original = world.erp.post_time
+
+            async def held(postings: Any) -> Any:
+                calls.append(len(postings))
+                if len(calls) == 1:
+                    await released.wait()
+                return await original(postings)
+
+            world.erp.post_time = held  # type: ignore[method-assign]
+
+            async def signal(batch: list[Any]) -> str:
+                return await signal_pipeline(
+                    env.client,
+                    defaults,
+                    pid,
+                    ENTRIES_CHANGED_SIGNAL,
+                    tti.entries_changed(batch),
+                    task_queue=world.task_queue,
+                )
+
+            workflow_id = await signal(entries[:1])
+            handle = env.client.get_workflow_handle(workflow_id)
+            await _until(lambda: _true(bool(calls)), "the first batch at the ERP")
+            await signal(entries[1:])
+
+            async def waiting() -> bool:
+                status = await handle.query("status", result_type=PipelineStatus)
+                return status.pending == 3 and status.in_flight == 1
+
+            await _until(waiting, "three entries waiting for the batch out")
+            released.set()
+            await handle.result()
+            assert calls == [1, 3], calls
+            assert len(world.postings("tm")) == 4
+            history = await handle.fetch_history()
+            await _decode_in_place(env, history)
+    return [_write(history, _stem(workflow_id))]
+
+
+async def _decode_in_place(env: WorkflowEnvironment, history: WorkflowHistory) -> None:
+    """Plain payloads in the file: a name without `_encrypted` promises them (test_replay)."""
+    from tests.replay.test_replay import payloads_in
+
+    codec = env.client.data_converter.payload_codec
+    assert codec is not None
+    for event in history.events:
+        for payload in payloads_in(event):
+            (plain,) = await codec.decode([payload])
+            payload.CopyFrom(plain)
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 # --------------------------------------------------------------------------- AssignmentSync
@@ -735,6 +810,7 @@ SCENARIOS: dict[str, Recorder] = {
     ),
     "termination_local_midnight": record_termination_local_midnight,
     "tti_continue_as_new": record_tti_continue_as_new,
+    "tti_dispatch_when_idle": record_tti_dispatch_when_idle,
     "assignment_sync_continue_as_new": record_assignment_sync_continue_as_new,
 }
 """Scenarios recorded on one embedded dev server, each writing only its own files."""
