@@ -12,9 +12,12 @@ HEARTBEAT_EVERY_S = 2.0
 
 
 async def _heartbeat_every(seconds: float) -> None:
+    """Heartbeat every `seconds`, the first after `seconds`: a batch done sooner (most are)
+    costs the server no heartbeat write; the heartbeat timeout (10 s) still counts from the
+    start."""
     while True:
-        activity.heartbeat()
         await asyncio.sleep(seconds)
+        activity.heartbeat()
 
 
 def _activity_info() -> tuple[str, str | None]:
