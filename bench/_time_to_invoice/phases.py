@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+
 from bench._harness import cpu_delta, log, percentile, process_cpu, summary
 from bench._harness.histories import (
     batch_timings,
@@ -17,6 +19,7 @@ from bench._harness.histories import (
 )
 from bench._time_to_invoice.world import Bench, Entry, EntryFactory, Project
 from contracts.v1.time_to_invoice import TimePipelineInput
+from demo.waits import actor_token
 
 APPROVERS = 16
 """Concurrent approving requests at most (the latency phase's load generator)."""
@@ -120,6 +123,7 @@ async def latency(
         units = [specs[i : i + per_call] for i in range(0, len(specs), per_call)]
     before = await bench.counts()
     await bench.twins.reset_stats()
+    in_gateway0 = await gateway_webhook_times(bench)
     cpu0 = process_cpu()
     how = (
         "one PSA API request each"
@@ -145,6 +149,7 @@ async def latency(
     report = await latency_report(bench, done)
     twins = await bench.twins.all_stats()
     webhooks = await webhook_report(bench)
+    webhooks["in_gateway"] = in_gateway(in_gateway0, await gateway_webhook_times(bench))
     return {
         "entries": len(done.entries),
         "approval_mode": mode,
@@ -254,7 +259,51 @@ async def latency_report(bench: Bench, done: Approvals) -> dict[str, Any]:
     }
 
 
-async def webhook_report(bench: Bench) -> dict[str, int]:
+async def gateway_webhook_times(bench: Bench) -> dict[str, float] | None:
+    """The gateway's `pssync_gateway_webhook_seconds` histogram (PSA deliveries), cumulative:
+    upper bound -> count, and `sum`; None when the gateway is not in its own process."""
+    if bench.gateway is None:
+        return None
+    token = actor_token(bench.stack, "ops")
+    async with httpx.AsyncClient(timeout=30) as client:
+        response = await client.get(
+            f"{bench.gateway.url}/metrics", headers={"Authorization": f"Bearer {token}"}
+        )
+    response.raise_for_status()
+    found: dict[str, float] = {}
+    for line in response.text.splitlines():
+        if not line.startswith("pssync_gateway_webhook_seconds") or 'source="psa"' not in line:
+            continue
+        name, _, value = line.rpartition(" ")
+        if "_bucket" in name:
+            found[name.split('le="')[1].split('"')[0]] = float(value)
+        elif name.startswith("pssync_gateway_webhook_seconds_sum"):
+            found["sum"] = float(value)
+    return found
+
+
+def in_gateway(
+    before: dict[str, float] | None, after: dict[str, float] | None
+) -> dict[str, Any] | None:
+    """Time from a delivery reaching the gateway to its answer, during the phase: how many,
+    the mean, and the share answered within each bucket's bound (the rest of approval ->
+    signal is the PSA twin's sending and the network)."""
+    if before is None or after is None:
+        return None
+    delta = {k: v - before.get(k, 0.0) for k, v in after.items()}
+    count = delta.get("+Inf", 0.0)
+    if not count:
+        return {"count": 0}
+    return {
+        "count": int(count),
+        "mean_s": round(delta["sum"] / count, 4),
+        "share_within_s": {
+            k: round(v / count, 3) for k, v in delta.items() if k not in ("sum", "+Inf")
+        },
+    }
+
+
+async def webhook_report(bench: Bench) -> dict[str, Any]:
     deliveries = await bench.twins.webhook_deliveries()
     approved_events = [d for d in deliveries if d["event_type"] == "time_entry.approved"]
     return {

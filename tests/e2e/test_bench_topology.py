@@ -54,7 +54,15 @@ async def test_time_to_invoice_latency_and_quota_through_gateway_and_worker_proc
     assert config["gateway"].startswith("own process (pssync gateway")
     latency = result["latency"]
     assert latency["entries"] == latency["posted"] == 20, latency
-    assert latency["webhooks"] == {"sent": 20, "retried": 0, "undelivered": 0}
+    webhooks = latency["webhooks"]
+    assert {k: webhooks[k] for k in ("sent", "retried", "undelivered")} == {
+        "sent": 20,
+        "retried": 0,
+        "undelivered": 0,
+    }
+    # the gateway process answered each of them (its own histogram, scraped from /metrics)
+    assert webhooks["in_gateway"]["count"] == 20, webhooks
+    assert webhooks["in_gateway"]["share_within_s"]["10.0"] == 1.0, webhooks
     assert latency["cpu"]["gateway_process"]["cpu_s"] > 0, latency["cpu"]
     quota = result["quota"]
     assert quota["entries_posted"] == 20 and quota["entries_failed"] == 0, quota
