@@ -112,6 +112,7 @@ from plumbing.temporal import (
     BUSINESS_PROCESS,
     CHANGE_ORDER_ID,
     CRM_OPPORTUNITY_ID,
+    signal_or_start,
     signal_with_start,
     start_or_join,
 )
@@ -161,6 +162,13 @@ def unavailable(exc: BaseException) -> GatewayError:
     return GatewayError.unavailable(
         "temporal_unavailable", f"Temporal is unavailable: {exc}".strip()
     )
+
+
+def _signal_refused(exc: BaseException) -> GatewayError:
+    """A signal Temporal did not take: 503 while it is unreachable, else 502."""
+    if temporal_unavailable(exc):
+        return unavailable(exc)
+    return GatewayError(502, "temporal_error", f"Temporal refused the signal: {exc}")
 
 
 def canonical_or_422(canonical: Callable[[str], str], value: str, field: str) -> str:
@@ -441,14 +449,28 @@ class Processes:
         )
 
     async def _signal_pipeline(self, psa_project_id: str, signal: str, arg: Any) -> Outcome:
-        return await self._signal_with_start(
-            TIME_TO_INVOICE,
-            pipeline_input(self.settings, psa_project_id),
-            workflow_id=time_pipeline_workflow_id(self.settings.psa.tenant, psa_project_id),
-            signal=signal,
-            signal_arg=arg,
-            process=PROCESS_TIME_TO_INVOICE,
-            summary=f"Time and expense of PSA project {psa_project_id} -> ERP and invoices",
+        """Signal the project's pipeline, starting it if it is not running. Pipelines run for
+        an hour past their last entry, so a plain signal nearly always finds one; the
+        response then has no `run_id`."""
+        workflow_id = time_pipeline_workflow_id(self.settings.psa.tenant, psa_project_id)
+        summary = f"Time and expense of PSA project {psa_project_id} -> ERP and invoices"
+        try:
+            run_id = await signal_or_start(
+                self.client,
+                TIME_TO_INVOICE,
+                pipeline_input(self.settings, psa_project_id),
+                id=workflow_id,
+                signal=signal,
+                signal_arg=arg,
+                task_queue=self.task_queue,
+                search_attributes=[SearchAttributePair(BUSINESS_PROCESS, PROCESS_TIME_TO_INVOICE)],
+                static_summary=summary,
+                rpc_timeout=self.rpc_timeout,
+            )
+        except (RPCError, RuntimeError, TimeoutError, ConnectionError) as exc:
+            raise _signal_refused(exc) from exc
+        return Outcome(
+            status="accepted", result="signalled", workflow_id=workflow_id, run_id=run_id
         )
 
     async def _signal_with_start(
@@ -477,11 +499,7 @@ class Processes:
                 rpc_timeout=self.rpc_timeout,
             )
         except (RPCError, RuntimeError, TimeoutError, ConnectionError) as exc:
-            if temporal_unavailable(exc):
-                raise unavailable(exc) from exc
-            raise GatewayError(
-                502, "temporal_error", f"Temporal refused the signal: {exc}"
-            ) from exc
+            raise _signal_refused(exc) from exc
         return Outcome(
             status="accepted",
             result="signalled",

@@ -236,6 +236,45 @@ async def signal_with_start(
     )
 
 
+async def signal_or_start(
+    client: Client,
+    workflow: str,
+    arg: Any,
+    *,
+    id: str,
+    signal: str,
+    signal_arg: Any,
+    task_queue: str,
+    search_attributes: Attributes = None,
+    static_summary: str | None = None,
+    rpc_timeout: timedelta | None = None,
+) -> str | None:
+    """`signal_with_start` for a run that is usually running: a plain signal first, and a
+    signal-with-start only when Temporal finds no running run under `id` (none yet, or it
+    completed). The same outcome at half the server's work: a signal-with-start cost the dev
+    server 6.0 ms of CPU against 3.2 ms for a signal (`bench/temporal_costs.py`). The run id
+    when this call started it, else None (the running run was signalled)."""
+    try:
+        await client.get_workflow_handle(id).signal(signal, signal_arg, rpc_timeout=rpc_timeout)
+        return None
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+    handle = await signal_with_start(
+        client,
+        workflow,
+        arg,
+        id=id,
+        signal=signal,
+        signal_arg=signal_arg,
+        task_queue=task_queue,
+        search_attributes=search_attributes,
+        static_summary=static_summary,
+        rpc_timeout=rpc_timeout,
+    )
+    return handle.result_run_id
+
+
 # --------------------------------------------------------------------------- schedules
 
 

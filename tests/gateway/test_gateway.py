@@ -516,8 +516,9 @@ async def test_temporal_down_is_queued_and_the_retry_is_processed(
 
 
 async def test_psa_time_events_signal_the_projects_pipeline(gw: Gw) -> None:
-    """Approval events signal-with-start one pipeline per project (no workflow per entry):
-    two entries of project 42 land in one run, with the entry and its version in the signal."""
+    """Approval events signal one pipeline per project, starting it if none runs (no workflow
+    per entry): two entries of project 42 land in one run, with the entry and its version in
+    the signal."""
     project = f"42{uuid.uuid4().hex[:6]}"
     wid = time_pipeline_workflow_id(gw.settings.psa.tenant, project)
     first = {
@@ -548,7 +549,11 @@ async def test_psa_time_events_signal_the_projects_pipeline(gw: Gw) -> None:
             break
         await asyncio.sleep(0.1)
     assert [s.signal_name for s in signals] == ["entries_changed", "entries_changed"]
-    assert resp.json()["run_id"] == resp2.json()["run_id"]
+    # The first started the run (signal-with-start), the second signalled it (a plain
+    # signal: half the server's work), so only the first names a run, and there is one.
+    desc = await gw.client.get_workflow_handle(wid).describe()
+    assert resp.json()["run_id"] == desc.run_id and "run_id" not in resp2.json()
+    assert await listed_runs(gw.client, wid) == [desc.run_id]
     # the history holds them encrypted (plumbing.codec): decode as a pssync client does
     codec = gw.client.data_converter.payload_codec
     assert codec is not None
@@ -572,6 +577,35 @@ async def test_psa_time_events_signal_the_projects_pipeline(gw: Gw) -> None:
     assert [r.event_id for r in inbox_rows(gw, "psa") if r.event_id.startswith(project)] == [
         f"{project}-1"
     ]
+
+
+async def test_a_time_event_after_the_pipeline_ended_starts_a_new_run(gw: Gw) -> None:
+    """The plain signal finds no running pipeline (it completed idle, or was terminated):
+    the event starts a new run with its entry instead of being lost or refused."""
+    project = f"43{uuid.uuid4().hex[:6]}"
+    wid = time_pipeline_workflow_id(gw.settings.psa.tenant, project)
+
+    def approved(entry: str) -> dict[str, Any]:
+        return {
+            "type": "time_entry.approved",
+            "data": {"workspace_id": project, "time_entry_id": entry, "version": 1},
+        }
+
+    first = await post_event(gw, approved("1"), source="psa")
+    assert first.status_code == 202, first.text
+    await gw.client.get_workflow_handle(wid).terminate(reason="test: the run ended")
+    again = await post_event(gw, approved("2"), source="psa")
+    assert again.status_code == 202, again.text
+    new_run = again.json()["run_id"]
+    assert new_run != first.json()["run_id"]
+    desc = await gw.client.get_workflow_handle(wid).describe()
+    assert (desc.run_id, desc.status) == (new_run, WorkflowExecutionStatus.RUNNING)
+    signalled = [
+        event.workflow_execution_signaled_event_attributes.signal_name
+        async for event in gw.client.get_workflow_handle(wid).fetch_history_events()
+        if event.HasField("workflow_execution_signaled_event_attributes")
+    ]
+    assert signalled == ["entries_changed"]
 
 
 def link_psa_project(gw: Gw, project: str) -> None:
