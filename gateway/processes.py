@@ -164,13 +164,6 @@ def unavailable(exc: BaseException) -> GatewayError:
     )
 
 
-def _signal_refused(exc: BaseException) -> GatewayError:
-    """A signal Temporal did not take: 503 while it is unreachable, else 502."""
-    if temporal_unavailable(exc):
-        return unavailable(exc)
-    return GatewayError(502, "temporal_error", f"Temporal refused the signal: {exc}")
-
-
 def canonical_or_422(canonical: Callable[[str], str], value: str, field: str) -> str:
     """`canonical(value)`, or a 422 `invalid_id` naming `field` (an id in a path or body)."""
     try:
@@ -450,27 +443,17 @@ class Processes:
 
     async def _signal_pipeline(self, psa_project_id: str, signal: str, arg: Any) -> Outcome:
         """Signal the project's pipeline, starting it if it is not running. Pipelines run for
-        an hour past their last entry, so a plain signal nearly always finds one; the
-        response then has no `run_id`."""
-        workflow_id = time_pipeline_workflow_id(self.settings.psa.tenant, psa_project_id)
-        summary = f"Time and expense of PSA project {psa_project_id} -> ERP and invoices"
-        try:
-            run_id = await signal_or_start(
-                self.client,
-                TIME_TO_INVOICE,
-                pipeline_input(self.settings, psa_project_id),
-                id=workflow_id,
-                signal=signal,
-                signal_arg=arg,
-                task_queue=self.task_queue,
-                search_attributes=[SearchAttributePair(BUSINESS_PROCESS, PROCESS_TIME_TO_INVOICE)],
-                static_summary=summary,
-                rpc_timeout=self.rpc_timeout,
-            )
-        except (RPCError, RuntimeError, TimeoutError, ConnectionError) as exc:
-            raise _signal_refused(exc) from exc
-        return Outcome(
-            status="accepted", result="signalled", workflow_id=workflow_id, run_id=run_id
+        an hour past their last entry, so a plain signal nearly always finds one (the
+        response then has no `run_id`)."""
+        return await self._signal_with_start(
+            TIME_TO_INVOICE,
+            pipeline_input(self.settings, psa_project_id),
+            workflow_id=time_pipeline_workflow_id(self.settings.psa.tenant, psa_project_id),
+            signal=signal,
+            signal_arg=arg,
+            process=PROCESS_TIME_TO_INVOICE,
+            summary=f"Time and expense of PSA project {psa_project_id} -> ERP and invoices",
+            running_first=True,
         )
 
     async def _signal_with_start(
@@ -483,28 +466,33 @@ class Processes:
         signal_arg: Any,
         process: str,
         summary: str,
+        running_first: bool = False,
     ) -> Outcome:
-        """Signal the entity run of `workflow_id`, starting it with `arg` if it is not running."""
+        """Signal the entity run of `workflow_id`, starting it with `arg` if it is not running
+        (`running_first`: try a plain signal first, `plumbing.temporal.signal_or_start`)."""
+        options: dict[str, Any] = {
+            "id": workflow_id,
+            "signal": signal,
+            "signal_arg": signal_arg,
+            "task_queue": self.task_queue,
+            "search_attributes": [SearchAttributePair(BUSINESS_PROCESS, process)],
+            "static_summary": summary,
+            "rpc_timeout": self.rpc_timeout,
+        }
         try:
-            handle = await signal_with_start(
-                self.client,
-                workflow,
-                arg,
-                id=workflow_id,
-                signal=signal,
-                signal_arg=signal_arg,
-                task_queue=self.task_queue,
-                search_attributes=[SearchAttributePair(BUSINESS_PROCESS, process)],
-                static_summary=summary,
-                rpc_timeout=self.rpc_timeout,
-            )
+            if running_first:
+                run_id = await signal_or_start(self.client, workflow, arg, **options)
+            else:
+                handle = await signal_with_start(self.client, workflow, arg, **options)
+                run_id = handle.result_run_id
         except (RPCError, RuntimeError, TimeoutError, ConnectionError) as exc:
-            raise _signal_refused(exc) from exc
+            if temporal_unavailable(exc):
+                raise unavailable(exc) from exc
+            raise GatewayError(
+                502, "temporal_error", f"Temporal refused the signal: {exc}"
+            ) from exc
         return Outcome(
-            status="accepted",
-            result="signalled",
-            workflow_id=workflow_id,
-            run_id=handle.result_run_id,
+            status="accepted", result="signalled", workflow_id=workflow_id, run_id=run_id
         )
 
     async def _start(

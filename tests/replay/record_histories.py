@@ -601,6 +601,7 @@ async def record_tti_dispatch_when_idle(env: WorkflowEnvironment) -> list[Path]:
         TimePipelineInput,
     )
     from tests.workflows import test_time_to_invoice as tti
+    from tests.workflows.test_time_to_invoice_dispatch import held_erp
 
     with tempfile.TemporaryDirectory() as tmp:
         async with tti.tti_world(env, Path(tmp)) as world:
@@ -609,16 +610,7 @@ async def record_tti_dispatch_when_idle(env: WorkflowEnvironment) -> list[Path]:
                 psa_tenant=TTI_DISPATCH_TENANT, psa_project_id=pid, linger_ms=60_000, idle_close_s=3
             )
             entries = tti._approved(world, "tm", 4)
-            released, calls = asyncio.Event(), []
-            original = world.erp.post_time
-
-            async def held(postings: Any) -> Any:
-                calls.append(len(postings))
-                if len(calls) == 1:
-                    await released.wait()
-                return await original(postings)
-
-            world.erp.post_time = held  # type: ignore[method-assign]
+            released, calls = held_erp(world)
 
             async def signal(batch: list[Any]) -> str:
                 return await signal_pipeline(

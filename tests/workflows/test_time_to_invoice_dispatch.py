@@ -46,7 +46,14 @@ async def _until(check: Callable[[], Awaitable[bool]], what: str, timeout_s: flo
         await asyncio.sleep(0.05)
 
 
-def _held_erp(world: World) -> tuple[asyncio.Event, list[int]]:
+async def _batches_sent(sizes: list[int], count: int) -> None:
+    async def sent() -> bool:
+        return len(sizes) >= count
+
+    await _until(sent, f"{count} batch(es) at the ERP")
+
+
+def held_erp(world: World) -> tuple[asyncio.Event, list[int]]:
     """The ERP answers the first batch only once the event is set; the sizes of the batches
     it was sent, in order."""
     released, sizes = asyncio.Event(), []
@@ -80,14 +87,10 @@ async def test_approvals_during_a_batch_wait_for_it_then_go_together(
     ts_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
     async with tti_world(ts_env, tmp_path) as world:
-        released, sizes = _held_erp(world)
+        released, sizes = held_erp(world)
         entries = _approved(world, "tm", 4)
         await world.signal("tm", entries[:1], linger_ms=LINGER_MS)
-
-        async def first_batch_out() -> bool:
-            return bool(sizes)
-
-        await _until(first_batch_out, "the first batch at the ERP")
+        await _batches_sent(sizes, 1)
         await world.signal("tm", entries[1:], linger_ms=LINGER_MS)
 
         async def waiting() -> bool:
@@ -111,21 +114,13 @@ async def test_a_full_batch_takes_the_second_slot_while_one_is_out(
     ts_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
     async with tti_world(ts_env, tmp_path) as world:
-        released, sizes = _held_erp(world)
+        released, sizes = held_erp(world)
         entries = _approved(world, "tm", 6)
         overrides = {"linger_ms": LINGER_MS, "batch_size": 5}
         await world.signal("tm", entries[:1], **overrides)
-
-        async def first_batch_out() -> bool:
-            return bool(sizes)
-
-        await _until(first_batch_out, "the first batch at the ERP")
+        await _batches_sent(sizes, 1)
         await world.signal("tm", entries[1:], **overrides)
-
-        async def second_batch_out() -> bool:
-            return len(sizes) == 2
-
-        await _until(second_batch_out, "a full batch beside the held one")
+        await _batches_sent(sizes, 2)  # a full batch beside the held one
         assert sizes == [1, 5]
         released.set()
         await world.settled("tm", done=6, timeout_s=20)
