@@ -147,7 +147,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 }
                 print(f"sleep {ms} ms: took {sleeps[f'{ms}ms']}", flush=True)
             cpu0, t0 = _cpu_s(pid), time.perf_counter()
-            await asyncio.sleep(5)
+            await asyncio.sleep(args.idle_s)
             idle = (_cpu_s(pid) - cpu0) / (time.perf_counter() - t0)
             signals = {}
             for mode in ("signal", "signal_with_start"):
@@ -168,12 +168,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sleeps", type=int, default=10, help="sleeps of each duration")
+    p.add_argument("--signals", type=int, default=800, help="signals of each kind")
+    p.add_argument("--idle-s", type=float, default=5.0, help="idle baseline window")
+    p.add_argument("--memory", action="store_true", help="dev server in memory")
+    return p
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sleeps", type=int, default=10)
-    parser.add_argument("--signals", type=int, default=800)
-    parser.add_argument("--memory", action="store_true", help="dev server in memory")
-    print(json.dumps(asyncio.run(run(parser.parse_args()))))
+    print(json.dumps(asyncio.run(run(parser().parse_args()))))
 
 
 if __name__ == "__main__":
