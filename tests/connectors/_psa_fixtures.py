@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from connectors._http import classify
 from connectors.psa import FakePsa, KantataPsa, parse_error
+from connectors.psa.resources import PsaResource
 from contracts.money import Money
 from contracts.settings import SystemSettings
 from contracts.systems import System
@@ -255,6 +256,22 @@ class FakeHarness:
 
 Harness = TwinHarness | FakeHarness
 """Seeds a PSA (twin or fake) the way its own users would."""
+
+
+def psa_resource(worker_id: str, **changes: object) -> PsaResource:
+    """A hired worker as pssync would write them to the PSA (`changes` over the defaults)."""
+    found = PsaResource(
+        worker_id=worker_id,
+        name=f"Worker {worker_id}",
+        email=f"{worker_id.lower()}@example.com",
+        role="Consultant",
+        location="Sydney",
+        practice="Cloud",
+        manager_id="W-00001",
+        fte=Decimal("0.8"),
+        available_from=date(2026, 3, 10),
+    )
+    return found.model_copy(update=changes)
 
 
 def psa_settings(url: str, **overrides: Any) -> SystemSettings:

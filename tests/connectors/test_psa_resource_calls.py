@@ -21,6 +21,7 @@ from contracts.errors import TransientError
 from contracts.v1.workforce import WorkerChange, WorkerChangeKind, WorkerState
 from sandbox import psa as twin
 from tests.connectors._psa_fixtures import TwinHarness, twin_harness
+from tests.connectors._psa_fixtures import psa_resource as resource
 
 REFS = "/api/v1/external_references.json"
 ACCOUNT_WORKERS = 260
@@ -46,21 +47,6 @@ class Recording(httpx.AsyncBaseTransport):
 
     def puts_to_users(self) -> int:
         return sum(1 for m, p, _ in self.sent if m == "PUT" and p.startswith("/api/v1/users/"))
-
-
-def resource(worker_id: str, **changes: object) -> PsaResource:
-    found = PsaResource(
-        worker_id=worker_id,
-        name=f"Worker {worker_id}",
-        email=f"{worker_id.lower()}@example.com",
-        role="Consultant",
-        location="Sydney",
-        practice="Cloud",
-        manager_id="W-00001",
-        fte=Decimal("0.8"),
-        available_from=date(2026, 3, 10),
-    )
-    return found.model_copy(update=changes)
 
 
 async def hire(h: TwinHarness, wanted: PsaResource) -> None:

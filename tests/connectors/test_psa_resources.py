@@ -21,6 +21,7 @@ from tests.connectors._psa_fixtures import (
     TwinHarness,
     fake_harness,
     make_project,
+    psa_resource,
     twin_harness,
 )
 from tests.connectors.test_lost_responses import like_temporal, lose, psa_state, rows
@@ -38,18 +39,9 @@ async def h(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
 
 
 def hired(**changes: object) -> PsaResource:
-    resource = PsaResource(
-        worker_id=WORKER,
-        name="Grace Hopper",
-        email="grace.hopper@example.com",
-        role="Consultant",
-        location="Sydney",
-        practice="Cloud",
-        manager_id="W-00001",
-        fte=Decimal("0.8"),
-        available_from=date(2026, 3, 10),
+    return psa_resource(
+        WORKER, **({"name": "Grace Hopper", "email": "grace.hopper@example.com"} | changes)
     )
-    return resource.model_copy(update=changes)
 
 
 async def test_a_hire_is_one_resource_read_back_as_written_and_updated_in_place(
