@@ -446,7 +446,6 @@ class WebhookSender:
         # connections, httpcore's pool does work proportional to the queue on every request,
         # and a slow receiver then starves everything else this process serves.
         self._in_flight = asyncio.Semaphore(max_in_flight)
-        self._max_in_flight = max_in_flight
 
     def configure(self, url: str | None, secret: str | None = None) -> None:
         self.url = url
@@ -490,14 +489,7 @@ class WebhookSender:
 
     async def _deliver(self, delivery: WebhookDelivery, payload: dict[str, Any]) -> None:
         if self._client is None:
-            # Keep a connection alive for every delivery that may be in flight: httpx keeps 20
-            # by default, so above 20 at once each delivery paid a new TCP connection here and
-            # at the receiver (a vendor's sender keeps its connections too).
-            keep = self._max_in_flight
-            self._client = httpx.AsyncClient(
-                timeout=10.0,
-                limits=httpx.Limits(max_connections=keep, max_keepalive_connections=keep),
-            )
+            self._client = httpx.AsyncClient(timeout=10.0)
         for attempt in range(1, self.max_attempts + 1):
             delivery.attempts = attempt
             try:
