@@ -101,7 +101,14 @@ async def reconciliation_scene(stack: Stack, deal: DealOutcome, say: Any = print
                     params={"process": "reconciliation", "status": "open"},
                     headers=ops,
                 )
-                return [i for i in r.json()["items"] if i["cause_code"] == "amount_mismatch"]
+                # This run's item: a second demo on the same home finds the first one's too.
+                return [
+                    i
+                    for i in r.json()["items"]
+                    if i["cause_code"] == "amount_mismatch"
+                    and ((i.get("context") or {}).get("keys") or {}).get("entry")
+                    == f"time:{edited}"
+                ]
 
             items = await _until(item, "the exception item")
     finally:
