@@ -1,6 +1,7 @@
 """The PSA sweep of the time-to-invoice pipeline (`time.sweep`, run by a Schedule): approved
 entries webhooks missed go to their projects' pipelines, closed T&M periods are billed. Also
-`signal_pipeline` (signal-with-start a project's pipeline) and `ensure_time_sweep_schedule`."""
+`signal_pipeline` (signal a project's pipeline, starting it if need be) and
+`ensure_time_sweep_schedule`."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from contracts.v1.time_to_invoice import (
     TimePipelineInput,
     period_of,
 )
-from plumbing.temporal import BUSINESS_PROCESS, ensure_interval_schedule, signal_with_start
+from plumbing.temporal import BUSINESS_PROCESS, ensure_interval_schedule, signal_or_start
 from store import TimePostingState
 
 SWEEP_PAGE = 1000
@@ -46,8 +47,8 @@ class _SweepMixin(_Base):
     @translate_errors
     async def sweep(self, request: SweepInput) -> SweepResult:
         """Approved, not invoiced entries changed since the cursor whose version the ledger
-        has not seen go to their project's pipeline (signal-with-start). The cursor moves only
-        after every signal went out, so a crash re-reads the window."""
+        has not seen go to their project's pipeline (signalled, started if not running). The
+        cursor moves only after every signal went out, so a crash re-reads the window."""
         ticker = asyncio.create_task(_heartbeat_every(HEARTBEAT_EVERY_S))
         try:
             return await self._sweep(request)
@@ -156,10 +157,13 @@ async def signal_pipeline(
     *,
     task_queue: str,
 ) -> str:
-    """Signal-with-start the project's pipeline; its workflow id. `defaults` carries the
-    deployment's batch settings (see `contracts.v1.time_to_invoice.pipeline_input`)."""
+    """Signal the project's pipeline, starting it if it is not running; its workflow id.
+    Pipelines run for an hour past their last entry, so this is nearly always a plain signal
+    (half the server's work of a signal-with-start, `plumbing.temporal.signal_or_start`).
+    `defaults` carries the deployment's batch settings (see
+    `contracts.v1.time_to_invoice.pipeline_input`)."""
     workflow_id = time_pipeline_workflow_id(defaults.psa_tenant, psa_project_id)
-    await signal_with_start(
+    await signal_or_start(
         client,
         TIME_TO_INVOICE,
         defaults.model_copy(update={"psa_project_id": psa_project_id, "carry": None}),
