@@ -7,6 +7,7 @@ from bench._harness.linking import LinkedProject, link_projects
 from bench._harness.processes import (
     SYSTEMS,
     WorkerRunner,
+    cpu_budget,
     cpu_delta,
     free_port,
     process_cpu,
@@ -52,6 +53,7 @@ __all__ = [
     "add_options",
     "bounded",
     "brief_summary",
+    "cpu_budget",
     "cpu_delta",
     "effect",
     "eventually",

@@ -97,6 +97,31 @@ def cpu_delta(before: dict[str, float], after: dict[str, float], wall: float) ->
     }
 
 
+def cpu_budget(cpu: dict[str, Any], units: int, *, rate: float | None = None) -> dict[str, Any]:
+    """What one unit of work (an entry, an approval) cost in CPU, from a phase's `cpu_delta`:
+    milliseconds per process and in all, and what that means on this machine — `ceiling_per_s`,
+    the most units a second its usable CPUs could do at that cost if nothing else ran and every
+    process were perfectly parallel; with `rate` (units a second offered), `cores_needed` to
+    keep up and whether that is more than the machine has (`saturated`: work then queues and
+    latency grows for as long as the load lasts)."""
+    if not units:
+        return {}
+    per = {name: round(v["cpu_s"] * 1000 / units, 3) for name, v in cpu.items()}
+    total_ms = sum(per.values())
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    out: dict[str, Any] = {
+        "ms_per_unit": per,
+        "ms_per_unit_total": round(total_ms, 3),
+        "cpus_usable": cpus,
+        "ceiling_per_s": round(cpus * 1000 / total_ms, 1) if total_ms and cpus else None,
+    }
+    if rate is not None:
+        needed = rate * total_ms / 1000
+        out["cores_needed"] = round(needed, 2)
+        out["saturated"] = bool(cpus) and needed > (cpus or 0)
+    return out
+
+
 # --------------------------------------------------------------------------- the worker
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from bench._harness import cpu_delta, log, percentile, process_cpu, summary
+from bench._harness import cpu_budget, cpu_delta, log, percentile, process_cpu, summary
 from bench._harness.histories import (
     batch_timings,
     entry_timeline,
@@ -72,7 +72,8 @@ async def throughput(
             "queue_s_total": round(sum(w["queue_s"] for w in wft), 3),
         },
         "twin_requests": twins,
-        "cpu": cpu_delta(cpu0, cpu1, elapsed),
+        "cpu": (cpu := cpu_delta(cpu0, cpu1, elapsed)),
+        "cpu_per_entry": cpu_budget(cpu, len(entries)),
     }
 
 
@@ -164,7 +165,8 @@ async def latency(
         "approve_to_all_posted_s": round(drained, 2),
         "webhooks": webhooks,
         "twin_requests": twins,
-        "cpu": cpu_delta(cpu0, cpu1, drained),
+        "cpu": (cpu := cpu_delta(cpu0, cpu1, drained)),
+        "cpu_per_approval": cpu_budget(cpu, len(done.entries), rate=rate),
     }
 
 

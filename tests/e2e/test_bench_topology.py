@@ -64,6 +64,12 @@ async def test_time_to_invoice_latency_and_quota_through_gateway_and_worker_proc
     assert webhooks["in_gateway"]["count"] == 20, webhooks
     assert webhooks["in_gateway"]["share_within_s"]["10.0"] == 1.0, webhooks
     assert latency["cpu"]["gateway_process"]["cpu_s"] > 0, latency["cpu"]
+    # what an approval cost the whole stack, and whether 20/s fits this machine
+    budget = latency["cpu_per_approval"]
+    assert budget["ms_per_unit"].keys() == latency["cpu"].keys(), budget
+    assert budget["ms_per_unit_total"] > 0 and budget["cores_needed"] > 0, budget
+    assert result["latency_cores_needed"] == budget["cores_needed"]
+    assert result["targets"]["latency_p95_s"] == 1.5
     quota = result["quota"]
     assert quota["entries_posted"] == 20 and quota["entries_failed"] == 0, quota
     assert quota["exception_items"] == 0, quota
