@@ -80,9 +80,12 @@ class SignalBatcher:
                 await self._deliver(psa_project_id, batch)
                 if psa_project_id not in self._pending:
                     return  # quiet: the next event opens a new window
-        except BaseException:
+        except BaseException as exc:  # what still waits learns of it too
             for _, future in self._pending.pop(psa_project_id, []):
-                future.cancel()
+                if isinstance(exc, asyncio.CancelledError):
+                    future.cancel()
+                elif not future.done():
+                    future.set_exception(exc)
             raise
         finally:
             if self._senders.get(psa_project_id) is asyncio.current_task():

@@ -106,3 +106,25 @@ async def test_a_quiet_project_opens_a_new_window_and_a_cancelled_request_keeps_
     assert sent == [["a", "b"]]
     await batcher.submit("P1", EntryRef(entry_id="c"))
     assert sent == [["a", "b"], ["c"]]
+
+
+async def test_stopping_the_gateway_leaves_no_request_waiting_forever() -> None:
+    """The project's sender is cancelled (shutdown) with one signal out and more waiting:
+    every request ends, none hangs."""
+    out = asyncio.Event()
+
+    async def send(project: str, refs: list[EntryRef]) -> Outcome:
+        out.set()
+        await asyncio.Event().wait()  # Temporal never answers
+        raise AssertionError("unreachable")
+
+    batcher = SignalBatcher(send, window_s=0.01)
+    first = asyncio.create_task(batcher.submit("P1", EntryRef(entry_id="0")))
+    await asyncio.wait_for(out.wait(), timeout=5)
+    later = [asyncio.create_task(batcher.submit("P1", EntryRef(entry_id=str(i)))) for i in (1, 2)]
+    await asyncio.sleep(0)  # the later ones are queued behind the signal that is out
+    batcher._senders["P1"].cancel()
+    results = await asyncio.wait_for(
+        asyncio.gather(first, *later, return_exceptions=True), timeout=5
+    )
+    assert all(isinstance(r, asyncio.CancelledError) for r in results), results
