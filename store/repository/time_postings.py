@@ -18,6 +18,7 @@ from sqlalchemy import select as core_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 
+from contracts.systems import System
 from contracts.v1.events import TimePosted
 from store.errors import NotFound
 from store.models import (
@@ -123,7 +124,9 @@ def _time_events(conn: Any, keys: Sequence[str]) -> list[tuple[str, str, str, Ti
     for chunk in _chunks(projects):
         found = conn.execute(
             core_select(x.external_id, x.enterprise_id).where(
-                x.system == "psa", x.entity_type == "project", x.external_id.in_(chunk)
+                x.system == System.PSA.value,
+                x.entity_type == "project",
+                x.external_id.in_(chunk),
             )
         ).all()
         enterprise.update((ext, eid) for ext, eid in found)

@@ -1,13 +1,18 @@
 """README's first quick-start command, `pssync demo`, as a new user runs it: the whole stack
 in its own process (embedded dev server, twins, gateway, worker), every scene, every check —
 and then again in the same directory, as anyone trying it twice does. The second run meets the
-first one's store, Temporal history and twins' data and must still pass. Ports come from the
-OS (through the settings' environment variables) instead of the fixed defaults. About 40 s."""
+first one's store, Temporal history and twins' data and must still pass. Then the store the
+user is left with: every `time.posted` event is about its project's enterprise id. Ports come
+from the OS (through the settings' environment variables) instead of the fixed defaults. About
+40 s."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -59,4 +64,21 @@ def test_pssync_demo_passes_and_passes_again_on_the_same_home(tmp_path: Path) ->
         output = log.read_text(errors="replace")
         assert code == 0, f"{run} `pssync demo` exited {code}:\n{output[-6000:]}"
         assert "│ NO " not in output and "| NO " not in output, output[-6000:]
-    assert (tmp_path / ".pssync" / "pssync.db").exists()  # the default home, in the directory
+    store = tmp_path / ".pssync" / "pssync.db"  # the default home, in the directory
+    with contextlib.closing(sqlite3.connect(store)) as db:
+        linked = dict(
+            db.execute(
+                "SELECT external_id, enterprise_id FROM xref "
+                "WHERE system = 'PSA' AND entity_type = 'project'"
+            ).fetchall()
+        )
+        subjects = [
+            json.loads(payload)["subject"]
+            for (payload,) in db.execute(
+                "SELECT payload FROM outbox WHERE event_type = 'time.posted'"
+            ).fetchall()
+        ]
+    # The time the demo posted is announced about the project as the enterprise knows it
+    # (docs/events.md), on projects the saga linked — not under the PSA's own id.
+    assert linked and subjects
+    assert set(subjects) <= set(linked.values()), (sorted(set(subjects)), linked)

@@ -50,7 +50,8 @@ def test_an_exception_opened_resolved_and_escalated_is_one_event_each(store: Sto
 def test_time_posted_then_reversed_is_one_event_each_about_the_enterprise_project(
     store: Store,
 ) -> None:
-    store.link_xref("EP-9", "project", "psa", "acme", "workspace", "P1")
+    # linked as the saga links it (contracts.systems.System.PSA)
+    store.link_xref("EP-9", "project", "PSA", "acme", "workspace", "P1")
     store.record_time_postings([entry(1, state="posting"), entry(2)])
     store.record_time_postings([{"entry_key": "time:1", "state": "posted", "erp_id": "TB-1"}])
     store.record_time_postings([{"entry_key": "time:1", "state": "posted", "erp_id": "TB-1"}])
