@@ -89,7 +89,9 @@ class SignalBatcher:
             raise
         finally:
             if self._senders.get(psa_project_id) is asyncio.current_task():
+                # nothing kept for a quiet project: a gateway sees many projects in its life
                 del self._senders[psa_project_id]
+                del self._full[psa_project_id]
 
     async def _until(self, psa_project_id: str, due: float) -> None:
         """Wait until `due`, or until the project's batch is full."""
