@@ -90,8 +90,13 @@ TARGET_NAIVE_RATIO = 20.0
 
 
 def bench_settings(home: Path) -> Settings:
+    # The Schedules that read the vendors on their own are out of the way, so a pass's window
+    # holds the comparison's requests and the repairs' only.
     settings = load_settings(
-        home=home, time_sweep_interval_s=SWEEP_OUT_S, hcm_poll_interval_s=int(SWEEP_OUT_S)
+        home=home,
+        time_sweep_interval_s=SWEEP_OUT_S,
+        hcm_poll_interval_s=int(SWEEP_OUT_S),
+        rate_card_sweep_interval_s=int(SWEEP_OUT_S),
     )
     settings.reconcile = settings.reconcile.model_copy(update={"settle_s": 0.0, "enabled": False})
     return settings
